@@ -1,0 +1,343 @@
+//! Accounts: the [`AccountStore`] trait with a PostgreSQL and a SQLite implementation, and [`Accounts`], the
+//! read-through cache in front of it that the login path uses.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::DatabaseSettings;
+
+/// One account.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Account {
+    #[sqlx(try_from = "i64")]
+    pub sdkappid: u32,
+    pub user_id: String,
+    pub nick: String,
+    pub face_url: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub disabled: bool,
+    /// Tickets issued at or before this unix second are revoked; 0 when none are.
+    pub revoked_at: i64,
+}
+
+/// A storage failure: the database is unreachable or refused the query. Logins map it to 70169.
+#[derive(Debug, thiserror::Error)]
+#[error("account store: {0}")]
+pub struct StoreError(#[from] pub sqlx::Error);
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Profile fields an admin may set; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct Profile<'a> {
+    pub nick: Option<&'a str>,
+    pub face_url: Option<&'a str>,
+}
+
+/// Where accounts live. Every method is durable when it returns `Ok`.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    async fn get(&self, sdkappid: u32, user_id: &str) -> StoreResult<Option<Account>>;
+    /// Creates the account if missing (idempotent; concurrent calls create one). `true` when it was created.
+    async fn register(
+        &self,
+        sdkappid: u32,
+        user_id: &str,
+        now: i64,
+    ) -> StoreResult<(Account, bool)>;
+    /// Creates the account or updates the given profile fields. `true` when it was created.
+    async fn upsert_profile(
+        &self,
+        sdkappid: u32,
+        user_id: &str,
+        profile: Profile<'_>,
+        now: i64,
+    ) -> StoreResult<(Account, bool)>;
+    /// `true` when the account existed.
+    async fn delete(&self, sdkappid: u32, user_id: &str) -> StoreResult<bool>;
+    /// `true` when the account exists.
+    async fn set_disabled(&self, sdkappid: u32, user_id: &str, disabled: bool)
+        -> StoreResult<bool>;
+    /// Revokes every ticket issued at or before `at` (never moves the mark back). `true` when the account exists.
+    async fn revoke(&self, sdkappid: u32, user_id: &str, at: i64) -> StoreResult<bool>;
+    /// Up to `limit` accounts of the app with `user_id` > `after`, ordered by `user_id` (bytewise).
+    async fn list(
+        &self,
+        sdkappid: u32,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Account>>;
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// How long a pool waits for a connection before the call fails (and a login answers 70169).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Opens the store named by `database.url` and runs its migrations.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Arc<dyn AccountStore>> {
+    let url = settings.url.expose();
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(
+            sqlite::SqliteStore::connect(url, settings.max_connections).await?,
+        ))
+    } else {
+        Ok(Arc::new(
+            postgres::PgStore::connect(url, settings.max_connections).await?,
+        ))
+    }
+}
+
+/// The SQL shared by both stores: both dialects take `$n` placeholders, `ON CONFLICT` and `RETURNING`.
+mod sql {
+    pub const GET: &str =
+        "SELECT sdkappid, user_id, nick, face_url, created_at, disabled, revoked_at \
+        FROM accounts WHERE sdkappid = $1 AND user_id = $2";
+    pub const REGISTER: &str =
+        "INSERT INTO accounts (sdkappid, user_id, created_at) VALUES ($1, $2, $3) \
+        ON CONFLICT (sdkappid, user_id) DO NOTHING \
+        RETURNING sdkappid, user_id, nick, face_url, created_at, disabled, revoked_at";
+    pub const UPSERT_PROFILE: &str =
+        "INSERT INTO accounts (sdkappid, user_id, nick, face_url, created_at) \
+        VALUES ($1, $2, COALESCE($3, ''), COALESCE($4, ''), $5) \
+        ON CONFLICT (sdkappid, user_id) DO UPDATE SET \
+        nick = COALESCE($3, accounts.nick), face_url = COALESCE($4, accounts.face_url) \
+        RETURNING sdkappid, user_id, nick, face_url, created_at, disabled, revoked_at";
+    pub const DELETE: &str = "DELETE FROM accounts WHERE sdkappid = $1 AND user_id = $2";
+    pub const SET_DISABLED: &str =
+        "UPDATE accounts SET disabled = $3 WHERE sdkappid = $1 AND user_id = $2";
+    pub const REVOKE: &str =
+        "UPDATE accounts SET revoked_at = CASE WHEN revoked_at < $3 THEN $3 ELSE revoked_at END \
+        WHERE sdkappid = $1 AND user_id = $2";
+    pub const LIST: &str =
+        "SELECT sdkappid, user_id, nick, face_url, created_at, disabled, revoked_at \
+        FROM accounts WHERE sdkappid = $1 AND user_id > $2 ORDER BY user_id LIMIT $3";
+}
+
+/// Implements [`AccountStore`] for a store struct with a `pool` field of the given database. One body for both
+/// dialects keeps them from drifting apart; the contract tests run against both.
+macro_rules! sql_account_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::accounts::AccountStore for $store {
+            async fn get(
+                &self,
+                sdkappid: u32,
+                user_id: &str,
+            ) -> $crate::accounts::StoreResult<Option<Account>> {
+                Ok(sqlx::query_as(sql::GET)
+                    .bind(i64::from(sdkappid))
+                    .bind(user_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn register(
+                &self,
+                sdkappid: u32,
+                user_id: &str,
+                now: i64,
+            ) -> StoreResult<(Account, bool)> {
+                let inserted: Option<Account> = sqlx::query_as(sql::REGISTER)
+                    .bind(i64::from(sdkappid))
+                    .bind(user_id)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if let Some(account) = inserted {
+                    return Ok((account, true));
+                }
+                // Someone else created it (or it existed): read the committed row.
+                let existing: Account = sqlx::query_as(sql::GET)
+                    .bind(i64::from(sdkappid))
+                    .bind(user_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok((existing, false))
+            }
+
+            async fn upsert_profile(
+                &self,
+                sdkappid: u32,
+                user_id: &str,
+                profile: Profile<'_>,
+                now: i64,
+            ) -> StoreResult<(Account, bool)> {
+                let existed = self.get(sdkappid, user_id).await?.is_some();
+                let account: Account = sqlx::query_as(sql::UPSERT_PROFILE)
+                    .bind(i64::from(sdkappid))
+                    .bind(user_id)
+                    .bind(profile.nick)
+                    .bind(profile.face_url)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok((account, !existed))
+            }
+
+            async fn delete(&self, sdkappid: u32, user_id: &str) -> StoreResult<bool> {
+                let r = sqlx::query(sql::DELETE)
+                    .bind(i64::from(sdkappid))
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn set_disabled(
+                &self,
+                sdkappid: u32,
+                user_id: &str,
+                disabled: bool,
+            ) -> StoreResult<bool> {
+                let r = sqlx::query(sql::SET_DISABLED)
+                    .bind(i64::from(sdkappid))
+                    .bind(user_id)
+                    .bind(disabled)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn revoke(&self, sdkappid: u32, user_id: &str, at: i64) -> StoreResult<bool> {
+                let r = sqlx::query(sql::REVOKE)
+                    .bind(i64::from(sdkappid))
+                    .bind(user_id)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn list(
+                &self,
+                sdkappid: u32,
+                after: Option<&str>,
+                limit: u32,
+            ) -> StoreResult<Vec<Account>> {
+                Ok(sqlx::query_as(sql::LIST)
+                    .bind(i64::from(sdkappid))
+                    .bind(after.unwrap_or(""))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+        }
+    };
+}
+use sql_account_store;
+
+/// The accounts service: the store behind a read-through cache, so a known user's login needs no database
+/// round trip. Every change made through it updates the cache.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Arc<dyn AccountStore>,
+    cache: moka::sync::Cache<(u32, String), Account>,
+}
+
+/// Entries live this long: the bound on how stale another node's view of a disable or a kick can be until the
+/// cluster registry carries invalidations.
+const CACHE_TTL: Duration = Duration::from_secs(300);
+const CACHE_CAPACITY: u64 = 1_000_000;
+
+impl Accounts {
+    pub fn new(store: Arc<dyn AccountStore>) -> Self {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(CACHE_CAPACITY)
+            .time_to_live(CACHE_TTL)
+            .build();
+        Accounts { store, cache }
+    }
+
+    pub fn store(&self) -> &Arc<dyn AccountStore> {
+        &self.store
+    }
+
+    /// The cached account, if this node holds it.
+    pub fn cached(&self, sdkappid: u32, user_id: &str) -> Option<Account> {
+        self.cache.get(&(sdkappid, user_id.to_owned()))
+    }
+
+    /// The account, from the cache or the store.
+    pub async fn get(&self, sdkappid: u32, user_id: &str) -> StoreResult<Option<Account>> {
+        if let Some(a) = self.cached(sdkappid, user_id) {
+            return Ok(Some(a));
+        }
+        let found = self.store.get(sdkappid, user_id).await?;
+        if let Some(a) = &found {
+            self.cache.insert((sdkappid, user_id.to_owned()), a.clone());
+        }
+        Ok(found)
+    }
+
+    /// The account, registering it durably first if it is new. `true` when this call created it.
+    pub async fn get_or_register(
+        &self,
+        sdkappid: u32,
+        user_id: &str,
+        now: i64,
+    ) -> StoreResult<(Account, bool)> {
+        if let Some(a) = self.cached(sdkappid, user_id) {
+            return Ok((a, false));
+        }
+        let (account, created) = self.store.register(sdkappid, user_id, now).await?;
+        self.cache
+            .insert((sdkappid, user_id.to_owned()), account.clone());
+        Ok((account, created))
+    }
+
+    pub async fn upsert_profile(
+        &self,
+        sdkappid: u32,
+        user_id: &str,
+        profile: Profile<'_>,
+        now: i64,
+    ) -> StoreResult<(Account, bool)> {
+        let (account, created) = self
+            .store
+            .upsert_profile(sdkappid, user_id, profile, now)
+            .await?;
+        self.cache
+            .insert((sdkappid, user_id.to_owned()), account.clone());
+        Ok((account, created))
+    }
+
+    pub async fn delete(&self, sdkappid: u32, user_id: &str) -> StoreResult<bool> {
+        let r = self.store.delete(sdkappid, user_id).await;
+        self.invalidate(sdkappid, user_id);
+        r
+    }
+
+    pub async fn set_disabled(
+        &self,
+        sdkappid: u32,
+        user_id: &str,
+        disabled: bool,
+    ) -> StoreResult<bool> {
+        let r = self.store.set_disabled(sdkappid, user_id, disabled).await;
+        self.invalidate(sdkappid, user_id);
+        r
+    }
+
+    pub async fn revoke(&self, sdkappid: u32, user_id: &str, at: i64) -> StoreResult<bool> {
+        let r = self.store.revoke(sdkappid, user_id, at).await;
+        self.invalidate(sdkappid, user_id);
+        r
+    }
+
+    /// Drops the cached copy (after a change here, or one announced by another node).
+    pub fn invalidate(&self, sdkappid: u32, user_id: &str) {
+        self.cache.invalidate(&(sdkappid, user_id.to_owned()));
+    }
+}

@@ -1,0 +1,46 @@
+//! The SQLite account store (the zero-setup default): one file, created with its folder if missing.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{sql, sql_account_store, Account, Profile, StoreResult, ACQUIRE_TIMEOUT};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens `sqlite://relative/path.db`, `sqlite:///absolute/path.db` (or `sqlite::memory:`) and migrates.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<SqliteStore, sqlx::Error> {
+        // WAL lets readers run beside the one writer; FULL sync makes every acknowledged registration survive
+        // an OS crash or power loss too, not just a crash of the process.
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let path = options.get_filename();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let in_memory = url.contains(":memory:");
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database exists once per connection: keep exactly one.
+            .max_connections(if in_memory { 1 } else { max_connections })
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+sql_account_store!(SqliteStore);

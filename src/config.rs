@@ -1,0 +1,591 @@
+//! Configuration: the embedded `config/default.toml`, then an optional file, then `IMLOGIN__SECTION__KEY`
+//! environment variables (PROTOCOL §10). Every failure names the key it is about.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::registry::policy::Policy;
+use crate::usersig::jwt::JwtAlgorithm;
+use crate::usersig::validate_user_id;
+
+/// The embedded defaults: a SQLite file under `data/`, the in-memory registry and one demo app.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+/// Environment variables with this prefix override config keys; `__` separates the path segments.
+pub const ENV_PREFIX: &str = "IMLOGIN__";
+
+/// A secret string: never printed. `Debug` and `Serialize` show a mask, there is no `Display`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the code that signs or verifies with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub registry: RegistrySettings,
+    pub session: SessionSettings,
+    pub limits: LimitSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub max_frame_bytes: usize,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db` or `postgres://user@host/db`.
+    pub url: Secret,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryBackend {
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySettings {
+    pub backend: RegistryBackend,
+    pub redis_url: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    pub secret: Secret,
+    pub heartbeat_timeout_secs: u64,
+    pub reconnect_grace_secs: u64,
+    pub sig_expiry_notice_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub login_failures_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `imlogin=debug,info`; `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: default_log_level(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub sdkappid: u32,
+    pub secret_key: Secret,
+    pub admins: Vec<String>,
+    #[serde(default)]
+    pub admin_api_key: Option<Secret>,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    pub algorithms: Vec<JwtAlgorithm>,
+    /// Shared secret for HS256/384/512.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// PEM public key for RS256, ES256 or EdDSA.
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_webhook_timeout() -> u64 {
+    2000
+}
+fn default_webhook_attempts() -> u32 {
+    8
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+fn key_err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if any), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`] with an explicit environment (tests, `check-config`).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut tree = parse_toml(DEFAULT_TOML, "config/default.toml (embedded)")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            merge(&mut tree, parse_toml(&text, &path.display().to_string())?);
+        }
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        // Sorted so that `APPS__0__…` creates the entry before `APPS__1__…`.
+        overrides.sort();
+        for (name, value) in overrides {
+            apply_env(&mut tree, &name, &value)?;
+        }
+        Self::from_tree(tree)
+    }
+
+    /// Parses a complete TOML document (no defaults, no environment).
+    pub fn from_toml_str(text: &str) -> Result<Settings, ConfigError> {
+        Self::from_tree(parse_toml(text, "config")?)
+    }
+
+    fn from_tree(tree: toml::Table) -> Result<Settings, ConfigError> {
+        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(tree))
+            .map_err(|e| key_err(e.path().to_string(), e.inner().message().to_owned()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every rule serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(256..=16 * 1024 * 1024).contains(&self.server.max_frame_bytes) {
+            return Err(key_err(
+                "server.max_frame_bytes",
+                "must be between 256 and 16777216",
+            ));
+        }
+        let url = self.database.url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(key_err(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(key_err("database.max_connections", "must be at least 1"));
+        }
+        if self.registry.backend == RegistryBackend::Redis
+            && !self.registry.redis_url.expose().starts_with("redis://")
+        {
+            return Err(key_err("registry.redis_url", "must start with redis://"));
+        }
+        if self.session.secret.expose().len() < 16 {
+            return Err(key_err("session.secret", "must be at least 16 bytes"));
+        }
+        if self.session.heartbeat_timeout_secs == 0 {
+            return Err(key_err(
+                "session.heartbeat_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.login_failures_per_minute == 0 {
+            return Err(key_err(
+                "limits.login_failures_per_minute",
+                "must be at least 1",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(key_err("log.level", "is not a valid tracing filter"));
+        }
+        if self.apps.is_empty() {
+            return Err(key_err("apps", "at least one [[apps]] entry is required"));
+        }
+        let mut seen = HashSet::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let at = |k: &str| format!("apps[{i}].{k}");
+            if !seen.insert(app.sdkappid) {
+                return Err(key_err(
+                    at("sdkappid"),
+                    format!("{} is configured twice", app.sdkappid),
+                ));
+            }
+            if app.secret_key.expose().is_empty() {
+                return Err(key_err(at("secret_key"), "must not be empty"));
+            }
+            if app.admins.is_empty() || app.admins.len() > 10 {
+                return Err(key_err(at("admins"), "must list 1 to 10 admin UserIDs"));
+            }
+            for (j, admin) in app.admins.iter().enumerate() {
+                if validate_user_id(admin).is_err() {
+                    return Err(key_err(
+                        format!("apps[{i}].admins[{j}]"),
+                        "is not a valid UserID",
+                    ));
+                }
+            }
+            if let Some(key) = &app.admin_api_key {
+                if key.expose().len() < 16 {
+                    return Err(key_err(at("admin_api_key"), "must be at least 16 bytes"));
+                }
+            }
+            app.policy
+                .validate()
+                .map_err(|(k, m)| key_err(at(&format!("policy.{k}")), m))?;
+            if let Some(jwt) = &app.jwt {
+                crate::usersig::jwt::JwtVerifier::from_config(jwt)
+                    .map_err(|(k, m)| key_err(at(&format!("jwt.{k}")), m))?;
+            }
+            if let Some(hook) = &app.webhook {
+                if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                    return Err(key_err(
+                        at("webhook.url"),
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+                if hook.timeout_ms == 0 {
+                    return Err(key_err(at("webhook.timeout_ms"), "must be at least 1"));
+                }
+                if hook.max_attempts == 0 {
+                    return Err(key_err(at("webhook.max_attempts"), "must be at least 1"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML with every secret masked (for `check-config`).
+    pub fn masked_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// True when the app still uses the demo key shipped in `config/default.toml`.
+    pub fn uses_demo_secrets(&self) -> bool {
+        let demo = Self::from_toml_str(DEFAULT_TOML).expect("embedded default config is valid");
+        let demo_key = demo.apps[0].secret_key.expose().to_owned();
+        self.session.secret == demo.session.secret
+            || self.apps.iter().any(|a| a.secret_key.expose() == demo_key)
+    }
+}
+
+fn parse_toml(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Syntax {
+            path: origin.to_owned(),
+            message: e.message().to_owned(),
+        })
+}
+
+/// Deep-merges tables; any other value (arrays included, so `[[apps]]` replaces the demo app) is replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Applies `IMLOGIN__SECTION__KEY=value`. A numeric segment indexes an array (`IMLOGIN__APPS__0__SECRET_KEY`);
+/// the index one past the end appends a new table. The value is read as a TOML value (number, bool, array)
+/// unless the key it replaces holds a string, or it does not parse: then it is a string.
+fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = name[ENV_PREFIX.len()..]
+        .split("__")
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let dotted = path.join(".");
+    if path.iter().any(|s| s.is_empty()) {
+        return Err(key_err(
+            dotted,
+            format!("environment variable {name} has an empty path segment"),
+        ));
+    }
+    let mut node = TableOrArray::Table(tree);
+    for (i, seg) in path.iter().enumerate() {
+        let last = i + 1 == path.len();
+        let slot: &mut toml::Value = match node {
+            TableOrArray::Table(t) => {
+                if last {
+                    let parsed = parse_env_value(value, t.get(seg));
+                    t.insert(seg.clone(), parsed);
+                    return Ok(());
+                }
+                t.entry(seg.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            }
+            TableOrArray::Array(a) => {
+                let idx: usize = seg
+                    .parse()
+                    .map_err(|_| key_err(&dotted, format!("`{seg}` must be an array index")))?;
+                if idx > a.len() {
+                    return Err(key_err(
+                        &dotted,
+                        format!("index {idx} skips entries (array has {})", a.len()),
+                    ));
+                }
+                if idx == a.len() {
+                    a.push(toml::Value::Table(toml::Table::new()));
+                }
+                if last {
+                    let parsed = parse_env_value(value, Some(&a[idx]));
+                    a[idx] = parsed;
+                    return Ok(());
+                }
+                &mut a[idx]
+            }
+        };
+        node = match slot {
+            toml::Value::Table(t) => TableOrArray::Table(t),
+            toml::Value::Array(a) => TableOrArray::Array(a),
+            _ => {
+                return Err(key_err(
+                    &dotted,
+                    format!("`{seg}` is not a table, cannot set a key below it"),
+                ))
+            }
+        };
+    }
+    Ok(())
+}
+
+enum TableOrArray<'a> {
+    Table(&'a mut toml::Table),
+    Array(&'a mut Vec<toml::Value>),
+}
+
+fn parse_env_value(raw: &str, current: Option<&toml::Value>) -> toml::Value {
+    if matches!(current, Some(toml::Value::String(_))) {
+        return toml::Value::String(raw.to_owned());
+    }
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.server.max_frame_bytes, 16384);
+        assert_eq!(s.registry.backend, RegistryBackend::Memory);
+        assert!(s.database.url.expose().starts_with("sqlite://data/"));
+        assert_eq!(s.apps.len(), 1);
+        assert!(s.uses_demo_secrets());
+    }
+
+    #[test]
+    fn env_overrides_keys_and_keeps_strings_strings() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                (
+                    "IMLOGIN__DATABASE__URL",
+                    "postgres://postgres@127.0.0.1/imlogin",
+                ),
+                ("IMLOGIN__REGISTRY__BACKEND", "redis"),
+                ("IMLOGIN__SERVER__MAX_FRAME_BYTES", "4096"),
+                ("IMLOGIN__SESSION__SECRET", "12345678901234567890"),
+                ("IMLOGIN__APPS__0__POLICY__MODE", "multi"),
+                ("IMLOGIN__APPS__0__ADMINS", r#"["root", "ops"]"#),
+                ("OTHER__SERVER__LISTEN", "nonsense"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.database.url.expose(),
+            "postgres://postgres@127.0.0.1/imlogin"
+        );
+        assert_eq!(s.registry.backend, RegistryBackend::Redis);
+        assert_eq!(s.server.max_frame_bytes, 4096);
+        assert_eq!(s.session.secret.expose(), "12345678901234567890");
+        assert_eq!(s.apps[0].admins, vec!["root", "ops"]);
+    }
+
+    #[test]
+    fn env_can_append_an_app() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("IMLOGIN__APPS__1__SDKAPPID", "1400000001"),
+                ("IMLOGIN__APPS__1__SECRET_KEY", "another-secret-key"),
+                ("IMLOGIN__APPS__1__ADMINS", r#"["admin"]"#),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.apps.len(), 2);
+        assert_eq!(s.apps[1].sdkappid, 1_400_000_001);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("IMLOGIN__SERVER__LISTEN", "not-an-address", "server.listen"),
+            (
+                "IMLOGIN__SERVER__MAX_FRAME_BYTES",
+                "10",
+                "server.max_frame_bytes",
+            ),
+            ("IMLOGIN__REGISTRY__BACKEND", "etcd", "registry.backend"),
+            ("IMLOGIN__DATABASE__URL", "mysql://x", "database.url"),
+            ("IMLOGIN__SESSION__SECRET", "short", "session.secret"),
+            (
+                "IMLOGIN__APPS__0__POLICY__WEB_INSTANCES",
+                "11",
+                "apps[0].policy.web_instances",
+            ),
+            (
+                "IMLOGIN__APPS__0__POLICY__MODE",
+                "quad",
+                "apps[0].policy.mode",
+            ),
+            (
+                "IMLOGIN__APPS__0__ADMINS",
+                r#"["@TIM#x"]"#,
+                "apps[0].admins[0]",
+            ),
+            ("IMLOGIN__SERVER__LISTN", "1", "server.listn"),
+        ];
+        for (k, v, key) in cases {
+            let err = Settings::load_with_env(None, env(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(key),
+                "{k}={v}: error {err:?} should name {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn masked_output_hides_every_secret() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[(
+                "IMLOGIN__DATABASE__URL",
+                "postgres://user:hunter2-password@db/imlogin",
+            )]),
+        )
+        .unwrap();
+        let out = s.masked_toml();
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(!out.contains(s.apps[0].secret_key.expose()), "{out}");
+        assert!(!out.contains(s.session.secret.expose()), "{out}");
+        assert!(!format!("{s:?}").contains(s.session.secret.expose()));
+    }
+}

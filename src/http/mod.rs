@@ -1,0 +1,3 @@
+//! HTTP endpoints.
+
+pub mod health;

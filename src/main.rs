@@ -1,0 +1,55 @@
+//! The `imlogin` binary: parses the CLI, loads config, starts telemetry, builds the app and waits.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use imlogin::app::{shutdown_signal, Application};
+use imlogin::cli::{Cli, Command};
+use imlogin::config::Settings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        other => imlogin::cli::run_offline(other),
+    }
+}
+
+fn serve(config: Option<std::path::PathBuf>) -> ExitCode {
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    imlogin::telemetry::init(&settings.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async move {
+        if settings.uses_demo_secrets() {
+            tracing::warn!(
+                "the demo secrets of config/default.toml are in use: for trying only, replace them"
+            );
+        }
+        let app = match Application::build(settings).await {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        match app.run_until_stopped(shutdown_signal()).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "server failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

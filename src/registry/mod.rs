@@ -1,0 +1,3 @@
+//! The session registry: who is logged in where, and the multi-terminal policy (PROTOCOL §5).
+
+pub mod policy;
