@@ -18,13 +18,25 @@ use crate::usersig::throttle::Throttle;
 use crate::usersig::{self, validate_user_id, Verified};
 
 /// The fields of a `login` request, checked for presence, type, UserID and platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct LoginFields {
     pub sdkappid: u32,
     pub user_id: String,
     pub user_sig: String,
     pub platform: Platform,
     pub device_id: Option<String>,
+}
+
+impl std::fmt::Debug for LoginFields {
+    // The ticket is a credential: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginFields")
+            .field("sdkappid", &self.sdkappid)
+            .field("user_id", &self.user_id)
+            .field("platform", &self.platform)
+            .field("device_id", &self.device_id)
+            .finish_non_exhaustive()
+    }
 }
 
 fn invalid(why: impl Into<String>) -> Failure {
@@ -91,6 +103,16 @@ pub struct Authenticated {
     pub account: Account,
     /// This login created the account.
     pub registered: bool,
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("fields", &self.fields)
+            .field("ticket", &self.ticket)
+            .field("registered", &self.registered)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs the login checks; shared by every login path.

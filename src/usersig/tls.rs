@@ -421,10 +421,8 @@ mod tests {
 
     #[test]
     fn forged_signature_is_70009() {
-        let forged = format!(
-            r#"{{"TLS.ver":"2.0","TLS.identifier":"xiaojun","TLS.sdkappid":1400000000,"TLS.expire":99999999999,"TLS.time":1700000000,"TLS.sig":"LvA7d/Iw7gSsnskvVzBDPOCCDbuNCw4GHwTC0bip+B4="}}"#
-        );
-        let t = TlsTicket::decode(&encode_outer(&zlib(&forged, 6))).unwrap();
+        let forged = r#"{"TLS.ver":"2.0","TLS.identifier":"xiaojun","TLS.sdkappid":1400000000,"TLS.expire":99999999999,"TLS.time":1700000000,"TLS.sig":"LvA7d/Iw7gSsnskvVzBDPOCCDbuNCw4GHwTC0bip+B4="}"#;
+        let t = TlsTicket::decode(&encode_outer(&zlib(forged, 6))).unwrap();
         assert_eq!(
             t.verify(APP, "xiaojun", KEY.as_bytes(), T as i64)
                 .unwrap_err()

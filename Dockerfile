@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1
+# Build: docker build -t imlogin .    Run: docker compose up (see docker-compose.yml)
+
+FROM rust:1-slim-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends pkg-config zlib1g-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Dependencies first, in their own layer: it is rebuilt only when Cargo.toml or Cargo.lock change.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src migrations/postgres migrations/sqlite config \
+ && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+ && cargo build --release --locked \
+ && rm -rf src
+COPY config config
+COPY migrations migrations
+COPY src src
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin imlogin
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl zlib1g \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/imlogin --create-home imlogin
+COPY --from=build /src/target/release/imlogin /usr/local/bin/imlogin
+USER imlogin
+WORKDIR /var/lib/imlogin
+ENV IMLOGIN__SERVER__LISTEN=0.0.0.0:8080 \
+    IMLOGIN__SERVER__METRICS_LISTEN=0.0.0.0:9090 \
+    IMLOGIN__LOG__FORMAT=json
+EXPOSE 8080 9090
+VOLUME ["/var/lib/imlogin"]
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+ENTRYPOINT ["imlogin"]
+CMD ["serve"]

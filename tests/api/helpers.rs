@@ -1,0 +1,280 @@
+//! Test harness: fresh databases on real PostgreSQL and SQLite, a TCP proxy that can cut a connection, and the
+//! real server on port 0.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use imlogin::accounts::{postgres::PgStore, sqlite::SqliteStore, AccountStore};
+use imlogin::app::Application;
+use imlogin::config::Settings;
+use sqlx::Connection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub const KEY: &str = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e";
+pub const APP: u32 = 1_400_000_000;
+
+/// The PostgreSQL server tests use (CI starts it; a missing server fails the tests, it never skips them).
+pub fn pg_admin_url() -> String {
+    std::env::var("IMLOGIN_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A fresh, empty database, dropped (PostgreSQL) or deleted (SQLite) at the end of the test.
+pub struct TestDb {
+    pub backend: Backend,
+    /// Where the database listens (PostgreSQL), for a proxy in front of it.
+    pub pg_addr: Option<SocketAddr>,
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!(
+            "imlogin_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let mut pg_addr = None;
+        if backend == Backend::Postgres {
+            let mut conn = sqlx::PgConnection::connect(&pg_admin_url())
+                .await
+                .expect("PostgreSQL must be running for the tests (see .ci/run)");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let url: url_lite::Url = pg_admin_url().parse().unwrap();
+            pg_addr = Some(url.addr);
+        }
+        TestDb {
+            backend,
+            pg_addr,
+            name,
+            dir,
+        }
+    }
+
+    /// The database URL, optionally through `via` (a proxy's address) instead of the server's.
+    pub fn url_via(&self, via: Option<SocketAddr>) -> String {
+        match self.backend {
+            Backend::Postgres => {
+                let addr = via.or(self.pg_addr).unwrap();
+                format!("postgres://postgres@{addr}/{}", self.name)
+            }
+            Backend::Sqlite => format!(
+                "sqlite://{}/sub/dir/{}.db",
+                self.dir.path().display(),
+                self.name
+            ),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.url_via(None)
+    }
+
+    pub async fn store(&self) -> Arc<dyn AccountStore> {
+        self.store_via(None).await
+    }
+
+    pub async fn store_via(&self, via: Option<SocketAddr>) -> Arc<dyn AccountStore> {
+        let url = self.url_via(via);
+        match self.backend {
+            Backend::Postgres => Arc::new(PgStore::connect(&url, 8).await.unwrap()),
+            Backend::Sqlite => Arc::new(SqliteStore::connect(&url, 8).await.unwrap()),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.backend != Backend::Postgres {
+            return;
+        }
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Just enough URL parsing for `postgres://user@host:port/db`.
+mod url_lite {
+    use std::net::{SocketAddr, ToSocketAddrs};
+    pub struct Url {
+        pub addr: SocketAddr,
+    }
+    impl std::str::FromStr for Url {
+        type Err = String;
+        fn from_str(s: &str) -> Result<Url, String> {
+            let rest = s.split("://").nth(1).ok_or("no scheme")?;
+            let host_port = rest.split('/').next().unwrap().rsplit('@').next().unwrap();
+            let host_port = if host_port.contains(':') {
+                host_port.to_owned()
+            } else {
+                format!("{host_port}:5432")
+            };
+            let addr = host_port
+                .to_socket_addrs()
+                .map_err(|e| e.to_string())?
+                .next()
+                .ok_or("no address")?;
+            Ok(Url { addr })
+        }
+    }
+}
+
+/// A TCP proxy that forwards to `target` until cut; cutting drops every open connection and refuses new ones.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    cut_tx: watch::Sender<u64>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut_tx, cut_rx) = watch::channel(0u64);
+        let up2 = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = cut_rx.clone();
+                cut.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, up, cut_tx }
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut_tx.send_modify(|n| *n += 1);
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Settings for a test server: the embedded defaults on port 0 with the given database.
+pub fn test_settings(database_url: &str) -> Settings {
+    let env = vec![
+        (
+            "IMLOGIN__SERVER__LISTEN".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        (
+            "IMLOGIN__SERVER__METRICS_LISTEN".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        ("IMLOGIN__DATABASE__URL".to_owned(), database_url.to_owned()),
+        (
+            "IMLOGIN__LIMITS__LOGIN_FAILURES_PER_MINUTE".to_owned(),
+            "1000".to_owned(),
+        ),
+    ];
+    Settings::load_with_env(None, env).unwrap()
+}
+
+/// The real server, running on a random port until dropped.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn(settings: Settings, store: Arc<dyn AccountStore>) -> TestApp {
+        let app = Application::build_with_store(settings, store)
+            .await
+            .unwrap();
+        let addr = app.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            stop: Some(tx),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A v2 UserSig for the demo app's key, issued at `time` (default now) valid for `expire` seconds.
+pub fn sig(user: &str, time: Option<u64>, expire: u64) -> String {
+    let time = time.unwrap_or_else(|| imlogin::usersig::unix_now() as u64);
+    imlogin::usersig::tls::generate(APP, KEY, user, expire, time)
+}
+
+/// Runs the async test body once against PostgreSQL and once against SQLite.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::helpers::Backend::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
+        }
+    };
+}
