@@ -4,27 +4,37 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::accounts::{self, AccountStore, Accounts};
 use crate::apps::Apps;
 use crate::auth::Authenticator;
-use crate::config::Settings;
-use crate::http;
+use crate::config::{RegistryBackend, Settings};
+use crate::registry::memory::MemoryRegistry;
+use crate::registry::Registry;
+use crate::sessions::{SessionTiming, Sessions};
+use crate::{gateway, http};
 
 /// Everything a handler may need. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
-    pub auth: Arc<Authenticator>,
+    pub sessions: Arc<Sessions>,
+    /// Cancelled at shutdown: every WebSocket closes with 1012.
+    pub shutdown: CancellationToken,
+    /// The WebSocket connection tasks, awaited at shutdown (axum's graceful shutdown does not see them).
+    pub connections: TaskTracker,
 }
 
 impl AppState {
     pub fn accounts(&self) -> &Accounts {
-        self.auth.accounts()
+        self.sessions.auth.accounts()
     }
 }
 
@@ -46,16 +56,31 @@ impl Application {
         settings: Settings,
         store: Arc<dyn AccountStore>,
     ) -> anyhow::Result<Application> {
+        let registry: Arc<dyn Registry> = match settings.registry.backend {
+            RegistryBackend::Memory => Arc::new(MemoryRegistry::new()),
+            RegistryBackend::Redis => {
+                anyhow::bail!("config key `registry.backend`: \"redis\" (the cluster registry) is not available yet")
+            }
+        };
         let apps = Apps::from_config(&settings.apps);
-        let auth = Authenticator::new(
+        let auth = Arc::new(Authenticator::new(
             apps,
             Accounts::new(store),
             settings.limits.login_failures_per_minute,
-        );
+        ));
+        let timing = SessionTiming {
+            reconnect_grace: Duration::from_secs(settings.session.reconnect_grace_secs),
+            sig_expiry_notice_secs: settings.session.sig_expiry_notice_secs as i64,
+            heartbeat_timeout: Duration::from_secs(settings.session.heartbeat_timeout_secs),
+        };
+        let sessions = Sessions::new(auth, registry, timing, settings.session.secret.expose());
+        sessions.spawn_maintenance();
         let listener = TcpListener::bind(settings.server.listen).await?;
         let state = AppState {
             settings: Arc::new(settings),
-            auth: Arc::new(auth),
+            sessions,
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
         };
         Ok(Application { listener, state })
     }
@@ -70,19 +95,35 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and drains in-flight requests.
+    /// Serves until `shutdown` completes; then stops accepting, closes every WebSocket with 1012 and waits for
+    /// them (at most `server.shutdown_grace_secs`).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let state = self.state.clone();
         let router = router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "imlogin listening");
-        axum::serve(
+        let token = state.shutdown.clone();
+        let served = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            token.cancel();
+        })
+        .await;
+        state.shutdown.cancel();
+        state.connections.close();
+        let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
+        if tokio::time::timeout(grace, state.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within the shutdown grace");
+        }
+        served
     }
 }
 
@@ -90,7 +131,23 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
+        .route("/v1/ws", get(gateway::upgrade))
+        .route("/v1/login", post(http::client::login))
+        .route("/v1/session", get(http::client::session))
+        .route("/v1/logout", post(http::client::logout))
         .with_state(state)
+}
+
+/// Raises the open-files limit to the hard limit (each connection is a file) and logs what that allows.
+pub fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(
+            open_files = n,
+            approx_connections = n.saturating_sub(64),
+            "open-files limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
 }
 
 /// Completes on SIGTERM or ctrl-c.

@@ -29,6 +29,7 @@ fn serve(config: Option<std::path::PathBuf>) -> ExitCode {
         .build()
         .expect("tokio runtime");
     runtime.block_on(async move {
+        imlogin::app::raise_open_files_limit();
         if settings.uses_demo_secrets() {
             tracing::warn!(
                 "the demo secrets of config/default.toml are in use: for trying only, replace them"

@@ -73,6 +73,15 @@ pub trait AccountStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<Account>>;
+    /// Records that the user was active on `day` (`YYYY-MM-DD`, UTC); idempotent.
+    async fn mark_active(&self, sdkappid: u32, day: &str, user_id: &str) -> StoreResult<()>;
+    /// Active users per day in `from..=to` (days with none are absent).
+    async fn active_counts(
+        &self,
+        sdkappid: u32,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<Vec<(String, i64)>>;
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 }
@@ -118,6 +127,11 @@ mod sql {
     pub const LIST: &str =
         "SELECT sdkappid, user_id, nick, face_url, created_at, disabled, revoked_at \
         FROM accounts WHERE sdkappid = $1 AND user_id > $2 ORDER BY user_id LIMIT $3";
+    pub const MARK_ACTIVE: &str =
+        "INSERT INTO daily_active (sdkappid, day, user_id) VALUES ($1, $2, $3) \
+        ON CONFLICT (sdkappid, day, user_id) DO NOTHING";
+    pub const ACTIVE_COUNTS: &str = "SELECT day, COUNT(*) FROM daily_active \
+        WHERE sdkappid = $1 AND day >= $2 AND day <= $3 GROUP BY day ORDER BY day";
 }
 
 /// Implements [`AccountStore`] for a store struct with a `pool` field of the given database. One body for both
@@ -225,6 +239,35 @@ macro_rules! sql_account_store {
                     .bind(i64::from(sdkappid))
                     .bind(after.unwrap_or(""))
                     .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn mark_active(
+                &self,
+                sdkappid: u32,
+                day: &str,
+                user_id: &str,
+            ) -> StoreResult<()> {
+                sqlx::query(sql::MARK_ACTIVE)
+                    .bind(i64::from(sdkappid))
+                    .bind(day)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn active_counts(
+                &self,
+                sdkappid: u32,
+                from: &str,
+                to: &str,
+            ) -> StoreResult<Vec<(String, i64)>> {
+                Ok(sqlx::query_as(sql::ACTIVE_COUNTS)
+                    .bind(i64::from(sdkappid))
+                    .bind(from)
+                    .bind(to)
                     .fetch_all(&self.pool)
                     .await?)
             }

@@ -1,3 +1,4 @@
 //! HTTP endpoints.
 
+pub mod client;
 pub mod health;

@@ -1,3 +1,137 @@
-//! The session registry: who is logged in where, and the multi-terminal policy (PROTOCOL §5).
+//! The session registry: every logged-in instance (user × platform × instance), attached to a connection or
+//! disconnected within the grace, and the multi-terminal policy that admits new ones (PROTOCOL §4, §5).
+//!
+//! [`Registry`] is the storage; [`policy`] decides. A backend only stores and applies what the policy says, so
+//! the in-memory and the cluster (Redis) backends cannot disagree on the rules.
 
+pub mod memory;
 pub mod policy;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::platform::Platform;
+use policy::{KickReason, Policy};
+
+/// A connection, named by the node that holds it and its number there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct ConnRef {
+    pub node: u64,
+    pub conn: u64,
+}
+
+/// One logged-in instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub sdkappid: u32,
+    pub user_id: String,
+    pub platform: Platform,
+    pub instance_id: String,
+    pub device_id: Option<String>,
+    /// Login time, unix milliseconds.
+    pub login_at_ms: i64,
+    /// Login order across the registry (the policy's "oldest").
+    pub seq: u64,
+    /// When the instance's UserSig expires, unix seconds.
+    pub sig_expires_at: i64,
+    /// The connection it is attached to; `None` while disconnected.
+    pub conn: Option<ConnRef>,
+    /// When it was last detached (unix ms); the grace runs from here.
+    pub disconnected_at_ms: Option<i64>,
+}
+
+impl Instance {
+    pub fn key(&self) -> InstanceKey {
+        InstanceKey {
+            sdkappid: self.sdkappid,
+            user_id: self.user_id.clone(),
+            instance_id: self.instance_id.clone(),
+        }
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.conn.is_some()
+    }
+}
+
+/// Names an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstanceKey {
+    pub sdkappid: u32,
+    pub user_id: String,
+    pub instance_id: String,
+}
+
+/// The registry backend is unreachable (Redis down); logins answer 70169.
+#[derive(Debug, thiserror::Error)]
+#[error("session registry: {0}")]
+pub struct RegistryError(pub String);
+
+pub type RegResult<T> = Result<T, RegistryError>;
+
+/// When [`Registry::remove`] may remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveIf {
+    Always,
+    /// Only if still disconnected since this moment (the grace timer's own detach, not a later one).
+    DisconnectedSince(i64),
+    /// Only if its UserSig still expires at this moment (not renewed since).
+    SigExpiresAt(i64),
+}
+
+/// The result of attaching an instance to a connection.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    pub instance: Instance,
+    /// The connection it was attached to before, which must be closed with 4002.
+    pub previous: Option<ConnRef>,
+}
+
+/// Storage of instances. Every method on one user is linearizable.
+#[async_trait]
+pub trait Registry: Send + Sync + 'static {
+    /// Adds `new` under `policy` (see [`policy::admit`]) and removes what it displaces, returning the removed
+    /// instances with their reasons. Removed instances are remembered (see [`Registry::kicked`]) for `remember_ms`.
+    async fn admit(
+        &self,
+        new: Instance,
+        policy: &Policy,
+        remember_ms: i64,
+    ) -> RegResult<Vec<(Instance, KickReason)>>;
+    async fn get(&self, key: &InstanceKey) -> RegResult<Option<Instance>>;
+    /// Attaches the instance to `conn` (clearing its disconnected mark).
+    async fn attach(&self, key: &InstanceKey, conn: ConnRef) -> RegResult<Option<Attached>>;
+    /// Marks the instance disconnected at `now_ms` if it is still attached to `conn`.
+    async fn detach(
+        &self,
+        key: &InstanceKey,
+        conn: ConnRef,
+        now_ms: i64,
+    ) -> RegResult<Option<Instance>>;
+    /// Removes the instance (logout, expiry, end of grace) if `cond` holds.
+    async fn remove(&self, key: &InstanceKey, cond: RemoveIf) -> RegResult<Option<Instance>>;
+    /// Removes every instance of a user for `reason`, remembering why for `remember_ms`.
+    async fn remove_user(
+        &self,
+        sdkappid: u32,
+        user_id: &str,
+        reason: KickReason,
+        remember_ms: i64,
+    ) -> RegResult<Vec<Instance>>;
+    /// Sets a new UserSig expiry (`renew_sig`); `false` if the instance is gone.
+    async fn set_sig_expiry(&self, key: &InstanceKey, expires_at: i64) -> RegResult<bool>;
+    async fn user_instances(&self, sdkappid: u32, user_id: &str) -> RegResult<Vec<Instance>>;
+    async fn app_instances(&self, sdkappid: u32) -> RegResult<Vec<Instance>>;
+    /// Why the instance was kicked, while that is remembered.
+    async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<KickReason>>;
+    /// Periodic housekeeping (forgetting old kick records); backends with their own expiry do nothing.
+    fn sweep(&self) {}
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use imlogin::accounts::{postgres::PgStore, sqlite::SqliteStore, AccountStore};
-use imlogin::app::Application;
+use imlogin::app::{AppState, Application};
+use imlogin::client::{Client, ClientEvent, LoginParams};
 use imlogin::config::Settings;
 use sqlx::Connection;
 use tokio::net::{TcpListener, TcpStream};
@@ -156,6 +157,7 @@ mod url_lite {
 pub struct Proxy {
     pub addr: SocketAddr,
     up: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     cut_tx: watch::Sender<u64>,
 }
 
@@ -164,13 +166,20 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
         let (cut_tx, cut_rx) = watch::channel(0u64);
-        let up2 = up.clone();
+        let (up2, stalled2) = (up.clone(), stalled.clone());
         tokio::spawn(async move {
+            let mut held = Vec::new();
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     return;
                 };
+                if stalled2.load(Ordering::SeqCst) {
+                    // Accept, then never answer: the client waits until its own timeout.
+                    held.push(inbound);
+                    continue;
+                }
                 if !up2.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
@@ -188,7 +197,18 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, up, cut_tx }
+        Proxy {
+            addr,
+            up,
+            stalled,
+            cut_tx,
+        }
+    }
+
+    /// Drops open connections and leaves new ones hanging unanswered (a database that stopped responding).
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+        self.cut_tx.send_modify(|n| *n += 1);
     }
 
     pub fn cut(&self) {
@@ -197,13 +217,19 @@ impl Proxy {
     }
 
     pub fn restore(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
     }
 }
 
 /// Settings for a test server: the embedded defaults on port 0 with the given database.
 pub fn test_settings(database_url: &str) -> Settings {
-    let env = vec![
+    test_settings_with(database_url, &[])
+}
+
+/// Test settings with overrides given as `("SECTION__KEY", value)`, as the environment would give them.
+pub fn test_settings_with(database_url: &str, overrides: &[(&str, &str)]) -> Settings {
+    let mut env = vec![
         (
             "IMLOGIN__SERVER__LISTEN".to_owned(),
             "127.0.0.1:0".to_owned(),
@@ -218,12 +244,18 @@ pub fn test_settings(database_url: &str) -> Settings {
             "1000".to_owned(),
         ),
     ];
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (format!("IMLOGIN__{k}"), v.to_string())),
+    );
     Settings::load_with_env(None, env).unwrap()
 }
 
 /// The real server, running on a random port until dropped.
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub state: AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub http: reqwest::Client,
 }
@@ -234,12 +266,14 @@ impl TestApp {
             .await
             .unwrap();
         let addr = app.local_addr();
+        let state = app.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
         }));
         TestApp {
             addr,
+            state,
             stop: Some(tx),
             http: reqwest::Client::new(),
         }
@@ -248,13 +282,60 @@ impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(&self.ws_url()).await.unwrap()
+    }
+
+    /// Stops accepting and closes every WebSocket (as SIGTERM does).
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Login fields for the demo app with a fresh one-hour ticket.
+pub fn params(user: &str, platform: &str) -> LoginParams {
+    LoginParams {
+        sdkappid: APP,
+        user_id: user.to_owned(),
+        user_sig: sig(user, None, 3600),
+        platform: platform.to_owned(),
+        device_id: None,
+    }
+}
+
+/// The next event, or a panic after 5 s.
+pub async fn event(c: &mut Client) -> ClientEvent {
+    tokio::time::timeout(std::time::Duration::from_secs(5), c.next_event())
+        .await
+        .expect("an event within 5 s")
+        .expect("the event stream is open")
+}
+
+/// Waits (up to 5 s) until `check` holds.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.stop();
     }
 }
 
@@ -277,4 +358,11 @@ macro_rules! both_stores {
             async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
         }
     };
+}
+
+/// A fresh database of `backend` and the server on it, with config overrides.
+pub async fn spawn_on(backend: Backend, overrides: &[(&str, &str)]) -> (TestDb, TestApp) {
+    let db = TestDb::new(backend).await;
+    let app = TestApp::spawn(test_settings_with(&db.url(), overrides), db.store().await).await;
+    (db, app)
 }

@@ -6,3 +6,4 @@ mod cli;
 mod deploy;
 mod helpers;
 mod server;
+mod ws_protocol;

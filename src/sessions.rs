@@ -1,0 +1,395 @@
+//! The login service: what a `login`, `resume`, `renew_sig` or `logout` does to accounts, the registry and the
+//! connections (PROTOCOL §4). The WebSocket gateway and the HTTP API both call it, so the two cannot differ.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
+
+use crate::auth::Authenticator;
+use crate::dau::Dau;
+use crate::error::{Code, Failure};
+use crate::hub::{Hub, Push};
+use crate::platform::Platform;
+use crate::registry::policy::{KickReason, Policy};
+use crate::registry::{now_ms, ConnRef, Instance, InstanceKey, Registry, RemoveIf};
+use crate::token::TokenSigner;
+use crate::usersig::unix_now;
+
+/// How long a login waits for kicked connections to write their `kicked_offline` before it answers anyway.
+const KICK_ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Kicks are remembered at least this long (and at least the grace) so a `resume` learns why.
+const MIN_KICK_MEMORY_MS: i64 = 10 * 60 * 1000;
+
+/// A successful `login` or `resume`.
+#[derive(Debug, Clone)]
+pub struct LoginOk {
+    pub instance: Instance,
+    pub session_token: String,
+    pub repeat_login: bool,
+    pub resumed: bool,
+}
+
+impl LoginOk {
+    /// The response `data` of PROTOCOL §3.
+    pub fn data(&self) -> Value {
+        let mut d = json!({
+            "user_id": self.instance.user_id,
+            "platform": self.instance.platform,
+            "instance_id": self.instance.instance_id,
+            "session_token": self.session_token,
+            "sig_expires_at": self.instance.sig_expires_at,
+            "repeat_login": self.repeat_login,
+        });
+        if self.resumed {
+            d["resumed"] = Value::Bool(true);
+        }
+        d
+    }
+}
+
+/// Timing settings of sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionTiming {
+    pub reconnect_grace: Duration,
+    pub sig_expiry_notice_secs: i64,
+    pub heartbeat_timeout: Duration,
+}
+
+pub struct Sessions {
+    pub auth: Arc<Authenticator>,
+    pub registry: Arc<dyn Registry>,
+    pub hub: Hub,
+    pub timing: SessionTiming,
+    tokens: TokenSigner,
+    dau: Arc<Dau>,
+}
+
+fn registry_down(e: impl std::fmt::Display) -> Failure {
+    tracing::warn!(error = %e, "session registry unreachable");
+    Failure::new(Code::InternalTimeout)
+}
+
+/// A new random instance id (96 bits, hex).
+fn new_instance_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Sessions {
+    pub fn new(
+        auth: Arc<Authenticator>,
+        registry: Arc<dyn Registry>,
+        timing: SessionTiming,
+        session_secret: &str,
+    ) -> Arc<Sessions> {
+        let dau = Arc::new(Dau::new(auth.accounts().store().clone()));
+        let node: u64 = rand::random();
+        Arc::new(Sessions {
+            auth,
+            registry,
+            hub: Hub::new(node),
+            timing,
+            tokens: TokenSigner::new(session_secret),
+            dau,
+        })
+    }
+
+    fn remember_ms(&self) -> i64 {
+        (self.timing.reconnect_grace.as_millis() as i64).max(MIN_KICK_MEMORY_MS)
+    }
+
+    /// The policy in force for an app.
+    pub fn policy(&self, sdkappid: u32) -> Policy {
+        self.auth
+            .apps()
+            .get(sdkappid)
+            .map(|a| a.policy)
+            .unwrap_or_default()
+    }
+
+    /// A fresh `login` (WebSocket when `conn` is given, else HTTP: the instance starts disconnected).
+    pub async fn login(
+        self: &Arc<Self>,
+        request: &Map<String, Value>,
+        ip: IpAddr,
+        conn: Option<ConnRef>,
+    ) -> Result<LoginOk, Failure> {
+        let now = unix_now();
+        let a = self.auth.login(request, ip, now).await?;
+        let now_ms = now_ms();
+        let instance = Instance {
+            sdkappid: a.fields.sdkappid,
+            user_id: a.fields.user_id.clone(),
+            platform: a.fields.platform,
+            instance_id: new_instance_id(),
+            device_id: a.fields.device_id.clone(),
+            login_at_ms: now_ms,
+            seq: 0,
+            sig_expires_at: a.ticket.expires_at,
+            conn,
+            disconnected_at_ms: conn.is_none().then_some(now_ms),
+        };
+        let policy = self.policy(instance.sdkappid);
+        let kicked = self
+            .registry
+            .admit(instance.clone(), &policy, self.remember_ms())
+            .await
+            .map_err(registry_down)?;
+        self.deliver_kicks(&kicked, Some(instance.platform)).await;
+        self.dau.mark(instance.sdkappid, &instance.user_id, now);
+        if conn.is_none() {
+            self.start_grace(instance.key(), now_ms, instance.sig_expires_at);
+        }
+        tracing::debug!(sdkappid = instance.sdkappid, platform = %instance.platform, kicked = kicked.len(), "login");
+        let session_token = self.tokens.sign(&instance.key());
+        Ok(LoginOk {
+            instance,
+            session_token,
+            repeat_login: false,
+            resumed: false,
+        })
+    }
+
+    /// Authenticates a `login` that repeats the connection's current one, and answers with that instance.
+    pub async fn repeat_login(
+        &self,
+        request: &Map<String, Value>,
+        ip: IpAddr,
+        key: &InstanceKey,
+    ) -> Result<LoginOk, Failure> {
+        self.auth.login(request, ip, unix_now()).await?;
+        let instance = self
+            .registry
+            .get(key)
+            .await
+            .map_err(registry_down)?
+            .ok_or(Code::NotLoggedIn)?;
+        Ok(LoginOk {
+            instance,
+            session_token: self.tokens.sign(key),
+            repeat_login: true,
+            resumed: false,
+        })
+    }
+
+    /// Sends `kicked_offline` to every kicked instance that is connected and waits until each is written.
+    async fn deliver_kicks(
+        &self,
+        kicked: &[(Instance, KickReason)],
+        by_platform: Option<Platform>,
+    ) {
+        let mut written = Vec::new();
+        for (inst, reason) in kicked {
+            let Some(conn) = inst.conn else { continue };
+            let (done, rx) = oneshot::channel();
+            let push = Push::Kicked {
+                instance_id: inst.instance_id.clone(),
+                reason: *reason,
+                by_platform: if matches!(reason, KickReason::MultiTerminal | KickReason::SameDevice)
+                {
+                    by_platform
+                } else {
+                    None
+                },
+                done: Some(done),
+            };
+            if self.hub.send(conn, push).await {
+                written.push(rx);
+            }
+        }
+        let all = futures_util::future::join_all(written);
+        if tokio::time::timeout(KICK_ACK_TIMEOUT, all).await.is_err() {
+            tracing::warn!("a kicked connection did not write kicked_offline in time");
+        }
+    }
+
+    /// The instance a session token names, if it verifies.
+    pub fn token_key(&self, token: &str) -> Option<InstanceKey> {
+        self.tokens.verify(token)
+    }
+
+    /// `resume`: attaches the instance named by `token` to `conn`; the connection it was attached to is closed
+    /// with 4002.
+    pub async fn resume(&self, token: &str, conn: ConnRef) -> Result<LoginOk, Failure> {
+        let key = self.tokens.verify(token).ok_or(Code::NoPreviousLogin)?;
+        let attached = self
+            .registry
+            .attach(&key, conn)
+            .await
+            .map_err(registry_down)?;
+        let Some(attached) = attached else {
+            return Err(
+                match self.registry.kicked(&key).await.map_err(registry_down)? {
+                    Some(reason) => Failure::with_message(
+                        reason.code(),
+                        format!("kicked offline ({})", reason.as_str()),
+                    ),
+                    None => Failure::new(Code::NoPreviousLogin),
+                },
+            );
+        };
+        if unix_now() > attached.instance.sig_expires_at {
+            let _ = self.registry.remove(&key, RemoveIf::Always).await;
+            return Err(Failure::new(Code::NoPreviousLogin));
+        }
+        if let Some(previous) = attached.previous {
+            self.hub
+                .send(
+                    previous,
+                    Push::ResumedElsewhere {
+                        instance_id: key.instance_id.clone(),
+                    },
+                )
+                .await;
+        }
+        Ok(LoginOk {
+            instance: attached.instance,
+            session_token: token.to_owned(),
+            repeat_login: false,
+            resumed: true,
+        })
+    }
+
+    /// `renew_sig`: a fresh ticket for the same app and user extends the instance. Returns the new expiry.
+    pub async fn renew(
+        &self,
+        key: &InstanceKey,
+        user_sig: &str,
+        ip: IpAddr,
+    ) -> Result<i64, Failure> {
+        let v = self
+            .auth
+            .renew(key.sdkappid, &key.user_id, user_sig, ip, unix_now())
+            .await?;
+        if !self
+            .registry
+            .set_sig_expiry(key, v.expires_at)
+            .await
+            .map_err(registry_down)?
+        {
+            return Err(Code::NotLoggedIn.into());
+        }
+        Ok(v.expires_at)
+    }
+
+    /// Removes the instance (`logout`, switching away). `true` if it existed.
+    pub async fn logout(&self, key: &InstanceKey) -> Result<bool, Failure> {
+        Ok(self
+            .registry
+            .remove(key, RemoveIf::Always)
+            .await
+            .map_err(registry_down)?
+            .is_some())
+    }
+
+    /// Removes the instance because its UserSig expired at `expires_at` (unless renewed meanwhile).
+    pub async fn expire(&self, key: &InstanceKey, expires_at: i64) -> bool {
+        matches!(
+            self.registry
+                .remove(key, RemoveIf::SigExpiresAt(expires_at))
+                .await,
+            Ok(Some(_))
+        )
+    }
+
+    /// The connection ended without `logout`: the instance stays, disconnected, for the grace.
+    pub async fn detach(self: &Arc<Self>, key: &InstanceKey, conn: ConnRef) {
+        let now = now_ms();
+        match self.registry.detach(key, conn, now).await {
+            Ok(Some(inst)) => self.start_grace(key.clone(), now, inst.sig_expires_at),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not mark an instance disconnected"),
+        }
+    }
+
+    /// Removes a disconnected instance at the end of the grace, or at its UserSig's expiry if that comes first,
+    /// unless it was resumed (or detached again) meanwhile.
+    fn start_grace(self: &Arc<Self>, key: InstanceKey, since_ms: i64, sig_expires_at: i64) {
+        let grace_end = since_ms + self.timing.reconnect_grace.as_millis() as i64;
+        // Expired means now > expires_at: the first whole millisecond past that second.
+        let expiry = sig_expires_at.saturating_add(1).saturating_mul(1000);
+        let wait_ms = grace_end.min(expiry).saturating_sub(now_ms()).max(0) as u64;
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            if let Err(e) = this
+                .registry
+                .remove(&key, RemoveIf::DisconnectedSince(since_ms))
+                .await
+            {
+                tracing::warn!(error = %e, "could not end a grace period");
+            }
+        });
+    }
+
+    /// The instance a session token names (HTTP API).
+    pub async fn session(&self, token: &str) -> Result<Instance, Failure> {
+        let key = self.tokens.verify(token).ok_or(Code::NoPreviousLogin)?;
+        let inst = self
+            .registry
+            .get(&key)
+            .await
+            .map_err(registry_down)?
+            .ok_or(Code::NoPreviousLogin)?;
+        if unix_now() > inst.sig_expires_at {
+            return Err(Code::NoPreviousLogin.into());
+        }
+        Ok(inst)
+    }
+
+    /// `POST /v1/logout`: removes the instance; an attached connection is told `logged_out`.
+    pub async fn http_logout(&self, token: &str) -> Result<(), Failure> {
+        let key = self.tokens.verify(token).ok_or(Code::NoPreviousLogin)?;
+        let inst = self
+            .registry
+            .remove(&key, RemoveIf::Always)
+            .await
+            .map_err(registry_down)?;
+        let inst = inst.ok_or(Code::NoPreviousLogin)?;
+        if let Some(conn) = inst.conn {
+            self.hub
+                .send(
+                    conn,
+                    Push::LoggedOut {
+                        instance_id: inst.instance_id,
+                    },
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Removes every instance of a user (admin kick, account deleted or disabled); connected ones are told why.
+    pub async fn kick_user(
+        &self,
+        sdkappid: u32,
+        user_id: &str,
+        reason: KickReason,
+    ) -> Result<usize, Failure> {
+        let removed = self
+            .registry
+            .remove_user(sdkappid, user_id, reason, self.remember_ms())
+            .await
+            .map_err(registry_down)?;
+        let kicked: Vec<(Instance, KickReason)> =
+            removed.into_iter().map(|i| (i, reason)).collect();
+        self.deliver_kicks(&kicked, None).await;
+        Ok(kicked.len())
+    }
+
+    /// Housekeeping every minute: lets the registry forget old kick records.
+    pub fn spawn_maintenance(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(this) = weak.upgrade() else { return };
+                this.registry.sweep();
+            }
+        });
+    }
+}
