@@ -175,33 +175,34 @@ impl Sessions {
         })
     }
 
-    /// Sends `kicked_offline` to every kicked instance that is connected and waits until each is written.
+    /// Sends `kicked_offline` to every kicked instance that is connected and waits until each is written, for
+    /// at most [`KICK_ACK_TIMEOUT`] in all: a stuck connection delays a login by that much, never more.
     async fn deliver_kicks(
         &self,
         kicked: &[(Instance, KickReason)],
         by_platform: Option<Platform>,
     ) {
+        let deadline = tokio::time::Instant::now() + KICK_ACK_TIMEOUT;
         let mut written = Vec::new();
         for (inst, reason) in kicked {
             let Some(conn) = inst.conn else { continue };
             let (done, rx) = oneshot::channel();
+            let by_platform = match reason {
+                KickReason::MultiTerminal | KickReason::SameDevice => by_platform,
+                _ => None,
+            };
             let push = Push::Kicked {
                 instance_id: inst.instance_id.clone(),
                 reason: *reason,
-                by_platform: if matches!(reason, KickReason::MultiTerminal | KickReason::SameDevice)
-                {
-                    by_platform
-                } else {
-                    None
-                },
+                by_platform,
                 done: Some(done),
             };
-            if self.hub.send(conn, push).await {
+            if let Ok(true) = tokio::time::timeout_at(deadline, self.hub.send(conn, push)).await {
                 written.push(rx);
             }
         }
         let all = futures_util::future::join_all(written);
-        if tokio::time::timeout(KICK_ACK_TIMEOUT, all).await.is_err() {
+        if tokio::time::timeout_at(deadline, all).await.is_err() {
             tracing::warn!("a kicked connection did not write kicked_offline in time");
         }
     }

@@ -42,9 +42,12 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.sessions.hub.unregister(self.conn);
         if let Some(cur) = self.current.take() {
-            let sessions = self.sessions.clone();
-            let conn = self.conn;
-            tokio::spawn(async move { sessions.detach(&cur.key, conn).await });
+            // Outside a runtime (it is shutting down) there is nothing left to keep resumable.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let sessions = self.sessions.clone();
+                let conn = self.conn;
+                rt.spawn(async move { sessions.detach(&cur.key, conn).await });
+            }
         }
     }
 }

@@ -108,7 +108,7 @@ impl Registry for MemoryRegistry {
                 .collect();
             let mut kicks = policy::admit(pol, &slots, new.platform, new.device_id.as_deref());
             // Remove from the back so indices stay valid.
-            kicks.sort_by(|a, b| b.0.cmp(&a.0));
+            kicks.sort_by_key(|k| std::cmp::Reverse(k.0));
             let mut removed: Vec<(Instance, KickReason)> = kicks
                 .into_iter()
                 .map(|(i, reason)| {
@@ -252,6 +252,134 @@ impl Registry for MemoryRegistry {
         self.users.retain(|_, e| {
             e.forget_old_kicks(now);
             !e.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platform;
+    use crate::registry::policy::Mode;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    fn instance(n: usize, p: Platform, device: Option<u8>, conn: Option<u64>) -> Instance {
+        Instance {
+            sdkappid: 1,
+            user_id: "u".into(),
+            platform: p,
+            instance_id: format!("i{n}"),
+            device_id: device.map(|d| format!("d{d}")),
+            login_at_ms: n as i64,
+            seq: 0,
+            sig_expires_at: i64::MAX,
+            conn: conn.map(|c| ConnRef { node: 1, conn: c }),
+            disconnected_at_ms: None,
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Login(Platform, Option<u8>, bool),
+        Logout(usize),
+        Disconnect(usize),
+        Resume(usize),
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        let p = (0..7usize).prop_map(|i| Platform::ALL[i]);
+        prop_oneof![
+            4 => (p, proptest::option::of(0..3u8), any::<bool>()).prop_map(|(p, d, c)| Op::Login(p, d, c)),
+            1 => (0..40usize).prop_map(Op::Logout),
+            1 => (0..40usize).prop_map(Op::Disconnect),
+            1 => (0..40usize).prop_map(Op::Resume),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn random_login_logout_disconnect_resume_keep_the_invariants(
+            mode in 0..4usize, web in 1..=10u8, per in 1..=3u8,
+            ops in proptest::collection::vec(arb_op(), 1..80),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let pol = Policy { mode: [Mode::Single, Mode::Dual, Mode::Triple, Mode::Multi][mode], web_instances: web, instances_per_platform: per };
+            let reg = MemoryRegistry::new();
+            let mut kicked_ids: HashSet<String> = HashSet::new();
+            let mut created = 0usize;
+            rt.block_on(async {
+                for op in ops {
+                    match op {
+                        Op::Login(p, d, connected) => {
+                            created += 1;
+                            let new = instance(created, p, d, connected.then_some(created as u64));
+                            let id = new.instance_id.clone();
+                            for (inst, reason) in reg.admit(new, &pol, 60_000).await.unwrap() {
+                                assert!(kicked_ids.insert(inst.instance_id.clone()), "kicked twice");
+                                assert_eq!(reg.kicked(&inst.key()).await.unwrap(), Some(reason));
+                            }
+                            let now: Vec<String> = reg.user_instances(1, "u").await.unwrap().into_iter().map(|i| i.instance_id).collect();
+                            assert!(now.contains(&id), "the newest login survives");
+                        }
+                        Op::Logout(n) | Op::Disconnect(n) | Op::Resume(n) => {
+                            let list = reg.user_instances(1, "u").await.unwrap();
+                            let Some(inst) = list.get(n % list.len().max(1)).cloned() else { continue };
+                            match op {
+                                Op::Logout(_) => { reg.remove(&inst.key(), RemoveIf::Always).await.unwrap(); }
+                                Op::Disconnect(_) => {
+                                    if let Some(c) = inst.conn { reg.detach(&inst.key(), c, 5).await.unwrap(); }
+                                }
+                                _ => { reg.attach(&inst.key(), ConnRef { node: 1, conn: 1000 + n as u64 }).await.unwrap(); }
+                            }
+                        }
+                    }
+                    reg.check_invariants(&pol).unwrap();
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn grace_removal_only_for_the_same_detach() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let reg = MemoryRegistry::new();
+            let pol = Policy::default();
+            let c1 = ConnRef { node: 1, conn: 1 };
+            let inst = instance(1, Platform::Web, None, Some(1));
+            reg.admit(inst.clone(), &pol, 1000).await.unwrap();
+            assert!(
+                reg.detach(&inst.key(), ConnRef { node: 1, conn: 9 }, 10)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "other conn"
+            );
+            reg.detach(&inst.key(), c1, 10).await.unwrap().unwrap();
+            reg.attach(&inst.key(), ConnRef { node: 1, conn: 2 })
+                .await
+                .unwrap()
+                .unwrap();
+            reg.detach(&inst.key(), ConnRef { node: 1, conn: 2 }, 20)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                reg.remove(&inst.key(), RemoveIf::DisconnectedSince(10))
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "stale timer"
+            );
+            assert!(reg
+                .remove(&inst.key(), RemoveIf::DisconnectedSince(20))
+                .await
+                .unwrap()
+                .is_some());
+            reg.sweep();
         });
     }
 }

@@ -5,5 +5,8 @@ mod auth;
 mod cli;
 mod deploy;
 mod helpers;
+mod http_client;
+mod races;
 mod server;
+mod ws_login;
 mod ws_protocol;

@@ -1,0 +1,109 @@
+//! PROTOCOL §5 under contention: many logins of one user racing over real WebSockets.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use imlogin::client::{Client, ClientEvent};
+
+use crate::helpers::{params, spawn_on, Backend, APP};
+
+crate::both_stores!(
+    fifty_racing_logins_leave_one_per_slot,
+    racing_logins_respect_per_platform_limits,
+);
+
+/// Logs `n` connections in as one user on `platform` at once; returns the clients and their instance ids.
+async fn race(
+    app: &crate::helpers::TestApp,
+    user: &str,
+    platform: &str,
+    n: usize,
+) -> Vec<(Client, String)> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        clients.push(app.connect().await);
+    }
+    let tickets: Vec<_> = (0..n).map(|_| params(user, platform)).collect();
+    let logins = clients.iter().zip(&tickets).map(|(c, p)| c.login(p));
+    let results = futures_util::future::join_all(logins).await;
+    clients
+        .into_iter()
+        .zip(results)
+        .map(|(c, r)| {
+            let id = r.expect("every racing login succeeds").instance_id;
+            (c, id)
+        })
+        .collect()
+}
+
+/// Drains each client's events for a moment and counts its kicks.
+async fn kicks_per_client(clients: &mut [(Client, String)]) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for (c, _) in clients.iter_mut() {
+        let mut kicks = 0;
+        while let Ok(Some(ev)) =
+            tokio::time::timeout(Duration::from_millis(300), c.next_event()).await
+        {
+            match ev {
+                ClientEvent::KickedOffline { code: 6208, .. } => kicks += 1,
+                ClientEvent::Closed { .. } => break,
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        counts.push(kicks);
+    }
+    counts
+}
+
+async fn check(
+    app: &crate::helpers::TestApp,
+    user: &str,
+    clients: &mut [(Client, String)],
+    slots: usize,
+) {
+    let survivors: HashSet<String> = app
+        .state
+        .sessions
+        .registry
+        .user_instances(APP, user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.instance_id)
+        .collect();
+    assert_eq!(survivors.len(), slots, "exactly the slots survive");
+    let kicks = kicks_per_client(clients).await;
+    for ((c, id), k) in clients.iter().zip(&kicks) {
+        if survivors.contains(id) {
+            assert_eq!(*k, 0, "a survivor was kicked");
+            assert_eq!(c.status().await.unwrap(), 1);
+        } else {
+            assert_eq!(
+                *k, 1,
+                "every displaced instance gets exactly one kicked_offline"
+            );
+        }
+    }
+}
+
+async fn fifty_racing_logins_leave_one_per_slot(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &[]).await;
+    let mut clients = race(&app, "racer", "android", 50).await;
+    check(&app, "racer", &mut clients, 1).await;
+}
+
+async fn racing_logins_respect_per_platform_limits(backend: Backend) {
+    let (_db, app) = spawn_on(
+        backend,
+        &[
+            ("APPS__0__POLICY__MODE", "multi"),
+            ("APPS__0__POLICY__INSTANCES_PER_PLATFORM", "3"),
+            ("APPS__0__POLICY__WEB_INSTANCES", "10"),
+        ],
+    )
+    .await;
+    let mut phones = race(&app, "crowd", "iphone", 30).await;
+    check(&app, "crowd", &mut phones, 3).await;
+    let mut tabs = race(&app, "tabs", "web", 40).await;
+    check(&app, "tabs", &mut tabs, 10).await;
+}
