@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod app;
 pub mod apps;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -74,8 +74,14 @@ fn registry_down(e: impl std::fmt::Display) -> Failure {
 
 /// A new random instance id (96 bits, hex).
 fn new_instance_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes: [u8; 12] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut id = String::with_capacity(24);
+    for b in bytes {
+        id.push(HEX[usize::from(b >> 4)] as char);
+        id.push(HEX[usize::from(b & 15)] as char);
+    }
+    id
 }
 
 impl Sessions {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::DatabaseSettings;
 
@@ -28,8 +29,13 @@ pub struct Account {
 
 /// A storage failure: the database is unreachable or refused the query. Logins map it to 70169.
 #[derive(Debug, thiserror::Error)]
-#[error("account store: {0}")]
-pub struct StoreError(#[from] pub sqlx::Error);
+pub enum StoreError {
+    #[error("account store: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The grouped registration this request was part of failed.
+    #[error("account store (grouped registration): {0}")]
+    Batch(String),
+}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -50,7 +56,19 @@ pub trait AccountStore: Send + Sync + 'static {
         sdkappid: u32,
         user_id: &str,
         now: i64,
-    ) -> StoreResult<(Account, bool)>;
+    ) -> StoreResult<(Account, bool)> {
+        let mut one = self
+            .register_many(&[(sdkappid, user_id.to_owned())], now)
+            .await?;
+        Ok(one.remove(0))
+    }
+    /// [`AccountStore::register`] for several accounts in one transaction, so they share one commit (and one
+    /// fsync). Results are in the order of `items`; a repeated item is created once.
+    async fn register_many(
+        &self,
+        items: &[(u32, String)],
+        now: i64,
+    ) -> StoreResult<Vec<(Account, bool)>>;
     /// Creates the account or updates the given profile fields. `true` when it was created.
     async fn upsert_profile(
         &self,
@@ -108,9 +126,8 @@ mod sql {
     pub const GET: &str =
         "SELECT sdkappid, user_id, nick, face_url, created_at, disabled, revoked_at \
         FROM accounts WHERE sdkappid = $1 AND user_id = $2";
-    pub const REGISTER: &str =
-        "INSERT INTO accounts (sdkappid, user_id, created_at) VALUES ($1, $2, $3) \
-        ON CONFLICT (sdkappid, user_id) DO NOTHING \
+    pub const REGISTER_MANY_HEAD: &str = "INSERT INTO accounts (sdkappid, user_id, created_at) ";
+    pub const REGISTER_MANY_TAIL: &str = " ON CONFLICT (sdkappid, user_id) DO NOTHING \
         RETURNING sdkappid, user_id, nick, face_url, created_at, disabled, revoked_at";
     pub const UPSERT_PROFILE: &str =
         "INSERT INTO accounts (sdkappid, user_id, nick, face_url, created_at) \
@@ -137,7 +154,7 @@ mod sql {
 /// Implements [`AccountStore`] for a store struct with a `pool` field of the given database. One body for both
 /// dialects keeps them from drifting apart; the contract tests run against both.
 macro_rules! sql_account_store {
-    ($store:ty) => {
+    ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::accounts::AccountStore for $store {
             async fn get(
@@ -152,28 +169,48 @@ macro_rules! sql_account_store {
                     .await?)
             }
 
-            async fn register(
+            async fn register_many(
                 &self,
-                sdkappid: u32,
-                user_id: &str,
+                items: &[(u32, String)],
                 now: i64,
-            ) -> StoreResult<(Account, bool)> {
-                let inserted: Option<Account> = sqlx::query_as(sql::REGISTER)
-                    .bind(i64::from(sdkappid))
-                    .bind(user_id)
-                    .bind(now)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                if let Some(account) = inserted {
-                    return Ok((account, true));
+            ) -> StoreResult<Vec<(Account, bool)>> {
+                let mut unique: Vec<&(u32, String)> = items.iter().collect();
+                unique.sort();
+                unique.dedup();
+                let mut tx = self.pool.begin().await?;
+                // One multi-row INSERT for the whole group; rows it returns were created by it.
+                let mut insert = sqlx::QueryBuilder::<$db>::new(sql::REGISTER_MANY_HEAD);
+                insert.push_values(&unique, |mut row, (sdkappid, user_id)| {
+                    row.push_bind(i64::from(*sdkappid))
+                        .push_bind(user_id.as_str())
+                        .push_bind(now);
+                });
+                insert.push(sql::REGISTER_MANY_TAIL);
+                let created: Vec<Account> = insert.build_query_as().fetch_all(&mut *tx).await?;
+                let mut found: std::collections::HashMap<(u32, String), (Account, bool)> = created
+                    .into_iter()
+                    .map(|a| ((a.sdkappid, a.user_id.clone()), (a, true)))
+                    .collect();
+                // The others existed already (or another transaction created them first).
+                for key in &unique {
+                    if !found.contains_key(*key) {
+                        let existing: Account = sqlx::query_as(sql::GET)
+                            .bind(i64::from(key.0))
+                            .bind(&key.1)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        found.insert((*key).clone(), (existing, false));
+                    }
                 }
-                // Someone else created it (or it existed): read the committed row.
-                let existing: Account = sqlx::query_as(sql::GET)
-                    .bind(i64::from(sdkappid))
-                    .bind(user_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok((existing, false))
+                tx.commit().await?;
+                // In the callers' order; a repeated item is reported created only once.
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    let slot = found.get_mut(item).expect("every item was found");
+                    out.push(slot.clone());
+                    slot.1 = false;
+                }
+                Ok(out)
             }
 
             async fn upsert_profile(
@@ -282,11 +319,49 @@ macro_rules! sql_account_store {
 use sql_account_store;
 
 /// The accounts service: the store behind a read-through cache, so a known user's login needs no database
-/// round trip. Every change made through it updates the cache.
+/// round trip. Every change made through it updates the cache. First logins that arrive together are
+/// registered together (group commit): one transaction, one commit, and each waits for that commit.
 #[derive(Clone)]
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
     cache: moka::sync::Cache<(u32, String), Account>,
+    registrations: mpsc::Sender<Registration>,
+}
+
+/// One first login waiting for its grouped registration.
+struct Registration {
+    sdkappid: u32,
+    user_id: String,
+    now: i64,
+    reply: oneshot::Sender<StoreResult<(Account, bool)>>,
+}
+
+/// The most registrations one transaction takes.
+const MAX_GROUP: usize = 256;
+
+/// Registers waiting first logins in groups until every [`Accounts`] handle is gone.
+async fn group_commit(store: Arc<dyn AccountStore>, mut rx: mpsc::Receiver<Registration>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let items: Vec<(u32, String)> = group
+            .iter()
+            .map(|r| (r.sdkappid, r.user_id.clone()))
+            .collect();
+        let now = group.iter().map(|r| r.now).min().unwrap_or_default();
+        match store.register_many(&items, now).await {
+            Ok(results) => {
+                for (r, res) in group.drain(..).zip(results) {
+                    let _ = r.reply.send(Ok(res));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for r in group.drain(..) {
+                    let _ = r.reply.send(Err(StoreError::Batch(why.clone())));
+                }
+            }
+        }
+    }
 }
 
 /// Entries live this long: the bound on how stale another node's view of a disable or a kick can be until the
@@ -295,12 +370,19 @@ const CACHE_TTL: Duration = Duration::from_secs(300);
 const CACHE_CAPACITY: u64 = 1_000_000;
 
 impl Accounts {
+    /// Needs a tokio runtime: it starts the group-commit task.
     pub fn new(store: Arc<dyn AccountStore>) -> Self {
         let cache = moka::sync::Cache::builder()
             .max_capacity(CACHE_CAPACITY)
             .time_to_live(CACHE_TTL)
             .build();
-        Accounts { store, cache }
+        let (registrations, rx) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(group_commit(store.clone(), rx));
+        Accounts {
+            store,
+            cache,
+            registrations,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn AccountStore> {
@@ -334,7 +416,16 @@ impl Accounts {
         if let Some(a) = self.cached(sdkappid, user_id) {
             return Ok((a, false));
         }
-        let (account, created) = self.store.register(sdkappid, user_id, now).await?;
+        let (reply, rx) = oneshot::channel();
+        let closed = || StoreError::Batch("the registration task has stopped".into());
+        let req = Registration {
+            sdkappid,
+            user_id: user_id.to_owned(),
+            now,
+            reply,
+        };
+        self.registrations.send(req).await.map_err(|_| closed())?;
+        let (account, created) = rx.await.map_err(|_| closed())??;
         self.cache
             .insert((sdkappid, user_id.to_owned()), account.clone());
         Ok((account, created))

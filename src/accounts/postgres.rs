@@ -29,4 +29,4 @@ impl PgStore {
     }
 }
 
-sql_account_store!(PgStore);
+sql_account_store!(PgStore, sqlx::Postgres);

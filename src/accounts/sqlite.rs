@@ -43,4 +43,4 @@ impl SqliteStore {
     }
 }
 
-sql_account_store!(SqliteStore);
+sql_account_store!(SqliteStore, sqlx::Sqlite);

@@ -1,12 +1,11 @@
 //! TLS sig v2 (REFERENCE §1): HMAC-SHA256 over four lines, JSON, zlib, base64 with `+/=` → `*-_`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
-use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
-use flate2::Compression;
+use flate2::{Compression, Decompress, FlushDecompress, Status};
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
@@ -62,14 +61,7 @@ impl TlsTicket {
         let compressed = LENIENT
             .decode(std_b64.trim_end_matches('='))
             .map_err(|_| bad("not base64"))?;
-        let mut json = Vec::new();
-        ZlibDecoder::new(compressed.as_slice())
-            .take(MAX_INFLATED + 1)
-            .read_to_end(&mut json)
-            .map_err(|_| bad("not a zlib stream"))?;
-        if json.len() as u64 > MAX_INFLATED {
-            return Err(bad("too large"));
-        }
+        let json = inflate(&compressed)?;
         let doc: Map<String, Value> =
             serde_json::from_slice(&json).map_err(|_| bad("not a JSON object"))?;
         if doc.contains_key("TLS.userbuf") {
@@ -141,6 +133,41 @@ impl TlsTicket {
             expires_at,
         })
     }
+}
+
+thread_local! {
+    /// One zlib inflater per thread, reset for each ticket: creating one allocates ~40 KiB (state and window),
+    /// which was a visible share of a login's cost.
+    static INFLATER: std::cell::RefCell<Decompress> = std::cell::RefCell::new(Decompress::new(true));
+}
+
+/// Inflates a zlib stream of at most [`MAX_INFLATED`] bytes.
+fn inflate(compressed: &[u8]) -> Result<Vec<u8>, Failure> {
+    INFLATER.with(|cell| {
+        let mut z = cell.borrow_mut();
+        z.reset(true);
+        let mut out = Vec::with_capacity(512);
+        loop {
+            let before_in = z.total_in() as usize;
+            if out.len() == out.capacity() {
+                if out.len() as u64 >= MAX_INFLATED {
+                    return Err(bad("too large"));
+                }
+                out.reserve(out.len().max(512));
+            }
+            let status = z
+                .decompress_vec(&compressed[before_in..], &mut out, FlushDecompress::Finish)
+                .map_err(|_| bad("not a zlib stream"))?;
+            match status {
+                Status::StreamEnd => return Ok(out),
+                // No progress possible: the input ended before the stream did.
+                _ if z.total_in() as usize == compressed.len() && out.len() < out.capacity() => {
+                    return Err(bad("truncated zlib stream"))
+                }
+                _ => {}
+            }
+        }
+    })
 }
 
 fn content(identifier: &str, sdkappid: u64, time: u64, expire: u64) -> String {

@@ -14,6 +14,8 @@ crate::both_stores!(
     delete_then_register_creates_anew,
     disable_and_revoke,
     list_pages_in_byte_order,
+    register_many_creates_each_once_in_order,
+    concurrent_first_logins_share_commits_and_create_each_once,
 );
 
 async fn register_is_idempotent_and_durable(backend: Backend) {
@@ -184,4 +186,59 @@ async fn list_pages_in_byte_order(backend: Backend) {
         seen.extend(page.into_iter().map(|a| a.user_id));
     }
     assert_eq!(seen, expected);
+}
+
+async fn register_many_creates_each_once_in_order(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    store.register(1, "old", 5).await.unwrap();
+    let items: Vec<(u32, String)> = [
+        (1, "new-a"),
+        (1, "old"),
+        (2, "new-a"),
+        (1, "new-a"),
+        (1, "new-b"),
+    ]
+    .iter()
+    .map(|(a, u)| (*a, u.to_string()))
+    .collect();
+    let got = store.register_many(&items, 50).await.unwrap();
+    let summary: Vec<(u32, &str, bool, i64)> = got
+        .iter()
+        .map(|(a, c)| (a.sdkappid, a.user_id.as_str(), *c, a.created_at))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, "new-a", true, 50),
+            (1, "old", false, 5),
+            (2, "new-a", true, 50),
+            (1, "new-a", false, 50),
+            (1, "new-b", true, 50)
+        ]
+    );
+    assert_eq!(store.list(1, None, 10).await.unwrap().len(), 3);
+}
+
+async fn concurrent_first_logins_share_commits_and_create_each_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let accounts = imlogin::accounts::Accounts::new(db.store().await);
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let accounts = accounts.clone();
+            tokio::spawn(async move {
+                accounts
+                    .get_or_register(9, &format!("user-{}", i % 30), 1)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        created += usize::from(t.await.unwrap().1);
+    }
+    assert_eq!(created, 30, "each of the 30 users is created exactly once");
+    // Durable: another connection sees them.
+    assert_eq!(db.store().await.list(9, None, 100).await.unwrap().len(), 30);
 }

@@ -1,0 +1,534 @@
+//! The load generator behind `imlogin-bench` (docs/benchmarks.md): login handshakes, idle sessions held open,
+//! kick latency and mass resume, against imlogin or the bare baseline server, with latency percentiles, errors
+//! by code, and the CPU time of the generator and the server.
+//!
+//! Clients here are deliberately cheap (one task per connection, 4 KiB read buffers, no JSON beyond what is
+//! needed): the generator shares the machine's cores with the server.
+
+pub mod baseline;
+pub mod suite;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::usersig::{tls, unix_now};
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// Where to log in, and with what app.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub sdkappid: u32,
+    pub key: String,
+    /// Client source addresses, used in turn (each gives its own ~28k ephemeral ports).
+    pub sources: Vec<IpAddr>,
+}
+
+/// Opens a WebSocket to `/v1/ws` from `source`.
+pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<Ws> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(src) = source {
+        socket.bind(SocketAddr::new(src, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(
+        format!("ws://{addr}/v1/ws"),
+        stream,
+        Some(config),
+    )
+    .await?;
+    Ok(ws)
+}
+
+/// A login frame with a prepared ticket.
+pub fn login_frame(id: u64, sdkappid: u32, user: &str, sig: &str, platform: &str) -> String {
+    serde_json::json!({"id": id, "op": "login", "sdkappid": sdkappid, "user_id": user, "user_sig": sig, "platform": platform})
+        .to_string()
+}
+
+/// Tickets for `users`, valid for a day (generated before any timing starts).
+pub fn tickets(t: &Target, users: &[String]) -> Vec<String> {
+    let now = unix_now() as u64;
+    users
+        .iter()
+        .map(|u| tls::generate(t.sdkappid, &t.key, u, 86400, now))
+        .collect()
+}
+
+/// The next text frame as JSON.
+pub async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
+            Some(Ok(Message::Close(f))) => anyhow::bail!("closed: {f:?}"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("connection ended"),
+        }
+    }
+}
+
+/// Sends a login and waits for its response: `Ok(code)`.
+pub async fn login(ws: &mut Ws, frame: String) -> anyhow::Result<u64> {
+    ws.send(Message::Text(frame.into())).await?;
+    let v = next_json(ws).await?;
+    Ok(v["code"].as_u64().unwrap_or(u64::MAX))
+}
+
+/// Closes as a client should: send Close, then let the server close the TCP connection first (so the
+/// TIME_WAIT state lands on the server's side, not on the generator's ephemeral ports).
+pub async fn finish(mut ws: Ws) {
+    if ws.send(Message::Close(None)).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Latencies in microseconds, and errors by code.
+#[derive(Debug, Default)]
+pub struct Samples {
+    pub micros: Vec<u64>,
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Samples {
+    fn error(&mut self, what: impl Into<String>) {
+        *self.errors.entry(what.into()).or_default() += 1;
+    }
+
+    fn merge(&mut self, other: Samples) {
+        self.micros.extend(other.micros);
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// Percentiles of a run, in milliseconds.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    pub fn of(micros: &mut [u64]) -> Latency {
+        if micros.is_empty() {
+            return Latency::default();
+        }
+        micros.sort_unstable();
+        let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+        Latency {
+            p50_ms: at(0.50),
+            p90_ms: at(0.90),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        }
+    }
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|r| r.1).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the full line: 11 and 12 after the command name; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Resident memory of a process in bytes, from `/proc/<pid>/status`.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Result of one `logins` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoginsResult {
+    pub logins: usize,
+    pub concurrency: usize,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub latency: Latency,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// How the users of a `logins` run are chosen.
+#[derive(Debug, Clone)]
+pub enum Users {
+    /// Cycle over this many known users (after a warm-up that logs each in once).
+    Known(usize),
+    /// A new user for every login (auto-register).
+    New(String),
+}
+
+/// N login handshakes (connect, upgrade, login, response, close) at concurrency C; with `rate`, open-loop at that
+/// many starts per second (latency counted from the scheduled start, so queueing shows).
+pub async fn logins(
+    t: &Target,
+    users: &Users,
+    n: usize,
+    c: usize,
+    rate: Option<f64>,
+) -> LoginsResult {
+    let names: Vec<String> = match users {
+        Users::Known(u) => (0..*u).map(|i| format!("known-{i}")).collect(),
+        Users::New(prefix) => (0..n).map(|i| format!("{prefix}-{i}")).collect(),
+    };
+    let sigs = Arc::new(tickets(t, &names));
+    let names = Arc::new(names);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let workers = if rate.is_some() { n } else { c };
+    let interval = rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    for w in 0..workers {
+        let (t, sigs, names, next) = (t.clone(), sigs.clone(), names.clone(), next.clone());
+        let scheduled = interval.map(|iv| started + iv * w as u32);
+        tasks.push(tokio::spawn(async move {
+            let mut s = Samples::default();
+            loop {
+                let i = if scheduled.is_some() {
+                    if w >= n {
+                        break;
+                    }
+                    w
+                } else {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    i
+                };
+                let start = match scheduled {
+                    Some(at) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        at
+                    }
+                    None => Instant::now(),
+                };
+                let u = i % names.len();
+                let source = (!t.sources.is_empty()).then(|| t.sources[i % t.sources.len()]);
+                match connect(t.addr, source).await {
+                    Ok(mut ws) => {
+                        match login(
+                            &mut ws,
+                            login_frame(1, t.sdkappid, &names[u], &sigs[u], "web"),
+                        )
+                        .await
+                        {
+                            Ok(0) => s.micros.push(start.elapsed().as_micros() as u64),
+                            Ok(code) => s.error(code.to_string()),
+                            Err(e) => s.error(format!("io: {e}")),
+                        }
+                        finish(ws).await;
+                    }
+                    Err(e) => s.error(format!("connect: {e}")),
+                }
+                if scheduled.is_some() {
+                    break;
+                }
+            }
+            s
+        }));
+    }
+    let mut all = Samples::default();
+    for task in tasks {
+        if let Ok(s) = task.await {
+            all.merge(s);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let ok = all.micros.len();
+    LoginsResult {
+        logins: ok,
+        concurrency: c,
+        seconds,
+        per_second: ok as f64 / seconds,
+        latency: Latency::of(&mut all.micros),
+        errors: all.errors,
+    }
+}
+
+/// Result of a `hold` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldResult {
+    pub sessions: usize,
+    pub rss_before: u64,
+    pub rss_after: u64,
+    pub bytes_per_session: f64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Opens `k` logged-in sessions (one user each), keeps them with WebSocket pings, reads the server's RSS before and
+/// after, then closes them.
+pub async fn hold(t: &Target, server_pid: u32, k: usize, c: usize, prefix: &str) -> HoldResult {
+    let names: Vec<String> = (0..k).map(|i| format!("{prefix}-{i}")).collect();
+    let sigs = tickets(t, &names);
+    let rss_before = rss_bytes(server_pid);
+    let frames: Vec<String> = names
+        .iter()
+        .zip(&sigs)
+        .map(|(u, s)| login_frame(1, t.sdkappid, u, s, "web"))
+        .collect();
+    let frames = Arc::new(Mutex::new(
+        frames.into_iter().enumerate().collect::<Vec<_>>(),
+    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<Result<(), String>>(k.max(1));
+    let mut tasks = Vec::new();
+    for _ in 0..c.min(k.max(1)) {
+        let (t, frames, stop, ready_tx) =
+            (t.clone(), frames.clone(), stop.clone(), ready_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some((i, frame)) = frames.lock().await.pop() else {
+                    return;
+                };
+                let source = (!t.sources.is_empty()).then(|| t.sources[i % t.sources.len()]);
+                let res = async {
+                    let mut ws = connect(t.addr, source)
+                        .await
+                        .map_err(|e| format!("connect: {e}"))?;
+                    match login(&mut ws, frame).await {
+                        Ok(0) => Ok(ws),
+                        Ok(code) => Err(code.to_string()),
+                        Err(e) => Err(format!("io: {e}")),
+                    }
+                }
+                .await;
+                match res {
+                    Ok(ws) => {
+                        let _ = ready_tx.send(Ok(())).await;
+                        tokio::spawn(keep(ws, stop.clone()));
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e)).await;
+                    }
+                }
+            }
+        }));
+    }
+    drop(ready_tx);
+    let mut errors = BTreeMap::new();
+    let mut ok = 0usize;
+    while let Some(r) = ready_rx.recv().await {
+        match r {
+            Ok(()) => ok += 1,
+            Err(e) => *errors.entry(e).or_default() += 1,
+        }
+    }
+    // Let allocations settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = rss_bytes(server_pid);
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    HoldResult {
+        sessions: ok,
+        rss_before,
+        rss_after,
+        bytes_per_session: rss_after.saturating_sub(rss_before) as f64 / ok.max(1) as f64,
+        errors,
+    }
+}
+
+/// Keeps a session: a WebSocket ping every 30 s, answers the server, closes on `stop`.
+async fn keep(mut ws: Ws, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => { let _ = ws.send(Message::Close(None)).await; return; }
+            _ = tick.tick() => { if ws.send(Message::Ping(Vec::new().into())).await.is_err() { return; } }
+            m = ws.next() => if !matches!(m, Some(Ok(_))) { return },
+        }
+    }
+}
+
+/// Result of a `kick` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct KickResult {
+    pub rounds: usize,
+    pub latency: Latency,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// `rounds` times: A logs in, B logs in as the same user and platform; the time from B's login being sent to A
+/// reading its `kicked_offline`.
+pub async fn kick(t: &Target, rounds: usize, prefix: &str) -> KickResult {
+    let names: Vec<String> = (0..rounds).map(|i| format!("{prefix}-{i}")).collect();
+    let sigs = tickets(t, &names);
+    let mut s = Samples::default();
+    for (u, sig) in names.iter().zip(&sigs) {
+        let res = async {
+            let mut a = connect(t.addr, None).await?;
+            let mut b = connect(t.addr, None).await?;
+            anyhow::ensure!(
+                login(&mut a, login_frame(1, t.sdkappid, u, sig, "android")).await? == 0,
+                "login A"
+            );
+            let frame = login_frame(1, t.sdkappid, u, sig, "android");
+            let start = Instant::now();
+            b.send(Message::Text(frame.into())).await?;
+            let ev = next_json(&mut a).await?;
+            let took = start.elapsed();
+            anyhow::ensure!(
+                ev["event"] == "kicked_offline",
+                "expected kicked_offline, got {ev}"
+            );
+            anyhow::ensure!(next_json(&mut b).await?["code"] == 0, "login B");
+            finish(b).await;
+            Ok(took)
+        }
+        .await;
+        match res {
+            Ok(d) => s.micros.push(d.as_micros() as u64),
+            Err(e) => s.error(e.to_string()),
+        }
+    }
+    KickResult {
+        rounds: s.micros.len(),
+        latency: Latency::of(&mut s.micros),
+        errors: s.errors,
+    }
+}
+
+/// Result of a `resume` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResumeResult {
+    pub sessions: usize,
+    pub resumed: usize,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub latency: Latency,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Logs in `k` sessions, drops every connection at once (no logout), then reconnects them all at concurrency `c`
+/// with `resume`; the time until all are back.
+pub async fn resume(t: &Target, k: usize, c: usize, prefix: &str) -> ResumeResult {
+    let names: Vec<String> = (0..k).map(|i| format!("{prefix}-{i}")).collect();
+    let sigs = tickets(t, &names);
+    let mut tokens = Vec::with_capacity(k);
+    let mut conns = Vec::with_capacity(k);
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for (i, (u, sig)) in names.iter().zip(&sigs).enumerate() {
+        let source = (!t.sources.is_empty()).then(|| t.sources[i % t.sources.len()]);
+        let Ok(mut ws) = connect(t.addr, source).await else {
+            continue;
+        };
+        if ws
+            .send(Message::Text(
+                login_frame(1, t.sdkappid, u, sig, "android").into(),
+            ))
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        match next_json(&mut ws).await {
+            Ok(v) if v["code"] == 0 => {
+                tokens.push(
+                    v["data"]["session_token"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+                conns.push(ws);
+            }
+            _ => *errors.entry("login".into()).or_default() += 1,
+        }
+    }
+    // The network drops for everyone at once.
+    drop(conns);
+    let started = Instant::now();
+    let tokens = Arc::new(Mutex::new(
+        tokens.into_iter().enumerate().collect::<Vec<_>>(),
+    ));
+    let mut tasks = Vec::new();
+    for _ in 0..c {
+        let (t, tokens) = (t.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut s = Samples::default();
+            loop {
+                let Some((i, token)) = tokens.lock().await.pop() else {
+                    return s;
+                };
+                let begin = Instant::now();
+                let source = (!t.sources.is_empty()).then(|| t.sources[i % t.sources.len()]);
+                let frame = serde_json::json!({"id": 1, "op": "resume", "session_token": token})
+                    .to_string();
+                match connect(t.addr, source).await {
+                    Ok(mut ws) => {
+                        match login(&mut ws, frame).await {
+                            Ok(0) => s.micros.push(begin.elapsed().as_micros() as u64),
+                            Ok(code) => s.error(code.to_string()),
+                            Err(e) => s.error(format!("io: {e}")),
+                        }
+                        finish(ws).await;
+                    }
+                    Err(e) => s.error(format!("connect: {e}")),
+                }
+            }
+        }));
+    }
+    let mut all = Samples::default();
+    for task in tasks {
+        if let Ok(s) = task.await {
+            all.merge(s);
+        }
+    }
+    for (k, v) in all.errors.clone() {
+        *errors.entry(k).or_default() += v;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let resumed = all.micros.len();
+    ResumeResult {
+        sessions: k,
+        resumed,
+        seconds,
+        per_second: resumed as f64 / seconds,
+        latency: Latency::of(&mut all.micros),
+        errors,
+    }
+}

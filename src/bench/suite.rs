@@ -1,0 +1,411 @@
+//! The whole benchmark in one command: starts the baseline and imlogin (on SQLite and on PostgreSQL) as child
+//! processes, runs every scenario against them in turn (medians of `repeats` runs), prints one JSON line per
+//! scenario and a table with the ratios against the baseline.
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+use super::{cpu_seconds, hold, kick, logins, resume, Target, Users};
+
+pub const KEY: &str = "bench-secret-key-0123456789abcdef";
+pub const APP: u32 = 1_400_000_000;
+
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    /// PostgreSQL server for the new-user runs (a fresh database is created and dropped).
+    pub postgres: String,
+    /// Servers on core 0, the generator on core 1.
+    pub pin: bool,
+    pub repeats: usize,
+    pub logins: usize,
+    pub concurrency: usize,
+    pub known_users: usize,
+    pub new_logins: usize,
+    pub hold_sessions: usize,
+    pub sources: usize,
+    pub kick_rounds: usize,
+    pub resume_sessions: usize,
+}
+
+/// A server under test, killed on drop.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    _dir: Option<tempfile_dir::Dir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temporary directory removed on drop (no dev-dependency in the library).
+mod tempfile_dir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn exe_dir() -> PathBuf {
+    std::env::current_exe()
+        .expect("own path")
+        .parent()
+        .expect("a directory")
+        .to_path_buf()
+}
+
+fn command(pin: bool, program: PathBuf) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg("0").arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn start_baseline(pin: bool) -> anyhow::Result<Server> {
+    let mut child = command(pin, exe_dir().join("imlogin-bench"))
+        .args(["baseline", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .ok_or_else(|| anyhow::anyhow!("baseline said {line:?}"))?
+        .parse()?;
+    Ok(Server {
+        child,
+        addr,
+        _dir: None,
+    })
+}
+
+fn start_imlogin(pin: bool, database_url: Option<String>) -> anyhow::Result<Server> {
+    let dir = std::env::temp_dir().join(format!(
+        "imlogin-bench-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let url = database_url.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.display()));
+    let mut child = command(pin, exe_dir().join("imlogin"))
+        .arg("serve")
+        .env("IMLOGIN__SERVER__LISTEN", "127.0.0.1:0")
+        .env("IMLOGIN__DATABASE__URL", url)
+        .env("IMLOGIN__LOG__FORMAT", "json")
+        .env("IMLOGIN__LOG__LEVEL", "warn,imlogin::app=info")
+        .env("IMLOGIN__LIMITS__LOGIN_FAILURES_PER_MINUTE", "1000000")
+        .env(
+            "IMLOGIN__SESSION__SECRET",
+            "bench-session-secret-0123456789",
+        )
+        .env("IMLOGIN__APPS__0__SECRET_KEY", KEY)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("imlogin exited before listening"))??;
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "imlogin listening" {
+            break v["addr"].as_str().unwrap_or_default().parse()?;
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok(Server {
+        child,
+        addr,
+        _dir: Some(tempfile_dir::Dir(dir)),
+    })
+}
+
+fn target(server: &Server, sources: usize) -> Target {
+    Target {
+        addr: server.addr,
+        sdkappid: APP,
+        key: KEY.to_owned(),
+        sources: (1..=sources as u8)
+            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+            .collect(),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs `f` `repeats` times against `server`; returns the run with the median throughput, and the CPU seconds the
+/// generator and the server used over all runs.
+async fn measured<F, Fut>(server: &Server, repeats: usize, mut f: F) -> (Value, f64, f64)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let (me, pid) = (std::process::id(), server.child.id());
+    let (gen0, srv0) = (cpu_seconds(me), cpu_seconds(pid));
+    let mut runs = Vec::new();
+    for r in 0..repeats {
+        runs.push(f(r).await);
+    }
+    let m = median(
+        runs.iter()
+            .map(|r| r["per_second"].as_f64().unwrap_or(0.0))
+            .collect(),
+    );
+    let chosen = runs
+        .into_iter()
+        .find(|r| r["per_second"].as_f64().unwrap_or(0.0) == m)
+        .unwrap_or_default();
+    (chosen, cpu_seconds(me) - gen0, cpu_seconds(pid) - srv0)
+}
+
+fn emit(
+    lines: &mut Vec<Value>,
+    scenario: &str,
+    server: &str,
+    mut v: Value,
+    gen_cpu: f64,
+    srv_cpu: f64,
+) {
+    v["scenario"] = json!(scenario);
+    v["server"] = json!(server);
+    v["generator_cpu_s"] = json!((gen_cpu * 100.0).round() / 100.0);
+    v["server_cpu_s"] = json!((srv_cpu * 100.0).round() / 100.0);
+    println!("{v}");
+    lines.push(v);
+}
+
+async fn fresh_postgres(admin: &str) -> anyhow::Result<(String, String)> {
+    let name = format!(
+        "imlogin_bench_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let mut conn = sqlx::PgConnection::connect(admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+    Ok((format!("{base}/{name}"), name))
+}
+
+async fn drop_postgres(admin: &str, name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+/// Runs every scenario; returns the JSON lines (also printed as they come).
+pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
+    if o.pin {
+        // The generator takes core 1; the servers are started on core 0.
+        Command::new("taskset")
+            .args(["-a", "-cp", "1", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status()?;
+    }
+    let mut out = Vec::new();
+    let reps = o.repeats;
+
+    // Known-user logins: baseline, then imlogin (SQLite; a known user's login reads no database).
+    let base = start_baseline(o.pin)?;
+    let bt = target(&base, o.sources);
+    let (v, g, s) = measured(&base, reps, |_| async {
+        json!(
+            logins(
+                &bt,
+                &Users::Known(o.known_users),
+                o.logins,
+                o.concurrency,
+                None
+            )
+            .await
+        )
+    })
+    .await;
+    let baseline_rate = v["per_second"].as_f64().unwrap_or(0.0);
+    emit(&mut out, "logins_known", "baseline", v, g, s);
+
+    let im = start_imlogin(o.pin, None)?;
+    let it = target(&im, o.sources);
+    // Warm-up: every known user logs in once (registers, fills the cache).
+    logins(
+        &it,
+        &Users::Known(o.known_users),
+        o.known_users,
+        o.concurrency,
+        None,
+    )
+    .await;
+    let (v, g, s) = measured(&im, reps, |_| async {
+        json!(
+            logins(
+                &it,
+                &Users::Known(o.known_users),
+                o.logins,
+                o.concurrency,
+                None
+            )
+            .await
+        )
+    })
+    .await;
+    let imlogin_rate = v["per_second"].as_f64().unwrap_or(0.0);
+    emit(&mut out, "logins_known", "imlogin", v, g, s);
+
+    // Latency at 80 % of imlogin's maximum rate, open loop, for 5 s.
+    let rate = imlogin_rate * 0.8;
+    let n = (rate * 5.0) as usize;
+    for (name, t, srv) in [("baseline", &bt, &base), ("imlogin", &it, &im)] {
+        let (v, g, s) = measured(srv, 1, |_| async {
+            json!(
+                logins(
+                    t,
+                    &Users::Known(o.known_users),
+                    n,
+                    o.concurrency,
+                    Some(rate)
+                )
+                .await
+            )
+        })
+        .await;
+        emit(&mut out, "logins_at_80pct", name, v, g, s);
+    }
+
+    // New users on SQLite (imlogin above was started on a fresh SQLite file).
+    let (v, g, s) =
+        measured(&im, reps, |r| {
+            let prefix = format!("new-sqlite-{r}");
+            let it = &it;
+            async move {
+                json!(logins(it, &Users::New(prefix), o.new_logins, o.concurrency, None).await)
+            }
+        })
+        .await;
+    emit(&mut out, "logins_new_sqlite", "imlogin", v, g, s);
+
+    // Kick latency and mass resume.
+    let (v, g, s) = measured(&im, 1, |_| async {
+        json!({"per_second": 0, "kick": kick(&it, o.kick_rounds, "kick").await})
+    })
+    .await;
+    emit(&mut out, "kick", "imlogin", v["kick"].clone(), g, s);
+    let (v, g, s) = measured(&im, 1, |_| async {
+        json!(resume(&it, o.resume_sessions, o.concurrency, "resume").await)
+    })
+    .await;
+    emit(&mut out, "resume", "imlogin", v, g, s);
+    drop(im);
+
+    // New users on PostgreSQL.
+    let (url, name) = fresh_postgres(&o.postgres).await?;
+    let pg = start_imlogin(o.pin, Some(url))?;
+    let pt = target(&pg, o.sources);
+    let (v, g, s) =
+        measured(&pg, reps, |r| {
+            let prefix = format!("new-pg-{r}");
+            let pt = &pt;
+            async move {
+                json!(logins(pt, &Users::New(prefix), o.new_logins, o.concurrency, None).await)
+            }
+        })
+        .await;
+    emit(&mut out, "logins_new_postgres", "imlogin", v, g, s);
+    drop(pg);
+    drop_postgres(&o.postgres, &name).await;
+
+    // Idle sessions held open: baseline, then imlogin.
+    let bh = target(&base, o.sources);
+    let (v, g, s) = measured(&base, 1, |_| async {
+        json!(hold(&bh, base.child.id(), o.hold_sessions, o.concurrency, "hold").await)
+    })
+    .await;
+    emit(&mut out, "hold", "baseline", v, g, s);
+    drop(base);
+    let im = start_imlogin(o.pin, None)?;
+    let ih = target(&im, o.sources);
+    let (v, g, s) = measured(&im, 1, |_| async {
+        json!(hold(&ih, im.child.id(), o.hold_sessions, o.concurrency, "hold").await)
+    })
+    .await;
+    emit(&mut out, "hold", "imlogin", v, g, s);
+
+    eprintln!("{}", table(&out, baseline_rate));
+    Ok(out)
+}
+
+fn find<'a>(lines: &'a [Value], scenario: &str, server: &str) -> Option<&'a Value> {
+    lines
+        .iter()
+        .find(|l| l["scenario"] == scenario && l["server"] == server)
+}
+
+/// The human table: each scenario with its absolute figures and the ratio the targets are stated in.
+pub fn table(lines: &[Value], baseline_rate: f64) -> String {
+    let mut t = String::from("scenario              server    throughput/s     p50 ms   p99 ms   max ms   ratio vs baseline\n");
+    for l in lines {
+        let lat = if l.get("latency").is_some() {
+            &l["latency"]
+        } else {
+            l
+        };
+        let ratio = match (l["scenario"].as_str(), l["server"].as_str()) {
+            (Some("hold"), Some("imlogin")) => find(lines, "hold", "baseline")
+                .map(|b| {
+                    format!(
+                        "{:.2}x bytes/session",
+                        l["bytes_per_session"].as_f64().unwrap_or(0.0)
+                            / b["bytes_per_session"].as_f64().unwrap_or(1.0)
+                    )
+                })
+                .unwrap_or_default(),
+            (Some(s), Some("imlogin")) if s.starts_with("logins") && s != "logins_at_80pct" => {
+                format!(
+                    "{:.2}x handshakes/s",
+                    l["per_second"].as_f64().unwrap_or(0.0) / baseline_rate.max(1.0)
+                )
+            }
+            _ => String::new(),
+        };
+        let thr = if l["scenario"] == "hold" {
+            format!(
+                "{:.0} B/sess",
+                l["bytes_per_session"].as_f64().unwrap_or(0.0)
+            )
+        } else {
+            format!("{:.0}", l["per_second"].as_f64().unwrap_or(0.0))
+        };
+        t.push_str(&format!(
+            "{:<21} {:<9} {:>12} {:>10.2} {:>8.2} {:>8.2}   {}\n",
+            l["scenario"].as_str().unwrap_or(""),
+            l["server"].as_str().unwrap_or(""),
+            thr,
+            lat["p50_ms"].as_f64().unwrap_or(0.0),
+            lat["p99_ms"].as_f64().unwrap_or(0.0),
+            lat["max_ms"].as_f64().unwrap_or(0.0),
+            ratio
+        ));
+    }
+    t
+}

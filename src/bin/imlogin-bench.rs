@@ -1,0 +1,213 @@
+//! `imlogin-bench`: the load generator and the baseline server (docs/benchmarks.md).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use imlogin::bench::{self, suite, Target, Users};
+
+#[derive(Parser)]
+#[command(
+    name = "imlogin-bench",
+    about = "Load generator for imlogin, and the bare baseline server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct TargetArgs {
+    /// The server's address (host:port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    #[arg(long, default_value_t = 1_400_000_000)]
+    sdkappid: u32,
+    /// The app's UserSig key.
+    #[arg(
+        long,
+        default_value = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
+    )]
+    key: String,
+    /// Client source addresses to use in turn (e.g. 127.0.0.1,127.0.0.2).
+    #[arg(long, value_delimiter = ',')]
+    sources: Vec<IpAddr>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> Target {
+        Target {
+            addr: self.addr,
+            sdkappid: self.sdkappid,
+            key: self.key.clone(),
+            sources: self.sources.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the baseline server (prints `listening ADDR`).
+    Baseline {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// N login handshakes at concurrency C.
+    Logins {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// Cycle over this many known users.
+        #[arg(long, default_value_t = 2000)]
+        users: usize,
+        /// New users (auto-register) named PREFIX-i instead of known ones.
+        #[arg(long)]
+        new: Option<String>,
+        /// Open loop: this many login starts per second.
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// Hold K logged-in idle sessions and report the server's RSS per session.
+    Hold {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 19_000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+    },
+    /// Kick latency: login to the displaced instance's kicked_offline.
+    Kick {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 1000)]
+        rounds: usize,
+    },
+    /// K sessions dropped at once and resumed.
+    Resume {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 5000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+    },
+    /// Everything: baseline and imlogin in turn, medians of --repeats, JSON lines and a table.
+    Suite {
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        postgres: String,
+        /// Servers on core 0, generator on core 1.
+        #[arg(long)]
+        pin: bool,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        #[arg(long, default_value_t = 20_000)]
+        logins: usize,
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 2000)]
+        known_users: usize,
+        #[arg(long, default_value_t = 10_000)]
+        new_logins: usize,
+        #[arg(long, default_value_t = 19_000)]
+        hold_sessions: usize,
+        #[arg(long, default_value_t = 4)]
+        sources: usize,
+        #[arg(long, default_value_t = 1000)]
+        kick_rounds: usize,
+        #[arg(long, default_value_t = 5000)]
+        resume_sessions: usize,
+    },
+}
+
+/// mimalloc: logins allocate many small, short-lived objects across threads; glibc malloc spent ~15 % of a
+/// login's CPU time (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Every connection is a file: take the whole hard limit.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let line = match cli.command {
+            Cmd::Baseline { listen } => {
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                println!("listening {}", listener.local_addr()?);
+                bench::baseline::serve(listener).await?;
+                return Ok(());
+            }
+            Cmd::Logins {
+                target,
+                count,
+                concurrency,
+                users,
+                new,
+                rate,
+            } => {
+                let users = new.map(Users::New).unwrap_or(Users::Known(users));
+                serde_json::to_value(
+                    bench::logins(&target.target(), &users, count, concurrency, rate).await,
+                )?
+            }
+            Cmd::Hold {
+                target,
+                pid,
+                sessions,
+                concurrency,
+            } => serde_json::to_value(
+                bench::hold(&target.target(), pid, sessions, concurrency, "hold").await,
+            )?,
+            Cmd::Kick { target, rounds } => {
+                serde_json::to_value(bench::kick(&target.target(), rounds, "kick").await)?
+            }
+            Cmd::Resume {
+                target,
+                sessions,
+                concurrency,
+            } => serde_json::to_value(
+                bench::resume(&target.target(), sessions, concurrency, "resume").await,
+            )?,
+            Cmd::Suite {
+                postgres,
+                pin,
+                repeats,
+                logins,
+                concurrency,
+                known_users,
+                new_logins,
+                hold_sessions,
+                sources,
+                kick_rounds,
+                resume_sessions,
+            } => {
+                let o = suite::SuiteOptions {
+                    postgres,
+                    pin,
+                    repeats,
+                    logins,
+                    concurrency,
+                    known_users,
+                    new_logins,
+                    hold_sessions,
+                    sources,
+                    kick_rounds,
+                    resume_sessions,
+                };
+                suite::run(&o).await?;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                return Ok(());
+            }
+        };
+        println!("{line}");
+        Ok(())
+    })
+}
