@@ -146,9 +146,6 @@ impl Sessions {
             .map_err(registry_down)?;
         self.deliver_kicks(&kicked, Some(instance.platform)).await;
         self.dau.mark(instance.sdkappid, &instance.user_id, now);
-        if conn.is_none() {
-            self.start_grace(instance.key(), now_ms, instance.sig_expires_at);
-        }
         tracing::debug!(sdkappid = instance.sdkappid, platform = %instance.platform, kicked = kicked.len(), "login");
         let session_token = self.tokens.sign(&instance.key());
         Ok(LoginOk {
@@ -302,34 +299,12 @@ impl Sessions {
         )
     }
 
-    /// The connection ended without `logout`: the instance stays, disconnected, for the grace.
-    pub async fn detach(self: &Arc<Self>, key: &InstanceKey, conn: ConnRef) {
-        let now = now_ms();
-        match self.registry.detach(key, conn, now).await {
-            Ok(Some(inst)) => self.start_grace(key.clone(), now, inst.sig_expires_at),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not mark an instance disconnected"),
+    /// The connection ended without `logout`: the instance stays, disconnected, for the grace (the reaper
+    /// removes it after that).
+    pub async fn detach(&self, key: &InstanceKey, conn: ConnRef) {
+        if let Err(e) = self.registry.detach(key, conn, now_ms()).await {
+            tracing::warn!(error = %e, "could not mark an instance disconnected");
         }
-    }
-
-    /// Removes a disconnected instance at the end of the grace, or at its UserSig's expiry if that comes first,
-    /// unless it was resumed (or detached again) meanwhile.
-    fn start_grace(self: &Arc<Self>, key: InstanceKey, since_ms: i64, sig_expires_at: i64) {
-        let grace_end = since_ms + self.timing.reconnect_grace.as_millis() as i64;
-        // Expired means now > expires_at: the first whole millisecond past that second.
-        let expiry = sig_expires_at.saturating_add(1).saturating_mul(1000);
-        let wait_ms = grace_end.min(expiry).saturating_sub(now_ms()).max(0) as u64;
-        let this = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-            if let Err(e) = this
-                .registry
-                .remove(&key, RemoveIf::DisconnectedSince(since_ms))
-                .await
-            {
-                tracing::warn!(error = %e, "could not end a grace period");
-            }
-        });
     }
 
     /// The instance a session token names (HTTP API).
@@ -387,15 +362,21 @@ impl Sessions {
         Ok(kicked.len())
     }
 
-    /// Housekeeping every minute: lets the registry forget old kick records.
+    /// The reaper: removes disconnected instances at the end of their grace, or at their UserSig's expiry, a
+    /// quarter of the grace apart (at most a second). One task and one scan, instead of a timer per instance.
     pub fn spawn_maintenance(self: &Arc<Self>) {
+        let grace_ms = self.timing.reconnect_grace.as_millis() as i64;
+        let every = Duration::from_millis((grace_ms / 4).clamp(50, 1000) as u64);
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 let Some(this) = weak.upgrade() else { return };
-                this.registry.sweep();
+                if let Err(e) = this.registry.reap(now_ms(), grace_ms).await {
+                    tracing::warn!(error = %e, "could not reap disconnected instances");
+                }
             }
         });
     }

@@ -92,9 +92,21 @@ pub async fn run(
     };
     let mut pending: Option<Pending> = None;
     let mut queue: VecDeque<Request> = VecDeque::new();
+    // Both timers are armed once and reset only when their deadline moves: no timer work per frame.
     let mut last_seen = Instant::now();
+    let heartbeat_timer = tokio::time::sleep(heartbeat);
+    tokio::pin!(heartbeat_timer);
+    let sig_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sig_timer);
+    let mut sig_armed: Option<i64> = None;
     loop {
-        let sig_deadline = c.sig_deadline();
+        let sig_due = c.sig_due_ms();
+        if sig_due != sig_armed {
+            if let Some(ms) = sig_due {
+                sig_timer.as_mut().reset(instant_at(ms));
+            }
+            sig_armed = sig_due;
+        }
         let flow = tokio::select! {
             _ = shutdown.cancelled() => {
                 send_close(&mut ws, close::RESTARTING, "server restarting; resume on any node").await;
@@ -137,21 +149,24 @@ pub async fn run(
                     Some(Ok(_)) => Flow::Continue, // ping/pong: the heartbeat was refreshed above
                 }
             }
-            _ = tokio::time::sleep_until(last_seen + heartbeat) => {
-                send_close(&mut ws, close::HEARTBEAT_TIMEOUT, "heartbeat timeout").await;
-                Flow::Stop
+            _ = &mut heartbeat_timer => {
+                let due = last_seen + heartbeat;
+                if due > Instant::now() {
+                    heartbeat_timer.as_mut().reset(due);
+                    Flow::Continue
+                } else {
+                    send_close(&mut ws, close::HEARTBEAT_TIMEOUT, "heartbeat timeout").await;
+                    Flow::Stop
+                }
             }
-            _ = sleep_until_opt(sig_deadline), if sig_deadline.is_some() => c.on_sig_timer(&mut ws).await,
+            _ = &mut sig_timer, if sig_armed.is_some() => {
+                sig_armed = None;
+                c.on_sig_timer(&mut ws).await
+            }
         };
         if matches!(flow, Flow::Stop) {
             break;
         }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    if let Some(d) = deadline {
-        tokio::time::sleep_until(d).await;
     }
 }
 
@@ -197,8 +212,8 @@ impl Conn {
         }
     }
 
-    /// When the UserSig timer fires next: the notice, then the expiry (now > expires_at).
-    fn sig_deadline(&self) -> Option<Instant> {
+    /// When the UserSig timer fires next (unix ms): the notice, then the expiry (now > expires_at).
+    fn sig_due_ms(&self) -> Option<i64> {
         let cur = self.guard.current.as_ref()?;
         let at_secs = if cur.notice_sent {
             cur.sig_expires_at.saturating_add(1)
@@ -206,7 +221,7 @@ impl Conn {
             cur.sig_expires_at
                 .saturating_sub(self.sessions().timing.sig_expiry_notice_secs)
         };
-        Some(instant_at(at_secs.saturating_mul(1000)))
+        Some(at_secs.saturating_mul(1000))
     }
 
     async fn on_sig_timer(&mut self, ws: &mut WebSocket) -> Flow {
@@ -357,14 +372,14 @@ impl Conn {
                 Ok(json!({"user_id": user.unwrap_or_default()}))
             }
             Op::Login => {
-                *pending = Some(self.start_login(req).await);
-                return Flow::Continue;
+                let started = self.start_login(req).await;
+                return self.started(ws, id, started, pending).await;
             }
             Op::Resume => match req.body.get("session_token") {
                 Some(Value::String(token)) => {
                     let token = token.clone();
-                    *pending = Some(self.start_resume(id, token).await);
-                    return Flow::Continue;
+                    let started = self.start_resume(id, token).await;
+                    return self.started(ws, id, started, pending).await;
                 }
                 Some(_) => Err(Failure::with_message(
                     Code::InvalidParameters,
@@ -421,7 +436,24 @@ impl Conn {
         Ok(json!({"sig_expires_at": expires_at}))
     }
 
-    async fn start_login(&mut self, req: Request) -> Pending {
+    /// Answers a login that finished at once, or keeps the one still running.
+    async fn started(
+        &mut self,
+        ws: &mut WebSocket,
+        id: u64,
+        started: Started,
+        pending: &mut Option<Pending>,
+    ) -> Flow {
+        match started {
+            Started::Done(res) => self.finish(ws, id, res).await,
+            Started::Running(p) => {
+                *pending = Some(p);
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn start_login(&mut self, req: Request) -> Started {
         let sessions = self.sessions().clone();
         let (ip, conn) = (self.ip, self.guard.conn);
         let body = req.body;
@@ -432,18 +464,20 @@ impl Conn {
         });
         if let Some(cur) = repeat {
             let key = cur.key.clone();
-            return spawn_pending(req.id, conn, sessions.clone(), async move {
+            return start(req.id, conn, sessions.clone(), async move {
                 sessions.repeat_login(&body, ip, &key).await
-            });
+            })
+            .await;
         }
         // Switching: the current instance is logged out first, without an event to this connection.
         self.leave_current().await;
-        spawn_pending(req.id, conn, sessions.clone(), async move {
+        start(req.id, conn, sessions.clone(), async move {
             sessions.login(&body, ip, Some(conn)).await
         })
+        .await
     }
 
-    async fn start_resume(&mut self, id: u64, token: String) -> Pending {
+    async fn start_resume(&mut self, id: u64, token: String) -> Started {
         let sessions = self.sessions().clone();
         let conn = self.guard.conn;
         let resumes_current = self
@@ -454,9 +488,10 @@ impl Conn {
         if !resumes_current {
             self.leave_current().await;
         }
-        spawn_pending(id, conn, sessions.clone(), async move {
+        start(id, conn, sessions.clone(), async move {
             sessions.resume(&token, conn).await
         })
+        .await
     }
 
     async fn leave_current(&mut self) {
@@ -506,15 +541,29 @@ impl Conn {
     }
 }
 
-/// Runs a login in its own task so that it completes even if the connection drops meanwhile; if nobody is
-/// there to take the result, the new instance is detached (it stays resumable for the grace).
-fn spawn_pending(
+/// A login or resume that finished during its first poll, or one left running in its own task.
+enum Started {
+    Done(Result<LoginOk, Failure>),
+    Running(Pending),
+}
+
+/// Polls a login once here: a known user's login usually completes at once (no I/O), and then costs no task.
+/// One that waits (a database write, kicked connections writing their events) moves to a task of its own, so
+/// it completes even if this connection drops meanwhile; if nobody is there to take its result, the new
+/// instance is detached (it stays resumable for the grace).
+async fn start(
     id: u64,
     conn: ConnRef,
     sessions: Arc<Sessions>,
     work: impl std::future::Future<Output = Result<LoginOk, Failure>> + Send + 'static,
-) -> Pending {
+) -> Started {
+    let mut work = Box::pin(work);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(work.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(res) = first {
+        return Started::Done(res);
+    }
     let (tx, rx) = oneshot::channel();
+    // The task polls it again at once, with its own waker.
     tokio::spawn(async move {
         let res = work.await;
         if let Err(Ok(ok)) = tx.send(res) {
@@ -523,5 +572,5 @@ fn spawn_pending(
             }
         }
     });
-    Pending { id, rx }
+    Started::Running(Pending { id, rx })
 }

@@ -174,9 +174,6 @@ impl Registry for MemoryRegistry {
                 i.instance_id == key.instance_id
                     && match cond {
                         RemoveIf::Always => true,
-                        RemoveIf::DisconnectedSince(t) => {
-                            i.conn.is_none() && i.disconnected_at_ms == Some(t)
-                        }
                         RemoveIf::SigExpiresAt(t) => i.sig_expires_at == t,
                     }
             })?;
@@ -247,12 +244,24 @@ impl Registry for MemoryRegistry {
             }))
     }
 
-    fn sweep(&self) {
-        let now = now_ms();
+    async fn reap(&self, now: i64, grace_ms: i64) -> RegResult<Vec<Instance>> {
+        let mut reaped = Vec::new();
         self.users.retain(|_, e| {
             e.forget_old_kicks(now);
+            e.instances.retain(|i| {
+                let grace_over = i
+                    .disconnected_at_ms
+                    .is_some_and(|t| i.conn.is_none() && now >= t + grace_ms);
+                // Expired means now > expires_at, in whole seconds.
+                let expired = i.conn.is_none() && now.div_euclid(1000) > i.sig_expires_at;
+                if grace_over || expired {
+                    reaped.push(i.clone());
+                }
+                !(grace_over || expired)
+            });
             !e.is_empty()
         });
+        Ok(reaped)
     }
 }
 
@@ -341,45 +350,63 @@ mod tests {
     }
 
     #[test]
-    fn grace_removal_only_for_the_same_detach() {
+    fn reap_removes_disconnected_instances_after_the_grace_or_at_expiry() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         rt.block_on(async {
             let reg = MemoryRegistry::new();
-            let pol = Policy::default();
-            let c1 = ConnRef { node: 1, conn: 1 };
-            let inst = instance(1, Platform::Web, None, Some(1));
-            reg.admit(inst.clone(), &pol, 1000).await.unwrap();
+            let pol = Policy {
+                mode: Mode::Multi,
+                web_instances: 10,
+                instances_per_platform: 3,
+            };
+            let conn = |c| ConnRef { node: 1, conn: c };
+            let online = instance(1, Platform::Web, None, Some(1));
+            let dropped = instance(2, Platform::Web, None, Some(2));
+            let mut expiring = instance(3, Platform::Web, None, Some(3));
+            expiring.sig_expires_at = 100;
+            for i in [&online, &dropped, &expiring] {
+                reg.admit(i.clone(), &pol, 1000).await.unwrap();
+            }
             assert!(
-                reg.detach(&inst.key(), ConnRef { node: 1, conn: 9 }, 10)
+                reg.detach(&dropped.key(), conn(9), 97_000)
                     .await
                     .unwrap()
                     .is_none(),
-                "other conn"
+                "another connection's"
             );
-            reg.detach(&inst.key(), c1, 10).await.unwrap().unwrap();
-            reg.attach(&inst.key(), ConnRef { node: 1, conn: 2 })
+            reg.detach(&dropped.key(), conn(2), 97_000)
                 .await
                 .unwrap()
                 .unwrap();
-            reg.detach(&inst.key(), ConnRef { node: 1, conn: 2 }, 20)
+            reg.detach(&expiring.key(), conn(3), 100_000)
                 .await
                 .unwrap()
                 .unwrap();
-            assert!(
-                reg.remove(&inst.key(), RemoveIf::DisconnectedSince(10))
-                    .await
-                    .unwrap()
-                    .is_none(),
-                "stale timer"
+            // 100.999 s: the ticket (expiring at 100) is not expired yet; the grace (97 s + 5 s) is not over.
+            assert!(reg.reap(100_999, 5_000).await.unwrap().is_empty());
+            let ids = |v: Vec<Instance>| v.into_iter().map(|i| i.instance_id).collect::<Vec<_>>();
+            assert_eq!(
+                ids(reg.reap(101_000, 5_000).await.unwrap()),
+                vec!["i3".to_string()],
+                "expired"
             );
-            assert!(reg
-                .remove(&inst.key(), RemoveIf::DisconnectedSince(20))
+            assert_eq!(
+                ids(reg.reap(102_000, 5_000).await.unwrap()),
+                vec!["i2".to_string()],
+                "grace over"
+            );
+            // A resumed instance is not reaped.
+            let again = instance(4, Platform::Web, None, Some(4));
+            reg.admit(again.clone(), &pol, 1000).await.unwrap();
+            reg.detach(&again.key(), conn(4), 200_000)
                 .await
                 .unwrap()
-                .is_some());
-            reg.sweep();
+                .unwrap();
+            reg.attach(&again.key(), conn(5)).await.unwrap().unwrap();
+            assert!(reg.reap(300_000, 5_000).await.unwrap().is_empty());
+            assert_eq!(reg.user_instances(1, "u").await.unwrap().len(), 2);
         });
     }
 }

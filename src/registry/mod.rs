@@ -73,8 +73,6 @@ pub type RegResult<T> = Result<T, RegistryError>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoveIf {
     Always,
-    /// Only if still disconnected since this moment (the grace timer's own detach, not a later one).
-    DisconnectedSince(i64),
     /// Only if its UserSig still expires at this moment (not renewed since).
     SigExpiresAt(i64),
 }
@@ -124,8 +122,9 @@ pub trait Registry: Send + Sync + 'static {
     async fn app_instances(&self, sdkappid: u32) -> RegResult<Vec<Instance>>;
     /// Why the instance was kicked, while that is remembered.
     async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<KickReason>>;
-    /// Periodic housekeeping (forgetting old kick records); backends with their own expiry do nothing.
-    fn sweep(&self) {}
+    /// Removes every disconnected instance whose grace (`grace_ms` from its disconnection) has ended or whose
+    /// UserSig has expired, and forgets kick records past their time. Run periodically.
+    async fn reap(&self, now_ms: i64, grace_ms: i64) -> RegResult<Vec<Instance>>;
 }
 
 /// Unix milliseconds now.
