@@ -29,11 +29,7 @@ async fn upgrade(ws: WebSocketUpgrade) -> Response {
 async fn answer(mut ws: WebSocket) {
     while let Some(Ok(msg)) = ws.recv().await {
         match msg {
-            Message::Text(_) => {
-                if ws.send(Message::Text(RESPONSE.into())).await.is_err() {
-                    return;
-                }
-            }
+            Message::Text(_) if ws.send(Message::Text(RESPONSE.into())).await.is_err() => return,
             Message::Close(_) => return,
             _ => {}
         }
