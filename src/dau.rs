@@ -1,9 +1,12 @@
 //! Daily active users (PROTOCOL §8): a successful `login` marks (app, UTC day, user) once. The first login of a
-//! user on a day writes one row; later logins that day find the mark in memory and write nothing.
+//! user on a day queues one row; rows are written in groups (one statement per group) by a task of their own,
+//! so neither a slow database nor a burst of first logins delays a login. Later logins that day find the mark
+//! in memory and write nothing.
 
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use tokio::sync::mpsc;
 
 use crate::accounts::AccountStore;
 
@@ -26,48 +29,81 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Where a user's mark for a day stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    Queued(i64),
+    Written(i64),
+}
+
+/// Rows one statement writes at most.
+const MAX_GROUP: usize = 512;
+/// Marks that may wait for the writer; past that a mark is dropped and retried at the user's next login.
+const QUEUE: usize = 16 * 1024;
+
 /// Marks users active, once per user and day.
 pub struct Dau {
-    store: Arc<dyn AccountStore>,
-    /// (app, user) → the last day written for them (days since the epoch).
-    marked: DashMap<(u32, String), i64>,
+    marks: Arc<DashMap<(u32, String), Mark>>,
+    queue: mpsc::Sender<(u32, String, i64)>,
 }
 
 impl Dau {
+    /// Needs a tokio runtime: it starts the writer task.
     pub fn new(store: Arc<dyn AccountStore>) -> Self {
-        Dau {
-            store,
-            marked: DashMap::new(),
-        }
+        let marks = Arc::new(DashMap::new());
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_groups(store, marks.clone(), rx));
+        Dau { marks, queue }
     }
 
-    /// Counts the user active on the day of `now` (unix s). The write runs in the background so a slow or
-    /// unreachable database never delays a login; if it fails, the next login of the day tries again.
-    pub fn mark(self: &Arc<Self>, sdkappid: u32, user_id: &str, now: i64) {
+    /// Counts the user active on the day of `now` (unix s).
+    pub fn mark(&self, sdkappid: u32, user_id: &str, now: i64) {
         let day = now.div_euclid(86400);
-        if self
-            .marked
-            .get(&(sdkappid, user_id.to_owned()))
-            .is_some_and(|d| *d == day)
-        {
+        let key = (sdkappid, user_id.to_owned());
+        let mut entry = self.marks.entry(key).or_insert(Mark::Queued(i64::MIN));
+        if matches!(*entry, Mark::Queued(d) | Mark::Written(d) if d == day) {
             return;
         }
-        let this = self.clone();
-        let user_id = user_id.to_owned();
-        tokio::spawn(async move {
-            match this
-                .store
-                .mark_active(sdkappid, &utc_date(now), &user_id)
-                .await
-            {
-                Ok(()) => {
-                    this.marked.insert((sdkappid, user_id), day);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, sdkappid, "could not record the daily active user; will retry")
-                }
+        if self
+            .queue
+            .try_send((sdkappid, user_id.to_owned(), now))
+            .is_ok()
+        {
+            *entry = Mark::Queued(day);
+        } else {
+            tracing::warn!(
+                sdkappid,
+                "daily-active queue full; the mark waits for the user's next login"
+            );
+        }
+    }
+}
+
+async fn write_groups(
+    store: Arc<dyn AccountStore>,
+    marks: Arc<DashMap<(u32, String), Mark>>,
+    mut rx: mpsc::Receiver<(u32, String, i64)>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let rows: Vec<(u32, String, String)> = group
+            .iter()
+            .map(|(app, user, now)| (*app, utc_date(*now), user.clone()))
+            .collect();
+        let result = store.mark_active_many(&rows).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, rows = rows.len(), "could not record daily active users; will retry");
+        }
+        for (app, user, now) in group.drain(..) {
+            let day = now.div_euclid(86400);
+            let key = (app, user);
+            if result.is_ok() {
+                marks.insert(key, Mark::Written(day));
+            } else {
+                // Forget it, so the user's next login queues it again.
+                marks.remove_if(&key, |_, m| *m == Mark::Queued(day));
             }
-        });
+        }
     }
 }
 

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use crate::auth::Authenticator;
@@ -32,21 +33,30 @@ pub struct LoginOk {
     pub resumed: bool,
 }
 
+/// The response `data` of a `login` or `resume` (PROTOCOL §3), serialized straight from the instance.
+#[derive(Debug, Serialize)]
+pub struct LoginData<'a> {
+    pub user_id: &'a str,
+    pub platform: Platform,
+    pub instance_id: &'a str,
+    pub session_token: &'a str,
+    pub sig_expires_at: i64,
+    pub repeat_login: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
+}
+
 impl LoginOk {
-    /// The response `data` of PROTOCOL §3.
-    pub fn data(&self) -> Value {
-        let mut d = json!({
-            "user_id": self.instance.user_id,
-            "platform": self.instance.platform,
-            "instance_id": self.instance.instance_id,
-            "session_token": self.session_token,
-            "sig_expires_at": self.instance.sig_expires_at,
-            "repeat_login": self.repeat_login,
-        });
-        if self.resumed {
-            d["resumed"] = Value::Bool(true);
+    pub fn data(&self) -> LoginData<'_> {
+        LoginData {
+            user_id: &self.instance.user_id,
+            platform: self.instance.platform,
+            instance_id: &self.instance.instance_id,
+            session_token: &self.session_token,
+            sig_expires_at: self.instance.sig_expires_at,
+            repeat_login: self.repeat_login,
+            resumed: self.resumed,
         }
-        d
     }
 }
 
@@ -64,7 +74,7 @@ pub struct Sessions {
     pub hub: Hub,
     pub timing: SessionTiming,
     tokens: TokenSigner,
-    dau: Arc<Dau>,
+    dau: Dau,
 }
 
 fn registry_down(e: impl std::fmt::Display) -> Failure {
@@ -91,7 +101,7 @@ impl Sessions {
         timing: SessionTiming,
         session_secret: &str,
     ) -> Arc<Sessions> {
-        let dau = Arc::new(Dau::new(auth.accounts().store().clone()));
+        let dau = Dau::new(auth.accounts().store().clone());
         let node: u64 = rand::random();
         Arc::new(Sessions {
             auth,
@@ -185,6 +195,9 @@ impl Sessions {
         kicked: &[(Instance, KickReason)],
         by_platform: Option<Platform>,
     ) {
+        if kicked.iter().all(|(i, _)| i.conn.is_none()) {
+            return;
+        }
         let deadline = tokio::time::Instant::now() + KICK_ACK_TIMEOUT;
         let mut written = Vec::new();
         for (inst, reason) in kicked {

@@ -92,7 +92,12 @@ pub trait AccountStore: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<Account>>;
     /// Records that the user was active on `day` (`YYYY-MM-DD`, UTC); idempotent.
-    async fn mark_active(&self, sdkappid: u32, day: &str, user_id: &str) -> StoreResult<()>;
+    async fn mark_active(&self, sdkappid: u32, day: &str, user_id: &str) -> StoreResult<()> {
+        self.mark_active_many(&[(sdkappid, day.to_owned(), user_id.to_owned())])
+            .await
+    }
+    /// Records several (sdkappid, day, user_id) in one statement; idempotent.
+    async fn mark_active_many(&self, rows: &[(u32, String, String)]) -> StoreResult<()>;
     /// Active users per day in `from..=to` (days with none are absent).
     async fn active_counts(
         &self,
@@ -144,9 +149,8 @@ mod sql {
     pub const LIST: &str =
         "SELECT sdkappid, user_id, nick, face_url, created_at, disabled, revoked_at \
         FROM accounts WHERE sdkappid = $1 AND user_id > $2 ORDER BY user_id LIMIT $3";
-    pub const MARK_ACTIVE: &str =
-        "INSERT INTO daily_active (sdkappid, day, user_id) VALUES ($1, $2, $3) \
-        ON CONFLICT (sdkappid, day, user_id) DO NOTHING";
+    pub const MARK_ACTIVE_HEAD: &str = "INSERT INTO daily_active (sdkappid, day, user_id) ";
+    pub const MARK_ACTIVE_TAIL: &str = " ON CONFLICT (sdkappid, day, user_id) DO NOTHING";
     pub const ACTIVE_COUNTS: &str = "SELECT day, COUNT(*) FROM daily_active \
         WHERE sdkappid = $1 AND day >= $2 AND day <= $3 GROUP BY day ORDER BY day";
 }
@@ -280,18 +284,18 @@ macro_rules! sql_account_store {
                     .await?)
             }
 
-            async fn mark_active(
-                &self,
-                sdkappid: u32,
-                day: &str,
-                user_id: &str,
-            ) -> StoreResult<()> {
-                sqlx::query(sql::MARK_ACTIVE)
-                    .bind(i64::from(sdkappid))
-                    .bind(day)
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await?;
+            async fn mark_active_many(&self, rows: &[(u32, String, String)]) -> StoreResult<()> {
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let mut insert = sqlx::QueryBuilder::<$db>::new(sql::MARK_ACTIVE_HEAD);
+                insert.push_values(rows, |mut row, (sdkappid, day, user_id)| {
+                    row.push_bind(i64::from(*sdkappid))
+                        .push_bind(day.as_str())
+                        .push_bind(user_id.as_str());
+                });
+                insert.push(sql::MARK_ACTIVE_TAIL);
+                insert.build().execute(&self.pool).await?;
                 Ok(())
             }
 

@@ -98,6 +98,9 @@ pub async fn run(
     tokio::pin!(heartbeat_timer);
     let sig_timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(sig_timer);
+    // Created once: each creation takes the token's lock, shared by every connection.
+    let cancelled = shutdown.cancelled_owned();
+    tokio::pin!(cancelled);
     let mut sig_armed: Option<i64> = None;
     loop {
         let sig_due = c.sig_due_ms();
@@ -108,7 +111,7 @@ pub async fn run(
             sig_armed = sig_due;
         }
         let flow = tokio::select! {
-            _ = shutdown.cancelled() => {
+            _ = &mut cancelled => {
                 send_close(&mut ws, close::RESTARTING, "server restarting; resume on any node").await;
                 Flow::Stop
             }
@@ -167,6 +170,10 @@ pub async fn run(
         if matches!(flow, Flow::Stop) {
             break;
         }
+    }
+    // The usual end: detach here rather than from the guard's Drop (which needs a task of its own).
+    if let Some(cur) = c.guard.current.take() {
+        c.guard.sessions.detach(&cur.key, c.guard.conn).await;
     }
 }
 

@@ -86,16 +86,16 @@ pub fn parse(text: &str) -> Result<Request, BadFrame> {
 }
 
 #[derive(Serialize)]
-struct Response<'a> {
+struct Response<'a, D: Serialize> {
     id: Option<u64>,
     code: u32,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a Value>,
+    data: Option<&'a D>,
 }
 
 /// `{"id":…, "code":0, "message":"", "data":…}`
-pub fn ok(id: u64, data: &Value) -> String {
+pub fn ok<D: Serialize>(id: u64, data: &D) -> String {
     serde_json::to_string(&Response {
         id: Some(id),
         code: 0,
@@ -107,7 +107,7 @@ pub fn ok(id: u64, data: &Value) -> String {
 
 /// `{"id":…, "code":…, "message":…}`; `id` is null for frames that had no usable id.
 pub fn error(id: Option<u64>, f: &Failure) -> String {
-    serde_json::to_string(&Response {
+    serde_json::to_string(&Response::<()> {
         id,
         code: f.code.number(),
         message: &f.message,

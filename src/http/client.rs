@@ -68,11 +68,8 @@ pub async fn login(
 ) -> Response {
     let result = async {
         let request = json_object(body)?;
-        Ok(state
-            .sessions
-            .login(&request, peer.ip(), None)
-            .await?
-            .data())
+        let ok = state.sessions.login(&request, peer.ip(), None).await?;
+        Ok(serde_json::to_value(ok.data()).expect("serializable"))
     }
     .await;
     reply(result)
