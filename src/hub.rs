@@ -26,13 +26,14 @@ pub enum Push {
     ResumedElsewhere { instance_id: String },
 }
 
-/// Pushes a slow connection may have queued before senders wait.
+/// Pushes a slow connection may have queued before senders wait. Pushes travel boxed: a channel allocates a
+/// block of slots up front, and pointer-sized slots keep that small for every idle connection.
 pub const PUSH_QUEUE: usize = 16;
 
 pub struct Hub {
     node: u64,
     next: AtomicU64,
-    conns: DashMap<u64, mpsc::Sender<Push>>,
+    conns: DashMap<u64, mpsc::Sender<Box<Push>>>,
 }
 
 impl Hub {
@@ -49,7 +50,7 @@ impl Hub {
     }
 
     /// A new connection's name and the receiving end of its pushes.
-    pub fn register(&self) -> (ConnRef, mpsc::Receiver<Push>) {
+    pub fn register(&self) -> (ConnRef, mpsc::Receiver<Box<Push>>) {
         let conn = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(PUSH_QUEUE);
         self.conns.insert(conn, tx);
@@ -83,6 +84,6 @@ impl Hub {
         let Some(tx) = self.conns.get(&conn.conn).map(|t| t.clone()) else {
             return false;
         };
-        tx.send(push).await.is_ok()
+        tx.send(Box::new(push)).await.is_ok()
     }
 }

@@ -2,6 +2,8 @@
 //! UserSig expiry timer and shutdown. A guard detaches the instance however the connection ends.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +94,8 @@ pub async fn run(
     };
     let mut pending: Option<Pending> = None;
     let mut queue: VecDeque<Request> = VecDeque::new();
+    // The handlers' futures are boxed where they are awaited below: this future lives as long as the
+    // connection, and its size (the largest state it can be in) is resident for every idle session.
     // Both timers are armed once and reset only when their deadline moves: no timer work per frame.
     let mut last_seen = Instant::now();
     let heartbeat_timer = tokio::time::sleep(heartbeat);
@@ -115,14 +119,14 @@ pub async fn run(
                 send_close(&mut ws, close::RESTARTING, "server restarting; resume on any node").await;
                 Flow::Stop
             }
-            Some(push) = pushes.recv() => c.on_push(&mut ws, push, pending.is_some()).await,
+            Some(push) = pushes.recv() => Box::pin(c.on_push(&mut ws, *push, pending.is_some())).await,
             res = async { (&mut pending.as_mut().expect("guarded").rx).await }, if pending.is_some() => {
                 let id = pending.take().expect("guarded").id;
                 let res = res.unwrap_or_else(|_| Err(Failure::new(Code::InternalTimeout)));
-                let mut flow = c.finish(&mut ws, id, res).await;
+                let mut flow = Box::pin(c.finish(&mut ws, id, res)).await;
                 while matches!(flow, Flow::Continue) && pending.is_none() {
                     let Some(req) = queue.pop_front() else { break };
-                    flow = c.handle(&mut ws, req, &mut pending).await;
+                    flow = Box::pin(c.handle(&mut ws, req, &mut pending)).await;
                 }
                 flow
             }
@@ -141,7 +145,7 @@ pub async fn run(
                             send_close(&mut ws, close::TOO_LARGE, "message too large").await;
                             Flow::Stop
                         } else {
-                            c.on_text(&mut ws, text.as_str(), &mut pending, &mut queue).await
+                            Box::pin(c.on_text(&mut ws, text.as_str(), &mut pending, &mut queue)).await
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
@@ -164,7 +168,7 @@ pub async fn run(
             }
             _ = &mut sig_timer, if sig_armed.is_some() => {
                 sig_armed = None;
-                c.on_sig_timer(&mut ws).await
+                Box::pin(c.on_sig_timer(&mut ws)).await
             }
         };
         if matches!(flow, Flow::Stop) {
@@ -435,7 +439,8 @@ impl Conn {
             }
         };
         let key = cur.key.clone();
-        let expires_at = self.sessions().renew(&key, &sig, self.ip).await?;
+        // Boxed, like every login-path future here: the connection's own future stays small while it idles.
+        let expires_at = Box::pin(self.sessions().renew(&key, &sig, self.ip)).await?;
         if let Some(cur) = self.guard.current.as_mut() {
             cur.sig_expires_at = expires_at;
             cur.notice_sent = false;
@@ -471,16 +476,16 @@ impl Conn {
         });
         if let Some(cur) = repeat {
             let key = cur.key.clone();
-            return start(req.id, conn, sessions.clone(), async move {
+            return start(req.id, conn, sessions.clone(), Box::pin(async move {
                 sessions.repeat_login(&body, ip, &key).await
-            })
+            }))
             .await;
         }
         // Switching: the current instance is logged out first, without an event to this connection.
         self.leave_current().await;
-        start(req.id, conn, sessions.clone(), async move {
+        start(req.id, conn, sessions.clone(), Box::pin(async move {
             sessions.login(&body, ip, Some(conn)).await
-        })
+        }))
         .await
     }
 
@@ -495,9 +500,9 @@ impl Conn {
         if !resumes_current {
             self.leave_current().await;
         }
-        start(id, conn, sessions.clone(), async move {
+        start(id, conn, sessions.clone(), Box::pin(async move {
             sessions.resume(&token, conn).await
-        })
+        }))
         .await
     }
 
@@ -562,9 +567,8 @@ async fn start(
     id: u64,
     conn: ConnRef,
     sessions: Arc<Sessions>,
-    work: impl std::future::Future<Output = Result<LoginOk, Failure>> + Send + 'static,
+    mut work: Pin<Box<dyn Future<Output = Result<LoginOk, Failure>> + Send>>,
 ) -> Started {
-    let mut work = Box::pin(work);
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(work.as_mut().poll(cx))).await;
     if let std::task::Poll::Ready(res) = first {
         return Started::Done(res);
