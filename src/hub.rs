@@ -1,10 +1,12 @@
-//! The connections of this node, each reachable through a bounded channel: how a kick or a logout made
+//! The connections of this node, each reachable through a bounded mailbox: how a kick or a logout made
 //! elsewhere reaches the connection that holds the instance.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 
 use crate::platform::Platform;
 use crate::registry::policy::KickReason;
@@ -26,14 +28,48 @@ pub enum Push {
     ResumedElsewhere { instance_id: String },
 }
 
-/// Pushes a slow connection may have queued before senders wait. Pushes travel boxed: a channel allocates a
-/// block of slots up front, and pointer-sized slots keep that small for every idle connection.
+/// Pushes a connection may have waiting; one more is refused (a connection that far behind is stuck, and the
+/// login that kicks it stops waiting for it after a bound anyway).
 pub const PUSH_QUEUE: usize = 16;
+
+/// A connection's bounded queue of pushes. Lighter than a channel (which allocates a block of slots and
+/// cache-padded state up front, ~1 KB): an idle connection's mailbox is an empty deque and a `Notify`.
+#[derive(Default)]
+pub struct Mailbox {
+    queue: Mutex<VecDeque<Push>>,
+    notify: Notify,
+}
+
+impl Mailbox {
+    /// Queues a push; `false` if the queue is full.
+    fn put(&self, push: Push) -> bool {
+        {
+            let mut q = self.queue.lock().expect("not poisoned");
+            if q.len() >= PUSH_QUEUE {
+                return false;
+            }
+            q.push_back(push);
+        }
+        self.notify.notify_one();
+        true
+    }
+
+    /// The next push, waiting for one.
+    pub async fn recv(&self) -> Push {
+        loop {
+            if let Some(p) = self.queue.lock().expect("not poisoned").pop_front() {
+                return p;
+            }
+            // A push that lands between the check and this wait leaves a permit, so it is not missed.
+            self.notify.notified().await;
+        }
+    }
+}
 
 pub struct Hub {
     node: u64,
     next: AtomicU64,
-    conns: DashMap<u64, mpsc::Sender<Box<Push>>>,
+    conns: DashMap<u64, Arc<Mailbox>>,
 }
 
 impl Hub {
@@ -49,17 +85,17 @@ impl Hub {
         self.node
     }
 
-    /// A new connection's name and the receiving end of its pushes.
-    pub fn register(&self) -> (ConnRef, mpsc::Receiver<Box<Push>>) {
+    /// A new connection's name and its mailbox.
+    pub fn register(&self) -> (ConnRef, Arc<Mailbox>) {
         let conn = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(PUSH_QUEUE);
-        self.conns.insert(conn, tx);
+        let mailbox = Arc::new(Mailbox::default());
+        self.conns.insert(conn, mailbox.clone());
         (
             ConnRef {
                 node: self.node,
                 conn,
             },
-            rx,
+            mailbox,
         )
     }
 
@@ -76,14 +112,14 @@ impl Hub {
         self.conns.is_empty()
     }
 
-    /// Delivers to a connection of this node; `false` if it is gone.
+    /// Delivers to a connection of this node; `false` if it is gone or its queue is full.
     pub async fn send(&self, conn: ConnRef, push: Push) -> bool {
         if conn.node != self.node {
             return false;
         }
-        let Some(tx) = self.conns.get(&conn.conn).map(|t| t.clone()) else {
+        let Some(mailbox) = self.conns.get(&conn.conn).map(|m| m.clone()) else {
             return false;
         };
-        tx.send(Box::new(push)).await.is_ok()
+        mailbox.put(push)
     }
 }

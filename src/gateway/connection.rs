@@ -3,8 +3,8 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::Pin;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ pub async fn run(
     shutdown: CancellationToken,
     max_frame: usize,
 ) {
-    let (conn, mut pushes) = sessions.hub.register();
+    let (conn, pushes) = sessions.hub.register();
     let heartbeat = sessions.timing.heartbeat_timeout;
     let mut c = Conn {
         guard: Guard {
@@ -119,7 +119,7 @@ pub async fn run(
                 send_close(&mut ws, close::RESTARTING, "server restarting; resume on any node").await;
                 Flow::Stop
             }
-            Some(push) = pushes.recv() => Box::pin(c.on_push(&mut ws, *push, pending.is_some())).await,
+            push = pushes.recv() => Box::pin(c.on_push(&mut ws, push, pending.is_some())).await,
             res = async { (&mut pending.as_mut().expect("guarded").rx).await }, if pending.is_some() => {
                 let id = pending.take().expect("guarded").id;
                 let res = res.unwrap_or_else(|_| Err(Failure::new(Code::InternalTimeout)));
@@ -476,16 +476,22 @@ impl Conn {
         });
         if let Some(cur) = repeat {
             let key = cur.key.clone();
-            return start(req.id, conn, sessions.clone(), Box::pin(async move {
-                sessions.repeat_login(&body, ip, &key).await
-            }))
+            return start(
+                req.id,
+                conn,
+                sessions.clone(),
+                Box::pin(async move { sessions.repeat_login(&body, ip, &key).await }),
+            )
             .await;
         }
         // Switching: the current instance is logged out first, without an event to this connection.
         self.leave_current().await;
-        start(req.id, conn, sessions.clone(), Box::pin(async move {
-            sessions.login(&body, ip, Some(conn)).await
-        }))
+        start(
+            req.id,
+            conn,
+            sessions.clone(),
+            Box::pin(async move { sessions.login(&body, ip, Some(conn)).await }),
+        )
         .await
     }
 
@@ -500,9 +506,12 @@ impl Conn {
         if !resumes_current {
             self.leave_current().await;
         }
-        start(id, conn, sessions.clone(), Box::pin(async move {
-            sessions.resume(&token, conn).await
-        }))
+        start(
+            id,
+            conn,
+            sessions.clone(),
+            Box::pin(async move { sessions.resume(&token, conn).await }),
+        )
         .await
     }
 

@@ -118,6 +118,8 @@ impl Registry for MemoryRegistry {
                 })
                 .collect();
             removed.reverse();
+            // Most users hold one instance: do not let the first push reserve room for four.
+            e.instances.reserve_exact(1);
             e.instances.push(new);
             removed
         }))
