@@ -9,7 +9,6 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accounts::{self, AccountStore, Accounts};
@@ -26,8 +25,6 @@ use crate::{gateway, http};
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub sessions: Arc<Sessions>,
-    /// Cancelled at shutdown: every WebSocket closes with 1012.
-    pub shutdown: CancellationToken,
     /// The WebSocket connection tasks, awaited at shutdown (axum's graceful shutdown does not see them).
     pub connections: TaskTracker,
 }
@@ -79,7 +76,6 @@ impl Application {
         let state = AppState {
             settings: Arc::new(settings),
             sessions,
-            shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
         };
         Ok(Application { listener, state })
@@ -104,17 +100,18 @@ impl Application {
         let state = self.state.clone();
         let router = router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "imlogin listening");
-        let token = state.shutdown.clone();
+        let sessions = state.sessions.clone();
         let served = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
-            token.cancel();
+            // Every WebSocket closes with 1012 (axum's graceful shutdown does not see upgraded ones).
+            sessions.hub.shutdown();
         })
         .await;
-        state.shutdown.cancel();
+        state.sessions.hub.shutdown();
         state.connections.close();
         let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
         if tokio::time::timeout(grace, state.connections.wait())

@@ -2,7 +2,7 @@
 //! elsewhere reaches the connection that holds the instance.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -26,6 +26,8 @@ pub enum Push {
     LoggedOut { instance_id: String },
     /// The instance was resumed on another connection: close with 4002.
     ResumedElsewhere { instance_id: String },
+    /// The server is stopping: close with 1012, leaving the instance resumable.
+    Shutdown,
 }
 
 /// Pushes a connection may have waiting; one more is refused (a connection that far behind is stuck, and the
@@ -41,11 +43,11 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
-    /// Queues a push; `false` if the queue is full.
+    /// Queues a push; `false` if the queue is full (a shutdown always fits).
     fn put(&self, push: Push) -> bool {
         {
             let mut q = self.queue.lock().expect("not poisoned");
-            if q.len() >= PUSH_QUEUE {
+            if q.len() >= PUSH_QUEUE && !matches!(push, Push::Shutdown) {
                 return false;
             }
             q.push_back(push);
@@ -70,6 +72,7 @@ pub struct Hub {
     node: u64,
     next: AtomicU64,
     conns: DashMap<u64, Arc<Mailbox>>,
+    closing: AtomicBool,
 }
 
 impl Hub {
@@ -78,6 +81,7 @@ impl Hub {
             node,
             next: AtomicU64::new(1),
             conns: DashMap::new(),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -90,6 +94,10 @@ impl Hub {
         let conn = self.next.fetch_add(1, Ordering::Relaxed);
         let mailbox = Arc::new(Mailbox::default());
         self.conns.insert(conn, mailbox.clone());
+        // A connection that arrives while the server stops is told at once.
+        if self.closing.load(Ordering::SeqCst) {
+            mailbox.put(Push::Shutdown);
+        }
         (
             ConnRef {
                 node: self.node,
@@ -97,6 +105,14 @@ impl Hub {
             },
             mailbox,
         )
+    }
+
+    /// Tells every connection, and every one that registers from now on, that the server is stopping.
+    pub fn shutdown(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        for m in self.conns.iter() {
+            m.value().put(Push::Shutdown);
+        }
     }
 
     pub fn unregister(&self, conn: ConnRef) {

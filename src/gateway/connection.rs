@@ -12,7 +12,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, close, BadFrame, Event, Op, Request};
 use crate::error::{Code, Failure};
@@ -73,13 +72,7 @@ enum Flow {
     Stop,
 }
 
-pub async fn run(
-    mut ws: WebSocket,
-    sessions: Arc<Sessions>,
-    ip: IpAddr,
-    shutdown: CancellationToken,
-    max_frame: usize,
-) {
+pub async fn run(mut ws: WebSocket, sessions: Arc<Sessions>, ip: IpAddr, max_frame: usize) {
     let (conn, pushes) = sessions.hub.register();
     let heartbeat = sessions.timing.heartbeat_timeout;
     let mut c = Conn {
@@ -96,29 +89,22 @@ pub async fn run(
     let mut queue: VecDeque<Request> = VecDeque::new();
     // The handlers' futures are boxed where they are awaited below: this future lives as long as the
     // connection, and its size (the largest state it can be in) is resident for every idle session.
-    // Both timers are armed once and reset only when their deadline moves: no timer work per frame.
+    // One timer serves the heartbeat and the UserSig notices. It is reset only when it fires or when the UserSig
+    // deadline moves, never per frame: a frame only moves `last_seen`, and the heartbeat is checked when the
+    // timer fires.
     let mut last_seen = Instant::now();
-    let heartbeat_timer = tokio::time::sleep(heartbeat);
-    tokio::pin!(heartbeat_timer);
-    let sig_timer = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(sig_timer);
-    // Created once: each creation takes the token's lock, shared by every connection.
-    let cancelled = shutdown.cancelled_owned();
-    tokio::pin!(cancelled);
+    let mut heartbeat_due = last_seen + heartbeat;
+    let timer = tokio::time::sleep_until(heartbeat_due);
+    tokio::pin!(timer);
     let mut sig_armed: Option<i64> = None;
     loop {
         let sig_due = c.sig_due_ms();
         if sig_due != sig_armed {
-            if let Some(ms) = sig_due {
-                sig_timer.as_mut().reset(instant_at(ms));
-            }
             sig_armed = sig_due;
+            let at = sig_due.map_or(heartbeat_due, |ms| instant_at(ms).min(heartbeat_due));
+            timer.as_mut().reset(at);
         }
         let flow = tokio::select! {
-            _ = &mut cancelled => {
-                send_close(&mut ws, close::RESTARTING, "server restarting; resume on any node").await;
-                Flow::Stop
-            }
             push = pushes.recv() => Box::pin(c.on_push(&mut ws, push, pending.is_some())).await,
             res = async { (&mut pending.as_mut().expect("guarded").rx).await }, if pending.is_some() => {
                 let id = pending.take().expect("guarded").id;
@@ -132,43 +118,26 @@ pub async fn run(
             }
             msg = ws.recv() => {
                 last_seen = Instant::now();
-                match msg {
-                    None => Flow::Stop,
-                    Some(Err(e)) => {
-                        if is_too_large(e) {
-                            send_close(&mut ws, close::TOO_LARGE, "message too large").await;
-                        }
-                        Flow::Stop
-                    }
-                    Some(Ok(Message::Text(text))) => {
-                        if text.len() > c.max_frame {
-                            send_close(&mut ws, close::TOO_LARGE, "message too large").await;
-                            Flow::Stop
-                        } else {
-                            Box::pin(c.on_text(&mut ws, text.as_str(), &mut pending, &mut queue)).await
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        let f = Failure::with_message(Code::InvalidParameters, "binary frames are not part of the protocol; send JSON text");
-                        send(&mut ws, protocol::error(None, &f)).await
-                    }
-                    Some(Ok(Message::Close(_))) => Flow::Stop,
-                    Some(Ok(_)) => Flow::Continue, // ping/pong: the heartbeat was refreshed above
-                }
+                Box::pin(c.on_message(&mut ws, msg, &mut pending, &mut queue)).await
             }
-            _ = &mut heartbeat_timer => {
-                let due = last_seen + heartbeat;
-                if due > Instant::now() {
-                    heartbeat_timer.as_mut().reset(due);
-                    Flow::Continue
-                } else {
-                    send_close(&mut ws, close::HEARTBEAT_TIMEOUT, "heartbeat timeout").await;
-                    Flow::Stop
+            _ = &mut timer => {
+                let now = Instant::now();
+                let mut flow = Flow::Continue;
+                if sig_armed.is_some_and(|ms| ms <= now_ms()) {
+                    sig_armed = None;
+                    flow = Box::pin(c.on_sig_timer(&mut ws)).await;
                 }
-            }
-            _ = &mut sig_timer, if sig_armed.is_some() => {
-                sig_armed = None;
-                Box::pin(c.on_sig_timer(&mut ws)).await
+                if matches!(flow, Flow::Continue) {
+                    heartbeat_due = last_seen + heartbeat;
+                    if heartbeat_due <= now {
+                        Box::pin(send_close(&mut ws, close::HEARTBEAT_TIMEOUT, "heartbeat timeout")).await;
+                        flow = Flow::Stop;
+                    } else {
+                        let at = sig_armed.map_or(heartbeat_due, |ms| instant_at(ms).min(heartbeat_due));
+                        timer.as_mut().reset(at);
+                    }
+                }
+                flow
             }
         };
         if matches!(flow, Flow::Stop) {
@@ -318,7 +287,54 @@ impl Conn {
                 .await;
                 Flow::Stop
             }
+            Push::Shutdown => {
+                // The instance stays, disconnected: it can be resumed on any node.
+                send_close(
+                    ws,
+                    close::RESTARTING,
+                    "server restarting; resume on any node",
+                )
+                .await;
+                Flow::Stop
+            }
             Push::LoggedOut { .. } | Push::ResumedElsewhere { .. } => Flow::Continue,
+        }
+    }
+
+    /// One inbound WebSocket message.
+    async fn on_message(
+        &mut self,
+        ws: &mut WebSocket,
+        msg: Option<Result<Message, axum::Error>>,
+        pending: &mut Option<Pending>,
+        queue: &mut VecDeque<Request>,
+    ) -> Flow {
+        match msg {
+            None => Flow::Stop,
+            Some(Err(e)) => {
+                if is_too_large(e) {
+                    send_close(ws, close::TOO_LARGE, "message too large").await;
+                }
+                Flow::Stop
+            }
+            Some(Ok(Message::Text(text))) => {
+                if text.len() > self.max_frame {
+                    send_close(ws, close::TOO_LARGE, "message too large").await;
+                    Flow::Stop
+                } else {
+                    self.on_text(ws, text.as_str(), pending, queue).await
+                }
+            }
+            Some(Ok(Message::Binary(_))) => {
+                let f = Failure::with_message(
+                    Code::InvalidParameters,
+                    "binary frames are not part of the protocol; send JSON text",
+                );
+                send(ws, protocol::error(None, &f)).await
+            }
+            Some(Ok(Message::Close(_))) => Flow::Stop,
+            // Ping or pong: it counts as heartbeat (the caller noted the time).
+            Some(Ok(_)) => Flow::Continue,
         }
     }
 

@@ -32,7 +32,6 @@ pub async fn upgrade(
                 socket,
                 state.sessions.clone(),
                 peer.ip(),
-                state.shutdown.clone(),
                 max,
             ))
         })
