@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use crate::accounts::{Account, Accounts};
+use crate::accounts::{Accounts, LoginState};
 use crate::apps::{App, Apps};
 use crate::error::{Code, Failure};
 use crate::platform::Platform;
@@ -100,7 +100,7 @@ pub struct Authenticated {
     pub app: Arc<App>,
     pub fields: LoginFields,
     pub ticket: Verified,
-    pub account: Account,
+    pub account: LoginState,
     /// This login created the account.
     pub registered: bool,
 }
@@ -207,7 +207,7 @@ impl Authenticator {
             let ticket = usersig::verify(&self.apps, sdkappid, user_id, user_sig, now)?;
             let account = self
                 .accounts
-                .get(sdkappid, user_id)
+                .login_state(sdkappid, user_id)
                 .await
                 .map_err(|_| Failure::new(Code::InternalTimeout))?
                 .ok_or(Code::AccountNotFound)?;
@@ -223,7 +223,7 @@ impl Authenticator {
 }
 
 /// Revoked 70052 (ticket issued in or before the revocation second), then disabled 70051.
-fn check_account(account: &Account, ticket: &Verified) -> Result<(), Failure> {
+fn check_account(account: &LoginState, ticket: &Verified) -> Result<(), Failure> {
     if account.revoked_at > 0 && ticket.issued_at <= account.revoked_at {
         return Err(Code::UserSigRevoked.into());
     }

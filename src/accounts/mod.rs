@@ -39,6 +39,23 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What a login needs to know of an account: the part the cache keeps (16 bytes a user, not the profile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginState {
+    pub disabled: bool,
+    /// Tickets issued at or before this unix second are revoked; 0 when none are.
+    pub revoked_at: i64,
+}
+
+impl LoginState {
+    pub fn of(a: &Account) -> LoginState {
+        LoginState {
+            disabled: a.disabled,
+            revoked_at: a.revoked_at,
+        }
+    }
+}
+
 /// Profile fields an admin may set; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct Profile<'a> {
@@ -328,7 +345,7 @@ use sql_account_store;
 #[derive(Clone)]
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
-    cache: moka::sync::Cache<(u32, String), Account>,
+    cache: moka::sync::Cache<(u32, String), LoginState>,
     registrations: mpsc::Sender<Registration>,
 }
 
@@ -393,32 +410,44 @@ impl Accounts {
         &self.store
     }
 
-    /// The cached account, if this node holds it.
-    pub fn cached(&self, sdkappid: u32, user_id: &str) -> Option<Account> {
+    /// The account's login state, if this node holds it.
+    pub fn cached(&self, sdkappid: u32, user_id: &str) -> Option<LoginState> {
         self.cache.get(&(sdkappid, user_id.to_owned()))
     }
 
-    /// The account, from the cache or the store.
-    pub async fn get(&self, sdkappid: u32, user_id: &str) -> StoreResult<Option<Account>> {
-        if let Some(a) = self.cached(sdkappid, user_id) {
-            return Ok(Some(a));
+    fn remember(&self, account: &Account) {
+        self.cache.insert(
+            (account.sdkappid, account.user_id.clone()),
+            LoginState::of(account),
+        );
+    }
+
+    /// The account's login state, from the cache or the store; `None` if there is no such account.
+    pub async fn login_state(
+        &self,
+        sdkappid: u32,
+        user_id: &str,
+    ) -> StoreResult<Option<LoginState>> {
+        if let Some(state) = self.cached(sdkappid, user_id) {
+            return Ok(Some(state));
         }
         let found = self.store.get(sdkappid, user_id).await?;
         if let Some(a) = &found {
-            self.cache.insert((sdkappid, user_id.to_owned()), a.clone());
+            self.remember(a);
         }
-        Ok(found)
+        Ok(found.as_ref().map(LoginState::of))
     }
 
-    /// The account, registering it durably first if it is new. `true` when this call created it.
+    /// The account's login state, registering the account durably first if it is new. `true` when this call
+    /// created it.
     pub async fn get_or_register(
         &self,
         sdkappid: u32,
         user_id: &str,
         now: i64,
-    ) -> StoreResult<(Account, bool)> {
-        if let Some(a) = self.cached(sdkappid, user_id) {
-            return Ok((a, false));
+    ) -> StoreResult<(LoginState, bool)> {
+        if let Some(state) = self.cached(sdkappid, user_id) {
+            return Ok((state, false));
         }
         let (reply, rx) = oneshot::channel();
         let closed = || StoreError::Batch("the registration task has stopped".into());
@@ -430,9 +459,8 @@ impl Accounts {
         };
         self.registrations.send(req).await.map_err(|_| closed())?;
         let (account, created) = rx.await.map_err(|_| closed())??;
-        self.cache
-            .insert((sdkappid, user_id.to_owned()), account.clone());
-        Ok((account, created))
+        self.remember(&account);
+        Ok((LoginState::of(&account), created))
     }
 
     pub async fn upsert_profile(
@@ -446,8 +474,7 @@ impl Accounts {
             .store
             .upsert_profile(sdkappid, user_id, profile, now)
             .await?;
-        self.cache
-            .insert((sdkappid, user_id.to_owned()), account.clone());
+        self.remember(&account);
         Ok((account, created))
     }
 

@@ -29,8 +29,10 @@ impl SqliteStore {
         }
         let in_memory = url.contains(":memory:");
         let pool = SqlitePoolOptions::new()
-            // An in-memory database exists once per connection: keep exactly one.
-            .max_connections(if in_memory { 1 } else { max_connections })
+            // An in-memory database exists once per connection: keep exactly one. A file takes one writer at a
+            // time and logins rarely read it (the cache answers), so a few connections suffice, and each keeps
+            // its own page cache (up to 2 MB): more would only hold memory.
+            .max_connections(if in_memory { 1 } else { max_connections.min(4) })
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
