@@ -56,7 +56,7 @@ impl Drop for Guard {
 /// A `login` or `resume` running in its own task; its result arrives here.
 struct Pending {
     id: u64,
-    rx: oneshot::Receiver<Result<LoginOk, Failure>>,
+    rx: oneshot::Receiver<Box<Result<LoginOk, Failure>>>,
 }
 
 struct Conn {
@@ -64,7 +64,7 @@ struct Conn {
     ip: IpAddr,
     max_frame: usize,
     /// A kick that arrived for an instance whose login had not answered yet: (instance_id, event).
-    early_kick: Option<(String, String)>,
+    early_kick: Option<Box<(String, String)>>,
 }
 
 enum Flow {
@@ -108,7 +108,7 @@ pub async fn run(mut ws: WebSocket, sessions: Arc<Sessions>, ip: IpAddr, max_fra
             push = pushes.recv() => Box::pin(c.on_push(&mut ws, push, pending.is_some())).await,
             res = async { (&mut pending.as_mut().expect("guarded").rx).await }, if pending.is_some() => {
                 let id = pending.take().expect("guarded").id;
-                let res = res.unwrap_or_else(|_| Err(Failure::new(Code::InternalTimeout)));
+                let res = res.map_or_else(|_| Err(Failure::new(Code::InternalTimeout)), |r| *r);
                 let mut flow = Box::pin(c.finish(&mut ws, id, res)).await;
                 while matches!(flow, Flow::Continue) && pending.is_none() {
                     let Some(req) = queue.pop_front() else { break };
@@ -258,7 +258,7 @@ impl Conn {
                     return Flow::Stop;
                 }
                 if logging_in {
-                    self.early_kick = Some((instance_id, event));
+                    self.early_kick = Some(Box::new((instance_id, event)));
                 }
                 if let Some(done) = done {
                     let _ = done.send(());
@@ -566,7 +566,7 @@ impl Conn {
             });
         }
         let flow = send(ws, protocol::ok(id, &ok.data())).await;
-        if let Some((kicked_id, event)) = self.early_kick.take() {
+        if let Some((kicked_id, event)) = self.early_kick.take().map(|b| *b) {
             if kicked_id == inst.instance_id {
                 self.guard.current = None;
                 let _ = send(ws, event).await;
@@ -601,8 +601,8 @@ async fn start(
     let (tx, rx) = oneshot::channel();
     // The task polls it again at once, with its own waker.
     tokio::spawn(async move {
-        let res = work.await;
-        if let Err(Ok(ok)) = tx.send(res) {
+        let res = Box::new(work.await);
+        if let Err(Ok(ok)) = tx.send(res).map_err(|r| *r) {
             if !ok.repeat_login {
                 sessions.detach(&ok.instance.key(), conn).await;
             }
