@@ -72,7 +72,7 @@ impl Application {
         };
         let sessions = Sessions::new(auth, registry, timing, settings.session.secret.expose());
         sessions.spawn_maintenance();
-        let listener = TcpListener::bind(settings.server.listen).await?;
+        let listener = bind(settings.server.listen)?;
         let state = AppState {
             settings: Arc::new(settings),
             sessions,
@@ -133,6 +133,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/session", get(http::client::session))
         .route("/v1/logout", post(http::client::logout))
         .with_state(state)
+}
+
+/// Connections the kernel may queue for `accept` (capped by `net.core.somaxconn`). The usual default (128)
+/// overflows during login storms, such as every client reconnecting after a restart, and each overflow costs a
+/// client a 1 s SYN retry.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (a restart can rebind at once).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Raises the open-files limit to the hard limit (each connection is a file) and logs what that allows.

@@ -21,8 +21,8 @@ use crate::usersig::unix_now;
 
 /// How long a login waits for kicked connections to write their `kicked_offline` before it answers anyway.
 const KICK_ACK_TIMEOUT: Duration = Duration::from_secs(2);
-/// Kicks are remembered at least this long (and at least the grace) so a `resume` learns why.
-const MIN_KICK_MEMORY_MS: i64 = 10 * 60 * 1000;
+/// Kicks are remembered for the grace, and at least this long, so a `resume` learns why.
+const MIN_KICK_MEMORY_MS: i64 = 60 * 1000;
 
 /// A successful `login` or `resume`.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! The baseline: a bare WebSocket server on the same stack as imlogin (axum + tokio, the same WebSocket buffer
-//! settings and build profile) that answers every text frame with one fixed login-shaped response. No UserSig,
+//! settings, listen backlog and build profile) that answers every text frame with one fixed login-shaped response. No UserSig,
 //! no registry, no database: the limit of any login over WebSocket on this machine.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};

@@ -219,29 +219,22 @@ pub async fn logins(
     let names = Arc::new(names);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    let workers = if rate.is_some() { n } else { c };
     let interval = rate.map(|r| Duration::from_secs_f64(1.0 / r));
-    for w in 0..workers {
+    let mut tasks = Vec::new();
+    // C workers take logins in turn; open loop, each waits for its login's scheduled start first (and its
+    // latency counts from there, so a generator or server that falls behind shows it).
+    for _ in 0..c {
         let (t, sigs, names, next) = (t.clone(), sigs.clone(), names.clone(), next.clone());
-        let scheduled = interval.map(|iv| started + iv * w as u32);
         tasks.push(tokio::spawn(async move {
             let mut s = Samples::default();
             loop {
-                let i = if scheduled.is_some() {
-                    if w >= n {
-                        break;
-                    }
-                    w
-                } else {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    i
-                };
-                let start = match scheduled {
-                    Some(at) => {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let start = match interval {
+                    Some(iv) => {
+                        let at = started + iv.mul_f64(i as f64);
                         tokio::time::sleep_until(at.into()).await;
                         at
                     }
@@ -264,9 +257,6 @@ pub async fn logins(
                         finish(ws).await;
                     }
                     Err(e) => s.error(format!("connect: {e}")),
-                }
-                if scheduled.is_some() {
-                    break;
                 }
             }
             s

@@ -9,6 +9,9 @@ use dashmap::DashMap;
 use super::policy::{self, KickReason, Policy, Slot};
 use super::{now_ms, Attached, ConnRef, Instance, InstanceKey, RegResult, Registry, RemoveIf};
 
+/// Kick records kept per user (the newest).
+pub const MAX_KICKS_REMEMBERED: usize = 16;
+
 #[derive(Default)]
 struct UserEntry {
     instances: Vec<Instance>,
@@ -22,6 +25,10 @@ impl UserEntry {
     }
 
     fn remember(&mut self, instance_id: String, reason: KickReason, until: i64) {
+        // Bounded per user: a user who logs in again and again must not pile up records for the whole grace.
+        if self.kicked.len() >= MAX_KICKS_REMEMBERED {
+            self.kicked.remove(0);
+        }
         self.kicked.push((instance_id, reason, until));
     }
 
