@@ -152,29 +152,40 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Runs `f` `repeats` times against `server`; returns the run with the median throughput, and the CPU seconds the
-/// generator and the server used over all runs.
-async fn measured<F, Fut>(server: &Server, repeats: usize, mut f: F) -> (Value, f64, f64)
+/// Runs `f` `repeats` times against `server` (after a short pause, so one scenario's closing connections do not
+/// load the next); returns the run with the median of `metric`, and the CPU seconds the generator and the server
+/// used over all runs.
+async fn measured<F, Fut>(
+    server: &Server,
+    repeats: usize,
+    metric: fn(&Value) -> f64,
+    mut f: F,
+) -> (Value, f64, f64)
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = Value>,
 {
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let (me, pid) = (std::process::id(), server.child.id());
     let (gen0, srv0) = (cpu_seconds(me), cpu_seconds(pid));
     let mut runs = Vec::new();
     for r in 0..repeats {
         runs.push(f(r).await);
     }
-    let m = median(
-        runs.iter()
-            .map(|r| r["per_second"].as_f64().unwrap_or(0.0))
-            .collect(),
-    );
+    let m = median(runs.iter().map(metric).collect());
     let chosen = runs
         .into_iter()
-        .find(|r| r["per_second"].as_f64().unwrap_or(0.0) == m)
+        .find(|r| metric(r) == m)
         .unwrap_or_default();
     (chosen, cpu_seconds(me) - gen0, cpu_seconds(pid) - srv0)
+}
+
+fn throughput(v: &Value) -> f64 {
+    v["per_second"].as_f64().unwrap_or(0.0)
+}
+
+fn p99(v: &Value) -> f64 {
+    v["latency"]["p99_ms"].as_f64().unwrap_or(0.0)
 }
 
 fn emit(
@@ -230,7 +241,7 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     // Known-user logins: baseline, then imlogin (SQLite; a known user's login reads no database).
     let base = start_baseline(o.pin)?;
     let bt = target(&base, o.sources);
-    let (v, g, s) = measured(&base, reps, |_| async {
+    let (v, g, s) = measured(&base, reps, throughput, |_| async {
         json!(
             logins(
                 &bt,
@@ -257,7 +268,7 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
         None,
     )
     .await;
-    let (v, g, s) = measured(&im, reps, |_| async {
+    let (v, g, s) = measured(&im, reps, throughput, |_| async {
         json!(
             logins(
                 &it,
@@ -277,7 +288,7 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     let rate = imlogin_rate * 0.8;
     let n = (rate * 5.0) as usize;
     for (name, t, srv) in [("baseline", &bt, &base), ("imlogin", &it, &im)] {
-        let (v, g, s) = measured(srv, 1, |_| async {
+        let (v, g, s) = measured(srv, reps, p99, |_| async {
             json!(
                 logins(
                     t,
@@ -295,7 +306,7 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
 
     // New users on SQLite (imlogin above was started on a fresh SQLite file).
     let (v, g, s) =
-        measured(&im, reps, |r| {
+        measured(&im, reps, throughput, |r| {
             let prefix = format!("new-sqlite-{r}");
             let it = &it;
             async move {
@@ -306,12 +317,12 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     emit(&mut out, "logins_new_sqlite", "imlogin", v, g, s);
 
     // Kick latency and mass resume.
-    let (v, g, s) = measured(&im, 1, |_| async {
+    let (v, g, s) = measured(&im, 1, throughput, |_| async {
         json!({"per_second": 0, "kick": kick(&it, o.kick_rounds, "kick").await})
     })
     .await;
     emit(&mut out, "kick", "imlogin", v["kick"].clone(), g, s);
-    let (v, g, s) = measured(&im, 1, |_| async {
+    let (v, g, s) = measured(&im, 1, throughput, |_| async {
         json!(resume(&it, o.resume_sessions, o.concurrency, "resume").await)
     })
     .await;
@@ -323,7 +334,7 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     let pg = start_imlogin(o.pin, Some(url))?;
     let pt = target(&pg, o.sources);
     let (v, g, s) =
-        measured(&pg, reps, |r| {
+        measured(&pg, reps, throughput, |r| {
             let prefix = format!("new-pg-{r}");
             let pt = &pt;
             async move {
@@ -337,7 +348,7 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
 
     // Idle sessions held open: baseline, then imlogin.
     let bh = target(&base, o.sources);
-    let (v, g, s) = measured(&base, 1, |_| async {
+    let (v, g, s) = measured(&base, 1, throughput, |_| async {
         json!(hold(&bh, base.child.id(), o.hold_sessions, o.concurrency, "hold").await)
     })
     .await;
@@ -345,7 +356,7 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     drop(base);
     let im = start_imlogin(o.pin, None)?;
     let ih = target(&im, o.sources);
-    let (v, g, s) = measured(&im, 1, |_| async {
+    let (v, g, s) = measured(&im, 1, throughput, |_| async {
         json!(hold(&ih, im.child.id(), o.hold_sessions, o.concurrency, "hold").await)
     })
     .await;
