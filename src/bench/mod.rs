@@ -112,6 +112,38 @@ pub async fn finish(mut ws: Ws) {
     .await;
 }
 
+/// The source address for the `i`-th connection, if any are configured.
+fn source(t: &Target, i: usize) -> Option<IpAddr> {
+    (!t.sources.is_empty()).then(|| t.sources[i % t.sources.len()])
+}
+
+/// One handshake: connect (from the `i`-th source), send `frame`, read the answer, close; records the latency
+/// from `start` or the error.
+async fn handshake(t: &Target, i: usize, frame: String, start: Instant, s: &mut Samples) {
+    match connect(t.addr, source(t, i)).await {
+        Ok(mut ws) => {
+            match login(&mut ws, frame).await {
+                Ok(0) => s.micros.push(start.elapsed().as_micros() as u64),
+                Ok(code) => s.error(code.to_string()),
+                Err(e) => s.error(format!("io: {e}")),
+            }
+            finish(ws).await;
+        }
+        Err(e) => s.error(format!("connect: {e}")),
+    }
+}
+
+/// Waits for the workers and merges their samples.
+async fn collect(tasks: Vec<tokio::task::JoinHandle<Samples>>) -> Samples {
+    let mut all = Samples::default();
+    for task in tasks {
+        if let Ok(s) = task.await {
+            all.merge(s);
+        }
+    }
+    all
+}
+
 /// Latencies in microseconds, and errors by code.
 #[derive(Debug, Default)]
 pub struct Samples {
@@ -241,33 +273,13 @@ pub async fn logins(
                     None => Instant::now(),
                 };
                 let u = i % names.len();
-                let source = (!t.sources.is_empty()).then(|| t.sources[i % t.sources.len()]);
-                match connect(t.addr, source).await {
-                    Ok(mut ws) => {
-                        match login(
-                            &mut ws,
-                            login_frame(1, t.sdkappid, &names[u], &sigs[u], "web"),
-                        )
-                        .await
-                        {
-                            Ok(0) => s.micros.push(start.elapsed().as_micros() as u64),
-                            Ok(code) => s.error(code.to_string()),
-                            Err(e) => s.error(format!("io: {e}")),
-                        }
-                        finish(ws).await;
-                    }
-                    Err(e) => s.error(format!("connect: {e}")),
-                }
+                let frame = login_frame(1, t.sdkappid, &names[u], &sigs[u], "web");
+                handshake(&t, i, frame, start, &mut s).await;
             }
             s
         }));
     }
-    let mut all = Samples::default();
-    for task in tasks {
-        if let Ok(s) = task.await {
-            all.merge(s);
-        }
-    }
+    let mut all = collect(tasks).await;
     let seconds = started.elapsed().as_secs_f64();
     let ok = all.micros.len();
     LoginsResult {
@@ -315,7 +327,7 @@ pub async fn hold(t: &Target, server_pid: u32, k: usize, c: usize, prefix: &str)
                 let Some((i, frame)) = frames.lock().await.pop() else {
                     return;
                 };
-                let source = (!t.sources.is_empty()).then(|| t.sources[i % t.sources.len()]);
+                let source = source(&t, i);
                 let res = async {
                     let mut ws = connect(t.addr, source)
                         .await
@@ -443,7 +455,7 @@ pub async fn resume(t: &Target, k: usize, c: usize, prefix: &str) -> ResumeResul
     let mut conns = Vec::with_capacity(k);
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     for (i, (u, sig)) in names.iter().zip(&sigs).enumerate() {
-        let source = (!t.sources.is_empty()).then(|| t.sources[i % t.sources.len()]);
+        let source = source(t, i);
         let Ok(mut ws) = connect(t.addr, source).await else {
             continue;
         };
@@ -484,30 +496,13 @@ pub async fn resume(t: &Target, k: usize, c: usize, prefix: &str) -> ResumeResul
                 let Some((i, token)) = tokens.lock().await.pop() else {
                     return s;
                 };
-                let begin = Instant::now();
-                let source = (!t.sources.is_empty()).then(|| t.sources[i % t.sources.len()]);
                 let frame = serde_json::json!({"id": 1, "op": "resume", "session_token": token})
                     .to_string();
-                match connect(t.addr, source).await {
-                    Ok(mut ws) => {
-                        match login(&mut ws, frame).await {
-                            Ok(0) => s.micros.push(begin.elapsed().as_micros() as u64),
-                            Ok(code) => s.error(code.to_string()),
-                            Err(e) => s.error(format!("io: {e}")),
-                        }
-                        finish(ws).await;
-                    }
-                    Err(e) => s.error(format!("connect: {e}")),
-                }
+                handshake(&t, i, frame, Instant::now(), &mut s).await;
             }
         }));
     }
-    let mut all = Samples::default();
-    for task in tasks {
-        if let Ok(s) = task.await {
-            all.merge(s);
-        }
-    }
+    let mut all = collect(tasks).await;
     for (k, v) in all.errors.clone() {
         *errors.entry(k).or_default() += v;
     }

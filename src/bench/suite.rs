@@ -15,20 +15,34 @@ use super::{cpu_seconds, hold, kick, logins, resume, Target, Users};
 pub const KEY: &str = "bench-secret-key-0123456789abcdef";
 pub const APP: u32 = 1_400_000_000;
 
-#[derive(Debug, Clone)]
+/// What the suite runs (the `imlogin-bench suite` flags).
+#[derive(Debug, Clone, clap::Args)]
 pub struct SuiteOptions {
     /// PostgreSQL server for the new-user runs (a fresh database is created and dropped).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub postgres: String,
     /// Servers on core 0, the generator on core 1.
+    #[arg(long)]
     pub pin: bool,
+    #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    #[arg(long, default_value_t = 20_000)]
     pub logins: usize,
+    #[arg(long, default_value_t = 200)]
     pub concurrency: usize,
+    #[arg(long, default_value_t = 2000)]
     pub known_users: usize,
+    #[arg(long, default_value_t = 10_000)]
     pub new_logins: usize,
+    #[arg(long, default_value_t = 19_000)]
     pub hold_sessions: usize,
+    /// Client source addresses 127.0.0.1..=N: each has its own ephemeral ports, so a port is reused (and
+    /// may meet its old connection's TIME_WAIT, costing a 1 s SYN retry) less often.
+    #[arg(long, default_value_t = 16)]
     pub sources: usize,
+    #[arg(long, default_value_t = 1000)]
     pub kick_rounds: usize,
+    #[arg(long, default_value_t = 5000)]
     pub resume_sessions: usize,
 }
 
@@ -226,6 +240,11 @@ async fn drop_postgres(admin: &str, name: &str) {
     }
 }
 
+/// `n` logins of known users (cycling over `o.known_users`), closed loop or at `rate`.
+async fn known_logins(t: &Target, o: &SuiteOptions, n: usize, rate: Option<f64>) -> Value {
+    json!(logins(t, &Users::Known(o.known_users), n, o.concurrency, rate).await)
+}
+
 /// Runs every scenario; returns the JSON lines (also printed as they come).
 pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     if o.pin {
@@ -241,17 +260,8 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     // Known-user logins: baseline, then imlogin (SQLite; a known user's login reads no database).
     let base = start_baseline(o.pin)?;
     let bt = target(&base, o.sources);
-    let (v, g, s) = measured(&base, reps, throughput, |_| async {
-        json!(
-            logins(
-                &bt,
-                &Users::Known(o.known_users),
-                o.logins,
-                o.concurrency,
-                None
-            )
-            .await
-        )
+    let (v, g, s) = measured(&base, reps, throughput, |_| {
+        known_logins(&bt, o, o.logins, None)
     })
     .await;
     let baseline_rate = v["per_second"].as_f64().unwrap_or(0.0);
@@ -260,25 +270,9 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     let im = start_imlogin(o.pin, None)?;
     let it = target(&im, o.sources);
     // Warm-up: every known user logs in once (registers, fills the cache).
-    logins(
-        &it,
-        &Users::Known(o.known_users),
-        o.known_users,
-        o.concurrency,
-        None,
-    )
-    .await;
-    let (v, g, s) = measured(&im, reps, throughput, |_| async {
-        json!(
-            logins(
-                &it,
-                &Users::Known(o.known_users),
-                o.logins,
-                o.concurrency,
-                None
-            )
-            .await
-        )
+    known_logins(&it, o, o.known_users, None).await;
+    let (v, g, s) = measured(&im, reps, throughput, |_| {
+        known_logins(&it, o, o.logins, None)
     })
     .await;
     let imlogin_rate = v["per_second"].as_f64().unwrap_or(0.0);
@@ -288,19 +282,7 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     let rate = imlogin_rate * 0.8;
     let n = (rate * 5.0) as usize;
     for (name, t, srv) in [("baseline", &bt, &base), ("imlogin", &it, &im)] {
-        let (v, g, s) = measured(srv, reps, p99, |_| async {
-            json!(
-                logins(
-                    t,
-                    &Users::Known(o.known_users),
-                    n,
-                    o.concurrency,
-                    Some(rate)
-                )
-                .await
-            )
-        })
-        .await;
+        let (v, g, s) = measured(srv, reps, p99, |_| known_logins(t, o, n, Some(rate))).await;
         emit(&mut out, "logins_at_80pct", name, v, g, s);
     }
 

@@ -98,33 +98,7 @@ enum Cmd {
         concurrency: usize,
     },
     /// Everything: baseline and imlogin in turn, medians of --repeats, JSON lines and a table.
-    Suite {
-        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
-        postgres: String,
-        /// Servers on core 0, generator on core 1.
-        #[arg(long)]
-        pin: bool,
-        #[arg(long, default_value_t = 3)]
-        repeats: usize,
-        #[arg(long, default_value_t = 20_000)]
-        logins: usize,
-        #[arg(long, default_value_t = 200)]
-        concurrency: usize,
-        #[arg(long, default_value_t = 2000)]
-        known_users: usize,
-        #[arg(long, default_value_t = 10_000)]
-        new_logins: usize,
-        #[arg(long, default_value_t = 19_000)]
-        hold_sessions: usize,
-        /// Client source addresses 127.0.0.1..=N: each has its own ephemeral ports, so a port is reused (and
-        /// may meet its old connection's TIME_WAIT, costing a 1 s SYN retry) less often.
-        #[arg(long, default_value_t = 16)]
-        sources: usize,
-        #[arg(long, default_value_t = 1000)]
-        kick_rounds: usize,
-        #[arg(long, default_value_t = 5000)]
-        resume_sessions: usize,
-    },
+    Suite(suite::SuiteOptions),
 }
 
 /// mimalloc: logins allocate many small, short-lived objects across threads; glibc malloc spent ~15 % of a
@@ -178,32 +152,7 @@ fn main() -> anyhow::Result<()> {
             } => serde_json::to_value(
                 bench::resume(&target.target(), sessions, concurrency, "resume").await,
             )?,
-            Cmd::Suite {
-                postgres,
-                pin,
-                repeats,
-                logins,
-                concurrency,
-                known_users,
-                new_logins,
-                hold_sessions,
-                sources,
-                kick_rounds,
-                resume_sessions,
-            } => {
-                let o = suite::SuiteOptions {
-                    postgres,
-                    pin,
-                    repeats,
-                    logins,
-                    concurrency,
-                    known_users,
-                    new_logins,
-                    hold_sessions,
-                    sources,
-                    kick_rounds,
-                    resume_sessions,
-                };
+            Cmd::Suite(o) => {
                 suite::run(&o).await?;
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 return Ok(());
