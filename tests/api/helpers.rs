@@ -366,3 +366,28 @@ pub async fn spawn_on(backend: Backend, overrides: &[(&str, &str)]) -> (TestDb, 
     let app = TestApp::spawn(test_settings_with(&db.url(), overrides), db.store().await).await;
     (db, app)
 }
+
+/// A fresh PostgreSQL database and the server on it, reaching it through a [`Proxy`] the test can cut.
+pub async fn spawn_behind_proxy() -> (TestDb, Proxy, TestApp) {
+    let db = TestDb::new(Backend::Postgres).await;
+    let proxy = Proxy::start(db.pg_addr.unwrap()).await;
+    let app = TestApp::spawn(
+        test_settings(&db.url()),
+        db.store_via(Some(proxy.addr)).await,
+    )
+    .await;
+    (db, proxy, app)
+}
+
+impl TestApp {
+    /// The HTTP status of `GET path`.
+    pub async fn status_of(&self, path: &str) -> u16 {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}

@@ -5,9 +5,7 @@ use std::time::Duration;
 use imlogin::client::ClientEvent;
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    event, params, sig, spawn_on, test_settings_with, Backend, Proxy, TestApp, TestDb, APP,
-};
+use crate::helpers::{event, params, sig, spawn_on, Backend, TestApp, APP};
 
 crate::both_stores!(
     http_login_then_resume_on_the_websocket,
@@ -264,13 +262,7 @@ async fn daily_active_users_count_logins_once(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_logins_survive_a_database_outage() {
-    let db = TestDb::new(Backend::Postgres).await;
-    let proxy = Proxy::start(db.pg_addr.unwrap()).await;
-    let app = TestApp::spawn(
-        test_settings_with(&db.url(), &[]),
-        db.store_via(Some(proxy.addr)).await,
-    )
-    .await;
+    let (_db, proxy, app) = crate::helpers::spawn_behind_proxy().await;
     let c = app.connect().await;
     c.login(&params("steady", "android")).await.unwrap();
     c.logout().await.unwrap();

@@ -4,74 +4,28 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{test_settings, Backend, Proxy, TestApp, TestDb};
+use crate::helpers::{test_settings, Backend, TestApp, TestDb};
 
 #[tokio::test]
 async fn healthz_and_readyz_on_sqlite() {
     let db = TestDb::new(Backend::Sqlite).await;
     let app = TestApp::spawn(test_settings(&db.url()), db.store().await).await;
-    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(app.status_of("/healthz").await, 200);
+    assert_eq!(app.status_of("/readyz").await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_the_database() {
-    let db = TestDb::new(Backend::Postgres).await;
-    let proxy = Proxy::start(db.pg_addr.unwrap()).await;
-    let app = TestApp::spawn(
-        test_settings(&db.url()),
-        db.store_via(Some(proxy.addr)).await,
-    )
-    .await;
-    assert_eq!(
-        app.http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let (_db, proxy, app) = crate::helpers::spawn_behind_proxy().await;
+    assert_eq!(app.status_of("/readyz").await, 200);
     proxy.cut();
-    assert_eq!(
-        app.http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
-    assert_eq!(
-        app.http
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200,
-        "alive all the same"
-    );
+    assert_eq!(app.status_of("/readyz").await, 503);
+    assert_eq!(app.status_of("/healthz").await, 200, "alive all the same");
     proxy.restore();
-    let mut ok = false;
-    for _ in 0..50 {
-        if app
-            .http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
-        {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ok, "ready again once the database is back");
+    crate::helpers::eventually("ready again once the database is back", || async {
+        app.status_of("/readyz").await == 200
+    })
+    .await;
 }
 
 /// Starts `imlogin serve` on port 0 and returns the child and the address it logged.

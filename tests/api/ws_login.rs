@@ -155,7 +155,6 @@ async fn dropped_connection_resumes_within_the_grace(backend: Backend) {
             .is_some_and(|i| !i.is_online())
     })
     .await;
-    // It still holds its slot: a second ipad login kicks it (no event: nobody is connected).
     let back = app.connect().await;
     let r = back.resume(&login.session_token).await.unwrap();
     assert!(r.resumed && !r.repeat_login);

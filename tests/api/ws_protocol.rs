@@ -7,9 +7,7 @@ use imlogin::client::{ClientEvent, LoginParams};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{
-    event, params, spawn_on, test_settings_with, Backend, Proxy, TestApp, TestDb,
-};
+use crate::helpers::{event, params, spawn_on, Backend, TestApp};
 
 crate::both_stores!(
     ops_before_login,
@@ -273,13 +271,7 @@ async fn shutdown_closes_1012(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_during_a_login_in_progress() {
     // A database that stops answering keeps a new user's login in progress for the pool's timeout.
-    let db = TestDb::new(Backend::Postgres).await;
-    let proxy = Proxy::start(db.pg_addr.unwrap()).await;
-    let app = TestApp::spawn(
-        test_settings_with(&db.url(), &[]),
-        db.store_via(Some(proxy.addr)).await,
-    )
-    .await;
+    let (_db, proxy, app) = crate::helpers::spawn_behind_proxy().await;
     let c = app.connect().await;
     proxy.stall();
     let p: LoginParams = params("slowpoke", "linux");
