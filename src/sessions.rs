@@ -128,7 +128,7 @@ impl Sessions {
 
     /// A fresh `login` (WebSocket when `conn` is given, else HTTP: the instance starts disconnected).
     pub async fn login(
-        self: &Arc<Self>,
+        &self,
         request: &Map<String, Value>,
         ip: IpAddr,
         conn: Option<ConnRef>,
@@ -303,13 +303,14 @@ impl Sessions {
     }
 
     /// Removes the instance because its UserSig expired at `expires_at` (unless renewed meanwhile).
-    pub async fn expire(&self, key: &InstanceKey, expires_at: i64) -> bool {
-        matches!(
-            self.registry
-                .remove(key, RemoveIf::SigExpiresAt(expires_at))
-                .await,
-            Ok(Some(_))
-        )
+    pub async fn expire(&self, key: &InstanceKey, expires_at: i64) {
+        if let Err(e) = self
+            .registry
+            .remove(key, RemoveIf::SigExpiresAt(expires_at))
+            .await
+        {
+            tracing::warn!(error = %e, "could not remove an instance whose UserSig expired");
+        }
     }
 
     /// The connection ended without `logout`: the instance stays, disconnected, for the grace (the reaper

@@ -214,17 +214,10 @@ impl Conn {
             return send(ws, Event::UserSigExpiring { expires_at }.to_text()).await;
         }
         let cur = self.guard.current.take().expect("checked above");
-        if self.sessions().expire(&cur.key, cur.sig_expires_at).await {
-            return send(
-                ws,
-                Event::UserSigExpired {
-                    code: Code::UserSigExpiredOnline.number(),
-                }
-                .to_text(),
-            )
-            .await;
-        }
-        Flow::Continue
+        // If the instance is already gone (a kick racing the expiry), the ticket expired all the same.
+        self.sessions().expire(&cur.key, cur.sig_expires_at).await;
+        let code = Code::UserSigExpiredOnline.number();
+        send(ws, Event::UserSigExpired { code }.to_text()).await
     }
 
     async fn on_push(&mut self, ws: &mut WebSocket, push: Push, logging_in: bool) -> Flow {
