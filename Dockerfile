@@ -8,9 +8,9 @@ RUN apt-get update \
 WORKDIR /src
 # Dependencies first, in their own layer: it is rebuilt only when Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src migrations/postgres migrations/sqlite config \
- && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && cargo build --release --locked \
+RUN mkdir -p src/bin migrations/postgres migrations/sqlite config \
+ && echo 'fn main() {}' > src/main.rs && cp src/main.rs src/bin/imlogin-bench.rs && touch src/lib.rs \
+ && cargo build --release --locked --bin imlogin \
  && rm -rf src
 COPY config config
 COPY migrations migrations

@@ -94,6 +94,17 @@ fn dockerfile_is_multi_stage_non_root_with_healthcheck() {
     assert!(!user.contains("root") && !user.ends_with(" 0"), "{user}");
     assert!(d.contains("STOPSIGNAL SIGTERM"));
     assert!(d.contains("HEALTHCHECK") && d.contains("/healthz"));
+    // Every binary the manifest declares exists in the dependency layer, or cargo refuses to build it.
+    let manifest = std::fs::read_to_string(root("Cargo.toml")).unwrap();
+    for line in manifest.lines().filter(|l| l.starts_with("path = \"src/")) {
+        let path = line.trim_start_matches("path = \"").trim_end_matches('"');
+        let stub = if path == "src/lib.rs" {
+            "touch src/lib.rs"
+        } else {
+            path
+        };
+        assert!(d.contains(stub), "the dependency layer stubs {path}");
+    }
     for dir in ["config", "migrations", "src"] {
         assert!(
             d.contains(&format!("COPY {dir} {dir}")),

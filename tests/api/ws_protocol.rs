@@ -308,3 +308,26 @@ async fn requests_during_a_login_in_progress() {
     assert_eq!(logout.code, 6014);
     proxy.restore();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flooding_requests_behind_a_login_closes_1008() {
+    let (_db, proxy, app) = crate::helpers::spawn_behind_proxy().await;
+    let mut c = app.connect().await;
+    proxy.stall();
+    let p = serde_json::to_value(params("flooder", "web")).unwrap();
+    let mut frame = p.as_object().unwrap().clone();
+    frame.insert("id".into(), json!(1));
+    frame.insert("op".into(), json!("login"));
+    c.send_raw(Value::Object(frame).to_string()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // 64 requests may wait behind the login; the 65th is abuse.
+    for id in 2..=66 {
+        c.send_raw(format!(r#"{{"id":{id},"op":"logout"}}"#))
+            .unwrap();
+    }
+    match event(&mut c).await {
+        ClientEvent::Closed { code, .. } => assert_eq!(code, Some(1008)),
+        other => panic!("expected close 1008, got {other:?}"),
+    }
+    proxy.restore();
+}
