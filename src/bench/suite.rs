@@ -343,6 +343,19 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     })
     .await;
     emit(&mut out, "hold", "imlogin", v, g, s);
+    drop(im);
+
+    // The same on PostgreSQL (the production store): no page caches of an embedded database in the process.
+    let (url, name) = fresh_postgres(&o.postgres).await?;
+    let pg = start_imlogin(o.pin, Some(url))?;
+    let ph = target(&pg, o.sources);
+    let (v, g, s) = measured(&pg, 1, throughput, |_| async {
+        json!(hold(&ph, pg.child.id(), o.hold_sessions, o.concurrency, "hold").await)
+    })
+    .await;
+    emit(&mut out, "hold_postgres", "imlogin", v, g, s);
+    drop(pg);
+    drop_postgres(&o.postgres, &name).await;
 
     eprintln!("{}", table(&out, baseline_rate));
     Ok(out)
@@ -364,7 +377,7 @@ pub fn table(lines: &[Value], baseline_rate: f64) -> String {
             l
         };
         let ratio = match (l["scenario"].as_str(), l["server"].as_str()) {
-            (Some("hold"), Some("imlogin")) => find(lines, "hold", "baseline")
+            (Some("hold" | "hold_postgres"), Some("imlogin")) => find(lines, "hold", "baseline")
                 .map(|b| {
                     format!(
                         "{:.2}x bytes/session",
@@ -381,7 +394,10 @@ pub fn table(lines: &[Value], baseline_rate: f64) -> String {
             }
             _ => String::new(),
         };
-        let thr = if l["scenario"] == "hold" {
+        let thr = if l["scenario"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("hold"))
+        {
             format!(
                 "{:.0} B/sess",
                 l["bytes_per_session"].as_f64().unwrap_or(0.0)
