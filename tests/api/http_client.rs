@@ -293,3 +293,34 @@ async fn websocket_logins_survive_a_database_outage() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_active_mark_lost_to_an_outage_is_written_at_the_next_login() {
+    let (_db, proxy, app) = crate::helpers::spawn_behind_proxy().await;
+    // Registered and cached, but not yet active today.
+    app.state
+        .accounts()
+        .get_or_register(APP, "dau-outage", 1)
+        .await
+        .unwrap();
+    proxy.cut();
+    let c = app.connect().await;
+    c.login(&params("dau-outage", "web"))
+        .await
+        .expect("a cached user logs in without the database");
+    // Give the writer time to fail.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    proxy.restore();
+    c.login(&params("dau-outage", "android")).await.unwrap();
+    crate::helpers::eventually("the mark is written after the outage", || async {
+        let today = imlogin::dau::utc_date(imlogin::usersig::unix_now());
+        app.state
+            .accounts()
+            .store()
+            .active_counts(APP, &today, &today)
+            .await
+            .map(|c| c.len() == 1)
+            .unwrap_or(false)
+    })
+    .await;
+}
