@@ -100,8 +100,10 @@ impl Application {
         let state = self.state.clone();
         let router = router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "imlogin listening");
+        let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
+        let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
         let sessions = state.sessions.clone();
-        let served = axum::serve(
+        let serve = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
@@ -109,18 +111,29 @@ impl Application {
             shutdown.await;
             // Every WebSocket closes with 1012 (axum's graceful shutdown does not see upgraded ones).
             sessions.hub.shutdown();
-        })
-        .await;
-        state.sessions.hub.shutdown();
-        state.connections.close();
-        let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
-        if tokio::time::timeout(grace, state.connections.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("some connections did not close within the shutdown grace");
+            let _ = stopping_tx.send(tokio::time::Instant::now() + grace);
+        });
+        // Once stopping, the whole shutdown (HTTP requests in flight, WebSockets closing) gets the grace, no more.
+        let deadline = async {
+            match stopping.await {
+                Ok(deadline) => tokio::time::sleep_until(deadline).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let drained = async {
+            let served = serve.await;
+            state.sessions.hub.shutdown();
+            state.connections.close();
+            state.connections.wait().await;
+            served
+        };
+        tokio::select! {
+            served = drained => served,
+            _ = deadline => {
+                tracing::warn!("connections still open after the shutdown grace; stopping anyway");
+                Ok(())
+            }
         }
-        served
     }
 }
 
@@ -164,25 +177,31 @@ pub fn raise_open_files_limit() {
     }
 }
 
-/// Completes on SIGTERM or ctrl-c.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on SIGTERM or ctrl-c (SIGINT). The handlers are installed when this is called, not when the future
+/// is first polled (axum polls it from a task of its own): a SIGTERM that arrives while the server starts is
+/// still a clean shutdown.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                }
+                _ => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+            tracing::info!("shutdown signal received");
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
-    tracing::info!("shutdown signal received");
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received");
+    }
 }

@@ -34,6 +34,7 @@ fn serve(config: Option<std::path::PathBuf>) -> ExitCode {
         .build()
         .expect("tokio runtime");
     runtime.block_on(async move {
+        let shutdown = shutdown_signal();
         imlogin::app::raise_open_files_limit();
         if settings.uses_demo_secrets() {
             tracing::warn!(
@@ -47,7 +48,7 @@ fn serve(config: Option<std::path::PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match app.run_until_stopped(shutdown_signal()).await {
+        match app.run_until_stopped(shutdown).await {
             Ok(()) => {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS

@@ -74,6 +74,7 @@ async fn binary_creates_sqlite_folder_serves_and_stops_on_sigterm() {
     );
     let r = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
     assert_eq!(r.status(), 200);
+    drop(r);
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -102,4 +103,34 @@ fn binary_refuses_a_bad_config_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("session.heartbeat_timeout_secs"), "{err}");
+}
+
+#[tokio::test]
+async fn shutdown_ends_within_the_grace_even_with_a_stuck_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/x.db", dir.path().display());
+    let (mut child, addr) = start_binary(&[
+        ("IMLOGIN__DATABASE__URL", url),
+        ("IMLOGIN__SERVER__SHUTDOWN_GRACE_SECS", "1".to_owned()),
+    ]);
+    // A client that starts a request and never finishes it.
+    let mut stuck = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(&mut stuck, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let status = exited.expect("the server exits despite the stuck client");
+    assert!(status.success(), "{status}");
 }
