@@ -117,7 +117,6 @@ async fn shutdown_ends_within_the_grace_even_with_a_stuck_client() {
     let mut stuck = std::net::TcpStream::connect(&addr).unwrap();
     std::io::Write::write_all(&mut stuck, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let started = std::time::Instant::now();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
