@@ -75,21 +75,7 @@ async fn binary_creates_sqlite_folder_serves_and_stops_on_sigterm() {
     let r = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
     assert_eq!(r.status(), 200);
     drop(r);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut exited = None;
-    for _ in 0..100 {
-        if let Some(s) = child.try_wait().unwrap() {
-            exited = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let status = exited.expect("the server exits after SIGTERM");
+    let status = terminate(&mut child).await;
     assert!(status.success(), "clean exit after SIGTERM: {status}");
 }
 
@@ -117,19 +103,23 @@ async fn shutdown_ends_within_the_grace_even_with_a_stuck_client() {
     let mut stuck = std::net::TcpStream::connect(&addr).unwrap();
     std::io::Write::write_all(&mut stuck, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    Command::new("kill")
+    let status = terminate(&mut child).await;
+    assert!(status.success(), "{status}");
+}
+
+/// Sends SIGTERM and waits (up to 10 s) for the process to exit.
+async fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let mut exited = None;
+    assert!(sent.success());
     for _ in 0..100 {
         if let Some(s) = child.try_wait().unwrap() {
-            exited = Some(s);
-            break;
+            return s;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = child.kill();
-    let status = exited.expect("the server exits despite the stuck client");
-    assert!(status.success(), "{status}");
+    panic!("the server did not exit within 10 s of SIGTERM");
 }
