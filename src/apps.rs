@@ -55,8 +55,4 @@ impl Apps {
     pub fn get(&self, sdkappid: u32) -> Option<&Arc<App>> {
         self.by_id.get(&sdkappid)
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<App>> {
-        self.by_id.values()
-    }
 }

@@ -85,10 +85,6 @@ impl Hub {
         }
     }
 
-    pub fn node(&self) -> u64 {
-        self.node
-    }
-
     /// A new connection's name and its mailbox.
     pub fn register(&self) -> (ConnRef, Arc<Mailbox>) {
         let conn = self.next.fetch_add(1, Ordering::Relaxed);
@@ -117,15 +113,6 @@ impl Hub {
 
     pub fn unregister(&self, conn: ConnRef) {
         self.conns.remove(&conn.conn);
-    }
-
-    /// Number of open connections on this node.
-    pub fn len(&self) -> usize {
-        self.conns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
     }
 
     /// Delivers to a connection of this node; `false` if it is gone or its queue is full.

@@ -41,19 +41,6 @@ impl Platform {
             Platform::Web => "web",
         }
     }
-
-    /// The spelling of Tencent-compatible outputs (`query_online_status`).
-    pub fn tencent_name(self) -> &'static str {
-        match self {
-            Platform::Android => "Android",
-            Platform::Iphone => "iPhone",
-            Platform::Ipad => "iPad",
-            Platform::Windows => "Windows",
-            Platform::Mac => "Mac",
-            Platform::Linux => "Linux",
-            Platform::Web => "Web",
-        }
-    }
 }
 
 impl fmt::Display for Platform {

@@ -151,7 +151,6 @@ pub mod close {
     pub const TOO_LARGE: u16 = 1009;
     pub const POLICY: u16 = 1008;
     pub const RESTARTING: u16 = 1012;
-    pub const GOING_AWAY: u16 = 1001;
 }
 
 #[cfg(test)]
