@@ -15,6 +15,26 @@ fn imlogin(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `imlogin verify-usersig` for the demo app, as of `now` if given.
+fn verify(key: &str, user: &str, usersig: &str, now: Option<&str>) -> Output {
+    let app = APP.to_string();
+    let mut args = vec![
+        "verify-usersig",
+        "--sdkappid",
+        &app,
+        "--key",
+        key,
+        "--user",
+        user,
+        "--usersig",
+        usersig,
+    ];
+    if let Some(now) = now {
+        args.extend(["--now", now]);
+    }
+    imlogin(&args)
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -48,37 +68,14 @@ fn gen_usersig_prints_the_official_bytes() {
     ]);
     assert!(o.status.success());
     let fresh = stdout(&o).trim_end().to_owned();
-    let v = imlogin(&[
-        "verify-usersig",
-        "--sdkappid",
-        &app,
-        "--key",
-        KEY,
-        "--user",
-        "xiaojun",
-        "--usersig",
-        &fresh,
-    ]);
+    let v = verify(KEY, "xiaojun", &fresh, None);
     assert!(v.status.success(), "{}", stdout(&v));
 }
 
 #[test]
 fn verify_usersig_explains_and_exits_by_result() {
-    let app = APP.to_string();
     for ticket in [PY_TICKET, CPP_TICKET] {
-        let o = imlogin(&[
-            "verify-usersig",
-            "--sdkappid",
-            &app,
-            "--key",
-            KEY,
-            "--user",
-            "xiaojun",
-            "--usersig",
-            ticket,
-            "--now",
-            "1700000000",
-        ]);
+        let o = verify(KEY, "xiaojun", ticket, Some("1700000000"));
         let out = stdout(&o);
         assert!(o.status.success(), "{out}");
         assert!(
@@ -89,53 +86,17 @@ fn verify_usersig_explains_and_exits_by_result() {
         );
         assert!(out.contains("valid"), "{out}");
     }
-    let cases: &[(&[&str], &str)] = &[
-        (&["--user", "xiaojun", "--now", "1715552001"], "70001"),
-        (&["--user", "someone", "--now", "1700000000"], "70013"),
+    let cases = [
+        (KEY, "xiaojun", PY_TICKET, Some("1715552001"), "70001"),
+        (KEY, "someone", PY_TICKET, Some("1700000000"), "70013"),
+        ("wrong", "xiaojun", PY_TICKET, Some("1700000000"), "70009"),
+        (KEY, "xiaojun", "%%%", None, "70003"),
     ];
-    for (extra, code) in cases {
-        let mut args = vec![
-            "verify-usersig",
-            "--sdkappid",
-            &app,
-            "--key",
-            KEY,
-            "--usersig",
-            PY_TICKET,
-        ];
-        args.extend_from_slice(extra);
-        let o = imlogin(&args);
+    for (key, user, ticket, now, code) in cases {
+        let o = verify(key, user, ticket, now);
         assert_eq!(o.status.code(), Some(1));
         assert!(stdout(&o).contains(code), "{}", stdout(&o));
     }
-    let o = imlogin(&[
-        "verify-usersig",
-        "--sdkappid",
-        &app,
-        "--key",
-        "wrong",
-        "--user",
-        "xiaojun",
-        "--usersig",
-        PY_TICKET,
-        "--now",
-        "1700000000",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("70009"));
-    let o = imlogin(&[
-        "verify-usersig",
-        "--sdkappid",
-        &app,
-        "--key",
-        KEY,
-        "--user",
-        "xiaojun",
-        "--usersig",
-        "%%%",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("70003"));
 }
 
 #[test]

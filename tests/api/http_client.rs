@@ -26,6 +26,17 @@ async fn post_login(app: &TestApp, body: Value) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
+async fn post_logout(app: &TestApp, token: &str) -> (u16, Value) {
+    let r = app
+        .http
+        .post(app.url("/v1/logout"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
 async fn get_session(app: &TestApp, token: &str) -> (u16, Value) {
     let r = app
         .http
@@ -69,18 +80,10 @@ async fn http_logout_tells_the_attached_connection(backend: Backend) {
     let (_db, app) = spawn_on(backend, &[]).await;
     let mut c = app.connect().await;
     let l = c.login(&params("hlo", "android")).await.unwrap();
-    let r = app
-        .http
-        .post(app.url("/v1/logout"))
-        .bearer_auth(&l.session_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let (s, b) = post_logout(&app, &l.session_token).await;
     assert_eq!(
-        (b["code"].as_u64(), b["data"].clone()),
-        (Some(0), json!({}))
+        (s, b["code"].as_u64(), b["data"].clone()),
+        (200, Some(0), json!({}))
     );
     assert_eq!(
         event(&mut c).await,
@@ -91,14 +94,7 @@ async fn http_logout_tells_the_attached_connection(backend: Backend) {
     assert_eq!(c.status().await.unwrap(), 3);
     let (s, b) = get_session(&app, &l.session_token).await;
     assert_eq!((s, b["code"].as_u64()), (401, Some(6026)));
-    let r = app
-        .http
-        .post(app.url("/v1/logout"))
-        .bearer_auth(&l.session_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(post_logout(&app, &l.session_token).await.0, 401);
 }
 
 async fn http_statuses_follow_the_codes(backend: Backend) {
