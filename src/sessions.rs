@@ -14,7 +14,7 @@ use crate::dau::Dau;
 use crate::error::{Code, Failure};
 use crate::hub::{Hub, Push};
 use crate::platform::Platform;
-use crate::registry::policy::{KickReason, Policy};
+use crate::registry::policy::KickReason;
 use crate::registry::{now_ms, ConnRef, Instance, InstanceKey, Registry, RemoveIf};
 use crate::token::TokenSigner;
 use crate::usersig::unix_now;
@@ -117,15 +117,6 @@ impl Sessions {
         (self.timing.reconnect_grace.as_millis() as i64).max(MIN_KICK_MEMORY_MS)
     }
 
-    /// The policy in force for an app.
-    pub fn policy(&self, sdkappid: u32) -> Policy {
-        self.auth
-            .apps()
-            .get(sdkappid)
-            .map(|a| a.policy)
-            .unwrap_or_default()
-    }
-
     /// A fresh `login` (WebSocket when `conn` is given, else HTTP: the instance starts disconnected).
     pub async fn login(
         &self,
@@ -148,10 +139,9 @@ impl Sessions {
             conn,
             disconnected_at_ms: conn.is_none().then_some(now_ms),
         };
-        let policy = self.policy(instance.sdkappid);
         let kicked = self
             .registry
-            .admit(instance.clone(), &policy, self.remember_ms())
+            .admit(instance.clone(), &a.app.policy, self.remember_ms())
             .await
             .map_err(registry_down)?;
         self.deliver_kicks(&kicked, Some(instance.platform)).await;
