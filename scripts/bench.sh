@@ -5,7 +5,7 @@
 # Usage: scripts/bench.sh [extra imlogin-bench suite flags, e.g. --repeats 5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bins
+cargo build --release --workspace --bins
 out=${BENCH_OUT:-target/bench}
 mkdir -p "$out"
 for mode in unpinned pinned; do

@@ -1,23 +1,30 @@
-//! The application: shared state, the router, and `build` / `run_until_stopped` (zero-to-production style, so
-//! tests start the real server on port 0).
+//! The server assembly: the one place that knows every part. [`Application::build`] connects the store, starts
+//! the background workers and binds the listener (port 0 allowed, so tests start the real server);
+//! [`Application::run_until_stopped`] serves until shutdown and then stops everything in order.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 use crate::accounts::{self, AccountStore, Accounts};
-use crate::apps::Apps;
 use crate::auth::Authenticator;
+use crate::clock::Clock;
 use crate::config::{RegistryBackend, Settings};
+use crate::dau::Dau;
+use crate::gateway::connection::Limits;
+use crate::http::serve::{serve, ServeOptions};
 use crate::registry::memory::MemoryRegistry;
 use crate::registry::Registry;
+use crate::sdkapps::SdkApps;
 use crate::sessions::{SessionTiming, Sessions};
+use crate::workers::Workers;
 use crate::{gateway, http};
 
 /// Everything a handler may need. Cheap to clone.
@@ -25,8 +32,9 @@ use crate::{gateway, http};
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub sessions: Arc<Sessions>,
-    /// The WebSocket connection tasks, awaited at shutdown (axum's graceful shutdown does not see them).
+    /// The WebSocket connection tasks, awaited at shutdown (the HTTP server does not see upgraded ones).
     pub connections: TaskTracker,
+    pub connection_limits: Limits,
 }
 
 impl AppState {
@@ -35,50 +43,70 @@ impl AppState {
     }
 }
 
-/// A built server: its listener is bound, its database migrated.
+/// A built server: its listener is bound, its database migrated, its workers running.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    workers: Workers,
 }
 
 impl Application {
     /// Connects the store named by the settings, migrates it and binds `server.listen` (port 0 allowed).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let store = accounts::connect(&settings.database).await?;
-        Self::build_with_store(settings, store).await
+        Self::build_with(settings, store, Clock::system()).await
     }
 
-    /// Like [`Application::build`] with a store opened by the caller (tests share one across restarts).
-    pub async fn build_with_store(
+    /// Like [`Application::build`] with a store opened by the caller (tests share one across restarts) and a
+    /// clock (tests may run it on tokio's paused clock).
+    pub async fn build_with(
         settings: Settings,
         store: Arc<dyn AccountStore>,
+        clock: Clock,
     ) -> anyhow::Result<Application> {
         let registry: Arc<dyn Registry> = match settings.registry.backend {
-            RegistryBackend::Memory => Arc::new(MemoryRegistry::new()),
+            RegistryBackend::Memory => Arc::new(MemoryRegistry::new(clock.clone())),
             RegistryBackend::Redis => {
                 anyhow::bail!("config key `registry.backend`: \"redis\" (the cluster registry) is not available yet")
             }
         };
-        let apps = Apps::from_config(&settings.apps);
+        let mut workers = Workers::new();
+        // Started in the order of what feeds what, so they stop (in reverse) only once nothing feeds them.
+        let (dau, dau_worker) = Dau::new(store.clone(), clock.clone());
+        workers.start("daily-active writer", |stop| dau_worker.run(stop));
+        let (accounts, registrations) = Accounts::new(store);
+        workers.start("registrations", |stop| registrations.run(stop));
         let auth = Arc::new(Authenticator::new(
-            apps,
-            Accounts::new(store),
+            SdkApps::from_config(&settings.apps),
+            accounts,
             settings.limits.login_failures_per_minute,
+            clock.clone(),
         ));
+        let s = &settings.session;
         let timing = SessionTiming {
-            reconnect_grace: Duration::from_secs(settings.session.reconnect_grace_secs),
-            sig_expiry_notice_secs: settings.session.sig_expiry_notice_secs as i64,
-            heartbeat_timeout: Duration::from_secs(settings.session.heartbeat_timeout_secs),
+            reconnect_grace: Duration::from_secs(s.reconnect_grace_secs),
+            sig_expiry_notice_secs: s.sig_expiry_notice_secs as i64,
+            heartbeat_timeout: Duration::from_secs(s.heartbeat_timeout_secs),
         };
-        let sessions = Sessions::new(auth, registry, timing, settings.session.secret.expose());
-        sessions.spawn_maintenance();
+        let sessions = Sessions::new(auth, registry, dau, timing, s.secret.expose(), clock);
+        workers.start("reaper", |stop| sessions.clone().reap_until(stop));
         let listener = bind(settings.server.listen)?;
+        let connection_limits = Limits {
+            heartbeat: timing.heartbeat_timeout,
+            write_timeout: Duration::from_secs(settings.server.write_timeout_secs),
+            max_frame: settings.server.max_frame_bytes,
+        };
         let state = AppState {
             settings: Arc::new(settings),
             sessions,
             connections: TaskTracker::new(),
+            connection_limits,
         };
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            workers,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -91,60 +119,70 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes; then stops accepting, closes every WebSocket with 1012 and waits for
-    /// them (at most `server.shutdown_grace_secs`).
+    /// Serves until `shutdown` completes. Then, within `server.shutdown_grace_secs` in all: stops accepting,
+    /// closes every WebSocket with 1012, lets HTTP requests in flight finish, and stops the workers in order
+    /// (queued registrations and daily-active rows are written).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let state = self.state.clone();
-        let router = router(self.state);
-        tracing::info!(addr = %self.listener.local_addr()?, "imlogin listening");
-        let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
+        let Application {
+            listener,
+            state,
+            workers,
+        } = self;
+        tracing::info!(addr = %listener.local_addr()?, "imlogin listening");
+        let settings = state.settings.clone();
+        let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
+        let options = ServeOptions {
+            header_read_timeout: Duration::from_secs(settings.server.header_read_timeout_secs),
+        };
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
         let sessions = state.sessions.clone();
-        let serve = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let connections = state.connections.clone();
+        let http = serve(listener, router(state), options, async move {
             shutdown.await;
-            // Every WebSocket closes with 1012 (axum's graceful shutdown does not see upgraded ones).
-            sessions.hub.shutdown();
+            tracing::info!("shutting down");
             let _ = stopping_tx.send(tokio::time::Instant::now() + grace);
+            // Every WebSocket closes with 1012 (the HTTP server does not see upgraded ones).
+            sessions.hub.shutdown();
         });
-        // Once stopping, the whole shutdown (HTTP requests in flight, WebSockets closing) gets the grace, no more.
-        let deadline = async {
-            match stopping.await {
-                Ok(deadline) => tokio::time::sleep_until(deadline).await,
-                Err(_) => std::future::pending().await,
-            }
-        };
         let drained = async {
-            let served = serve.await;
-            state.sessions.hub.shutdown();
-            state.connections.close();
-            state.connections.wait().await;
-            served
+            http.await;
+            connections.close();
+            connections.wait().await;
+            workers.stop().await;
         };
+        tokio::pin!(drained);
         tokio::select! {
-            served = drained => served,
-            _ = deadline => {
-                tracing::warn!("connections still open after the shutdown grace; stopping anyway");
-                Ok(())
+            _ = &mut drained => return Ok(()),
+            deadline = stopping => match deadline {
+                Ok(deadline) => {
+                    if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                        tracing::warn!("shutdown did not finish within server.shutdown_grace_secs; stopping anyway");
+                    }
+                }
+                Err(_) => drained.await,
             }
         }
+        Ok(())
     }
 }
 
+/// The largest body of a client HTTP request: a login with a long JWT fits in a few KiB.
+pub const CLIENT_BODY_LIMIT: usize = 8 * 1024;
+
 pub fn router(state: AppState) -> Router {
+    let client = Router::new()
+        .route("/v1/login", post(http::client::login))
+        .route("/v1/session", get(http::client::session))
+        .route("/v1/logout", post(http::client::logout))
+        .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT));
     Router::new()
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .route("/v1/ws", get(gateway::upgrade))
-        .route("/v1/login", post(http::client::login))
-        .route("/v1/session", get(http::client::session))
-        .route("/v1/logout", post(http::client::logout))
+        .merge(client)
         .with_state(state)
 }
 
@@ -178,8 +216,7 @@ pub fn raise_open_files_limit() {
 }
 
 /// Completes on SIGTERM or ctrl-c (SIGINT). The handlers are installed when this is called, not when the future
-/// is first polled (axum polls it from a task of its own): a SIGTERM that arrives while the server starts is
-/// still a clean shutdown.
+/// is first polled: a SIGTERM that arrives while the server starts is still a clean shutdown.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::apps::Apps;
-use crate::config::{AppConfig, JwtConfig, Secret, Settings};
-use crate::usersig::jwt::JwtAlgorithm;
+use crate::clock::unix_now;
+use crate::config::Settings;
+use crate::usersig::jwt::{JwtAlgorithm, JwtVerifier};
 use crate::usersig::tls::{self, DEFAULT_EXPIRE};
-use crate::usersig::{self, unix_now, Ticket};
+use crate::usersig::{self, Keys, Ticket};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -111,7 +111,8 @@ pub fn run_offline(command: Command) -> ExitCode {
 
 fn verify(sdkappid: u32, key: String, user: &str, usersig: &str, now: Option<i64>) -> ExitCode {
     let now = now.unwrap_or_else(unix_now);
-    match Ticket::decode(usersig) {
+    let ticket = Ticket::decode(usersig);
+    match &ticket {
         Ok(Ticket::Tls(t)) => {
             println!("format:     TLS sig v2 (HMAC-SHA256)");
             println!("identifier: {}", t.identifier);
@@ -123,27 +124,15 @@ fn verify(sdkappid: u32, key: String, user: &str, usersig: &str, now: Option<i64
         Ok(Ticket::Jwt(_)) => println!("format:     JWT (checked as HS256/HS384/HS512 with --key)"),
         Err(_) => {}
     }
-    let jwt = JwtConfig {
-        algorithms: vec![
-            JwtAlgorithm::HS256,
-            JwtAlgorithm::HS384,
-            JwtAlgorithm::HS512,
-        ],
-        secret: Some(Secret::new(key.clone())),
-        public_key_pem: None,
-        audience: None,
-    };
-    let usable_for_jwt = key.len() >= 16;
-    let app = AppConfig {
-        sdkappid,
-        secret_key: Secret::new(key),
-        admins: vec!["administrator".into()],
-        admin_api_key: None,
-        policy: Default::default(),
-        jwt: usable_for_jwt.then_some(jwt),
-        webhook: None,
-    };
-    match usersig::verify(&Apps::from_config(&[app]), sdkappid, user, usersig, now) {
+    // The key signs TLS sig v2 tickets, and HMAC JWTs when it is long enough to be a JWT secret.
+    let hmac_jwt = [
+        JwtAlgorithm::HS256,
+        JwtAlgorithm::HS384,
+        JwtAlgorithm::HS512,
+    ];
+    let jwt = JwtVerifier::new(&hmac_jwt, Some(&key), None, None).ok();
+    let keys = Keys::new(&key, jwt);
+    match ticket.and_then(|t| t.verify(&keys, sdkappid, user, now)) {
         Ok(v) => {
             println!(
                 "result:     valid (code 0) as of {now}; expires at {}",

@@ -2,47 +2,20 @@
 //! environment variables (PROTOCOL §10). Every failure names the key it is about.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::registry::policy::Policy;
-use crate::usersig::jwt::JwtAlgorithm;
+pub use crate::secret::Secret;
+use crate::usersig::jwt::{JwtAlgorithm, JwtVerifier};
 use crate::usersig::validate_user_id;
 
 /// The embedded defaults: a SQLite file under `data/`, the in-memory registry and one demo app.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Environment variables with this prefix override config keys; `__` separates the path segments.
 pub const ENV_PREFIX: &str = "IMLOGIN__";
-
-/// A secret string: never printed. `Debug` and `Serialize` show a mask, there is no `Display`.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself, for the code that signs or verifies with it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
-    }
-}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +38,10 @@ pub struct ServerSettings {
     pub metrics_listen: SocketAddr,
     pub max_frame_bytes: usize,
     pub shutdown_grace_secs: u64,
+    /// A WebSocket whose client takes no frame for this long is dropped.
+    pub write_timeout_secs: u64,
+    /// An HTTP request head must arrive within this (also ends idle keep-alive connections).
+    pub header_read_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -146,6 +123,9 @@ impl Default for LogSettings {
 pub struct AppConfig {
     pub sdkappid: u32,
     pub secret_key: Secret,
+    /// The key before a rotation, still accepted for verification until removed.
+    #[serde(default)]
+    pub previous_secret_key: Option<Secret>,
     pub admins: Vec<String>,
     #[serde(default)]
     pub admin_api_key: Option<Secret>,
@@ -169,6 +149,18 @@ pub struct JwtConfig {
     pub public_key_pem: Option<String>,
     #[serde(default)]
     pub audience: Option<String>,
+}
+
+impl JwtConfig {
+    /// The verifier these settings describe; on a bad setting, (its key under `jwt`, message).
+    pub fn verifier(&self) -> Result<JwtVerifier, (&'static str, String)> {
+        JwtVerifier::new(
+            &self.algorithms,
+            self.secret.as_ref().map(Secret::expose),
+            self.public_key_pem.as_deref(),
+            self.audience.as_deref(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -262,6 +254,17 @@ impl Settings {
                 "must be between 256 and 16777216",
             ));
         }
+        for (key, value) in [
+            ("server.write_timeout_secs", self.server.write_timeout_secs),
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(key_err(key, "must be at least 1"));
+            }
+        }
         let url = self.database.url.expose();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -332,8 +335,13 @@ impl Settings {
             app.policy
                 .validate()
                 .map_err(|(k, m)| key_err(at(&format!("policy.{k}")), m))?;
+            if let Some(key) = &app.previous_secret_key {
+                if key.expose().is_empty() {
+                    return Err(key_err(at("previous_secret_key"), "must not be empty"));
+                }
+            }
             if let Some(jwt) = &app.jwt {
-                crate::usersig::jwt::JwtVerifier::from_config(jwt)
+                jwt.verifier()
                     .map_err(|(k, m)| key_err(at(&format!("jwt.{k}")), m))?;
             }
             if let Some(hook) = &app.webhook {
@@ -351,7 +359,7 @@ impl Settings {
                 }
             }
         }
-        Ok(())
+        check_shared_jwt_keys(&self.apps)
     }
 
     /// The effective configuration as TOML with every secret masked (for `check-config`).
@@ -366,6 +374,47 @@ impl Settings {
         self.session.secret == demo.session.secret
             || self.apps.iter().any(|a| a.secret_key.expose() == demo_key)
     }
+}
+
+/// A JWT without an `sdkappid` claim verifies for every app that holds its key: apps that share a JWT key must
+/// each require their own `aud`.
+fn check_shared_jwt_keys(apps: &[AppConfig]) -> Result<(), ConfigError> {
+    let keys = |a: &AppConfig| -> Vec<String> {
+        let Some(jwt) = &a.jwt else { return Vec::new() };
+        let mut k = Vec::new();
+        if let Some(s) = &jwt.secret {
+            k.push(format!("secret:{}", s.expose()));
+        }
+        if let Some(pem) = &jwt.public_key_pem {
+            k.push(format!(
+                "pem:{}",
+                pem.split_whitespace().collect::<String>()
+            ));
+        }
+        k
+    };
+    for (i, a) in apps.iter().enumerate() {
+        for (j, b) in apps.iter().enumerate().skip(i + 1) {
+            let (ka, kb) = (keys(a), keys(b));
+            if !ka.iter().any(|k| kb.contains(k)) {
+                continue;
+            }
+            let aud = |x: &AppConfig| x.jwt.as_ref().and_then(|j| j.audience.clone());
+            let (aa, ab) = (aud(a), aud(b));
+            let offender = if aa.is_none() { i } else { j };
+            if aa.is_none() || ab.is_none() || aa == ab {
+                return Err(key_err(
+                    format!("apps[{offender}].jwt.audience"),
+                    format!(
+                        "apps {} and {} share a JWT key: each must set its own `audience`, or a JWT issued \
+                         for one logs in to the other",
+                        a.sdkappid, b.sdkappid
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_toml(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {

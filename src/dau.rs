@@ -1,33 +1,19 @@
 //! Daily active users (PROTOCOL §8): a successful `login` marks (app, UTC day, user) once. The first login of a
-//! user on a day queues one row; rows are written in groups (one statement per group) by a task of their own,
-//! so neither a slow database nor a burst of first logins delays a login. Later logins that day find the mark
-//! in memory and write nothing.
+//! user on a day queues one row; a worker writes queued rows in groups (one statement per group), so neither a
+//! slow database nor a burst of first logins delays a login. Later logins that day find the mark in memory and
+//! write nothing; marks of past days are dropped when the day changes.
 
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::DashMap;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountStore;
-
-/// The UTC calendar date of a unix time, as `YYYY-MM-DD`.
-pub fn utc_date(unix_secs: i64) -> String {
-    let (y, m, d) = civil_from_days(unix_secs.div_euclid(86400));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
+use crate::clock::{utc_date, Clock};
 
 /// Where a user's mark for a day stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,44 +22,91 @@ enum Mark {
     Written(i64),
 }
 
+impl Mark {
+    fn day(self) -> i64 {
+        match self {
+            Mark::Queued(d) | Mark::Written(d) => d,
+        }
+    }
+}
+
 /// Rows one statement writes at most.
 const MAX_GROUP: usize = 512;
 /// Marks that may wait for the writer; past that a mark is dropped and retried at the user's next login.
 const QUEUE: usize = 16 * 1024;
+/// How often the worker looks whether the day has changed (to drop the marks of past days).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// One queued row: (app, user, unix seconds of the login).
+type Row = (u32, String, i64);
+
+struct Marks {
+    /// Keyed by a 64-bit hash of (app, user) under this process's random key: 8 bytes a user instead of the user
+    /// id again. Two users whose hashes collide (odds about n²/2⁶⁵, not choosable by an attacker) would share
+    /// a mark, and the second one's first login of a day would go uncounted: a bounded error on a statistic,
+    /// for memory on every session.
+    map: DashMap<u64, Mark>,
+    hasher: std::collections::hash_map::RandomState,
+    /// The day the map was last pruned to.
+    pruned_day: AtomicI64,
+}
+
+impl Marks {
+    fn key(&self, sdkappid: u32, user_id: &str) -> u64 {
+        self.hasher.hash_one((sdkappid, user_id))
+    }
+}
 
 /// Marks users active, once per user and day.
 pub struct Dau {
-    /// Keyed by a 64-bit hash of (app, user): 8 bytes a user instead of the user id again. Two users whose
-    /// hashes collide (odds about n²/2⁶⁵) would share a mark, and the second one's first login of a day would
-    /// go uncounted: a bounded error on a statistic, for memory on every session.
-    marks: Arc<DashMap<u64, Mark>>,
-    queue: mpsc::Sender<(u32, String, i64)>,
+    marks: Arc<Marks>,
+    queue: mpsc::Sender<Row>,
+    clock: Clock,
 }
 
-fn mark_key(sdkappid: u32, user_id: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (sdkappid, user_id).hash(&mut h);
-    h.finish()
+/// The task that writes queued marks, owned by the application (see [`crate::workers`]).
+pub struct DauWorker {
+    store: Arc<dyn AccountStore>,
+    marks: Arc<Marks>,
+    rx: mpsc::Receiver<Row>,
+    clock: Clock,
 }
 
 impl Dau {
-    /// Needs a tokio runtime: it starts the writer task.
-    pub fn new(store: Arc<dyn AccountStore>) -> Self {
-        let marks = Arc::new(DashMap::new());
+    /// The service, and the worker that writes its rows (the caller runs it).
+    pub fn new(store: Arc<dyn AccountStore>, clock: Clock) -> (Dau, DauWorker) {
+        let marks = Arc::new(Marks {
+            map: DashMap::new(),
+            hasher: Default::default(),
+            pruned_day: AtomicI64::new(clock.now_secs().div_euclid(86400)),
+        });
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_groups(store, marks.clone(), rx));
-        Dau { marks, queue }
+        let worker = DauWorker {
+            store,
+            marks: marks.clone(),
+            rx,
+            clock: clock.clone(),
+        };
+        (
+            Dau {
+                marks,
+                queue,
+                clock,
+            },
+            worker,
+        )
     }
 
-    /// Counts the user active on the day of `now` (unix s).
-    pub fn mark(&self, sdkappid: u32, user_id: &str, now: i64) {
+    /// Counts the user active today.
+    pub fn mark(&self, sdkappid: u32, user_id: &str) {
+        let now = self.clock.now_secs();
         let day = now.div_euclid(86400);
         let mut entry = self
             .marks
-            .entry(mark_key(sdkappid, user_id))
+            .map
+            .entry(self.marks.key(sdkappid, user_id))
             .or_insert(Mark::Queued(i64::MIN));
-        if matches!(*entry, Mark::Queued(d) | Mark::Written(d) if d == day) {
+        if entry.day() == day {
             return;
         }
         if self
@@ -89,31 +122,90 @@ impl Dau {
             );
         }
     }
+
+    /// Whether this node holds today's mark of the user (queued or written).
+    pub fn is_marked(&self, sdkappid: u32, user_id: &str) -> bool {
+        let day = self.clock.now_secs().div_euclid(86400);
+        self.marks
+            .map
+            .get(&self.marks.key(sdkappid, user_id))
+            .is_some_and(|m| m.day() == day)
+    }
+
+    /// Marks held in memory.
+    pub fn len(&self) -> usize {
+        self.marks.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.marks.map.is_empty()
+    }
+
+    /// Rows waiting for the writer.
+    pub fn queued(&self) -> usize {
+        QUEUE - self.queue.capacity()
+    }
 }
 
-async fn write_groups(
-    store: Arc<dyn AccountStore>,
-    marks: Arc<DashMap<u64, Mark>>,
-    mut rx: mpsc::Receiver<(u32, String, i64)>,
-) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+impl DauWorker {
+    /// Writes queued rows in groups until `stop`; then takes no more and writes what is queued.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                n = self.rx.recv_many(&mut group, MAX_GROUP) => {
+                    if n == 0 {
+                        return;
+                    }
+                    self.write(&mut group).await;
+                }
+                _ = prune.tick() => self.prune(),
+                _ = stop.cancelled() => break,
+            }
+        }
+        self.rx.close();
+        while self.rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+            self.write(&mut group).await;
+        }
+    }
+
+    /// Drops the marks of past days, once the day has changed.
+    fn prune(&self) {
+        let today = self.clock.now_secs().div_euclid(86400);
+        if self.marks.pruned_day.swap(today, Ordering::Relaxed) < today {
+            self.marks.map.retain(|_, m| m.day() >= today);
+        }
+    }
+
+    async fn write(&self, group: &mut Vec<Row>) {
         let rows: Vec<(u32, String, String)> = group
             .iter()
             .map(|(app, user, now)| (*app, utc_date(*now), user.clone()))
             .collect();
-        let result = store.mark_active_many(&rows).await;
+        let result = self.store.mark_active_many(&rows).await;
         if let Err(e) = &result {
             tracing::warn!(error = %e, rows = rows.len(), "could not record daily active users; will retry");
         }
         for (app, user, now) in group.drain(..) {
             let day = now.div_euclid(86400);
-            let key = mark_key(app, &user);
+            let key = self.marks.key(app, &user);
             if result.is_ok() {
-                marks.insert(key, Mark::Written(day));
+                self.marks
+                    .map
+                    .entry(key)
+                    .and_modify(|m| {
+                        if m.day() <= day {
+                            *m = Mark::Written(day)
+                        }
+                    })
+                    .or_insert(Mark::Written(day));
             } else {
                 // Forget it, so the user's next login queues it again.
-                marks.remove_if(&key, |_, m| *m == Mark::Queued(day));
+                self.marks
+                    .map
+                    .remove_if(&key, |_, m| *m == Mark::Queued(day));
             }
         }
     }
@@ -122,14 +214,34 @@ async fn write_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounts::sqlite::SqliteStore;
 
-    #[test]
-    fn dates() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(1_700_000_000), "2023-11-14");
-        assert_eq!(utc_date(951_782_400), "2000-02-29");
-        assert_eq!(utc_date(1_798_761_599), "2026-12-31");
-        assert_eq!(utc_date(1_798_761_600), "2027-01-01");
-        assert_eq!(utc_date(-1), "1969-12-31");
+    #[tokio::test]
+    async fn marks_of_past_days_are_dropped_when_the_day_changes() {
+        let store: Arc<dyn AccountStore> =
+            Arc::new(SqliteStore::connect("sqlite::memory:", 1).await.unwrap());
+        tokio::time::pause();
+        // Noon UTC on some day.
+        let clock =
+            Clock::following_tokio(1_700_000_000_000 / 86_400_000 * 86_400_000 + 43_200_000);
+        let (dau, worker) = Dau::new(store, clock);
+        for u in ["a", "b", "c"] {
+            dau.mark(1, u);
+        }
+        assert_eq!((dau.len(), dau.queued()), (3, 3));
+        dau.mark(1, "a");
+        assert_eq!(dau.queued(), 3, "once per user and day");
+        worker.prune();
+        assert_eq!(dau.len(), 3, "nothing to drop the same day");
+        tokio::time::advance(Duration::from_secs(86_400)).await;
+        assert!(
+            !dau.is_marked(1, "a"),
+            "yesterday's mark does not count today"
+        );
+        dau.mark(1, "a");
+        assert_eq!(dau.queued(), 4);
+        worker.prune();
+        assert_eq!(dau.len(), 1, "only today's mark is kept");
+        assert!(dau.is_marked(1, "a"));
     }
 }

@@ -1,15 +1,21 @@
 //! imlogin: a self-hosted IM login and presence server.
 //!
 //! Clients log in with a UserID and a UserSig (TLS sig v2 or JWT); unknown users are registered on first
-//! login. The contract is `PROTOCOL.md`; this crate is the server, its CLI and its client.
+//! login. The protocol is documented in `docs/protocol.md`; this crate is the server, its CLI and its client.
+//!
+//! Where things are: [`app`] assembles the server from the parts below; [`gateway`] (WebSocket) and [`http`]
+//! are the edges, where requests are typed ([`request`]); [`sessions`] is the login service both edges call;
+//! [`auth`] checks logins (with [`usersig`] for tickets and [`sdkapps`] for the configured apps);
+//! [`accounts`] and [`dau`] persist; [`registry`] holds who is logged in under the multi-terminal policy;
+//! [`hub`] reaches this node's connections; [`workers`] owns the background tasks; [`clock`] is the one
+//! source of time.
 
 pub mod accounts;
 pub mod app;
-pub mod apps;
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod dau;
 pub mod error;
@@ -18,7 +24,11 @@ pub mod http;
 pub mod hub;
 pub mod platform;
 pub mod registry;
+pub mod request;
+pub mod sdkapps;
+pub mod secret;
 pub mod sessions;
 pub mod telemetry;
 pub mod token;
 pub mod usersig;
+pub mod workers;

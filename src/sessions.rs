@@ -6,18 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
+use crate::clock::Clock;
 use crate::dau::Dau;
 use crate::error::{Code, Failure};
 use crate::hub::{Hub, Push};
 use crate::platform::Platform;
 use crate::registry::policy::KickReason;
-use crate::registry::{now_ms, ConnRef, Instance, InstanceKey, Registry, RemoveIf};
+use crate::registry::{Attach, ConnRef, Instance, InstanceKey, Registry, RemoveIf};
+use crate::request::LoginRequest;
 use crate::token::TokenSigner;
-use crate::usersig::unix_now;
 
 /// How long a login waits for kicked connections to write their `kicked_offline` before it answers anyway.
 const KICK_ACK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -73,8 +74,9 @@ pub struct Sessions {
     pub registry: Arc<dyn Registry>,
     pub hub: Hub,
     pub timing: SessionTiming,
+    pub dau: Dau,
+    pub clock: Clock,
     tokens: TokenSigner,
-    dau: Dau,
 }
 
 fn registry_down(e: impl std::fmt::Display) -> Failure {
@@ -98,10 +100,11 @@ impl Sessions {
     pub fn new(
         auth: Arc<Authenticator>,
         registry: Arc<dyn Registry>,
+        dau: Dau,
         timing: SessionTiming,
         session_secret: &str,
+        clock: Clock,
     ) -> Arc<Sessions> {
-        let dau = Dau::new(auth.accounts().store().clone());
         let node: u64 = rand::random();
         Arc::new(Sessions {
             auth,
@@ -110,6 +113,7 @@ impl Sessions {
             timing,
             tokens: TokenSigner::new(session_secret),
             dau,
+            clock,
         })
     }
 
@@ -120,19 +124,19 @@ impl Sessions {
     /// A fresh `login` (WebSocket when `conn` is given, else HTTP: the instance starts disconnected).
     pub async fn login(
         &self,
-        request: &Map<String, Value>,
+        request: LoginRequest,
         ip: IpAddr,
         conn: Option<ConnRef>,
     ) -> Result<LoginOk, Failure> {
-        let now = unix_now();
-        let a = self.auth.login(request, ip, now).await?;
-        let now_ms = now_ms();
+        let a = self.auth.login(&request, ip).await?;
+        let fields = request.into_fields()?;
+        let now_ms = self.clock.now_ms();
         let instance = Instance {
-            sdkappid: a.fields.sdkappid,
-            user_id: a.fields.user_id.clone(),
-            platform: a.fields.platform,
+            sdkappid: fields.sdkappid,
+            user_id: fields.user_id,
+            platform: fields.platform,
             instance_id: new_instance_id(),
-            device_id: a.fields.device_id.clone(),
+            device_id: fields.device_id,
             login_at_ms: now_ms,
             seq: 0,
             sig_expires_at: a.ticket.expires_at,
@@ -145,7 +149,7 @@ impl Sessions {
             .await
             .map_err(registry_down)?;
         self.deliver_kicks(&kicked, Some(instance.platform)).await;
-        self.dau.mark(instance.sdkappid, &instance.user_id, now);
+        self.dau.mark(instance.sdkappid, &instance.user_id);
         tracing::debug!(sdkappid = instance.sdkappid, platform = %instance.platform, kicked = kicked.len(), "login");
         let session_token = self.tokens.sign(&instance.key());
         Ok(LoginOk {
@@ -159,11 +163,11 @@ impl Sessions {
     /// Authenticates a `login` that repeats the connection's current one, and answers with that instance.
     pub async fn repeat_login(
         &self,
-        request: &Map<String, Value>,
+        request: LoginRequest,
         ip: IpAddr,
         key: &InstanceKey,
     ) -> Result<LoginOk, Failure> {
-        self.auth.login(request, ip, unix_now()).await?;
+        self.auth.login(&request, ip).await?;
         let instance = self
             .registry
             .get(key)
@@ -219,30 +223,39 @@ impl Sessions {
     }
 
     /// `resume`: attaches the instance named by `token` to `conn`; the connection it was attached to is closed
-    /// with 4002.
+    /// with 4002. An instance whose UserSig has expired is not attached (6026): a disconnected one is removed, an
+    /// attached one is left to its connection, which tells its client `user_sig_expired`.
     pub async fn resume(&self, token: &str, conn: ConnRef) -> Result<LoginOk, Failure> {
         let key = self.tokens.verify(token).ok_or(Code::NoPreviousLogin)?;
         let attached = self
             .registry
-            .attach(&key, conn)
+            .attach(&key, conn, self.clock.now_secs())
             .await
             .map_err(registry_down)?;
-        let Some(attached) = attached else {
-            return Err(
-                match self.registry.kicked(&key).await.map_err(registry_down)? {
-                    Some(reason) => Failure::with_message(
-                        reason.code(),
-                        format!("kicked offline ({})", reason.as_str()),
-                    ),
-                    None => Failure::new(Code::NoPreviousLogin),
-                },
-            );
+        let (instance, previous) = match attached {
+            Attach::Attached { instance, previous } => (instance, previous),
+            Attach::Expired(instance) => {
+                if instance.conn.is_none() {
+                    self.expire(&key, instance.sig_expires_at).await;
+                }
+                return Err(Failure::with_message(
+                    Code::NoPreviousLogin,
+                    "the session's UserSig has expired; log in again with a new one",
+                ));
+            }
+            Attach::Gone => {
+                return Err(
+                    match self.registry.kicked(&key).await.map_err(registry_down)? {
+                        Some(reason) => Failure::with_message(
+                            reason.code(),
+                            format!("kicked offline ({})", reason.as_str()),
+                        ),
+                        None => Failure::new(Code::NoPreviousLogin),
+                    },
+                )
+            }
         };
-        if unix_now() > attached.instance.sig_expires_at {
-            let _ = self.registry.remove(&key, RemoveIf::Always).await;
-            return Err(Failure::new(Code::NoPreviousLogin));
-        }
-        if let Some(previous) = attached.previous {
+        if let Some(previous) = previous {
             self.hub
                 .send(
                     previous,
@@ -253,7 +266,7 @@ impl Sessions {
                 .await;
         }
         Ok(LoginOk {
-            instance: attached.instance,
+            instance,
             session_token: token.to_owned(),
             repeat_login: false,
             resumed: true,
@@ -269,7 +282,7 @@ impl Sessions {
     ) -> Result<i64, Failure> {
         let v = self
             .auth
-            .renew(key.sdkappid, &key.user_id, user_sig, ip, unix_now())
+            .renew(key.sdkappid, &key.user_id, user_sig, ip)
             .await?;
         if !self
             .registry
@@ -306,7 +319,7 @@ impl Sessions {
     /// The connection ended without `logout`: the instance stays, disconnected, for the grace (the reaper
     /// removes it after that).
     pub async fn detach(&self, key: &InstanceKey, conn: ConnRef) {
-        if let Err(e) = self.registry.detach(key, conn, now_ms()).await {
+        if let Err(e) = self.registry.detach(key, conn, self.clock.now_ms()).await {
             tracing::warn!(error = %e, "could not mark an instance disconnected");
         }
     }
@@ -320,7 +333,7 @@ impl Sessions {
             .await
             .map_err(registry_down)?
             .ok_or(Code::NoPreviousLogin)?;
-        if unix_now() > inst.sig_expires_at {
+        if self.clock.now_secs() > inst.sig_expires_at {
             return Err(Code::NoPreviousLogin.into());
         }
         Ok(inst)
@@ -367,21 +380,21 @@ impl Sessions {
     }
 
     /// The reaper: removes disconnected instances at the end of their grace, or at their UserSig's expiry, a
-    /// quarter of the grace apart (at most a second). One task and one scan, instead of a timer per instance.
-    pub fn spawn_maintenance(self: &Arc<Self>) {
+    /// quarter of the grace apart (at most a second), until `stop`. One task and one scan, instead of a timer
+    /// per instance.
+    pub async fn reap_until(self: Arc<Self>, stop: CancellationToken) {
         let grace_ms = self.timing.reconnect_grace.as_millis() as i64;
         let every = Duration::from_millis((grace_ms / 4).clamp(50, 1000) as u64);
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(this) = weak.upgrade() else { return };
-                if let Err(e) = this.registry.reap(now_ms(), grace_ms).await {
-                    tracing::warn!(error = %e, "could not reap disconnected instances");
-                }
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
             }
-        });
+            if let Err(e) = self.registry.reap(self.clock.now_ms(), grace_ms).await {
+                tracing::warn!(error = %e, "could not reap disconnected instances");
+            }
+        }
     }
 }

@@ -4,7 +4,8 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{sql, sql_account_store, Account, Profile, StoreResult, ACQUIRE_TIMEOUT};
+use super::sql::sql_account_store;
+use super::ACQUIRE_TIMEOUT;
 
 pub struct PgStore {
     pool: PgPool,

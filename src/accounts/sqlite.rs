@@ -7,7 +7,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{sql, sql_account_store, Account, Profile, StoreResult, ACQUIRE_TIMEOUT};
+use super::sql::sql_account_store;
+use super::ACQUIRE_TIMEOUT;
 
 pub struct SqliteStore {
     pool: SqlitePool,

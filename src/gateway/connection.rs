@@ -1,27 +1,49 @@
-//! One WebSocket connection: a single loop over inbound frames, pushes from other logins, the heartbeat, the
-//! UserSig expiry timer and shutdown. A guard detaches the instance however the connection ends.
+//! One WebSocket connection as a state machine: its login [`State`] in one place, what it has to send in a
+//! bounded queue, and one loop over inbound frames, pushes from other logins, the login in progress, and one
+//! timer (heartbeat, UserSig notice and expiry, write deadline).
+//!
+//! Writes never block the loop: frames are queued and written as the client takes them, so the timers fire
+//! while a write is pending. A client that stops reading stops being read once a bounded amount waits for it,
+//! and is dropped when a frame waits longer than the write timeout. The loop is generic over its transport
+//! (a stream of [`Inbound`], a sink of [`Outbound`]), so tests drive it over channels on a paused clock.
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use serde_json::{json, Value};
+use futures_util::{Sink, Stream};
+use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::protocol::{self, close, BadFrame, Event, Op, Request};
+use super::io::{Inbound, Outbound};
+use super::protocol::{self, close, BadFrame, Event, LoginStatus, Op, Request};
 use crate::error::{Code, Failure};
-use crate::hub::Push;
+use crate::hub::{Mailbox, Push};
 use crate::platform::Platform;
-use crate::registry::{now_ms, ConnRef, InstanceKey};
+use crate::registry::{ConnRef, InstanceKey};
+use crate::request::LoginRequest;
 use crate::sessions::{LoginOk, Sessions};
 
 /// Requests that may wait behind a login in progress before the connection counts as abusive (close 1008).
-const MAX_QUEUED: usize = 64;
+pub const MAX_QUEUED: usize = 64;
+/// Bytes waiting to be sent above which the connection stops reading requests until the client reads.
+pub const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// A connection's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Silence after which the connection is closed (4003).
+    pub heartbeat: Duration,
+    /// How long a frame may wait for the client to take it before the connection is dropped.
+    pub write_timeout: Duration,
+    /// The largest text message accepted (1009 above).
+    pub max_frame: usize,
+}
 
 /// The instance this connection is logged in as.
 struct Current {
@@ -31,40 +53,187 @@ struct Current {
     notice_sent: bool,
 }
 
-/// Unregisters the connection and detaches its instance (leaving it resumable for the grace) however the
-/// connection task ends: normal close, error, or panic.
-struct Guard {
-    sessions: Arc<Sessions>,
-    conn: ConnRef,
-    current: Option<Current>,
+/// Where the connection's login stands.
+enum State {
+    LoggedOut,
+    LoggedIn(Current),
+    LoggingIn(Box<LoggingIn>),
 }
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.sessions.hub.unregister(self.conn);
-        if let Some(cur) = self.current.take() {
-            // Outside a runtime (it is shutting down) there is nothing left to keep resumable.
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let sessions = self.sessions.clone();
-                let conn = self.conn;
-                rt.spawn(async move { sessions.detach(&cur.key, conn).await });
-            }
+/// A `login` or `resume` running in a task of its own.
+struct LoggingIn {
+    id: u64,
+    result: oneshot::Receiver<Box<Result<LoginOk, Failure>>>,
+    /// `renew_sig` and `logout` sent meanwhile, answered after it in order.
+    queue: VecDeque<Request>,
+    /// The instance held meanwhile: a repeat login of it, or a resume of it.
+    keeps: Option<Current>,
+    /// A kick that arrived for an instance whose login had not answered yet: (instance_id, event).
+    early_kick: Option<(String, String)>,
+}
+
+impl State {
+    fn current(&self) -> Option<&Current> {
+        match self {
+            State::LoggedIn(c) => Some(c),
+            State::LoggingIn(l) => l.keeps.as_ref(),
+            State::LoggedOut => None,
+        }
+    }
+
+    fn current_mut(&mut self) -> Option<&mut Current> {
+        match self {
+            State::LoggedIn(c) => Some(c),
+            State::LoggingIn(l) => l.keeps.as_mut(),
+            State::LoggedOut => None,
+        }
+    }
+
+    /// Takes the current instance out, leaving the state without one.
+    fn take_current(&mut self) -> Option<Current> {
+        match self {
+            State::LoggingIn(l) => l.keeps.take(),
+            State::LoggedIn(_) => match std::mem::replace(self, State::LoggedOut) {
+                State::LoggedIn(c) => Some(c),
+                _ => unreachable!("matched above"),
+            },
+            State::LoggedOut => None,
+        }
+    }
+
+    fn is_current(&self, instance_id: &str) -> bool {
+        self.current()
+            .is_some_and(|c| c.key.instance_id == instance_id)
+    }
+
+    fn status(&self) -> LoginStatus {
+        match self {
+            State::LoggedOut => LoginStatus::LoggedOut,
+            State::LoggedIn(_) => LoginStatus::LoggedIn,
+            State::LoggingIn(_) => LoginStatus::LoggingIn,
+        }
+    }
+
+    fn poll_login(&mut self, cx: &mut Context<'_>) -> Poll<Result<LoginOk, Failure>> {
+        match self {
+            State::LoggingIn(l) => Pin::new(&mut l.result)
+                .poll(cx)
+                .map(|r| r.map_or_else(|_| Err(Failure::new(Code::InternalTimeout)), |r| *r)),
+            _ => Poll::Pending,
         }
     }
 }
 
-/// A `login` or `resume` running in its own task; its result arrives here.
-struct Pending {
-    id: u64,
-    rx: oneshot::Receiver<Box<Result<LoginOk, Failure>>>,
+/// What the transport did.
+enum WireEvent {
+    Inbound(Inbound),
+    /// The client is gone, the transport failed, or our close frame is out.
+    Ended,
 }
 
-struct Conn {
-    guard: Guard,
+/// The transport and what waits to be written to it.
+struct Wire<'a, T> {
+    io: &'a mut T,
+    queue: VecDeque<(Outbound, Option<oneshot::Sender<()>>)>,
+    queued_bytes: usize,
+    /// Frames handed to the transport but not yet flushed, with their write acknowledgements.
+    unflushed: Vec<oneshot::Sender<()>>,
+    pending_flush: bool,
+    /// Set while a write waits for the client; the connection is dropped when it passes.
+    write_deadline: Option<Instant>,
+    write_timeout: Duration,
+    /// A close frame is queued: nothing more is read or sent.
+    closing: bool,
+}
+
+impl<T> Wire<'_, T>
+where
+    T: Stream<Item = Inbound> + Sink<Outbound> + Unpin,
+{
+    fn send(&mut self, frame: Outbound, written: Option<oneshot::Sender<()>>) {
+        if self.closing {
+            return;
+        }
+        self.closing = matches!(frame, Outbound::Close(..));
+        self.queued_bytes += frame.len();
+        self.queue.push_back((frame, written));
+    }
+
+    fn text(&mut self, text: String) {
+        self.send(Outbound::Text(text), None);
+    }
+
+    fn blocked(&self) -> bool {
+        self.write_deadline.is_some()
+    }
+
+    /// Writes what it can, then reads the next frame (unless too much waits to be sent, or it is closing).
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<WireEvent> {
+        if self.poll_write(cx).is_err() {
+            return Poll::Ready(WireEvent::Ended);
+        }
+        let idle = self.queue.is_empty() && !self.pending_flush;
+        if self.closing {
+            return if idle {
+                Poll::Ready(WireEvent::Ended)
+            } else {
+                Poll::Pending
+            };
+        }
+        if self.queued_bytes > OUT_HIGH_WATER {
+            return Poll::Pending;
+        }
+        match Pin::new(&mut *self.io).poll_next(cx) {
+            Poll::Ready(Some(frame)) => Poll::Ready(WireEvent::Inbound(frame)),
+            Poll::Ready(None) => Poll::Ready(WireEvent::Ended),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), ()> {
+        let mut io = Pin::new(&mut *self.io);
+        while !self.queue.is_empty() {
+            match io.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Err(()),
+                Poll::Pending => break,
+            }
+            let (frame, written) = self.queue.pop_front().expect("not empty");
+            self.queued_bytes -= frame.len();
+            io.as_mut().start_send(frame).map_err(|_| ())?;
+            self.unflushed.extend(written);
+            self.pending_flush = true;
+        }
+        if self.pending_flush {
+            match io.as_mut().poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.pending_flush = false;
+                    for w in self.unflushed.drain(..) {
+                        let _ = w.send(());
+                    }
+                }
+                Poll::Ready(Err(_)) => return Err(()),
+                Poll::Pending => {}
+            }
+        }
+        if self.queue.is_empty() && !self.pending_flush {
+            self.write_deadline = None;
+        } else if self.write_deadline.is_none() {
+            self.write_deadline = Some(Instant::now() + self.write_timeout);
+        }
+        Ok(())
+    }
+}
+
+/// One connection: its state, its transport, its timers.
+struct Connection<'a, T> {
+    sessions: Arc<Sessions>,
+    conn: ConnRef,
     ip: IpAddr,
-    max_frame: usize,
-    /// A kick that arrived for an instance whose login had not answered yet: (instance_id, event).
-    early_kick: Option<Box<(String, String)>>,
+    limits: Limits,
+    state: State,
+    wire: Wire<'a, T>,
+    last_seen: Instant,
 }
 
 enum Flow {
@@ -72,161 +241,178 @@ enum Flow {
     Stop,
 }
 
-pub async fn run(mut ws: WebSocket, sessions: Arc<Sessions>, ip: IpAddr, max_frame: usize) {
-    let (conn, pushes) = sessions.hub.register();
-    let heartbeat = sessions.timing.heartbeat_timeout;
-    let mut c = Conn {
-        guard: Guard {
-            sessions,
-            conn,
-            current: None,
-        },
+/// Runs a connection until it ends; `io` is left for the caller to close (see
+/// [`super::io::WsIo::close_lingering`]).
+pub async fn serve<T>(io: &mut T, sessions: Arc<Sessions>, ip: IpAddr, limits: Limits)
+where
+    T: Stream<Item = Inbound> + Sink<Outbound> + Unpin,
+{
+    let (conn, mailbox) = sessions.hub.register();
+    let mut c = Connection {
+        sessions,
+        conn,
         ip,
-        max_frame,
-        early_kick: None,
+        limits,
+        state: State::LoggedOut,
+        wire: Wire {
+            io,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            unflushed: Vec::new(),
+            pending_flush: false,
+            write_deadline: None,
+            write_timeout: limits.write_timeout,
+            closing: false,
+        },
+        last_seen: Instant::now(),
     };
-    let mut pending: Option<Pending> = None;
-    let mut queue: VecDeque<Request> = VecDeque::new();
-    // The handlers' futures are boxed where they are awaited below: this future lives as long as the
-    // connection, and its size (the largest state it can be in) is resident for every idle session.
-    // One timer serves the heartbeat and the UserSig notices. It is reset only when it fires or when the UserSig
-    // deadline moves, never per frame: a frame only moves `last_seen`, and the heartbeat is checked when the
-    // timer fires.
-    let mut last_seen = Instant::now();
-    let mut heartbeat_due = last_seen + heartbeat;
-    let timer = tokio::time::sleep_until(heartbeat_due);
-    tokio::pin!(timer);
-    let mut sig_armed: Option<i64> = None;
-    loop {
-        let sig_due = c.sig_due_ms();
-        if sig_due != sig_armed {
-            sig_armed = sig_due;
-            let at = sig_due.map_or(heartbeat_due, |ms| instant_at(ms).min(heartbeat_due));
-            timer.as_mut().reset(at);
+    c.run(&mailbox).await;
+    // The usual end: detach here rather than from Drop (which needs a task of its own).
+    if let Some(cur) = c.state.take_current() {
+        c.sessions.detach(&cur.key, c.conn).await;
+    }
+}
+
+impl<T> Drop for Connection<'_, T> {
+    /// Unregisters the connection, and detaches its instance (leaving it resumable for the grace) however the
+    /// connection ends: normally, on error, or in a panic.
+    fn drop(&mut self) {
+        self.sessions.hub.unregister(self.conn);
+        if let Some(cur) = self.state.current() {
+            // Outside a runtime (it is shutting down) there is nothing left to keep resumable.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let (sessions, conn, key) = (self.sessions.clone(), self.conn, cur.key.clone());
+                rt.spawn(async move { sessions.detach(&key, conn).await });
+            }
         }
-        let flow = tokio::select! {
-            push = pushes.recv() => Box::pin(c.on_push(&mut ws, push, pending.is_some())).await,
-            res = async { (&mut pending.as_mut().expect("guarded").rx).await }, if pending.is_some() => {
-                let id = pending.take().expect("guarded").id;
-                let res = res.map_or_else(|_| Err(Failure::new(Code::InternalTimeout)), |r| *r);
-                let mut flow = Box::pin(c.finish(&mut ws, id, res)).await;
-                while matches!(flow, Flow::Continue) && pending.is_none() {
-                    let Some(req) = queue.pop_front() else { break };
-                    flow = Box::pin(c.handle(&mut ws, req, &mut pending)).await;
-                }
-                flow
+    }
+}
+
+impl<T> Connection<'_, T>
+where
+    T: Stream<Item = Inbound> + Sink<Outbound> + Unpin,
+{
+    async fn run(&mut self, mailbox: &Mailbox) {
+        // One timer serves the heartbeat, the UserSig notices and the write deadline. It is moved earlier only
+        // when a deadline before it appears (a new UserSig deadline, a blocked write), never per frame: a frame
+        // only moves `last_seen`, and the heartbeat is checked when the timer fires.
+        let mut armed = self.last_seen + self.limits.heartbeat;
+        let timer = tokio::time::sleep_until(armed);
+        tokio::pin!(timer);
+        let mut sig_armed: Option<i64> = None;
+        loop {
+            let sig_due = self.sig_due_ms();
+            let mut wanted = armed;
+            if sig_due != sig_armed {
+                sig_armed = sig_due;
+                wanted = self.next_deadline(sig_due);
+            } else if let Some(w) = self.wire.write_deadline {
+                wanted = wanted.min(w);
             }
-            msg = ws.recv() => {
-                last_seen = Instant::now();
-                Box::pin(c.on_message(&mut ws, msg, &mut pending, &mut queue)).await
+            if wanted != armed {
+                armed = wanted;
+                timer.as_mut().reset(armed);
             }
-            _ = &mut timer => {
-                let now = Instant::now();
-                let mut flow = Flow::Continue;
-                if sig_armed.is_some_and(|ms| ms <= now_ms()) {
-                    sig_armed = None;
-                    flow = Box::pin(c.on_sig_timer(&mut ws)).await;
-                }
-                if matches!(flow, Flow::Continue) {
-                    heartbeat_due = last_seen + heartbeat;
-                    if heartbeat_due <= now {
-                        Box::pin(send_close(&mut ws, close::HEARTBEAT_TIMEOUT, "heartbeat timeout")).await;
-                        flow = Flow::Stop;
-                    } else {
-                        let at = sig_armed.map_or(heartbeat_due, |ms| instant_at(ms).min(heartbeat_due));
-                        timer.as_mut().reset(at);
+            // The handlers' futures are boxed where they are awaited: this future lives as long as the
+            // connection, and its size (the largest state it can be in) is resident for every idle session.
+            let flow = tokio::select! {
+                ev = poll_fn(|cx| self.wire.poll_event(cx)) => match ev {
+                    WireEvent::Inbound(frame) => {
+                        self.last_seen = Instant::now();
+                        Box::pin(self.on_inbound(frame)).await
                     }
+                    WireEvent::Ended => Flow::Stop,
+                },
+                push = mailbox.recv() => Box::pin(self.on_push(push)).await,
+                res = poll_fn(|cx| self.state.poll_login(cx)) => Box::pin(self.finish_login(res)).await,
+                _ = &mut timer => {
+                    let flow = Box::pin(self.on_timer(sig_armed)).await;
+                    sig_armed = None;
+                    armed = self.next_deadline(self.sig_due_ms());
+                    timer.as_mut().reset(armed);
+                    flow
                 }
-                flow
+            };
+            if matches!(flow, Flow::Stop) {
+                return;
             }
-        };
-        if matches!(flow, Flow::Stop) {
-            break;
         }
     }
-    // The usual end: detach here rather than from the guard's Drop (which needs a task of its own).
-    if let Some(cur) = c.guard.current.take() {
-        c.guard.sessions.detach(&cur.key, c.guard.conn).await;
-    }
-}
 
-fn is_too_large(e: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    matches!(
-        e.into_inner().downcast_ref::<WsError>(),
-        Some(WsError::Capacity(_))
-    )
-}
-
-async fn send(ws: &mut WebSocket, text: String) -> Flow {
-    match ws.send(Message::Text(text.into())).await {
-        Ok(()) => Flow::Continue,
-        Err(_) => Flow::Stop,
-    }
-}
-
-async fn send_close(ws: &mut WebSocket, code: u16, reason: &'static str) {
-    let _ = ws
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await;
-}
-
-/// The instant at which a unix time (ms) arrives.
-fn instant_at(unix_ms: i64) -> Instant {
-    Instant::now() + Duration::from_millis(unix_ms.saturating_sub(now_ms()).max(0) as u64)
-}
-
-impl Conn {
-    fn sessions(&self) -> &Arc<Sessions> {
-        &self.guard.sessions
-    }
-
-    fn status(&self, logging_in: bool) -> u8 {
-        match (&self.guard.current, logging_in) {
-            (_, true) => 2,
-            (Some(_), false) => 1,
-            (None, false) => 3,
+    /// The earliest of the heartbeat, the UserSig deadline and the write deadline.
+    fn next_deadline(&self, sig_due_ms: Option<i64>) -> Instant {
+        let mut at = self.last_seen + self.limits.heartbeat;
+        if let Some(ms) = sig_due_ms {
+            at = at.min(self.sessions.clock.instant_at(ms));
         }
+        if let Some(w) = self.wire.write_deadline {
+            at = at.min(w);
+        }
+        at
     }
 
     /// When the UserSig timer fires next (unix ms): the notice, then the expiry (now > expires_at).
     fn sig_due_ms(&self) -> Option<i64> {
-        let cur = self.guard.current.as_ref()?;
+        let cur = self.state.current()?;
         let at_secs = if cur.notice_sent {
             cur.sig_expires_at.saturating_add(1)
         } else {
             cur.sig_expires_at
-                .saturating_sub(self.sessions().timing.sig_expiry_notice_secs)
+                .saturating_sub(self.sessions.timing.sig_expiry_notice_secs)
         };
         Some(at_secs.saturating_mul(1000))
     }
 
-    async fn on_sig_timer(&mut self, ws: &mut WebSocket) -> Flow {
-        let Some(cur) = self.guard.current.as_mut() else {
-            return Flow::Continue;
+    fn close(&mut self, code: u16, reason: &'static str) -> Flow {
+        self.wire.send(Outbound::Close(code, reason), None);
+        Flow::Continue
+    }
+
+    fn reply(&mut self, id: u64, result: Result<serde_json::Value, Failure>) {
+        let text = match result {
+            Ok(data) => protocol::ok(id, &data),
+            Err(f) => protocol::error(Some(id), &f),
+        };
+        self.wire.text(text);
+    }
+
+    async fn on_timer(&mut self, sig_armed: Option<i64>) -> Flow {
+        let now = Instant::now();
+        if self.wire.write_deadline.is_some_and(|d| d <= now) {
+            // The client has not taken a frame for the whole write timeout: nothing more can reach it.
+            return Flow::Stop;
+        }
+        if sig_armed.is_some_and(|ms| ms <= self.sessions.clock.now_ms()) {
+            self.on_sig_timer().await;
+        }
+        if self.last_seen + self.limits.heartbeat <= now {
+            if self.wire.blocked() {
+                return Flow::Stop;
+            }
+            return self.close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout");
+        }
+        Flow::Continue
+    }
+
+    async fn on_sig_timer(&mut self) {
+        let Some(cur) = self.state.current_mut() else {
+            return;
         };
         if !cur.notice_sent {
             cur.notice_sent = true;
             let expires_at = cur.sig_expires_at;
-            return send(ws, Event::UserSigExpiring { expires_at }.to_text()).await;
+            self.wire
+                .text(Event::UserSigExpiring { expires_at }.to_text());
+            return;
         }
-        let cur = self.guard.current.take().expect("checked above");
+        let cur = self.state.take_current().expect("checked above");
         // If the instance is already gone (a kick racing the expiry), the ticket expired all the same.
-        self.sessions().expire(&cur.key, cur.sig_expires_at).await;
+        self.sessions.expire(&cur.key, cur.sig_expires_at).await;
         let code = Code::UserSigExpiredOnline.number();
-        send(ws, Event::UserSigExpired { code }.to_text()).await
+        self.wire.text(Event::UserSigExpired { code }.to_text());
     }
 
-    async fn on_push(&mut self, ws: &mut WebSocket, push: Push, logging_in: bool) -> Flow {
-        let is_current = |id: &str| {
-            self.guard
-                .current
-                .as_ref()
-                .is_some_and(|c| c.key.instance_id == id)
-        };
+    async fn on_push(&mut self, push: Push) -> Flow {
         match push {
             Push::Kicked {
                 instance_id,
@@ -240,293 +426,188 @@ impl Conn {
                     by_platform,
                 }
                 .to_text();
-                if is_current(&instance_id) {
+                if self.state.is_current(&instance_id) {
                     // Already removed from the registry: nothing to detach.
-                    self.guard.current = None;
-                    let _ = send(ws, event).await;
-                    if let Some(done) = done {
-                        let _ = done.send(());
-                    }
-                    send_close(ws, close::KICKED, "kicked offline").await;
-                    return Flow::Stop;
+                    self.state.take_current();
+                    self.wire.send(Outbound::Text(event), done);
+                    return self.close(close::KICKED, "kicked offline");
                 }
-                if logging_in {
-                    self.early_kick = Some(Box::new((instance_id, event)));
-                }
-                if let Some(done) = done {
-                    let _ = done.send(());
+                if let State::LoggingIn(l) = &mut self.state {
+                    l.early_kick = Some((instance_id, event));
                 }
                 Flow::Continue
             }
-            Push::LoggedOut { instance_id } if is_current(&instance_id) => {
-                self.guard.current = None;
-                send(
-                    ws,
-                    Event::LoggedOut {
-                        reason: "http_logout",
-                    }
-                    .to_text(),
-                )
-                .await
+            Push::LoggedOut { instance_id } if self.state.is_current(&instance_id) => {
+                self.state.take_current();
+                let event = Event::LoggedOut {
+                    reason: "http_logout",
+                };
+                self.wire.text(event.to_text());
+                Flow::Continue
             }
-            Push::ResumedElsewhere { instance_id } if is_current(&instance_id) => {
+            Push::ResumedElsewhere { instance_id } if self.state.is_current(&instance_id) => {
                 // The instance lives on another connection now: do not detach it.
-                self.guard.current = None;
-                send_close(
-                    ws,
-                    close::RESUMED_ELSEWHERE,
-                    "resumed on another connection",
-                )
-                .await;
-                Flow::Stop
+                self.state.take_current();
+                self.close(close::RESUMED_ELSEWHERE, "resumed on another connection")
             }
+            // The instance stays, disconnected: it can be resumed on any node.
             Push::Shutdown => {
-                // The instance stays, disconnected: it can be resumed on any node.
-                send_close(
-                    ws,
-                    close::RESTARTING,
-                    "server restarting; resume on any node",
-                )
-                .await;
-                Flow::Stop
+                self.close(close::RESTARTING, "server restarting; resume on any node")
             }
             Push::LoggedOut { .. } | Push::ResumedElsewhere { .. } => Flow::Continue,
         }
     }
 
-    /// One inbound WebSocket message.
-    async fn on_message(
-        &mut self,
-        ws: &mut WebSocket,
-        msg: Option<Result<Message, axum::Error>>,
-        pending: &mut Option<Pending>,
-        queue: &mut VecDeque<Request>,
-    ) -> Flow {
-        match msg {
-            None => Flow::Stop,
-            Some(Err(e)) => {
-                if is_too_large(e) {
-                    send_close(ws, close::TOO_LARGE, "message too large").await;
-                }
-                Flow::Stop
+    async fn on_inbound(&mut self, frame: Inbound) -> Flow {
+        match frame {
+            Inbound::Text(text) if text.len() > self.limits.max_frame => {
+                self.close(close::TOO_LARGE, "message too large")
             }
-            Some(Ok(Message::Text(text))) => {
-                if text.len() > self.max_frame {
-                    send_close(ws, close::TOO_LARGE, "message too large").await;
-                    Flow::Stop
-                } else {
-                    self.on_text(ws, text.as_str(), pending, queue).await
+            Inbound::TooLarge => self.close(close::TOO_LARGE, "message too large"),
+            Inbound::Text(text) => match protocol::parse(text.as_bytes()) {
+                Ok(req) => self.on_request(req).await,
+                Err(BadFrame::NoId(why)) => {
+                    let f = Failure::with_message(Code::InvalidParameters, why);
+                    self.wire.text(protocol::error(None, &f));
+                    Flow::Continue
                 }
-            }
-            Some(Ok(Message::Binary(_))) => {
+                Err(BadFrame::WithId(id, f)) => {
+                    self.wire.text(protocol::error(Some(id), &f));
+                    Flow::Continue
+                }
+            },
+            Inbound::Binary => {
                 let f = Failure::with_message(
                     Code::InvalidParameters,
                     "binary frames are not part of the protocol; send JSON text",
                 );
-                send(ws, protocol::error(None, &f)).await
+                self.wire.text(protocol::error(None, &f));
+                Flow::Continue
             }
-            Some(Ok(Message::Close(_))) => Flow::Stop,
-            // Ping or pong: it counts as heartbeat (the caller noted the time).
-            Some(Ok(_)) => Flow::Continue,
+            Inbound::Close => Flow::Stop,
+            // A ping or pong only counts as heartbeat (the caller noted the time).
+            Inbound::Control => Flow::Continue,
         }
     }
 
-    async fn on_text(
-        &mut self,
-        ws: &mut WebSocket,
-        text: &str,
-        pending: &mut Option<Pending>,
-        queue: &mut VecDeque<Request>,
-    ) -> Flow {
-        let req = match protocol::parse(text) {
-            Ok(r) => r,
-            Err(BadFrame::NoId(why)) => {
-                return send(
-                    ws,
-                    protocol::error(None, &Failure::with_message(Code::InvalidParameters, why)),
-                )
-                .await
-            }
-            Err(BadFrame::WithId(id, f)) => return send(ws, protocol::error(Some(id), &f)).await,
+    async fn on_request(&mut self, req: Request) -> Flow {
+        let State::LoggingIn(l) = &mut self.state else {
+            return self.handle(req).await;
         };
-        if pending.is_none() {
-            return self.handle(ws, req, pending).await;
-        }
         match req.op {
-            Op::Ping | Op::GetLoginStatus | Op::GetLoginUser => self.handle(ws, req, pending).await,
-            Op::Login | Op::Resume => {
-                send(
-                    ws,
-                    protocol::error(Some(req.id), &Failure::new(Code::LoginInProgress)),
-                )
-                .await
+            _ if req.op.answered_during_login() => self.handle(req).await,
+            Op::Login(_) | Op::Resume(_) => {
+                self.reply(req.id, Err(Code::LoginInProgress.into()));
+                Flow::Continue
             }
-            Op::RenewSig | Op::Logout if queue.len() >= MAX_QUEUED => {
-                send_close(ws, close::POLICY, "too many requests queued behind a login").await;
-                Flow::Stop
+            _ if l.queue.len() >= MAX_QUEUED => {
+                self.close(close::POLICY, "too many requests queued behind a login")
             }
-            Op::RenewSig | Op::Logout => {
-                queue.push_back(req);
+            _ => {
+                l.queue.push_back(req);
                 Flow::Continue
             }
         }
     }
 
-    /// Handles one request; `login`/`resume` start a task whose result `finish` answers.
-    async fn handle(
-        &mut self,
-        ws: &mut WebSocket,
-        req: Request,
-        pending: &mut Option<Pending>,
-    ) -> Flow {
+    /// Handles one request; `login` and `resume` may leave a login in progress, answered by `finish_login`.
+    async fn handle(&mut self, req: Request) -> Flow {
         let id = req.id;
         let reply = match req.op {
-            Op::Ping => Ok(json!({"server_time_ms": now_ms()})),
-            Op::GetLoginStatus => Ok(json!({"status": self.status(pending.is_some())})),
+            Op::Ping => Ok(json!({"server_time_ms": self.sessions.clock.now_ms()})),
+            Op::GetLoginStatus => Ok(json!({"status": self.state.status()})),
             Op::GetLoginUser => {
-                let user = if pending.is_some() {
-                    None
-                } else {
-                    self.guard.current.as_ref().map(|c| c.key.user_id.clone())
+                let user = match &self.state {
+                    State::LoggedIn(c) => c.key.user_id.as_str(),
+                    _ => "",
                 };
-                Ok(json!({"user_id": user.unwrap_or_default()}))
+                Ok(json!({"user_id": user}))
             }
-            Op::Login => {
-                let started = self.start_login(req).await;
-                return self.started(ws, id, started, pending).await;
-            }
-            Op::Resume => match req.body.get("session_token") {
-                Some(Value::String(token)) => {
-                    let token = token.clone();
-                    let started = self.start_resume(id, token).await;
-                    return self.started(ws, id, started, pending).await;
-                }
-                Some(_) => Err(Failure::with_message(
-                    Code::InvalidParameters,
-                    "`session_token` must be a string",
-                )),
-                None => Err(Failure::with_message(
-                    Code::InvalidParameters,
-                    "`session_token` is required",
-                )),
-            },
-            Op::RenewSig => self.renew_sig(&req).await,
-            Op::Logout => match self.guard.current.take() {
-                None => Err(Failure::new(Code::NotLoggedIn)),
-                Some(cur) => match self.sessions().logout(&cur.key).await {
-                    Ok(_) => Ok(json!({})),
-                    Err(f) => {
-                        self.guard.current = Some(cur);
-                        Err(f)
-                    }
-                },
-            },
+            Op::Login(request) => return self.start_login(id, request).await,
+            Op::Resume(Ok(token)) => return self.start_resume(id, token).await,
+            Op::Resume(Err(f)) => Err(f),
+            Op::RenewSig(sig) => self.renew_sig(sig).await,
+            Op::Logout => self.logout().await,
         };
-        match reply {
-            Ok(data) => send(ws, protocol::ok(id, &data)).await,
-            Err(f) => send(ws, protocol::error(Some(id), &f)).await,
+        self.reply(id, reply);
+        Flow::Continue
+    }
+
+    async fn logout(&mut self) -> Result<serde_json::Value, Failure> {
+        let Some(cur) = self.state.take_current() else {
+            return Err(Code::NotLoggedIn.into());
+        };
+        match self.sessions.logout(&cur.key).await {
+            Ok(_) => Ok(json!({})),
+            Err(f) => {
+                self.state = State::LoggedIn(cur);
+                Err(f)
+            }
         }
     }
 
-    async fn renew_sig(&mut self, req: &Request) -> Result<Value, Failure> {
-        let Some(cur) = self.guard.current.as_ref() else {
-            return Err(Code::NotLoggedIn.into());
+    async fn renew_sig(
+        &mut self,
+        sig: Result<String, Failure>,
+    ) -> Result<serde_json::Value, Failure> {
+        let key = match &self.state {
+            State::LoggedIn(cur) => cur.key.clone(),
+            _ => return Err(Code::NotLoggedIn.into()),
         };
-        let sig = match req.body.get("user_sig") {
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => {
-                return Err(Failure::with_message(
-                    Code::InvalidParameters,
-                    "`user_sig` must be a string",
-                ))
-            }
-            None => {
-                return Err(Failure::with_message(
-                    Code::InvalidParameters,
-                    "`user_sig` is required",
-                ))
-            }
-        };
-        let key = cur.key.clone();
-        // Boxed, like every login-path future here: the connection's own future stays small while it idles.
-        let expires_at = Box::pin(self.sessions().renew(&key, &sig, self.ip)).await?;
-        if let Some(cur) = self.guard.current.as_mut() {
+        let sig = sig?;
+        let expires_at = self.sessions.renew(&key, &sig, self.ip).await?;
+        if let Some(cur) = self.state.current_mut() {
             cur.sig_expires_at = expires_at;
             cur.notice_sent = false;
         }
         Ok(json!({"sig_expires_at": expires_at}))
     }
 
-    /// Answers a login that finished at once, or keeps the one still running.
-    async fn started(
-        &mut self,
-        ws: &mut WebSocket,
-        id: u64,
-        started: Started,
-        pending: &mut Option<Pending>,
-    ) -> Flow {
-        match started {
-            Started::Done(res) => self.finish(ws, id, res).await,
-            Started::Running(p) => {
-                *pending = Some(p);
-                Flow::Continue
+    async fn start_login(&mut self, id: u64, request: LoginRequest) -> Flow {
+        let sessions = self.sessions.clone();
+        let (ip, conn) = (self.ip, self.conn);
+        let repeat = match (&self.state, &request) {
+            (State::LoggedIn(c), LoginRequest::Valid(f)) => {
+                f.sdkappid == c.key.sdkappid
+                    && f.user_id == c.key.user_id
+                    && f.platform == c.platform
             }
+            _ => false,
+        };
+        if repeat {
+            let keeps = self.state.take_current();
+            let key = keeps.as_ref().expect("logged in").key.clone();
+            let work = Box::pin(async move { sessions.repeat_login(request, ip, &key).await });
+            return self.started(id, keeps, start(conn, self.sessions.clone(), work).await);
         }
+        // Switching: the current instance is logged out first, without an event to this connection. A request
+        // whose fields are malformed changes nothing: it is answered with its error (after the throttle).
+        if matches!(request, LoginRequest::Valid(_)) {
+            self.leave_current().await;
+        }
+        let keeps = self.state.take_current();
+        let work = Box::pin(async move { sessions.login(request, ip, Some(conn)).await });
+        self.started(id, keeps, start(conn, self.sessions.clone(), work).await)
     }
 
-    async fn start_login(&mut self, req: Request) -> Started {
-        let sessions = self.sessions().clone();
-        let (ip, conn) = (self.ip, self.guard.conn);
-        let body = req.body;
-        let repeat = self.guard.current.as_ref().filter(|c| {
-            body.get("sdkappid").and_then(Value::as_u64) == Some(u64::from(c.key.sdkappid))
-                && body.get("user_id").and_then(Value::as_str) == Some(c.key.user_id.as_str())
-                && body.get("platform").and_then(Value::as_str) == Some(c.platform.as_str())
-        });
-        if let Some(cur) = repeat {
-            let key = cur.key.clone();
-            return start(
-                req.id,
-                conn,
-                sessions.clone(),
-                Box::pin(async move { sessions.repeat_login(&body, ip, &key).await }),
-            )
-            .await;
-        }
-        // Switching: the current instance is logged out first, without an event to this connection.
-        self.leave_current().await;
-        start(
-            req.id,
-            conn,
-            sessions.clone(),
-            Box::pin(async move { sessions.login(&body, ip, Some(conn)).await }),
-        )
-        .await
-    }
-
-    async fn start_resume(&mut self, id: u64, token: String) -> Started {
-        let sessions = self.sessions().clone();
-        let conn = self.guard.conn;
+    async fn start_resume(&mut self, id: u64, token: String) -> Flow {
+        let sessions = self.sessions.clone();
+        let conn = self.conn;
         let resumes_current = self
-            .guard
-            .current
-            .as_ref()
+            .state
+            .current()
             .is_some_and(|c| sessions.token_key(&token).as_ref() == Some(&c.key));
         if !resumes_current {
             self.leave_current().await;
         }
-        start(
-            id,
-            conn,
-            sessions.clone(),
-            Box::pin(async move { sessions.resume(&token, conn).await }),
-        )
-        .await
+        let keeps = self.state.take_current();
+        let work = Box::pin(async move { sessions.resume(&token, conn).await });
+        self.started(id, keeps, start(conn, self.sessions.clone(), work).await)
     }
 
     async fn leave_current(&mut self) {
-        if let Some(cur) = self.guard.current.take() {
-            if let Err(f) = self.sessions().logout(&cur.key).await {
+        if let Some(cur) = self.state.take_current() {
+            if let Err(f) = self.sessions.logout(&cur.key).await {
                 tracing::warn!(
                     code = f.code.number(),
                     "could not log out the instance being switched away from"
@@ -535,46 +616,98 @@ impl Conn {
         }
     }
 
+    /// Answers a login that finished at once, or waits for the one still running.
+    fn started(&mut self, id: u64, keeps: Option<Current>, started: Started) -> Flow {
+        match started {
+            Started::Done(res) => {
+                self.state = match keeps {
+                    Some(c) => State::LoggedIn(c),
+                    None => State::LoggedOut,
+                };
+                self.answer_login(id, res, None)
+            }
+            Started::Running(result) => {
+                self.state = State::LoggingIn(Box::new(LoggingIn {
+                    id,
+                    result,
+                    queue: VecDeque::new(),
+                    keeps,
+                    early_kick: None,
+                }));
+                Flow::Continue
+            }
+        }
+    }
+
+    /// The login in progress finished: answer it, then the requests that waited behind it, in order.
+    async fn finish_login(&mut self, res: Result<LoginOk, Failure>) -> Flow {
+        let State::LoggingIn(l) = std::mem::replace(&mut self.state, State::LoggedOut) else {
+            return Flow::Continue;
+        };
+        let LoggingIn {
+            id,
+            mut queue,
+            keeps,
+            early_kick,
+            ..
+        } = *l;
+        if let Some(c) = keeps {
+            self.state = State::LoggedIn(c);
+        }
+        let mut flow = self.answer_login(id, res, early_kick);
+        while matches!(flow, Flow::Continue)
+            && !self.wire.closing
+            && !matches!(self.state, State::LoggingIn(_))
+        {
+            let Some(req) = queue.pop_front() else { break };
+            flow = self.handle(req).await;
+        }
+        if let State::LoggingIn(l) = &mut self.state {
+            // A queued request started another login: what is left waits behind it.
+            l.queue.extend(queue);
+        }
+        flow
+    }
+
     /// Answers a finished `login`/`resume` and takes on its instance.
-    async fn finish(&mut self, ws: &mut WebSocket, id: u64, res: Result<LoginOk, Failure>) -> Flow {
+    fn answer_login(
+        &mut self,
+        id: u64,
+        res: Result<LoginOk, Failure>,
+        early_kick: Option<(String, String)>,
+    ) -> Flow {
         let ok = match res {
             Ok(ok) => ok,
             Err(f) => {
-                self.early_kick = None;
-                return send(ws, protocol::error(Some(id), &f)).await;
+                self.reply(id, Err(f));
+                return Flow::Continue;
             }
         };
         let inst = &ok.instance;
-        let fresh = self
-            .guard
-            .current
-            .as_ref()
-            .is_none_or(|c| c.key.instance_id != inst.instance_id);
-        if fresh {
-            self.guard.current = Some(Current {
+        if !self.state.is_current(&inst.instance_id) {
+            self.state = State::LoggedIn(Current {
                 key: inst.key(),
                 platform: inst.platform,
                 sig_expires_at: inst.sig_expires_at,
                 notice_sent: false,
             });
         }
-        let flow = send(ws, protocol::ok(id, &ok.data())).await;
-        if let Some((kicked_id, event)) = self.early_kick.take().map(|b| *b) {
-            if kicked_id == inst.instance_id {
-                self.guard.current = None;
-                let _ = send(ws, event).await;
-                send_close(ws, close::KICKED, "kicked offline").await;
-                return Flow::Stop;
+        self.wire.text(protocol::ok(id, &ok.data()));
+        match early_kick {
+            Some((kicked_id, event)) if kicked_id == inst.instance_id => {
+                self.state.take_current();
+                self.wire.text(event);
+                self.close(close::KICKED, "kicked offline")
             }
+            _ => Flow::Continue,
         }
-        flow
     }
 }
 
 /// A login or resume that finished during its first poll, or one left running in its own task.
 enum Started {
     Done(Result<LoginOk, Failure>),
-    Running(Pending),
+    Running(oneshot::Receiver<Box<Result<LoginOk, Failure>>>),
 }
 
 /// Polls a login once here: a known user's login usually completes at once (no I/O), and then costs no task.
@@ -582,13 +715,12 @@ enum Started {
 /// it completes even if this connection drops meanwhile; if nobody is there to take its result, the new
 /// instance is detached (it stays resumable for the grace).
 async fn start(
-    id: u64,
     conn: ConnRef,
     sessions: Arc<Sessions>,
     mut work: Pin<Box<dyn Future<Output = Result<LoginOk, Failure>> + Send>>,
 ) -> Started {
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(work.as_mut().poll(cx))).await;
-    if let std::task::Poll::Ready(res) = first {
+    let first = poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+    if let Poll::Ready(res) = first {
         return Started::Done(res);
     }
     let (tx, rx) = oneshot::channel();
@@ -601,5 +733,5 @@ async fn start(
             }
         }
     });
-    Started::Running(Pending { id, rx })
+    Started::Running(rx)
 }

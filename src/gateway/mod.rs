@@ -1,38 +1,37 @@
-//! The WebSocket gateway at `GET /v1/ws` (PROTOCOL §3).
+//! The WebSocket gateway at `GET /v1/ws` (PROTOCOL §3): the upgrade ([`ws`]), the frames ([`protocol`]), the
+//! transport ([`io`]) and the connection state machine ([`connection`]).
 
 pub mod connection;
+pub mod io;
 pub mod protocol;
+pub mod ws;
 
-use std::net::SocketAddr;
+use std::time::Duration;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 
 use crate::app::AppState;
+use crate::http::serve::ClientIp;
 
-/// The read buffer each connection keeps: axum's default (128 KiB) would stay resident for every idle session.
-pub const READ_BUFFER: usize = 4096;
+/// How long a closing connection waits for the client to take the close frame and close its side.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 pub async fn upgrade(
-    ws: WebSocketUpgrade,
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
+    request: Request,
 ) -> Response {
-    let max = state.settings.server.max_frame_bytes;
-    let tracker = state.connections.clone();
-    ws.read_buffer_size(READ_BUFFER)
-        // Write each frame through at once (no batching buffer), and bound what a slow reader can queue.
-        .write_buffer_size(0)
-        .max_write_buffer_size(max.saturating_mul(64).max(1 << 20))
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            tracker.track_future(connection::run(
-                socket,
-                state.sessions.clone(),
-                peer.ip(),
-                max,
-            ))
-        })
+    let limits = state.connection_limits;
+    let sessions = state.sessions.clone();
+    ws::accept(
+        request,
+        limits.max_frame,
+        &state.connections,
+        move |ws| async move {
+            let mut io = io::WsIo::new(ws);
+            connection::serve(&mut io, sessions, ip, limits).await;
+            io.close_lingering(LINGER).await;
+        },
+    )
 }

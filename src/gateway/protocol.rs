@@ -1,17 +1,28 @@
 //! Frames of the WebSocket protocol: requests in, responses and events out (PROTOCOL §3).
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{Code, Failure};
 use crate::platform::Platform;
+use crate::request::{string, Fields, LoginRequest, NotAnObject};
 
-/// The ops a client may send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A request with a valid id and a known op, its fields typed. Field errors that must be answered in a
+/// particular order (after the throttle for a login, after the login state for `renew_sig`) travel inside.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: u64,
+    pub op: Op,
+}
+
+/// The ops a client may send, with their fields.
+#[derive(Debug, Clone)]
 pub enum Op {
-    Login,
-    Resume,
-    RenewSig,
+    Login(LoginRequest),
+    /// The session token, or why it is missing.
+    Resume(Result<String, Failure>),
+    /// The new UserSig, or why it is missing.
+    RenewSig(Result<String, Failure>),
     Logout,
     GetLoginUser,
     GetLoginStatus,
@@ -19,70 +30,63 @@ pub enum Op {
 }
 
 impl Op {
-    fn parse(s: &str) -> Option<Op> {
-        Some(match s {
-            "login" => Op::Login,
-            "resume" => Op::Resume,
-            "renew_sig" => Op::RenewSig,
-            "logout" => Op::Logout,
-            "get_login_user" => Op::GetLoginUser,
-            "get_login_status" => Op::GetLoginStatus,
-            "ping" => Op::Ping,
-            _ => return None,
-        })
+    /// Answered at once even while a login is in progress (PROTOCOL §3).
+    pub fn answered_during_login(&self) -> bool {
+        matches!(self, Op::Ping | Op::GetLoginStatus | Op::GetLoginUser)
     }
 }
 
-/// A request that has a valid id and a known op.
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub id: u64,
-    pub op: Op,
-    pub body: Map<String, Value>,
+/// The answer to `get_login_status` (the SDKs' V2TIMLoginStatus numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginStatus {
+    LoggedIn = 1,
+    LoggingIn = 2,
+    LoggedOut = 3,
+}
+
+impl Serialize for LoginStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(*self as u8)
+    }
 }
 
 /// Why a frame is not a request: without a usable id (answered with `id: null`), or with one.
 #[derive(Debug)]
 pub enum BadFrame {
-    NoId(String),
+    NoId(&'static str),
     WithId(u64, Failure),
 }
 
-/// Parses a text frame.
-pub fn parse(text: &str) -> Result<Request, BadFrame> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|_| BadFrame::NoId("frame is not valid JSON".into()))?;
-    let Value::Object(body) = value else {
-        return Err(BadFrame::NoId("frame is not a JSON object".into()));
+/// Parses a text frame into a typed request.
+pub fn parse(text: &[u8]) -> Result<Request, BadFrame> {
+    let mut f = Fields::parse(text).map_err(|e| match e {
+        NotAnObject::Syntax => BadFrame::NoId("frame is not valid JSON"),
+        NotAnObject::Shape => BadFrame::NoId("frame is not a JSON object"),
+    })?;
+    let id = match f.id.take() {
+        Some(Value::Number(n)) => n.as_u64().ok_or(BadFrame::NoId(
+            "`id` must be an integer 0-18446744073709551615",
+        ))?,
+        Some(_) => return Err(BadFrame::NoId("`id` must be a number")),
+        None => return Err(BadFrame::NoId("`id` is required")),
     };
-    let id = match body.get("id") {
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
-            BadFrame::NoId("`id` must be an integer 0-18446744073709551615".into())
-        })?,
-        Some(_) => return Err(BadFrame::NoId("`id` must be a number".into())),
-        None => return Err(BadFrame::NoId("`id` is required".into())),
+    let with_id =
+        |why: String| BadFrame::WithId(id, Failure::with_message(Code::InvalidParameters, why));
+    let op = match f.op.take() {
+        Some(Value::String(s)) => match s.as_str() {
+            "login" => Op::Login(LoginRequest::from_fields(f)),
+            "resume" => Op::Resume(string(f.session_token, "session_token")),
+            "renew_sig" => Op::RenewSig(string(f.user_sig, "user_sig")),
+            "logout" => Op::Logout,
+            "get_login_user" => Op::GetLoginUser,
+            "get_login_status" => Op::GetLoginStatus,
+            "ping" => Op::Ping,
+            _ => return Err(with_id(format!("unknown op {s:?}"))),
+        },
+        Some(_) => return Err(with_id("`op` must be a string".into())),
+        None => return Err(with_id("`op` is required".into())),
     };
-    let op = match body.get("op") {
-        Some(Value::String(s)) => Op::parse(s).ok_or_else(|| {
-            BadFrame::WithId(
-                id,
-                Failure::with_message(Code::InvalidParameters, format!("unknown op {s:?}")),
-            )
-        })?,
-        Some(_) => {
-            return Err(BadFrame::WithId(
-                id,
-                Failure::with_message(Code::InvalidParameters, "`op` must be a string"),
-            ))
-        }
-        None => {
-            return Err(BadFrame::WithId(
-                id,
-                Failure::with_message(Code::InvalidParameters, "`op` is required"),
-            ))
-        }
-    };
-    Ok(Request { id, op, body })
+    Ok(Request { id, op })
 }
 
 #[derive(Serialize)]
@@ -158,7 +162,11 @@ mod tests {
     use super::*;
 
     fn no_id(text: &str) -> bool {
-        matches!(parse(text), Err(BadFrame::NoId(_)))
+        matches!(parse(text.as_bytes()), Err(BadFrame::NoId(_)))
+    }
+
+    fn op(text: &str) -> Op {
+        parse(text.as_bytes()).unwrap().op
     }
 
     #[test]
@@ -177,16 +185,43 @@ mod tests {
         ] {
             assert!(no_id(bad), "{bad}");
         }
-        let r = parse(r#"{"id":18446744073709551615,"op":"ping","extra":[1]}"#).unwrap();
-        assert_eq!((r.id, r.op), (u64::MAX, Op::Ping));
-        assert!(matches!(parse(r#"{"id":0}"#), Err(BadFrame::WithId(0, _))));
+        let r = parse(br#"{"id":18446744073709551615,"op":"ping","extra":[1]}"#).unwrap();
+        assert!(r.id == u64::MAX && matches!(r.op, Op::Ping));
+        for (text, id) in [
+            (r#"{"id":0}"#, 0),
+            (r#"{"id":3,"op":"fly"}"#, 3),
+            (r#"{"id":3,"op":7}"#, 3),
+        ] {
+            assert!(
+                matches!(parse(text.as_bytes()), Err(BadFrame::WithId(i, _)) if i == id),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn fields_are_typed_at_the_edge() {
+        assert!(
+            matches!(op(r#"{"id":1,"op":"resume","session_token":"t"}"#), Op::Resume(Ok(t)) if t == "t")
+        );
+        assert!(
+            matches!(op(r#"{"id":1,"op":"resume","session_token":5}"#), Op::Resume(Err(f)) if f.code == Code::InvalidParameters)
+        );
         assert!(matches!(
-            parse(r#"{"id":3,"op":"fly"}"#),
-            Err(BadFrame::WithId(3, _))
+            op(r#"{"id":1,"op":"renew_sig"}"#),
+            Op::RenewSig(Err(_))
         ));
         assert!(matches!(
-            parse(r#"{"id":3,"op":7}"#),
-            Err(BadFrame::WithId(3, _))
+            op(
+                r#"{"id":1,"op":"login","sdkappid":1,"user_id":"u","user_sig":"s","platform":"web"}"#
+            ),
+            Op::Login(LoginRequest::Valid(_))
+        ));
+        assert!(matches!(
+            op(
+                r#"{"id":1,"op":"login","sdkappid":1,"user_id":"u","user_sig":"s","platform":"ios"}"#
+            ),
+            Op::Login(LoginRequest::Invalid { .. })
         ));
     }
 

@@ -1,18 +1,18 @@
 //! The client HTTP API (PROTOCOL §6): `POST /v1/login`, `GET /v1/session`, `POST /v1/logout`. Every body is
 //! `{code, message, data?}`; the status follows the code.
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::app::AppState;
 use crate::error::{Code, Failure};
+use crate::http::serve::ClientIp;
+use crate::request::{Fields, LoginRequest};
 
 fn reply(result: Result<Value, Failure>) -> Response {
     match result {
@@ -33,17 +33,24 @@ fn reply(result: Result<Value, Failure>) -> Response {
     }
 }
 
-fn json_object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, Failure> {
-    let bytes = body.map_err(|e| {
-        Failure::with_message(Code::InvalidParameters, format!("unreadable body: {e}"))
-    })?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(Failure::with_message(
-            Code::InvalidParameters,
-            "the body must be a JSON object",
-        )),
-    }
+/// A body that is too large (413 with 6017) or unreadable, or that is not a JSON object (400 with 6017).
+#[allow(clippy::result_large_err)] // a response is what the caller sends either way
+fn request_fields(body: Result<Bytes, BytesRejection>) -> Result<Fields, Response> {
+    let invalid = |why: String| Failure::with_message(Code::InvalidParameters, why);
+    let bytes = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let why = format!(
+                "the body is larger than {} bytes",
+                crate::app::CLIENT_BODY_LIMIT
+            );
+            let mut response = reply(Err(invalid(why)));
+            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return Err(response);
+        }
+        Err(e) => return Err(reply(Err(invalid(format!("unreadable body: {e}"))))),
+    };
+    Fields::parse(&bytes).map_err(|_| reply(Err(invalid("the body must be a JSON object".into()))))
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, Failure> {
@@ -63,12 +70,16 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Failure> {
 
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let fields = match request_fields(body) {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
     let result = async {
-        let request = json_object(body)?;
-        let ok = state.sessions.login(&request, peer.ip(), None).await?;
+        let request = LoginRequest::from_fields(fields);
+        let ok = state.sessions.login(request, ip, None).await?;
         Ok(serde_json::to_value(ok.data()).expect("serializable"))
     }
     .await;

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 
 use super::policy::{self, KickReason, Policy, Slot};
-use super::{now_ms, Attached, ConnRef, Instance, InstanceKey, RegResult, Registry, RemoveIf};
+use super::{Attach, ConnRef, Instance, InstanceKey, RegResult, Registry, RemoveIf};
+use crate::clock::Clock;
 
 /// Kick records kept per user (the newest).
 pub const MAX_KICKS_REMEMBERED: usize = 16;
@@ -37,22 +38,26 @@ impl UserEntry {
     }
 }
 
-#[derive(Default)]
 pub struct MemoryRegistry {
     users: DashMap<(u32, String), UserEntry>,
     seq: AtomicU64,
+    clock: Clock,
 }
 
 impl MemoryRegistry {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(clock: Clock) -> Self {
+        MemoryRegistry {
+            users: DashMap::new(),
+            seq: AtomicU64::new(0),
+            clock,
+        }
     }
 
     /// Runs `f` on a user's entry and drops the entry when it ends up empty.
     fn with_user<R>(&self, sdkappid: u32, user_id: &str, f: impl FnOnce(&mut UserEntry) -> R) -> R {
         let key = (sdkappid, user_id.to_owned());
         let mut entry = self.users.entry(key.clone()).or_default();
-        entry.forget_old_kicks(now_ms());
+        entry.forget_old_kicks(self.clock.now_ms());
         let out = f(&mut entry);
         let empty = entry.is_empty();
         drop(entry);
@@ -102,7 +107,7 @@ impl Registry for MemoryRegistry {
         remember_ms: i64,
     ) -> RegResult<Vec<(Instance, KickReason)>> {
         new.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let until = now_ms() + remember_ms;
+        let until = self.clock.now_ms() + remember_ms;
         Ok(self.with_user(new.sdkappid, &new.user_id.clone(), |e| {
             let slots: Vec<Slot> = e
                 .instances
@@ -144,19 +149,25 @@ impl Registry for MemoryRegistry {
             }))
     }
 
-    async fn attach(&self, key: &InstanceKey, conn: ConnRef) -> RegResult<Option<Attached>> {
+    async fn attach(&self, key: &InstanceKey, conn: ConnRef, now_secs: i64) -> RegResult<Attach> {
         Ok(self.with_user(key.sdkappid, &key.user_id, |e| {
-            let inst = e
+            let Some(inst) = e
                 .instances
                 .iter_mut()
-                .find(|i| i.instance_id == key.instance_id)?;
+                .find(|i| i.instance_id == key.instance_id)
+            else {
+                return Attach::Gone;
+            };
+            if now_secs > inst.sig_expires_at {
+                return Attach::Expired(inst.clone());
+            }
             let previous = inst.conn.filter(|c| *c != conn);
             inst.conn = Some(conn);
             inst.disconnected_at_ms = None;
-            Some(Attached {
+            Attach::Attached {
                 instance: inst.clone(),
                 previous,
-            })
+            }
         }))
     }
 
@@ -197,7 +208,7 @@ impl Registry for MemoryRegistry {
         reason: KickReason,
         remember_ms: i64,
     ) -> RegResult<Vec<Instance>> {
-        let until = now_ms() + remember_ms;
+        let until = self.clock.now_ms() + remember_ms;
         Ok(self.with_user(sdkappid, user_id, |e| {
             let removed: Vec<Instance> = std::mem::take(&mut e.instances);
             for i in &removed {
@@ -241,7 +252,7 @@ impl Registry for MemoryRegistry {
     }
 
     async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<KickReason>> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         Ok(self
             .users
             .get(&(key.sdkappid, key.user_id.clone()))
@@ -323,7 +334,7 @@ mod tests {
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
             let pol = Policy { mode: [Mode::Single, Mode::Dual, Mode::Triple, Mode::Multi][mode], web_instances: web, instances_per_platform: per };
-            let reg = MemoryRegistry::new();
+            let reg = MemoryRegistry::new(Clock::system());
             let mut kicked_ids: HashSet<String> = HashSet::new();
             let mut created = 0usize;
             rt.block_on(async {
@@ -348,7 +359,7 @@ mod tests {
                                 Op::Disconnect(_) => {
                                     if let Some(c) = inst.conn { reg.detach(&inst.key(), c, 5).await.unwrap(); }
                                 }
-                                _ => { reg.attach(&inst.key(), ConnRef { node: 1, conn: 1000 + n as u64 }).await.unwrap(); }
+                                _ => { reg.attach(&inst.key(), ConnRef { node: 1, conn: 1000 + n as u64 }, 0).await.unwrap(); }
                             }
                         }
                     }
@@ -364,7 +375,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let reg = MemoryRegistry::new();
+            let reg = MemoryRegistry::new(Clock::system());
             let pol = Policy {
                 mode: Mode::Multi,
                 web_instances: 10,
@@ -413,9 +424,28 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap();
-            reg.attach(&again.key(), conn(5)).await.unwrap().unwrap();
+            assert!(matches!(
+                reg.attach(&again.key(), conn(5), 0).await.unwrap(),
+                Attach::Attached { .. }
+            ));
             assert!(reg.reap(300_000, 5_000).await.unwrap().is_empty());
             assert_eq!(reg.user_instances(1, "u").await.unwrap().len(), 2);
+            // An instance whose UserSig has expired is not attached: it stays where it is.
+            let mut late = instance(5, Platform::Web, None, Some(6));
+            late.sig_expires_at = 400;
+            reg.admit(late.clone(), &pol, 1000).await.unwrap();
+            assert!(matches!(
+                reg.attach(&late.key(), conn(7), 401).await.unwrap(),
+                Attach::Expired(i) if i.conn == Some(conn(6))
+            ));
+            assert_eq!(
+                reg.get(&late.key()).await.unwrap().unwrap().conn,
+                Some(conn(6))
+            );
+            assert!(matches!(
+                reg.attach(&late.key(), conn(7), 400).await.unwrap(),
+                Attach::Attached { previous: Some(p), .. } if p == conn(6)
+            ));
         });
     }
 }

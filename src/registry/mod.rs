@@ -79,10 +79,16 @@ pub enum RemoveIf {
 
 /// The result of attaching an instance to a connection.
 #[derive(Debug, Clone)]
-pub struct Attached {
-    pub instance: Instance,
-    /// The connection it was attached to before, which must be closed with 4002.
-    pub previous: Option<ConnRef>,
+pub enum Attach {
+    Attached {
+        instance: Instance,
+        /// The connection it was attached to before, which must be closed with 4002.
+        previous: Option<ConnRef>,
+    },
+    /// Its UserSig has expired: it was left as it was (on the connection it is on, if any).
+    Expired(Instance),
+    /// No such instance.
+    Gone,
 }
 
 /// Storage of instances. Every method on one user is linearizable.
@@ -97,8 +103,9 @@ pub trait Registry: Send + Sync + 'static {
         remember_ms: i64,
     ) -> RegResult<Vec<(Instance, KickReason)>>;
     async fn get(&self, key: &InstanceKey) -> RegResult<Option<Instance>>;
-    /// Attaches the instance to `conn` (clearing its disconnected mark).
-    async fn attach(&self, key: &InstanceKey, conn: ConnRef) -> RegResult<Option<Attached>>;
+    /// Attaches the instance to `conn` (clearing its disconnected mark), unless its UserSig has expired by
+    /// `now_secs`.
+    async fn attach(&self, key: &InstanceKey, conn: ConnRef, now_secs: i64) -> RegResult<Attach>;
     /// Marks the instance disconnected at `now_ms` if it is still attached to `conn`.
     async fn detach(
         &self,
@@ -125,12 +132,4 @@ pub trait Registry: Send + Sync + 'static {
     /// Removes every disconnected instance whose grace (`grace_ms` from its disconnection) has ended or whose
     /// UserSig has expired, and forgets kick records past their time. Run periodically.
     async fn reap(&self, now_ms: i64, grace_ms: i64) -> RegResult<Vec<Instance>>;
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

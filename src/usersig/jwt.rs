@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Verified;
-use crate::config::JwtConfig;
 use crate::error::{Code, Failure};
 
 /// Clock skew tolerated for `iat` and `nbf`.
@@ -109,27 +108,29 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
-    /// Builds the keys; on a bad config returns (key, message).
-    pub fn from_config(cfg: &JwtConfig) -> Result<JwtVerifier, (&'static str, String)> {
-        if cfg.algorithms.is_empty() {
+    /// Builds the keys of an app's `[apps.jwt]`; on a bad config returns (the key under `jwt`, message).
+    pub fn new(
+        algorithms: &[JwtAlgorithm],
+        secret: Option<&str>,
+        public_key_pem: Option<&str>,
+        audience: Option<&str>,
+    ) -> Result<JwtVerifier, (&'static str, String)> {
+        if algorithms.is_empty() {
             return Err(("algorithms", "must list at least one algorithm".into()));
         }
-        let wants_hmac = cfg.algorithms.iter().any(|a| a.is_hmac());
-        let asym: Vec<JwtAlgorithm> = cfg
-            .algorithms
+        let wants_hmac = algorithms.iter().any(|a| a.is_hmac());
+        let asym: Vec<JwtAlgorithm> = algorithms
             .iter()
             .copied()
             .filter(|a| !a.is_hmac())
             .collect();
-        let hmac_key = match (&cfg.secret, wants_hmac) {
-            (Some(s), true) if s.expose().len() >= 16 => {
-                Some(DecodingKey::from_secret(s.expose().as_bytes()))
-            }
+        let hmac_key = match (secret, wants_hmac) {
+            (Some(s), true) if s.len() >= 16 => Some(DecodingKey::from_secret(s.as_bytes())),
             (Some(_), true) => return Err(("secret", "must be at least 16 bytes".into())),
             (None, true) => return Err(("secret", "is required for HS256/HS384/HS512".into())),
             (_, false) => None,
         };
-        let public_key = match (asym.as_slice(), &cfg.public_key_pem) {
+        let public_key = match (asym.as_slice(), public_key_pem) {
             ([], _) => None,
             ([alg], Some(pem)) => {
                 let pem = pem.as_bytes();
@@ -156,10 +157,10 @@ impl JwtVerifier {
             }
         };
         Ok(JwtVerifier {
-            algorithms: cfg.algorithms.clone(),
+            algorithms: algorithms.to_vec(),
             hmac_key,
             public_key,
-            audience: cfg.audience.clone(),
+            audience: audience.map(str::to_owned),
         })
     }
 
@@ -252,7 +253,6 @@ impl JwtVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;
 
@@ -269,13 +269,7 @@ mod tests {
     }
 
     fn hs_verifier(algs: Vec<JwtAlgorithm>, audience: Option<&str>) -> JwtVerifier {
-        JwtVerifier::from_config(&JwtConfig {
-            algorithms: algs,
-            secret: Some(Secret::new(SECRET)),
-            public_key_pem: None,
-            audience: audience.map(str::to_owned),
-        })
-        .unwrap()
+        JwtVerifier::new(&algs, Some(SECRET), None, audience).unwrap()
     }
 
     fn hs256(claims: Value) -> String {
@@ -410,13 +404,9 @@ mod tests {
             }
             .unwrap();
             let token = jsonwebtoken::encode(&Header::new(jwt_alg), &claims, &key).unwrap();
-            let v = JwtVerifier::from_config(&JwtConfig {
-                algorithms: vec![alg, JwtAlgorithm::HS256],
-                secret: Some(Secret::new(SECRET)),
-                public_key_pem: Some(fixture(&format!("{name}.pub"))),
-                audience: None,
-            })
-            .unwrap();
+            let pem = fixture(&format!("{name}.pub"));
+            let v = JwtVerifier::new(&[alg, JwtAlgorithm::HS256], Some(SECRET), Some(&pem), None)
+                .unwrap();
             assert!(check(&v, &token, "alice").is_ok(), "{name}");
             // Tampered claims keep the signature of the original: 70009.
             let mut parts: Vec<&str> = token.split('.').collect();
@@ -433,37 +423,16 @@ mod tests {
 
     #[test]
     fn bad_configs_name_the_key() {
-        let cfg = |algs: Vec<JwtAlgorithm>, secret: Option<&str>, pem: Option<String>| JwtConfig {
-            algorithms: algs,
-            secret: secret.map(Secret::new),
-            public_key_pem: pem,
-            audience: None,
+        let err = |algs: &[JwtAlgorithm], secret: Option<&str>, pem: Option<&str>| {
+            JwtVerifier::new(algs, secret, pem, None).err().map(|e| e.0)
         };
-        let err = |c: JwtConfig| JwtVerifier::from_config(&c).err().map(|e| e.0);
-        assert_eq!(err(cfg(vec![], Some(SECRET), None)), Some("algorithms"));
-        assert_eq!(
-            err(cfg(vec![JwtAlgorithm::HS256], None, None)),
-            Some("secret")
-        );
-        assert_eq!(
-            err(cfg(vec![JwtAlgorithm::HS256], Some("short"), None)),
-            Some("secret")
-        );
-        assert_eq!(
-            err(cfg(vec![JwtAlgorithm::RS256], None, None)),
-            Some("public_key_pem")
-        );
-        assert_eq!(
-            err(cfg(vec![JwtAlgorithm::RS256], None, Some("garbage".into()))),
-            Some("public_key_pem")
-        );
-        assert_eq!(
-            err(cfg(
-                vec![JwtAlgorithm::RS256, JwtAlgorithm::ES256],
-                None,
-                Some(fixture("rs256.pub"))
-            )),
-            Some("algorithms")
-        );
+        use JwtAlgorithm::*;
+        assert_eq!(err(&[], Some(SECRET), None), Some("algorithms"));
+        assert_eq!(err(&[HS256], None, None), Some("secret"));
+        assert_eq!(err(&[HS256], Some("short"), None), Some("secret"));
+        assert_eq!(err(&[RS256], None, None), Some("public_key_pem"));
+        assert_eq!(err(&[RS256], None, Some("garbage")), Some("public_key_pem"));
+        let pem = fixture("rs256.pub");
+        assert_eq!(err(&[RS256, ES256], None, Some(&pem)), Some("algorithms"));
     }
 }

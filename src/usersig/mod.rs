@@ -1,14 +1,17 @@
 //! UserSig verification and generation (PROTOCOL §2): TLS sig v2 (HMAC-SHA256) and JWT.
 //!
-//! [`verify`] runs the ticket checks in the contract's order, from "empty ticket" (70002) to "expired" (70001);
-//! the checks before (throttle, fields) and after (revoked, disabled) need state and live in [`crate::auth`].
+//! This module knows tickets and keys, nothing else: [`Ticket::decode`] tells the format and decodes (70002,
+//! 70003), [`Ticket::verify`] checks it against one app's [`Keys`] (70014, 70013, 70009, 70001). Which app's keys
+//! to use, and the checks that need state (throttle, revocation, disabled accounts), are the login's business
+//! ([`crate::auth`]).
 
 pub mod jwt;
-pub mod throttle;
 pub mod tls;
 
-use crate::apps::Apps;
+use std::fmt;
+
 use crate::error::{Code, Failure};
+use jwt::JwtVerifier;
 
 /// What a verified ticket says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +20,42 @@ pub struct Verified {
     pub issued_at: i64,
     /// When it stops being valid (unix s): TLS.time + TLS.expire, or the JWT's `exp`.
     pub expires_at: i64,
+}
+
+/// The keys one app verifies tickets with.
+pub struct Keys {
+    secret_key: Vec<u8>,
+    /// Still accepted during a key rotation.
+    previous_secret_key: Option<Vec<u8>>,
+    jwt: Option<JwtVerifier>,
+}
+
+impl Keys {
+    /// `secret_key` signs TLS sig v2 tickets (its UTF-8 bytes are the HMAC key, as in every official
+    /// generator); `jwt` is set for apps that accept JWTs.
+    pub fn new(secret_key: &str, jwt: Option<JwtVerifier>) -> Keys {
+        Keys {
+            secret_key: secret_key.as_bytes().to_vec(),
+            previous_secret_key: None,
+            jwt,
+        }
+    }
+
+    /// Also accepts TLS sig v2 tickets signed with `previous` (a key rotation in progress).
+    pub fn with_previous_secret_key(mut self, previous: Option<&str>) -> Keys {
+        self.previous_secret_key = previous.map(|k| k.as_bytes().to_vec());
+        self
+    }
+}
+
+impl fmt::Debug for Keys {
+    // Keys are secrets: never in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keys")
+            .field("previous_secret_key", &self.previous_secret_key.is_some())
+            .field("jwt", &self.jwt.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A decoded but not yet verified ticket.
@@ -37,54 +76,57 @@ impl Ticket {
             tls::TlsTicket::decode(usersig).map(Ticket::Tls)
         }
     }
-}
 
-/// Verifies `usersig` for (`sdkappid`, `user_id`) at `now` (unix s), in the order of PROTOCOL §2:
-/// empty 70002 · undecodable 70003 · unknown app 70020 · SDKAppID mismatch 70014 · UserID mismatch 70013 ·
-/// bad signature 70009 · expired 70001.
-pub fn verify(
-    apps: &Apps,
-    sdkappid: u32,
-    user_id: &str,
-    usersig: &str,
-    now: i64,
-) -> Result<Verified, Failure> {
-    let ticket = Ticket::decode(usersig)?;
-    let app = apps.get(sdkappid).ok_or(Code::SdkAppIdNotFound)?;
-    match ticket {
-        Ticket::Tls(t) => t.verify(sdkappid, user_id, app.secret_key.expose().as_bytes(), now),
-        Ticket::Jwt(t) => {
-            let verifier = app.jwt.as_ref().ok_or_else(|| {
-                Failure::with_message(
-                    Code::UserSigCheckFailed,
-                    "this app does not accept JWT tickets",
-                )
-            })?;
-            verifier.verify(&t, sdkappid, user_id, now)
+    /// Verifies the ticket for (`sdkappid`, `user_id`) at `now` (unix s) with the app's keys, in the order of
+    /// PROTOCOL §2: SDKAppID mismatch 70014 · UserID mismatch 70013 · bad signature 70009 · expired 70001.
+    pub fn verify(
+        &self,
+        keys: &Keys,
+        sdkappid: u32,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Verified, Failure> {
+        match self {
+            Ticket::Tls(t) => {
+                let mut candidates: [&[u8]; 2] = [&keys.secret_key, &[]];
+                let n = match &keys.previous_secret_key {
+                    Some(previous) => {
+                        candidates[1] = previous;
+                        2
+                    }
+                    None => 1,
+                };
+                t.verify(sdkappid, user_id, &candidates[..n], now)
+            }
+            Ticket::Jwt(t) => {
+                let verifier = keys.jwt.as_ref().ok_or_else(|| {
+                    Failure::with_message(
+                        Code::UserSigCheckFailed,
+                        "this app does not accept JWT tickets",
+                    )
+                })?;
+                verifier.verify(t, sdkappid, user_id, now)
+            }
         }
     }
 }
 
 /// Checks a UserID (PROTOCOL §1): 1–32 bytes of printable ASCII, not starting with a reserved prefix.
 pub fn validate_user_id(user_id: &str) -> Result<(), Code> {
-    let ok = (1..=32).contains(&user_id.len())
-        && user_id.bytes().all(|b| (0x20..=0x7e).contains(&b))
-        && !["@TLS#", "@TIM#", "@TGS#"]
-            .iter()
-            .any(|p| user_id.starts_with(p));
-    if ok {
+    if is_valid_user_id(user_id) {
         Ok(())
     } else {
         Err(Code::InvalidIdentifier)
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// See [`validate_user_id`].
+pub fn is_valid_user_id(user_id: &str) -> bool {
+    (1..=32).contains(&user_id.len())
+        && user_id.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && !["@TLS#", "@TIM#", "@TGS#"]
+            .iter()
+            .any(|p| user_id.starts_with(p))
 }
 
 #[cfg(test)]
@@ -120,5 +162,22 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_previous_key_verifies_during_a_rotation_only() {
+        let (new_key, old_key) = ("the-new-key-0123456789", "the-old-key-0123456789");
+        let old_ticket = tls::generate(7, old_key, "u", 600, 1_000);
+        let t = Ticket::decode(&old_ticket).unwrap();
+        let code = |keys: &Keys| t.verify(keys, 7, "u", 1_100).map_err(|f| f.code);
+        assert_eq!(
+            code(&Keys::new(new_key, None)),
+            Err(Code::UserSigMismatchKey)
+        );
+        let rotating = Keys::new(new_key, None).with_previous_secret_key(Some(old_key));
+        assert!(code(&rotating).is_ok());
+        let fresh = Ticket::decode(&tls::generate(7, new_key, "u", 600, 1_000)).unwrap();
+        assert!(fresh.verify(&rotating, 7, "u", 1_100).is_ok());
+        assert!(!format!("{rotating:?}").contains("key-0123"));
     }
 }

@@ -102,12 +102,13 @@ impl TlsTicket {
         })
     }
 
-    /// Checks app, user, signature (constant time) and expiry, in that order.
+    /// Checks app, user, signature (constant time, against each of `keys`: the current key, then a previous
+    /// one during a rotation) and expiry, in that order.
     pub fn verify(
         &self,
         sdkappid: u32,
         user_id: &str,
-        key: &[u8],
+        keys: &[&[u8]],
         now: i64,
     ) -> Result<Verified, Failure> {
         if self.sdkappid != u64::from(sdkappid) {
@@ -116,9 +117,13 @@ impl TlsTicket {
         if self.identifier != user_id {
             return Err(Code::UserSigMismatchId.into());
         }
-        let mac = mac_for(key, &self.identifier, self.sdkappid, self.time, self.expire);
         // `verify_slice` compares in constant time.
-        if mac.verify_slice(&self.sig).is_err() {
+        let signed = keys.iter().any(|key| {
+            mac_for(key, &self.identifier, self.sdkappid, self.time, self.expire)
+                .verify_slice(&self.sig)
+                .is_ok()
+        });
+        if !signed {
             return Err(Code::UserSigMismatchKey.into());
         }
         let expires_at = self.time.saturating_add(self.expire).min(i64::MAX as u64) as i64;
@@ -318,7 +323,9 @@ mod tests {
         for ticket in [PY_TICKET, CPP_TICKET] {
             let t = TlsTicket::decode(ticket).unwrap();
             assert_eq!(t.identifier, "xiaojun");
-            let v = t.verify(APP, "xiaojun", KEY.as_bytes(), T as i64).unwrap();
+            let v = t
+                .verify(APP, "xiaojun", &[KEY.as_bytes()], T as i64)
+                .unwrap();
             assert_eq!(
                 v,
                 Verified {
@@ -333,10 +340,10 @@ mod tests {
     fn expiry_boundary_is_inclusive() {
         let t = TlsTicket::decode(PY_TICKET).unwrap();
         assert!(t
-            .verify(APP, "xiaojun", KEY.as_bytes(), (T + EXP) as i64)
+            .verify(APP, "xiaojun", &[KEY.as_bytes()], (T + EXP) as i64)
             .is_ok());
         let err = t
-            .verify(APP, "xiaojun", KEY.as_bytes(), (T + EXP + 1) as i64)
+            .verify(APP, "xiaojun", &[KEY.as_bytes()], (T + EXP + 1) as i64)
             .unwrap_err();
         assert_eq!(err.code, Code::UserSigExpired);
     }
@@ -362,7 +369,9 @@ mod tests {
                 for candidate in [ticket.clone(), ticket.trim_end_matches('_').to_owned()] {
                     let t = TlsTicket::decode(&candidate)
                         .unwrap_or_else(|e| panic!("{json} level {level}: {e}"));
-                    assert!(t.verify(APP, "xiaojun", KEY.as_bytes(), T as i64).is_ok());
+                    assert!(t
+                        .verify(APP, "xiaojun", &[KEY.as_bytes()], T as i64)
+                        .is_ok());
                 }
             }
         }
@@ -381,9 +390,9 @@ mod tests {
         );
         let t = TlsTicket::decode(&encode_outer(&zlib(&json, 0))).unwrap();
         assert_eq!(t.expire, 0);
-        assert!(t.verify(APP, "u", KEY.as_bytes(), T as i64).is_ok());
+        assert!(t.verify(APP, "u", &[KEY.as_bytes()], T as i64).is_ok());
         assert_eq!(
-            t.verify(APP, "u", KEY.as_bytes(), T as i64 + 1)
+            t.verify(APP, "u", &[KEY.as_bytes()], T as i64 + 1)
                 .unwrap_err()
                 .code,
             Code::UserSigExpired
@@ -395,25 +404,25 @@ mod tests {
         let t = TlsTicket::decode(PY_TICKET).unwrap();
         let now = T as i64;
         assert_eq!(
-            t.verify(APP + 1, "other", b"k", now + EXP as i64 * 2)
+            t.verify(APP + 1, "other", &[b"k"], now + EXP as i64 * 2)
                 .unwrap_err()
                 .code,
             Code::UserSigMismatchSdkAppId
         );
         assert_eq!(
-            t.verify(APP, "other", b"k", now + EXP as i64 * 2)
+            t.verify(APP, "other", &[b"k"], now + EXP as i64 * 2)
                 .unwrap_err()
                 .code,
             Code::UserSigMismatchId
         );
         assert_eq!(
-            t.verify(APP, "xiaojun", b"wrong-key", now + EXP as i64 * 2)
+            t.verify(APP, "xiaojun", &[b"wrong-key"], now + EXP as i64 * 2)
                 .unwrap_err()
                 .code,
             Code::UserSigMismatchKey
         );
         assert_eq!(
-            t.verify(APP, "XiaoJun", KEY.as_bytes(), now)
+            t.verify(APP, "XiaoJun", &[KEY.as_bytes()], now)
                 .unwrap_err()
                 .code,
             Code::UserSigMismatchId
@@ -451,7 +460,7 @@ mod tests {
         let forged = r#"{"TLS.ver":"2.0","TLS.identifier":"xiaojun","TLS.sdkappid":1400000000,"TLS.expire":99999999999,"TLS.time":1700000000,"TLS.sig":"LvA7d/Iw7gSsnskvVzBDPOCCDbuNCw4GHwTC0bip+B4="}"#;
         let t = TlsTicket::decode(&encode_outer(&zlib(forged, 6))).unwrap();
         assert_eq!(
-            t.verify(APP, "xiaojun", KEY.as_bytes(), T as i64)
+            t.verify(APP, "xiaojun", &[KEY.as_bytes()], T as i64)
                 .unwrap_err()
                 .code,
             Code::UserSigMismatchKey
@@ -464,6 +473,6 @@ mod tests {
         assert_eq!(python_json_string("é😀"), r#""\u00e9\ud83d\ude00""#);
         let ticket = generate(APP, KEY, "é😀", EXP, T);
         let t = TlsTicket::decode(&ticket).unwrap();
-        assert!(t.verify(APP, "é😀", KEY.as_bytes(), T as i64).is_ok());
+        assert!(t.verify(APP, "é😀", &[KEY.as_bytes()], T as i64).is_ok());
     }
 }

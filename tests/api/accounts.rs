@@ -222,7 +222,7 @@ async fn register_many_creates_each_once_in_order(backend: Backend) {
 
 async fn concurrent_first_logins_share_commits_and_create_each_once(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let accounts = imlogin::accounts::Accounts::new(db.store().await);
+    let accounts = crate::helpers::accounts(db.store().await);
     let tasks: Vec<_> = (0..300)
         .map(|i| {
             let accounts = accounts.clone();

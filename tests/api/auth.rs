@@ -2,14 +2,15 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use imlogin::accounts::Accounts;
-use imlogin::apps::Apps;
 use imlogin::auth::Authenticator;
+use imlogin::clock::{unix_now, Clock};
 use imlogin::error::Code;
-use imlogin::usersig::{tls, unix_now};
-use serde_json::{json, Map, Value};
+use imlogin::request::{Fields, LoginRequest};
+use imlogin::sdkapps::SdkApps;
+use imlogin::usersig::tls;
+use serde_json::{json, Value};
 
-use crate::helpers::{sig, test_settings, Backend, Proxy, TestDb, APP, KEY};
+use crate::helpers::{accounts, sig, test_settings, Backend, Proxy, TestDb, APP, KEY};
 
 const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -23,17 +24,18 @@ crate::both_stores!(
 async fn authenticator(db: &TestDb, failures_per_minute: u32) -> Authenticator {
     let settings = test_settings(&db.url());
     Authenticator::new(
-        Apps::from_config(&settings.apps),
-        Accounts::new(db.store().await),
+        SdkApps::from_config(&settings.apps),
+        accounts(db.store().await),
         failures_per_minute,
+        Clock::system(),
     )
 }
 
-fn req(v: Value) -> Map<String, Value> {
-    v.as_object().unwrap().clone()
+fn req(v: Value) -> LoginRequest {
+    LoginRequest::from_fields(Fields::parse(v.to_string().as_bytes()).unwrap())
 }
 
-fn login(user: &str, usersig: &str) -> Map<String, Value> {
+fn login(user: &str, usersig: &str) -> LoginRequest {
     req(json!({"sdkappid": APP, "user_id": user, "user_sig": usersig, "platform": "android"}))
 }
 
@@ -41,15 +43,15 @@ async fn first_login_registers_durably(backend: Backend) {
     let db = TestDb::new(backend).await;
     let auth = authenticator(&db, 100).await;
     let ok = auth
-        .login(&login("newbie", &sig("newbie", None, 3600)), IP, unix_now())
+        .login(&login("newbie", &sig("newbie", None, 3600)), IP)
         .await
         .unwrap();
     assert!(ok.registered);
-    assert_eq!(ok.fields.user_id, "newbie");
+    assert_eq!(ok.app.sdkappid, APP);
     // Durable before success: a separate connection finds it.
     assert!(db.store().await.get(APP, "newbie").await.unwrap().is_some());
     let again = auth
-        .login(&login("newbie", &sig("newbie", None, 3600)), IP, unix_now())
+        .login(&login("newbie", &sig("newbie", None, 3600)), IP)
         .await
         .unwrap();
     assert!(!again.registered);
@@ -67,7 +69,7 @@ async fn every_code_in_order(backend: Backend) {
     store.register(APP, "disabled", 1).await.unwrap();
     store.set_disabled(APP, "disabled", true).await.unwrap();
     // Each case fails two checks at once: the earlier one in §2's order must answer.
-    let cases: Vec<(&str, Map<String, Value>, Code)> = vec![
+    let cases: Vec<(&str, LoginRequest, Code)> = vec![
         (
             "missing user_sig",
             req(json!({"sdkappid": APP, "user_id": "@TIM#x", "platform": "x"})),
@@ -179,15 +181,12 @@ async fn every_code_in_order(backend: Backend) {
         ),
     ];
     for (what, request, code) in cases {
-        let got = auth.login(&request, IP, now).await.err().map(|f| f.code);
+        let got = auth.login(&request, IP).await.err().map(|f| f.code);
         assert_eq!(got, Some(code), "{what}");
     }
     // None of the failures registered anyone.
     assert_eq!(store.get(APP, "u").await.unwrap(), None);
-    assert!(auth
-        .login(&login("fine", &good("fine")), IP, now)
-        .await
-        .is_ok());
+    assert!(auth.login(&login("fine", &good("fine")), IP).await.is_ok());
 }
 
 async fn revocation_is_by_whole_seconds(backend: Backend) {
@@ -201,18 +200,14 @@ async fn revocation_is_by_whole_seconds(backend: Backend) {
         .unwrap();
     auth.accounts().revoke(APP, "kicked", now).await.unwrap();
     let same_second = auth
-        .login(&login("kicked", &sig("kicked", Some(t), 60)), IP, now)
+        .login(&login("kicked", &sig("kicked", Some(t), 60)), IP)
         .await;
     assert_eq!(
         same_second.err().map(|f| f.code),
         Some(Code::UserSigRevoked)
     );
     let next_second = auth
-        .login(
-            &login("kicked", &sig("kicked", Some(t + 1), 60)),
-            IP,
-            now + 1,
-        )
+        .login(&login("kicked", &sig("kicked", Some(t + 1), 60)), IP)
         .await;
     assert!(
         next_second.is_ok(),
@@ -230,14 +225,14 @@ async fn throttle_answers_70050_before_anything_else(backend: Backend) {
     );
     for _ in 0..4 {
         assert_eq!(
-            auth.login(&bad, IP, now).await.unwrap_err().code,
+            auth.login(&bad, IP).await.unwrap_err().code,
             Code::UserSigMismatchKey
         );
     }
     // Now even a valid ticket is refused for this user, from any IP, with the wait in the message.
     let other_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
     let f = auth
-        .login(&login("victim", &sig("victim", None, 3600)), other_ip, now)
+        .login(&login("victim", &sig("victim", None, 3600)), other_ip)
         .await
         .unwrap_err();
     assert_eq!(f.code, Code::FrequencyLimit);
@@ -248,14 +243,14 @@ async fn throttle_answers_70050_before_anything_else(backend: Backend) {
     );
     // And the IP is throttled for other users; malformed requests get 70050 too (it is checked first).
     assert_eq!(
-        auth.login(&login("someone", &sig("someone", None, 3600)), IP, now)
+        auth.login(&login("someone", &sig("someone", None, 3600)), IP)
             .await
             .unwrap_err()
             .code,
         Code::FrequencyLimit
     );
     assert_eq!(
-        auth.login(&req(json!({"garbage": true})), IP, now)
+        auth.login(&req(json!({"garbage": true})), IP)
             .await
             .unwrap_err()
             .code,
@@ -263,11 +258,7 @@ async fn throttle_answers_70050_before_anything_else(backend: Backend) {
     );
     // Another user from another IP is unaffected.
     assert!(auth
-        .login(
-            &login("bystander", &sig("bystander", None, 3600)),
-            other_ip,
-            now
-        )
+        .login(&login("bystander", &sig("bystander", None, 3600)), other_ip,)
         .await
         .is_ok());
 }
@@ -278,23 +269,23 @@ async fn database_down_new_users_get_70169_cached_users_log_in_and_it_recovers()
     let proxy = Proxy::start(db.pg_addr.unwrap()).await;
     let settings = test_settings(&db.url());
     let auth = Authenticator::new(
-        Apps::from_config(&settings.apps),
-        Accounts::new(db.store_via(Some(proxy.addr)).await),
+        SdkApps::from_config(&settings.apps),
+        accounts(db.store_via(Some(proxy.addr)).await),
         1000,
+        Clock::system(),
     );
-    let now = unix_now();
-    auth.login(&login("known", &sig("known", None, 3600)), IP, now)
+    auth.login(&login("known", &sig("known", None, 3600)), IP)
         .await
         .unwrap();
 
     proxy.cut();
     let f = auth
-        .login(&login("stranger", &sig("stranger", None, 3600)), IP, now)
+        .login(&login("stranger", &sig("stranger", None, 3600)), IP)
         .await
         .unwrap_err();
     assert_eq!(f.code, Code::InternalTimeout);
     assert!(
-        auth.login(&login("known", &sig("known", None, 3600)), IP, now)
+        auth.login(&login("known", &sig("known", None, 3600)), IP)
             .await
             .is_ok(),
         "cached user logs in"
@@ -309,11 +300,7 @@ async fn database_down_new_users_get_70169_cached_users_log_in_and_it_recovers()
     let mut recovered = false;
     for _ in 0..50 {
         if auth
-            .login(
-                &login("stranger", &sig("stranger", None, 3600)),
-                IP,
-                unix_now(),
-            )
+            .login(&login("stranger", &sig("stranger", None, 3600)), IP)
             .await
             .is_ok()
         {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use imlogin::accounts::{postgres::PgStore, sqlite::SqliteStore, AccountStore};
+use imlogin::accounts::{postgres::PgStore, sqlite::SqliteStore, AccountStore, Accounts};
 use imlogin::app::{AppState, Application};
 use imlogin::client::{Client, ClientEvent, LoginParams};
 use imlogin::config::Settings;
@@ -262,7 +262,7 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(settings: Settings, store: Arc<dyn AccountStore>) -> TestApp {
-        let app = Application::build_with_store(settings, store)
+        let app = Application::build_with(settings, store, imlogin::clock::Clock::system())
             .await
             .unwrap();
         let addr = app.local_addr();
@@ -297,6 +297,13 @@ impl TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// The accounts service on `store`, its registration worker running until the test ends.
+pub fn accounts(store: Arc<dyn AccountStore>) -> Accounts {
+    let (accounts, worker) = Accounts::new(store);
+    tokio::spawn(worker.run(tokio_util::sync::CancellationToken::new()));
+    accounts
 }
 
 /// Login fields for the demo app with a fresh one-hour ticket.
@@ -341,7 +348,7 @@ impl Drop for TestApp {
 
 /// A v2 UserSig for the demo app's key, issued at `time` (default now) valid for `expire` seconds.
 pub fn sig(user: &str, time: Option<u64>, expire: u64) -> String {
-    let time = time.unwrap_or_else(|| imlogin::usersig::unix_now() as u64);
+    let time = time.unwrap_or_else(|| imlogin::clock::unix_now() as u64);
     imlogin::usersig::tls::generate(APP, KEY, user, expire, time)
 }
 

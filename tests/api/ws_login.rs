@@ -278,7 +278,7 @@ async fn sig_expiry_notice_then_expiry_then_login_again(backend: Backend) {
     let (_db, app) = spawn_on(backend, &[("SESSION__SIG_EXPIRY_NOTICE_SECS", "300")]).await;
     let mut c = app.connect().await;
     let mut p = params("shortlived", "web");
-    let now = imlogin::usersig::unix_now() as u64;
+    let now = imlogin::clock::unix_now() as u64;
     p.user_sig = sig("shortlived", Some(now), 2);
     let l = c.login(&p).await.unwrap();
     assert_eq!(l.sig_expires_at, now as i64 + 2);
@@ -294,7 +294,7 @@ async fn sig_expiry_notice_then_expiry_then_login_again(backend: Backend) {
         ClientEvent::UserSigExpired { code: 6206 }
     );
     assert!(
-        imlogin::usersig::unix_now() > l.sig_expires_at,
+        imlogin::clock::unix_now() > l.sig_expires_at,
         "not before now > expires_at"
     );
     assert_eq!(c.status().await.unwrap(), 3);
@@ -307,7 +307,7 @@ async fn sig_expiry_notice_then_expiry_then_login_again(backend: Backend) {
 async fn renew_sig_extends_and_rearms(backend: Backend) {
     let (_db, app) = spawn_on(backend, &[("SESSION__SIG_EXPIRY_NOTICE_SECS", "300")]).await;
     let mut c = app.connect().await;
-    let now = imlogin::usersig::unix_now() as u64;
+    let now = imlogin::clock::unix_now() as u64;
     let mut p = params("renewer", "mac");
     p.user_sig = sig("renewer", Some(now), 200);
     c.login(&p).await.unwrap();

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use imlogin::bench::{self, suite, Target, Users};
+use imlogin_bench::{self as bench, suite, Target, Users};
 
 #[derive(Parser)]
 #[command(
@@ -118,7 +118,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Baseline { listen } => {
                 let listener = imlogin::app::bind(listen)?;
                 println!("listening {}", listener.local_addr()?);
-                bench::baseline::serve(listener).await?;
+                bench::baseline::serve(listener).await;
                 return Ok(());
             }
             Cmd::Logins {

@@ -23,7 +23,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::usersig::{tls, unix_now};
+use imlogin::clock::unix_now;
+use imlogin::usersig::tls;
 
 pub type Ws = WebSocketStream<TcpStream>;
 

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-use super::{cpu_seconds, hold, kick, logins, resume, Target, Users};
+use crate::{cpu_seconds, hold, kick, logins, resume, Target, Users};
 
 pub const KEY: &str = "bench-secret-key-0123456789abcdef";
 pub const APP: u32 = 1_400_000_000;

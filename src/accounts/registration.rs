@@ -1,0 +1,73 @@
+//! Group commit of first logins: registrations that arrive together share one multi-row INSERT, one
+//! transaction and one commit (one fsync), and each login waits for that commit before it succeeds.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{Account, AccountStore, StoreError, StoreResult};
+
+/// The most registrations one transaction takes.
+const MAX_GROUP: usize = 256;
+
+/// One first login waiting for its grouped registration.
+pub(super) struct Registration {
+    pub sdkappid: u32,
+    pub user_id: String,
+    pub now: i64,
+    pub reply: oneshot::Sender<StoreResult<(Account, bool)>>,
+}
+
+/// Where logins queue their registrations.
+pub(super) fn channel() -> (mpsc::Sender<Registration>, mpsc::Receiver<Registration>) {
+    mpsc::channel(4 * MAX_GROUP)
+}
+
+/// The task that registers queued first logins, owned by the application (see [`crate::workers`]).
+pub struct RegistrationWorker {
+    pub(super) store: Arc<dyn AccountStore>,
+    pub(super) rx: mpsc::Receiver<Registration>,
+}
+
+impl RegistrationWorker {
+    /// Registers queued first logins in groups until `stop`; then takes no more and registers what is queued.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        loop {
+            let n = tokio::select! {
+                n = self.rx.recv_many(&mut group, MAX_GROUP) => n,
+                _ = stop.cancelled() => break,
+            };
+            if n == 0 {
+                return;
+            }
+            self.commit(&mut group).await;
+        }
+        self.rx.close();
+        while self.rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+            self.commit(&mut group).await;
+        }
+    }
+
+    async fn commit(&self, group: &mut Vec<Registration>) {
+        let items: Vec<(u32, String)> = group
+            .iter()
+            .map(|r| (r.sdkappid, r.user_id.clone()))
+            .collect();
+        let now = group.iter().map(|r| r.now).min().unwrap_or_default();
+        match self.store.register_many(&items, now).await {
+            Ok(results) => {
+                for (r, res) in group.drain(..).zip(results) {
+                    let _ = r.reply.send(Ok(res));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for r in group.drain(..) {
+                    let _ = r.reply.send(Err(StoreError::Batch(why.clone())));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The configured apps (tenants), each named by its SDKAppID: keys, admins, policy, webhook. Not to be confused
+//! with [`crate::app`], which assembles the server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{AppConfig, Secret, WebhookConfig};
+use crate::registry::policy::Policy;
+use crate::usersig::Keys;
+
+/// One app, ready for use (keys parsed).
+#[derive(Debug)]
+pub struct SdkApp {
+    pub sdkappid: u32,
+    /// What its tickets are verified with.
+    pub keys: Keys,
+    pub admins: Vec<String>,
+    pub admin_api_key: Option<Secret>,
+    /// The policy from the config file (an admin's `PUT /policy` overrides it at run time).
+    pub policy: Policy,
+    pub webhook: Option<WebhookConfig>,
+}
+
+impl SdkApp {
+    /// Builds from a validated config entry (see [`crate::config::Settings::validate`]).
+    pub fn from_config(a: &AppConfig) -> SdkApp {
+        let jwt = a
+            .jwt
+            .as_ref()
+            .map(|j| j.verifier().expect("config was validated"));
+        SdkApp {
+            sdkappid: a.sdkappid,
+            keys: Keys::new(a.secret_key.expose(), jwt)
+                .with_previous_secret_key(a.previous_secret_key.as_ref().map(Secret::expose)),
+            admins: a.admins.clone(),
+            admin_api_key: a.admin_api_key.clone(),
+            policy: a.policy,
+            webhook: a.webhook.clone(),
+        }
+    }
+}
+
+/// Every configured app. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct SdkApps {
+    by_id: Arc<HashMap<u32, Arc<SdkApp>>>,
+}
+
+impl SdkApps {
+    /// Builds from validated config.
+    pub fn from_config(apps: &[AppConfig]) -> SdkApps {
+        let by_id = apps
+            .iter()
+            .map(|a| (a.sdkappid, Arc::new(SdkApp::from_config(a))))
+            .collect();
+        SdkApps {
+            by_id: Arc::new(by_id),
+        }
+    }
+
+    pub fn get(&self, sdkappid: u32) -> Option<&Arc<SdkApp>> {
+        self.by_id.get(&sdkappid)
+    }
+}
