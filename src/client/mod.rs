@@ -134,6 +134,8 @@ impl Client {
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        // The reader tells the writer when the connection has ended, so both halves drop and the socket closes.
+        let (ended_tx, mut ended) = tokio::sync::oneshot::channel::<()>();
         let (ev_tx, events) = mpsc::unbounded_channel();
         let pending: PendingMap = Arc::default();
         let closed: Arc<Mutex<Option<Option<u16>>>> = Arc::default();
@@ -144,6 +146,7 @@ impl Client {
                 let msg = tokio::select! {
                     m = out_rx.recv() => match m { Some(m) => m, None => break },
                     _ = async { tick.as_mut().expect("guarded").tick().await }, if tick.is_some() => Message::Ping(Vec::new().into()),
+                    _ = &mut ended => break,
                 };
                 let is_close = matches!(msg, Message::Close(_));
                 if sink.send(msg).await.is_err() || is_close {
@@ -168,6 +171,7 @@ impl Client {
                     Err(_) => break,
                 }
             }
+            let _ = ended_tx.send(());
             *closed2.lock().expect("not poisoned") = Some(end.0);
             // Fail every request still waiting.
             pending2.lock().expect("not poisoned").clear();
@@ -270,6 +274,11 @@ impl Client {
     /// The next event; `None` after `Closed` has been returned.
     pub async fn next_event(&mut self) -> Option<ClientEvent> {
         self.events.recv().await
+    }
+
+    /// The next event if one has arrived, without waiting.
+    pub fn try_next_event(&mut self) -> Option<ClientEvent> {
+        self.events.try_recv().ok()
     }
 
     /// Closes the connection normally (1000).

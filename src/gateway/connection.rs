@@ -735,3 +735,7 @@ async fn start(
     });
     Started::Running(rx)
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;

@@ -297,22 +297,12 @@ async fn database_down_new_users_get_70169_cached_users_log_in_and_it_recovers()
     );
 
     proxy.restore();
-    let mut recovered = false;
-    for _ in 0..50 {
-        if auth
-            .login(&login("stranger", &sig("stranger", None, 3600)), IP)
+    crate::helpers::eventually("logins recover once the database is back", || async {
+        auth.login(&login("stranger", &sig("stranger", None, 3600)), IP)
             .await
             .is_ok()
-        {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(
-        recovered,
-        "logins recover by themselves once the database is back"
-    );
+    })
+    .await;
     assert!(db
         .store()
         .await

@@ -325,17 +325,17 @@ pub async fn event(c: &mut Client) -> ClientEvent {
         .expect("the event stream is open")
 }
 
-/// Waits (up to 5 s) until `check` holds.
+/// Waits (up to 10 s) until `check` holds.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..100 {
+    for _ in 0..400 {
         if check().await {
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     panic!("timed out waiting until {what}");
 }
@@ -361,6 +361,17 @@ macro_rules! both_stores {
             async fn $name() { super::$name($crate::helpers::Backend::Postgres).await })*
         }
         mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
+        }
+    };
+}
+
+/// Runs the async test body once, on SQLite: for behaviour the store does not change.
+#[macro_export]
+macro_rules! on_sqlite {
+    ($($name:ident),* $(,)?) => {
+        mod once {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
         }

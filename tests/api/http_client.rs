@@ -1,19 +1,19 @@
 //! PROTOCOL §6 (HTTP for clients) and §8 (daily active users).
 
-use std::time::Duration;
-
 use imlogin::client::ClientEvent;
 use serde_json::{json, Value};
 
 use crate::helpers::{event, params, sig, spawn_on, Backend, TestApp, APP};
 
-crate::both_stores!(
+crate::on_sqlite!(
     http_login_then_resume_on_the_websocket,
     http_logout_tells_the_attached_connection,
     http_statuses_follow_the_codes,
     http_login_counts_under_the_policy,
-    daily_active_users_count_logins_once,
 );
+
+// What the store writes: on both.
+crate::both_stores!(daily_active_users_count_logins_once);
 
 async fn post_login(app: &TestApp, body: Value) -> (u16, Value) {
     let r = app
@@ -242,7 +242,8 @@ async fn daily_active_users_count_logins_once(backend: Backend) {
     };
     assert!(e.login(&bad).await.is_err());
     c.renew_sig(&sig("dau-2", None, 7200)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!app.state.sessions.dau.is_marked(APP, "dau-4"));
+    assert_eq!(app.state.sessions.dau.queued(), 0, "nothing more to write");
     assert_eq!(active_today(&app).await, 3);
     // Persisted: a new connection to the database sees the same.
     let today = imlogin::clock::utc_date(imlogin::clock::unix_now());
@@ -304,8 +305,10 @@ async fn a_daily_active_mark_lost_to_an_outage_is_written_at_the_next_login() {
     c.login(&params("dau-outage", "web"))
         .await
         .expect("a cached user logs in without the database");
-    // Give the writer time to fail.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    crate::helpers::eventually("the writer gave up on the mark", || async {
+        !app.state.sessions.dau.is_marked(APP, "dau-outage")
+    })
+    .await;
     proxy.restore();
     c.login(&params("dau-outage", "android")).await.unwrap();
     crate::helpers::eventually("the mark is written after the outage", || async {

@@ -7,6 +7,7 @@ mod deploy;
 mod helpers;
 mod http_client;
 mod races;
+mod security;
 mod server;
 mod ws_login;
 mod ws_protocol;

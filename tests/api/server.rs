@@ -28,8 +28,36 @@ async fn readyz_follows_the_database() {
     .await;
 }
 
-/// Starts `imlogin serve` on port 0 and returns the child and the address it logged.
-pub fn start_binary(envs: &[(&str, String)]) -> (std::process::Child, String) {
+/// `imlogin serve` running as a child process; killed on drop if still running.
+pub struct Binary {
+    pub child: std::process::Child,
+    /// host:port it listens on.
+    pub addr: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Binary {
+    /// Everything it has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts `imlogin serve` on port 0 (JSON logs, `RUST_LOG` unset unless `envs` sets it).
+pub fn start_binary(envs: &[(&str, String)]) -> Binary {
     let mut child = Command::new(env!("CARGO_BIN_EXE_imlogin"))
         .arg("serve")
         .env("IMLOGIN__SERVER__LISTEN", "127.0.0.1:0")
@@ -41,6 +69,7 @@ pub fn start_binary(envs: &[(&str, String)]) -> (std::process::Child, String) {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let addr = loop {
         let line = lines
             .next()
@@ -50,21 +79,27 @@ pub fn start_binary(envs: &[(&str, String)]) -> (std::process::Child, String) {
             !line.contains(crate::helpers::KEY) && !line.contains("demo-session-secret"),
             "a log line shows a secret: {line}"
         );
+        log.lock().unwrap().push(line.clone());
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if v["message"] == "imlogin listening" {
             break v["addr"].as_str().unwrap().to_owned();
         }
     };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    // Keep reading stderr so the child never blocks on a full pipe.
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Binary { child, addr, log }
 }
 
 #[tokio::test]
 async fn binary_creates_sqlite_folder_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("nested/deeper/imlogin.db");
-    let (mut child, addr) = start_binary(&[(
+    let mut b = start_binary(&[(
         "IMLOGIN__DATABASE__URL",
         format!("sqlite://{}", db_path.display()),
     )]);
@@ -72,10 +107,12 @@ async fn binary_creates_sqlite_folder_serves_and_stops_on_sigterm() {
         db_path.exists(),
         "the SQLite file and its folders are created"
     );
-    let r = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+    let r = reqwest::get(format!("http://{}/readyz", b.addr))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     drop(r);
-    let status = terminate(&mut child).await;
+    let status = terminate(&mut b.child).await;
     assert!(status.success(), "clean exit after SIGTERM: {status}");
 }
 
@@ -95,30 +132,111 @@ fn binary_refuses_a_bad_config_naming_the_key() {
 async fn shutdown_ends_within_the_grace_even_with_a_stuck_client() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/x.db", dir.path().display());
-    let (mut child, addr) = start_binary(&[
+    let mut b = start_binary(&[
         ("IMLOGIN__DATABASE__URL", url),
         ("IMLOGIN__SERVER__SHUTDOWN_GRACE_SECS", "1".to_owned()),
+        ("IMLOGIN__SERVER__HEADER_READ_TIMEOUT_SECS", "60".to_owned()),
     ]);
     // A client that starts a request and never finishes it.
-    let mut stuck = std::net::TcpStream::connect(&addr).unwrap();
+    let mut stuck = std::net::TcpStream::connect(&b.addr).unwrap();
     std::io::Write::write_all(&mut stuck, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let status = terminate(&mut child).await;
+    // The server has read it once a request on another connection has been answered after it.
+    reqwest::get(format!("http://{}/healthz", b.addr))
+        .await
+        .unwrap();
+    let asked = std::time::Instant::now();
+    let status = terminate(&mut b.child).await;
+    let took = asked.elapsed();
     assert!(status.success(), "{status}");
+    // The bound is the grace (1 s); the rest is the process starting to stop and exiting.
+    assert!(
+        took < Duration::from_millis(2500),
+        "exited {took:?} after SIGTERM"
+    );
+}
+
+/// Daily-active rows still queued when SIGTERM arrives are written before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_active_rows_queued_at_sigterm_are_written_before_exit() {
+    use sqlx::Connection;
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut b = start_binary(&[("IMLOGIN__DATABASE__URL", db.url())]);
+    let addr = b.addr.clone();
+    // The writer's INSERTs wait behind this lock, so the rows of later logins stay queued in the server.
+    let mut lock = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE daily_active IN EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let login = |user: String| {
+        let body = serde_json::to_value(crate::helpers::params(&user, "web")).unwrap();
+        let req = http.post(format!("http://{addr}/v1/login")).json(&body);
+        async move { assert_eq!(req.send().await.unwrap().status(), 200) }
+    };
+    for i in 0..5 {
+        login(format!("first-{i}")).await;
+    }
+    crate::helpers::eventually("the writer waits for the lock", || async {
+        let mut c = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        waiting > 0
+    })
+    .await;
+    for i in 0..5 {
+        login(format!("second-{i}")).await;
+    }
+    sigterm(&b.child);
+    crate::helpers::eventually("the server is shutting down", || async {
+        b.log().contains("shutting down")
+    })
+    .await;
+    assert!(
+        b.child.try_wait().unwrap().is_none(),
+        "still writing what is queued"
+    );
+    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+    let status = wait_exit(&mut b.child).await;
+    assert!(status.success(), "{status}");
+    let today = imlogin::clock::utc_date(imlogin::clock::unix_now());
+    let counts = db
+        .store()
+        .await
+        .active_counts(crate::helpers::APP, &today, &today)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        vec![(today, 10)],
+        "every login's row is in the database"
+    );
 }
 
 /// Sends SIGTERM and waits (up to 10 s) for the process to exit.
 async fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    sigterm(child);
+    wait_exit(child).await
+}
+
+pub fn sigterm(child: &std::process::Child) {
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
-    for _ in 0..100 {
+}
+
+/// Waits (up to 10 s) for the process to exit.
+pub async fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    for _ in 0..400 {
         if let Some(s) = child.try_wait().unwrap() {
             return s;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let _ = child.kill();
     panic!("the server did not exit within 10 s of SIGTERM");
