@@ -428,3 +428,20 @@ async fn resume_of_an_instance_whose_usersig_expired_is_refused_without_moving_i
     assert_eq!(refused.code, Code::NoPreviousLogin);
     assert!(s.registry.get(&key).await.unwrap().is_none());
 }
+
+/// Every idle session keeps its connection's future resident: a buffer or a future held across an await in
+/// it costs that much per session (docs/benchmarks.md, memory per idle session).
+#[tokio::test]
+async fn the_connection_future_stays_small() {
+    let s = sessions(&[]).await;
+    let (_tx, inbound) = mpsc::unbounded_channel();
+    let (outbound, _rx) = mpsc::unbounded_channel();
+    let mut io = TestIo {
+        inbound,
+        outbound,
+        blocked: Default::default(),
+        read: Default::default(),
+    };
+    let size = std::mem::size_of_val(&serve(&mut io, s, IP, LIMITS));
+    assert!(size <= 1024, "the connection future takes {size} bytes");
+}

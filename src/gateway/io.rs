@@ -73,7 +73,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         {
             return;
         }
-        let mut scratch = [0u8; 4096];
+        // On the heap: a buffer here would make every connection's task this much larger for its whole life.
+        let mut scratch = vec![0u8; 4096];
         let _ = tokio::time::timeout_at(deadline, async {
             while let Ok(n) = raw.read(&mut scratch).await {
                 if n == 0 {
