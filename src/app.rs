@@ -13,17 +13,22 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
-use crate::accounts::{self, AccountStore, Accounts};
+use crate::accounts::Accounts;
+use crate::admin::Admin;
 use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::{RegistryBackend, Settings};
 use crate::dau::Dau;
+use crate::db::Database;
 use crate::gateway::connection::Limits;
 use crate::http::serve::{serve, ServeOptions};
+use crate::policies::Policies;
 use crate::registry::memory::MemoryRegistry;
 use crate::registry::Registry;
 use crate::sdkapps::SdkApps;
-use crate::sessions::{SessionTiming, Sessions};
+use crate::sessions::{Parts, SessionTiming, Sessions};
+use crate::webhooks::delivery::Delivery;
+use crate::webhooks::outbox::Outbox;
 use crate::workers::Workers;
 use crate::{gateway, http};
 
@@ -32,6 +37,8 @@ use crate::{gateway, http};
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub sessions: Arc<Sessions>,
+    pub admin: Arc<Admin>,
+    pub db: Database,
     /// The WebSocket connection tasks, awaited at shutdown (the HTTP server does not see upgraded ones).
     pub connections: TaskTracker,
     pub connection_limits: Limits,
@@ -40,6 +47,12 @@ pub struct AppState {
 impl AppState {
     pub fn accounts(&self) -> &Accounts {
         self.sessions.auth.accounts()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Admin> {
+    fn from_ref(state: &AppState) -> Arc<Admin> {
+        state.admin.clone()
     }
 }
 
@@ -53,15 +66,15 @@ pub struct Application {
 impl Application {
     /// Connects the store named by the settings, migrates it and binds `server.listen` (port 0 allowed).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let store = accounts::connect(&settings.database).await?;
-        Self::build_with(settings, store, Clock::system()).await
+        let db = Database::connect(&settings.database).await?;
+        Self::build_with(settings, db, Clock::system()).await
     }
 
-    /// Like [`Application::build`] with a store opened by the caller (tests share one across restarts) and a
-    /// clock (tests may run it on tokio's paused clock).
+    /// Like [`Application::build`] with a database opened by the caller (tests share one across restarts) and
+    /// a clock (tests may run it on tokio's paused clock).
     pub async fn build_with(
         settings: Settings,
-        store: Arc<dyn AccountStore>,
+        db: Database,
         clock: Clock,
     ) -> anyhow::Result<Application> {
         let registry: Arc<dyn Registry> = match settings.registry.backend {
@@ -70,14 +83,27 @@ impl Application {
                 anyhow::bail!("config key `registry.backend`: \"redis\" (the cluster registry) is not available yet")
             }
         };
+        let apps = SdkApps::from_config(&settings.apps);
+        let policies = Policies::load(db.policies.clone()).await?;
         let mut workers = Workers::new();
-        // Started in the order of what feeds what, so they stop (in reverse) only once nothing feeds them.
-        let (dau, dau_worker) = Dau::new(store.clone(), clock.clone());
+        // Started in the order of what feeds what, so they stop (in reverse) only once nothing feeds them:
+        // webhook delivery ← the outbox writer ← the daily-active writer ← registrations ← the reaper.
+        let written = Arc::new(tokio::sync::Notify::new());
+        let delivery = Delivery::new(
+            db.outbox.clone(),
+            apps.clone(),
+            clock.clone(),
+            written.clone(),
+        );
+        workers.start("webhook delivery", |stop| delivery.run(stop));
+        let (outbox, outbox_writer) = Outbox::new(db.outbox.clone(), written);
+        workers.start("webhook outbox writer", |stop| outbox_writer.run(stop));
+        let (dau, dau_worker) = Dau::new(db.accounts.clone(), clock.clone());
         workers.start("daily-active writer", |stop| dau_worker.run(stop));
-        let (accounts, registrations) = Accounts::new(store);
+        let (accounts, registrations) = Accounts::new(db.accounts.clone());
         workers.start("registrations", |stop| registrations.run(stop));
         let auth = Arc::new(Authenticator::new(
-            SdkApps::from_config(&settings.apps),
+            apps,
             accounts,
             settings.limits.login_failures_per_minute,
             clock.clone(),
@@ -88,8 +114,18 @@ impl Application {
             sig_expiry_notice_secs: s.sig_expiry_notice_secs as i64,
             heartbeat_timeout: Duration::from_secs(s.heartbeat_timeout_secs),
         };
-        let sessions = Sessions::new(auth, registry, dau, timing, s.secret.expose(), clock);
+        let sessions = Sessions::new(Parts {
+            auth,
+            registry,
+            policies,
+            dau,
+            outbox,
+            timing,
+            session_secret: s.secret.expose().to_owned(),
+            clock,
+        });
         workers.start("reaper", |stop| sessions.clone().reap_until(stop));
+        let admin = Arc::new(Admin::new(sessions.clone(), db.clone()));
         let listener = bind(settings.server.listen)?;
         let connection_limits = Limits {
             heartbeat: timing.heartbeat_timeout,
@@ -99,6 +135,8 @@ impl Application {
         let state = AppState {
             settings: Arc::new(settings),
             sessions,
+            admin,
+            db,
             connections: TaskTracker::new(),
             connection_limits,
         };
@@ -172,18 +210,47 @@ impl Application {
 /// The largest body of a client HTTP request: a login with a long JWT fits in a few KiB.
 pub const CLIENT_BODY_LIMIT: usize = 8 * 1024;
 
+/// The largest body of a `/v4` REST call (100 accounts with their profiles) and of a native admin call.
+pub const V4_BODY_LIMIT: usize = 256 * 1024;
+pub const ADMIN_BODY_LIMIT: usize = 64 * 1024;
+
 pub fn router(state: AppState) -> Router {
     let client = Router::new()
         .route("/v1/login", post(http::client::login))
         .route("/v1/session", get(http::client::session))
         .route("/v1/logout", post(http::client::logout))
         .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT));
+    let v4 = http::admin::v4::V4 {
+        admin: state.admin.clone(),
+        limits: Arc::default(),
+    };
+    let rest = Router::new()
+        .route("/v4/{service}/{command}", post(http::admin::v4::call))
+        .layer(DefaultBodyLimit::max(V4_BODY_LIMIT))
+        .with_state(v4);
+    let (native, openapi) = http::admin::native::routes(state.admin.clone());
+    let openapi = Arc::new(
+        openapi
+            .to_pretty_json()
+            .expect("the OpenAPI document serializes"),
+    );
     Router::new()
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .route("/v1/ws", get(gateway::upgrade))
+        .route(
+            "/admin/v1/openapi.json",
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    (*openapi).clone(),
+                )
+            }),
+        )
         .merge(client)
+        .merge(native.layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT)))
         .with_state(state)
+        .merge(rest)
 }
 
 /// Connections the kernel may queue for `accept` (capped by `net.core.somaxconn`). The usual default (128)

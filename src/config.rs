@@ -135,6 +135,34 @@ pub struct AppConfig {
     pub jwt: Option<JwtConfig>,
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
+    /// Calls per second each `/v4` REST command may take for this app (60007 above).
+    #[serde(default)]
+    pub rest_limits: RestLimits,
+}
+
+/// Per-second limits of the `/v4` REST commands (the compatible system's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestLimits {
+    pub account_import: u32,
+    pub multiaccount_import: u32,
+    pub account_delete: u32,
+    pub account_check: u32,
+    pub kick: u32,
+    pub query_online_status: u32,
+}
+
+impl Default for RestLimits {
+    fn default() -> Self {
+        RestLimits {
+            account_import: 200,
+            multiaccount_import: 100,
+            account_delete: 100,
+            account_check: 100,
+            kick: 200,
+            query_online_status: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

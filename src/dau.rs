@@ -214,7 +214,7 @@ impl DauWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounts::sqlite::SqliteStore;
+    use crate::db::sqlite::SqliteStore;
 
     #[tokio::test]
     async fn marks_of_past_days_are_dropped_when_the_day_changes() {

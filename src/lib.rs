@@ -11,6 +11,7 @@
 //! source of time.
 
 pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
@@ -18,11 +19,13 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod dau;
+pub mod db;
 pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod platform;
+pub mod policies;
 pub mod registry;
 pub mod request;
 pub mod sdkapps;
@@ -31,4 +34,5 @@ pub mod sessions;
 pub mod telemetry;
 pub mod token;
 pub mod usersig;
+pub mod webhooks;
 pub mod workers;

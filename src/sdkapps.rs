@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{AppConfig, Secret, WebhookConfig};
+use crate::config::{AppConfig, RestLimits, Secret, WebhookConfig};
 use crate::registry::policy::Policy;
 use crate::usersig::Keys;
 
@@ -19,6 +19,7 @@ pub struct SdkApp {
     /// The policy from the config file (an admin's `PUT /policy` overrides it at run time).
     pub policy: Policy,
     pub webhook: Option<WebhookConfig>,
+    pub rest_limits: RestLimits,
 }
 
 impl SdkApp {
@@ -36,6 +37,7 @@ impl SdkApp {
             admin_api_key: a.admin_api_key.clone(),
             policy: a.policy,
             webhook: a.webhook.clone(),
+            rest_limits: a.rest_limits,
         }
     }
 }
@@ -60,5 +62,9 @@ impl SdkApps {
 
     pub fn get(&self, sdkappid: u32) -> Option<&Arc<SdkApp>> {
         self.by_id.get(&sdkappid)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<SdkApp>> {
+        self.by_id.values()
     }
 }

@@ -15,10 +15,13 @@ use crate::dau::Dau;
 use crate::error::{Code, Failure};
 use crate::hub::{Hub, Push};
 use crate::platform::Platform;
+use crate::policies::Policies;
 use crate::registry::policy::KickReason;
-use crate::registry::{Attach, ConnRef, Instance, InstanceKey, Registry, RemoveIf};
+use crate::registry::{Attach, ConnRef, Instance, InstanceKey, Reaped, Registry, RemoveIf, Seq};
 use crate::request::LoginRequest;
 use crate::token::TokenSigner;
+use crate::webhooks::event::{Cause, StateChange};
+use crate::webhooks::outbox::Outbox;
 
 /// How long a login waits for kicked connections to write their `kicked_offline` before it answers anyway.
 const KICK_ACK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -69,12 +72,26 @@ pub struct SessionTiming {
     pub heartbeat_timeout: Duration,
 }
 
+/// What the login service is made of.
+pub struct Parts {
+    pub auth: Arc<Authenticator>,
+    pub registry: Arc<dyn Registry>,
+    pub policies: Policies,
+    pub dau: Dau,
+    pub outbox: Outbox,
+    pub timing: SessionTiming,
+    pub session_secret: String,
+    pub clock: Clock,
+}
+
 pub struct Sessions {
     pub auth: Arc<Authenticator>,
     pub registry: Arc<dyn Registry>,
+    pub policies: Policies,
     pub hub: Hub,
     pub timing: SessionTiming,
     pub dau: Dau,
+    pub outbox: Outbox,
     pub clock: Clock,
     tokens: TokenSigner,
 }
@@ -96,29 +113,64 @@ fn new_instance_id() -> String {
     id
 }
 
+/// Who caused a change, for its webhook: the instance's client, or an admin (`OptPlatform=RESTAPI`).
+#[derive(Debug, Clone, Copy)]
+pub enum Actor {
+    Client(IpAddr),
+    Admin(IpAddr),
+}
+
 impl Sessions {
-    pub fn new(
-        auth: Arc<Authenticator>,
-        registry: Arc<dyn Registry>,
-        dau: Dau,
-        timing: SessionTiming,
-        session_secret: &str,
-        clock: Clock,
-    ) -> Arc<Sessions> {
+    pub fn new(parts: Parts) -> Arc<Sessions> {
         let node: u64 = rand::random();
         Arc::new(Sessions {
-            auth,
-            registry,
+            auth: parts.auth,
+            registry: parts.registry,
+            policies: parts.policies,
             hub: Hub::new(node),
-            timing,
-            tokens: TokenSigner::new(session_secret),
-            dau,
-            clock,
+            timing: parts.timing,
+            tokens: TokenSigner::new(&parts.session_secret),
+            dau: parts.dau,
+            outbox: parts.outbox,
+            clock: parts.clock,
         })
     }
 
     fn remember_ms(&self) -> i64 {
         (self.timing.reconnect_grace.as_millis() as i64).max(MIN_KICK_MEMORY_MS)
+    }
+
+    /// Emits a state change of `user` if the app has a webhook.
+    fn emit(
+        &self,
+        instance: &Instance,
+        seq: Seq,
+        cause: Cause,
+        actor: Actor,
+        kicked: Vec<Platform>,
+    ) {
+        let has_webhook = self
+            .auth
+            .apps()
+            .get(instance.sdkappid)
+            .is_some_and(|a| a.webhook.is_some());
+        if !has_webhook {
+            return;
+        }
+        let (platform, client_ip) = match actor {
+            Actor::Client(ip) => (Some(instance.platform), ip),
+            Actor::Admin(ip) => (None, ip),
+        };
+        self.outbox.emit(StateChange {
+            sdkappid: instance.sdkappid,
+            user_id: instance.user_id.clone(),
+            seq,
+            cause,
+            platform,
+            kicked,
+            client_ip,
+            at_ms: self.clock.now_ms(),
+        });
     }
 
     /// A fresh `login` (WebSocket when `conn` is given, else HTTP: the instance starts disconnected).
@@ -142,15 +194,26 @@ impl Sessions {
             sig_expires_at: a.ticket.expires_at,
             conn,
             disconnected_at_ms: conn.is_none().then_some(now_ms),
+            ip,
         };
-        let kicked = self
+        let policy = self.policies.effective(&a.app);
+        let admitted = self
             .registry
-            .admit(instance.clone(), &a.app.policy, self.remember_ms())
+            .admit(instance.clone(), &policy, self.remember_ms())
             .await
             .map_err(registry_down)?;
-        self.deliver_kicks(&kicked, Some(instance.platform)).await;
+        self.deliver_kicks(&admitted.kicked, Some(instance.platform))
+            .await;
         self.dau.mark(instance.sdkappid, &instance.user_id);
-        tracing::debug!(sdkappid = instance.sdkappid, platform = %instance.platform, kicked = kicked.len(), "login");
+        let kicked = admitted.kicked.iter().map(|(i, _)| i.platform).collect();
+        self.emit(
+            &instance,
+            admitted.seq,
+            Cause::Login,
+            Actor::Client(ip),
+            kicked,
+        );
+        tracing::debug!(sdkappid = instance.sdkappid, platform = %instance.platform, kicked = admitted.kicked.len(), "login");
         let session_token = self.tokens.sign(&instance.key());
         Ok(LoginOk {
             instance,
@@ -222,18 +285,22 @@ impl Sessions {
         self.tokens.verify(token)
     }
 
-    /// `resume`: attaches the instance named by `token` to `conn`; the connection it was attached to is closed
-    /// with 4002. An instance whose UserSig has expired is not attached (6026): a disconnected one is removed, an
-    /// attached one is left to its connection, which tells its client `user_sig_expired`.
-    pub async fn resume(&self, token: &str, conn: ConnRef) -> Result<LoginOk, Failure> {
+    /// `resume` from `ip`: attaches the instance named by `token` to `conn`; the connection it was attached to
+    /// is closed with 4002. An instance whose UserSig has expired is not attached (6026): a disconnected one is
+    /// removed, an attached one is left to its connection, which tells its client `user_sig_expired`.
+    pub async fn resume(&self, token: &str, conn: ConnRef, ip: IpAddr) -> Result<LoginOk, Failure> {
         let key = self.tokens.verify(token).ok_or(Code::NoPreviousLogin)?;
         let attached = self
             .registry
             .attach(&key, conn, self.clock.now_secs())
             .await
             .map_err(registry_down)?;
-        let (instance, previous) = match attached {
-            Attach::Attached { instance, previous } => (instance, previous),
+        let (instance, previous, seq) = match attached {
+            Attach::Attached {
+                instance,
+                previous,
+                seq,
+            } => (instance, previous, seq),
             Attach::Expired(instance) => {
                 if instance.conn.is_none() {
                     self.expire(&key, instance.sig_expires_at).await;
@@ -265,6 +332,7 @@ impl Sessions {
                 )
                 .await;
         }
+        self.emit(&instance, seq, Cause::Resume, Actor::Client(ip), Vec::new());
         Ok(LoginOk {
             instance,
             session_token: token.to_owned(),
@@ -295,32 +363,54 @@ impl Sessions {
         Ok(v.expires_at)
     }
 
-    /// Removes the instance (`logout`, switching away). `true` if it existed.
-    pub async fn logout(&self, key: &InstanceKey) -> Result<bool, Failure> {
-        Ok(self
+    /// Removes the instance (`logout`, or switching away from it). `true` if it existed.
+    pub async fn logout(
+        &self,
+        key: &InstanceKey,
+        cause: Cause,
+        ip: IpAddr,
+    ) -> Result<bool, Failure> {
+        let removed = self
             .registry
             .remove(key, RemoveIf::Always)
             .await
-            .map_err(registry_down)?
-            .is_some())
+            .map_err(registry_down)?;
+        if let Some((inst, seq)) = &removed {
+            self.emit(inst, *seq, cause, Actor::Client(ip), Vec::new());
+        }
+        Ok(removed.is_some())
     }
 
     /// Removes the instance because its UserSig expired at `expires_at` (unless renewed meanwhile).
     pub async fn expire(&self, key: &InstanceKey, expires_at: i64) {
-        if let Err(e) = self
+        match self
             .registry
             .remove(key, RemoveIf::SigExpiresAt(expires_at))
             .await
         {
-            tracing::warn!(error = %e, "could not remove an instance whose UserSig expired");
+            Ok(Some((inst, seq))) => self.emit(
+                &inst,
+                seq,
+                Cause::UserSigExpired,
+                Actor::Client(inst.ip),
+                Vec::new(),
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not remove an instance whose UserSig expired")
+            }
         }
     }
 
-    /// The connection ended without `logout`: the instance stays, disconnected, for the grace (the reaper
-    /// removes it after that).
-    pub async fn detach(&self, key: &InstanceKey, conn: ConnRef) {
-        if let Err(e) = self.registry.detach(key, conn, self.clock.now_ms()).await {
-            tracing::warn!(error = %e, "could not mark an instance disconnected");
+    /// The connection ended without `logout` (`cause`: lost, or silent past the heartbeat): the instance stays,
+    /// disconnected, for the grace (the reaper removes it after that).
+    pub async fn detach(&self, key: &InstanceKey, conn: ConnRef, cause: Cause) {
+        match self.registry.detach(key, conn, self.clock.now_ms()).await {
+            Ok(Some((inst, seq))) => {
+                self.emit(&inst, seq, cause, Actor::Client(inst.ip), Vec::new())
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not mark an instance disconnected"),
         }
     }
 
@@ -339,15 +429,16 @@ impl Sessions {
         Ok(inst)
     }
 
-    /// `POST /v1/logout`: removes the instance; an attached connection is told `logged_out`.
-    pub async fn http_logout(&self, token: &str) -> Result<(), Failure> {
+    /// `POST /v1/logout` from `ip`: removes the instance; an attached connection is told `logged_out`.
+    pub async fn http_logout(&self, token: &str, ip: IpAddr) -> Result<(), Failure> {
         let key = self.tokens.verify(token).ok_or(Code::NoPreviousLogin)?;
-        let inst = self
+        let removed = self
             .registry
             .remove(&key, RemoveIf::Always)
             .await
             .map_err(registry_down)?;
-        let inst = inst.ok_or(Code::NoPreviousLogin)?;
+        let (inst, seq) = removed.ok_or(Code::NoPreviousLogin)?;
+        self.emit(&inst, seq, Cause::Logout, Actor::Client(ip), Vec::new());
         if let Some(conn) = inst.conn {
             self.hub
                 .send(
@@ -361,22 +452,59 @@ impl Sessions {
         Ok(())
     }
 
-    /// Removes every instance of a user (admin kick, account deleted or disabled); connected ones are told why.
+    /// Removes every instance of a user (an admin's kick, deletion or disabling of the account); connected ones
+    /// are told why. Returns how many there were.
     pub async fn kick_user(
         &self,
         sdkappid: u32,
         user_id: &str,
         reason: KickReason,
+        admin_ip: IpAddr,
     ) -> Result<usize, Failure> {
-        let removed = self
+        let (removed, seq) = self
             .registry
             .remove_user(sdkappid, user_id, reason, self.remember_ms())
             .await
             .map_err(registry_down)?;
+        if let Some(first) = removed.first() {
+            self.emit(
+                first,
+                seq,
+                cause_of(reason),
+                Actor::Admin(admin_ip),
+                Vec::new(),
+            );
+        }
         let kicked: Vec<(Instance, KickReason)> =
             removed.into_iter().map(|i| (i, reason)).collect();
         self.deliver_kicks(&kicked, None).await;
         Ok(kicked.len())
+    }
+
+    /// Removes one instance (an admin's kick); its connection, if any, is told why. `false` if it is gone.
+    pub async fn kick_instance(
+        &self,
+        key: &InstanceKey,
+        reason: KickReason,
+        admin_ip: IpAddr,
+    ) -> Result<bool, Failure> {
+        let removed = self
+            .registry
+            .kick(key, reason, self.remember_ms())
+            .await
+            .map_err(registry_down)?;
+        let Some((inst, seq)) = removed else {
+            return Ok(false);
+        };
+        self.emit(
+            &inst,
+            seq,
+            cause_of(reason),
+            Actor::Admin(admin_ip),
+            Vec::new(),
+        );
+        self.deliver_kicks(&[(inst, reason)], None).await;
+        Ok(true)
     }
 
     /// The reaper: removes disconnected instances at the end of their grace, or at their UserSig's expiry, a
@@ -392,9 +520,33 @@ impl Sessions {
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => return,
             }
-            if let Err(e) = self.registry.reap(self.clock.now_ms(), grace_ms).await {
-                tracing::warn!(error = %e, "could not reap disconnected instances");
+            match self.registry.reap(self.clock.now_ms(), grace_ms).await {
+                Ok(reaped) => {
+                    for r in reaped {
+                        // The end of the grace sends nothing: the disconnection was reported when it happened.
+                        if let Reaped::Expired(inst, seq) = r {
+                            let ip = inst.ip;
+                            self.emit(
+                                &inst,
+                                seq,
+                                Cause::UserSigExpired,
+                                Actor::Client(ip),
+                                Vec::new(),
+                            );
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not reap disconnected instances"),
             }
         }
+    }
+}
+
+/// The webhook cause of an admin's removal.
+fn cause_of(reason: KickReason) -> Cause {
+    match reason {
+        KickReason::AccountDeleted => Cause::AccountDeleted,
+        KickReason::AccountDisabled => Cause::AccountDisabled,
+        _ => Cause::AdminKick,
     }
 }

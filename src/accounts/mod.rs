@@ -1,22 +1,15 @@
-//! Accounts: the [`AccountStore`] trait with a PostgreSQL and a SQLite implementation ([`sql`] holds the one
-//! body both share), and [`Accounts`] ([`service`]), the read-through cache in front of it that the login path
-//! uses, whose first logins are registered in groups by a worker ([`registration`]).
+//! Accounts: the [`AccountStore`] trait (implemented for PostgreSQL and SQLite in [`crate::db`]), and
+//! [`Accounts`] ([`service`]), the read-through cache in front of it that the login path uses, whose first
+//! logins are registered in groups by a worker ([`registration`]).
 
-pub mod postgres;
 mod registration;
 mod service;
-mod sql;
-pub mod sqlite;
-
-use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use crate::db::{StoreError, StoreResult};
 pub use registration::RegistrationWorker;
 pub use service::Accounts;
-
-use crate::config::DatabaseSettings;
 
 /// One account.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -32,18 +25,6 @@ pub struct Account {
     /// Tickets issued at or before this unix second are revoked; 0 when none are.
     pub revoked_at: i64,
 }
-
-/// A storage failure: the database is unreachable or refused the query. Logins map it to 70169.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("account store: {0}")]
-    Db(#[from] sqlx::Error),
-    /// The grouped registration this request was part of failed.
-    #[error("account store (grouped registration): {0}")]
-    Batch(String),
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
 
 /// What a login needs to know of an account: the part the cache keeps (16 bytes a user, not the profile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,23 +109,8 @@ pub trait AccountStore: Send + Sync + 'static {
         from: &str,
         to: &str,
     ) -> StoreResult<Vec<(String, i64)>>;
+    /// Which of `user_ids` have an account in the app.
+    async fn existing(&self, sdkappid: u32, user_ids: &[String]) -> StoreResult<Vec<String>>;
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
-}
-
-/// How long a pool waits for a connection before the call fails (and a login answers 70169).
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Opens the store named by `database.url` and runs its migrations.
-pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Arc<dyn AccountStore>> {
-    let url = settings.url.expose();
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(
-            sqlite::SqliteStore::connect(url, settings.max_connections).await?,
-        ))
-    } else {
-        Ok(Arc::new(
-            postgres::PgStore::connect(url, settings.max_connections).await?,
-        ))
-    }
 }

@@ -28,6 +28,7 @@ use crate::platform::Platform;
 use crate::registry::{ConnRef, InstanceKey};
 use crate::request::LoginRequest;
 use crate::sessions::{LoginOk, Sessions};
+use crate::webhooks::event::Cause;
 
 /// Requests that may wait behind a login in progress before the connection counts as abusive (close 1008).
 pub const MAX_QUEUED: usize = 64;
@@ -234,6 +235,8 @@ struct Connection<'a, T> {
     state: State,
     wire: Wire<'a, T>,
     last_seen: Instant,
+    /// Why the instance is left disconnected if the connection ends now (its webhook's cause).
+    end: Cause,
 }
 
 enum Flow {
@@ -265,11 +268,12 @@ where
             closing: false,
         },
         last_seen: Instant::now(),
+        end: Cause::Disconnect,
     };
     c.run(&mailbox).await;
     // The usual end: detach here rather than from Drop (which needs a task of its own).
     if let Some(cur) = c.state.take_current() {
-        c.sessions.detach(&cur.key, c.conn).await;
+        c.sessions.detach(&cur.key, c.conn, c.end).await;
     }
 }
 
@@ -282,7 +286,7 @@ impl<T> Drop for Connection<'_, T> {
             // Outside a runtime (it is shutting down) there is nothing left to keep resumable.
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let (sessions, conn, key) = (self.sessions.clone(), self.conn, cur.key.clone());
-                rt.spawn(async move { sessions.detach(&key, conn).await });
+                rt.spawn(async move { sessions.detach(&key, conn, Cause::Disconnect).await });
             }
         }
     }
@@ -386,6 +390,7 @@ where
             self.on_sig_timer().await;
         }
         if self.last_seen + self.limits.heartbeat <= now {
+            self.end = Cause::HeartbeatTimeout;
             if self.wire.blocked() {
                 return Flow::Stop;
             }
@@ -537,7 +542,7 @@ where
         let Some(cur) = self.state.take_current() else {
             return Err(Code::NotLoggedIn.into());
         };
-        match self.sessions.logout(&cur.key).await {
+        match self.sessions.logout(&cur.key, Cause::Logout, self.ip).await {
             Ok(_) => Ok(json!({})),
             Err(f) => {
                 self.state = State::LoggedIn(cur);
@@ -601,13 +606,14 @@ where
             self.leave_current().await;
         }
         let keeps = self.state.take_current();
-        let work = Box::pin(async move { sessions.resume(&token, conn).await });
+        let ip = self.ip;
+        let work = Box::pin(async move { sessions.resume(&token, conn, ip).await });
         self.started(id, keeps, start(conn, self.sessions.clone(), work).await)
     }
 
     async fn leave_current(&mut self) {
         if let Some(cur) = self.state.take_current() {
-            if let Err(f) = self.sessions.logout(&cur.key).await {
+            if let Err(f) = self.sessions.logout(&cur.key, Cause::Switch, self.ip).await {
                 tracing::warn!(
                     code = f.code.number(),
                     "could not log out the instance being switched away from"
@@ -729,7 +735,9 @@ async fn start(
         let res = Box::new(work.await);
         if let Err(Ok(ok)) = tx.send(res).map_err(|r| *r) {
             if !ok.repeat_login {
-                sessions.detach(&ok.instance.key(), conn).await;
+                sessions
+                    .detach(&ok.instance.key(), conn, Cause::Disconnect)
+                    .await;
             }
         }
     });

@@ -13,17 +13,20 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::accounts::{sqlite::SqliteStore, AccountStore, Accounts};
+use crate::accounts::Accounts;
 use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::dau::Dau;
+use crate::db::Database;
 use crate::hub::Mailbox;
+use crate::policies::Policies;
 use crate::registry::memory::MemoryRegistry;
 use crate::request::Fields;
 use crate::sdkapps::SdkApps;
-use crate::sessions::SessionTiming;
+use crate::sessions::{Parts, SessionTiming};
 use crate::usersig::tls;
+use crate::webhooks::outbox::Outbox;
 
 const APP: u32 = 1_400_000_000;
 const KEY: &str = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e";
@@ -142,13 +145,13 @@ fn login_request(user: &str, platform: &str) -> LoginRequest {
 /// The login service on a paused clock starting at [`T0`], with `users` registered (and cached) first.
 async fn sessions(users: &[&str]) -> Arc<Sessions> {
     let settings = Settings::load_with_env(None, Vec::new()).unwrap();
-    let store: Arc<dyn AccountStore> =
-        Arc::new(SqliteStore::connect("sqlite::memory:", 1).await.unwrap());
-    let (accounts, registrations) = Accounts::new(store.clone());
+    let db = Database::open("sqlite::memory:", 1).await.unwrap();
+    let (accounts, registrations) = Accounts::new(db.accounts.clone());
     tokio::spawn(registrations.run(CancellationToken::new()));
     for u in users {
         accounts.get_or_register(APP, u, T0).await.unwrap();
     }
+    let policies = Policies::load(db.policies.clone()).await.unwrap();
     tokio::time::pause();
     let clock = Clock::following_tokio(T0 * 1000);
     let auth = Arc::new(Authenticator::new(
@@ -157,22 +160,25 @@ async fn sessions(users: &[&str]) -> Arc<Sessions> {
         100,
         clock.clone(),
     ));
-    // The writer is not run: its rows wait in memory, and no test here reads them.
-    let (dau, _writer) = Dau::new(store, clock.clone());
+    // The writers are not run: their rows wait in memory, and no test here reads them.
+    let (dau, _writer) = Dau::new(db.accounts.clone(), clock.clone());
+    let (outbox, _writer) = Outbox::new(db.outbox.clone(), Default::default());
     let timing = SessionTiming {
         reconnect_grace: Duration::from_secs(120),
         sig_expiry_notice_secs: 300,
         heartbeat_timeout: Duration::from_secs(90),
     };
     let registry = Arc::new(MemoryRegistry::new(clock.clone()));
-    Sessions::new(
+    Sessions::new(Parts {
         auth,
         registry,
+        policies,
         dau,
+        outbox,
         timing,
-        "a-session-secret-for-tests",
+        session_secret: "a-session-secret-for-tests".into(),
         clock,
-    )
+    })
 }
 
 const LIMITS: Limits = Limits {
@@ -415,7 +421,7 @@ async fn resume_of_an_instance_whose_usersig_expired_is_refused_without_moving_i
     let key = ok.instance.key();
     tokio::time::advance(Duration::from_secs(11)).await;
     let (other, _other_mailbox) = s.hub.register();
-    let refused = s.resume(&ok.session_token, other).await.unwrap_err();
+    let refused = s.resume(&ok.session_token, other, IP).await.unwrap_err();
     assert_eq!(refused.code, Code::NoPreviousLogin);
     assert_eq!(
         s.registry.get(&key).await.unwrap().unwrap().conn,
@@ -423,8 +429,9 @@ async fn resume_of_an_instance_whose_usersig_expired_is_refused_without_moving_i
         "left on the connection it is on, which tells its client when its timer fires"
     );
     // Disconnected, it is removed by the attempt.
-    s.detach(&key, holder).await;
-    let refused = s.resume(&ok.session_token, other).await.unwrap_err();
+    s.detach(&key, holder, crate::webhooks::event::Cause::Disconnect)
+        .await;
+    let refused = s.resume(&ok.session_token, other, IP).await.unwrap_err();
     assert_eq!(refused.code, Code::NoPreviousLogin);
     assert!(s.registry.get(&key).await.unwrap().is_none());
 }

@@ -101,9 +101,13 @@ pub async fn session(State(state): State<AppState>, headers: HeaderMap) -> Respo
     reply(result)
 }
 
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn logout(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> Response {
     let result = async {
-        state.sessions.http_logout(bearer(&headers)?).await?;
+        state.sessions.http_logout(bearer(&headers)?, ip).await?;
         Ok(json!({}))
     }
     .await;

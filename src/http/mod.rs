@@ -1,5 +1,7 @@
-//! The HTTP side: the server loop ([`serve`]), the client API ([`client`]) and health checks ([`health`]).
+//! The HTTP side: the server loop ([`serve`]), the client API ([`client`]), the admin APIs ([`admin`]) and
+//! health checks ([`health`]).
 
+pub mod admin;
 pub mod client;
 pub mod health;
 pub mod serve;

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 
 use super::policy::{self, KickReason, Policy, Slot};
-use super::{Attach, ConnRef, Instance, InstanceKey, RegResult, Registry, RemoveIf};
+use super::{
+    next_seq, Admitted, Attach, ConnRef, Instance, InstanceKey, Reaped, RegResult, Registry,
+    RemoveIf, Seq,
+};
 use crate::clock::Clock;
 
 /// Kick records kept per user (the newest).
@@ -18,6 +21,8 @@ struct UserEntry {
     instances: Vec<Instance>,
     /// (instance_id, reason, forget at unix ms)
     kicked: Vec<(String, KickReason, i64)>,
+    /// The number of the user's last change.
+    seq: Seq,
 }
 
 impl UserEntry {
@@ -33,14 +38,27 @@ impl UserEntry {
         self.kicked.push((instance_id, reason, until));
     }
 
-    fn is_empty(&self) -> bool {
-        self.instances.is_empty() && self.kicked.is_empty()
+    fn next_seq(&mut self, now_ms: i64) -> Seq {
+        self.seq = next_seq(self.seq, now_ms);
+        self.seq
+    }
+
+    fn position(&self, instance_id: &str) -> Option<usize> {
+        self.instances
+            .iter()
+            .position(|i| i.instance_id == instance_id)
+    }
+
+    /// Nothing left to keep: no instances, no kick records, and no change numbered in this millisecond or later
+    /// (a new entry's numbers start from the time, so they stay above this one's).
+    fn is_spent(&self, now_ms: i64) -> bool {
+        self.instances.is_empty() && self.kicked.is_empty() && (self.seq >> 10) < now_ms as u64
     }
 }
 
 pub struct MemoryRegistry {
     users: DashMap<(u32, String), UserEntry>,
-    seq: AtomicU64,
+    order: AtomicU64,
     clock: Clock,
 }
 
@@ -48,23 +66,38 @@ impl MemoryRegistry {
     pub fn new(clock: Clock) -> Self {
         MemoryRegistry {
             users: DashMap::new(),
-            seq: AtomicU64::new(0),
+            order: AtomicU64::new(0),
             clock,
         }
     }
 
-    /// Runs `f` on a user's entry and drops the entry when it ends up empty.
-    fn with_user<R>(&self, sdkappid: u32, user_id: &str, f: impl FnOnce(&mut UserEntry) -> R) -> R {
-        let key = (sdkappid, user_id.to_owned());
-        let mut entry = self.users.entry(key.clone()).or_default();
-        entry.forget_old_kicks(self.clock.now_ms());
-        let out = f(&mut entry);
-        let empty = entry.is_empty();
-        drop(entry);
-        if empty {
-            self.users.remove_if(&key, |_, e| e.is_empty());
-        }
-        out
+    /// Runs `f` on a user's entry (created if missing). Spent entries are dropped by the reaper.
+    fn with_user<R>(
+        &self,
+        sdkappid: u32,
+        user_id: &str,
+        f: impl FnOnce(&mut UserEntry, i64) -> R,
+    ) -> R {
+        let now = self.clock.now_ms();
+        let mut entry = self
+            .users
+            .entry((sdkappid, user_id.to_owned()))
+            .or_default();
+        entry.forget_old_kicks(now);
+        f(&mut entry, now)
+    }
+
+    /// Runs `f` on a user's entry if there is one.
+    fn with_existing<R>(
+        &self,
+        sdkappid: u32,
+        user_id: &str,
+        f: impl FnOnce(&mut UserEntry, i64) -> Option<R>,
+    ) -> Option<R> {
+        let now = self.clock.now_ms();
+        let mut entry = self.users.get_mut(&(sdkappid, user_id.to_owned()))?;
+        entry.forget_old_kicks(now);
+        f(&mut entry, now)
     }
 
     /// Test helper: checks that the stored state satisfies `policy` for every user.
@@ -105,10 +138,10 @@ impl Registry for MemoryRegistry {
         mut new: Instance,
         pol: &Policy,
         remember_ms: i64,
-    ) -> RegResult<Vec<(Instance, KickReason)>> {
-        new.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let until = self.clock.now_ms() + remember_ms;
-        Ok(self.with_user(new.sdkappid, &new.user_id.clone(), |e| {
+    ) -> RegResult<Admitted> {
+        new.seq = self.order.fetch_add(1, Ordering::Relaxed) + 1;
+        let (sdkappid, user_id) = (new.sdkappid, new.user_id.clone());
+        Ok(self.with_user(sdkappid, &user_id, |e, now| {
             let slots: Vec<Slot> = e
                 .instances
                 .iter()
@@ -121,19 +154,22 @@ impl Registry for MemoryRegistry {
             let mut kicks = policy::admit(pol, &slots, new.platform, new.device_id.as_deref());
             // Remove from the back so indices stay valid.
             kicks.sort_by_key(|k| std::cmp::Reverse(k.0));
-            let mut removed: Vec<(Instance, KickReason)> = kicks
+            let mut kicked: Vec<(Instance, KickReason)> = kicks
                 .into_iter()
                 .map(|(i, reason)| {
                     let inst = e.instances.remove(i);
-                    e.remember(inst.instance_id.clone(), reason, until);
+                    e.remember(inst.instance_id.clone(), reason, now + remember_ms);
                     (inst, reason)
                 })
                 .collect();
-            removed.reverse();
+            kicked.reverse();
             // Most users hold one instance: do not let the first push reserve room for four.
             e.instances.reserve_exact(1);
             e.instances.push(new);
-            removed
+            Admitted {
+                kicked,
+                seq: e.next_seq(now),
+            }
         }))
     }
 
@@ -150,25 +186,24 @@ impl Registry for MemoryRegistry {
     }
 
     async fn attach(&self, key: &InstanceKey, conn: ConnRef, now_secs: i64) -> RegResult<Attach> {
-        Ok(self.with_user(key.sdkappid, &key.user_id, |e| {
-            let Some(inst) = e
-                .instances
-                .iter_mut()
-                .find(|i| i.instance_id == key.instance_id)
-            else {
-                return Attach::Gone;
-            };
-            if now_secs > inst.sig_expires_at {
-                return Attach::Expired(inst.clone());
-            }
-            let previous = inst.conn.filter(|c| *c != conn);
-            inst.conn = Some(conn);
-            inst.disconnected_at_ms = None;
-            Attach::Attached {
-                instance: inst.clone(),
-                previous,
-            }
-        }))
+        Ok(self
+            .with_existing(key.sdkappid, &key.user_id, |e, now| {
+                let pos = e.position(&key.instance_id)?;
+                let inst = &mut e.instances[pos];
+                if now_secs > inst.sig_expires_at {
+                    return Some(Attach::Expired(inst.clone()));
+                }
+                let previous = inst.conn.filter(|c| *c != conn);
+                inst.conn = Some(conn);
+                inst.disconnected_at_ms = None;
+                let instance = inst.clone();
+                Some(Attach::Attached {
+                    instance,
+                    previous,
+                    seq: e.next_seq(now),
+                })
+            })
+            .unwrap_or(Attach::Gone))
     }
 
     async fn detach(
@@ -176,20 +211,28 @@ impl Registry for MemoryRegistry {
         key: &InstanceKey,
         conn: ConnRef,
         now: i64,
-    ) -> RegResult<Option<Instance>> {
-        Ok(self.with_user(key.sdkappid, &key.user_id, |e| {
-            let inst = e
-                .instances
-                .iter_mut()
-                .find(|i| i.instance_id == key.instance_id && i.conn == Some(conn))?;
-            inst.conn = None;
-            inst.disconnected_at_ms = Some(now);
-            Some(inst.clone())
-        }))
+    ) -> RegResult<Option<(Instance, Seq)>> {
+        Ok(
+            self.with_existing(key.sdkappid, &key.user_id, |e, clock_now| {
+                let pos = e.position(&key.instance_id)?;
+                let inst = &mut e.instances[pos];
+                if inst.conn != Some(conn) {
+                    return None;
+                }
+                inst.conn = None;
+                inst.disconnected_at_ms = Some(now);
+                let inst = inst.clone();
+                Some((inst, e.next_seq(clock_now)))
+            }),
+        )
     }
 
-    async fn remove(&self, key: &InstanceKey, cond: RemoveIf) -> RegResult<Option<Instance>> {
-        Ok(self.with_user(key.sdkappid, &key.user_id, |e| {
+    async fn remove(
+        &self,
+        key: &InstanceKey,
+        cond: RemoveIf,
+    ) -> RegResult<Option<(Instance, Seq)>> {
+        Ok(self.with_existing(key.sdkappid, &key.user_id, |e, now| {
             let pos = e.instances.iter().position(|i| {
                 i.instance_id == key.instance_id
                     && match cond {
@@ -197,7 +240,22 @@ impl Registry for MemoryRegistry {
                         RemoveIf::SigExpiresAt(t) => i.sig_expires_at == t,
                     }
             })?;
-            Some(e.instances.remove(pos))
+            let inst = e.instances.remove(pos);
+            Some((inst, e.next_seq(now)))
+        }))
+    }
+
+    async fn kick(
+        &self,
+        key: &InstanceKey,
+        reason: KickReason,
+        remember_ms: i64,
+    ) -> RegResult<Option<(Instance, Seq)>> {
+        Ok(self.with_existing(key.sdkappid, &key.user_id, |e, now| {
+            let pos = e.position(&key.instance_id)?;
+            let inst = e.instances.remove(pos);
+            e.remember(inst.instance_id.clone(), reason, now + remember_ms);
+            Some((inst, e.next_seq(now)))
         }))
     }
 
@@ -207,31 +265,24 @@ impl Registry for MemoryRegistry {
         user_id: &str,
         reason: KickReason,
         remember_ms: i64,
-    ) -> RegResult<Vec<Instance>> {
-        let until = self.clock.now_ms() + remember_ms;
-        Ok(self.with_user(sdkappid, user_id, |e| {
+    ) -> RegResult<(Vec<Instance>, Seq)> {
+        Ok(self.with_user(sdkappid, user_id, |e, now| {
             let removed: Vec<Instance> = std::mem::take(&mut e.instances);
             for i in &removed {
-                e.remember(i.instance_id.clone(), reason, until);
+                e.remember(i.instance_id.clone(), reason, now + remember_ms);
             }
-            removed
+            (removed, e.next_seq(now))
         }))
     }
 
     async fn set_sig_expiry(&self, key: &InstanceKey, expires_at: i64) -> RegResult<bool> {
-        Ok(self.with_user(key.sdkappid, &key.user_id, |e| {
-            match e
-                .instances
-                .iter_mut()
-                .find(|i| i.instance_id == key.instance_id)
-            {
-                Some(i) => {
-                    i.sig_expires_at = expires_at;
-                    true
-                }
-                None => false,
-            }
-        }))
+        Ok(self
+            .with_existing(key.sdkappid, &key.user_id, |e, _| {
+                let pos = e.position(&key.instance_id)?;
+                e.instances[pos].sig_expires_at = expires_at;
+                Some(())
+            })
+            .is_some())
     }
 
     async fn user_instances(&self, sdkappid: u32, user_id: &str) -> RegResult<Vec<Instance>> {
@@ -264,22 +315,29 @@ impl Registry for MemoryRegistry {
             }))
     }
 
-    async fn reap(&self, now: i64, grace_ms: i64) -> RegResult<Vec<Instance>> {
+    async fn reap(&self, now: i64, grace_ms: i64) -> RegResult<Vec<Reaped>> {
         let mut reaped = Vec::new();
+        let clock_now = self.clock.now_ms();
         self.users.retain(|_, e| {
             e.forget_old_kicks(now);
-            e.instances.retain(|i| {
-                let grace_over = i
-                    .disconnected_at_ms
-                    .is_some_and(|t| i.conn.is_none() && now >= t + grace_ms);
+            let mut i = 0;
+            while i < e.instances.len() {
+                let inst = &e.instances[i];
+                let disconnected = inst.conn.is_none();
+                let grace_over =
+                    disconnected && inst.disconnected_at_ms.is_some_and(|t| now >= t + grace_ms);
                 // Expired means now > expires_at, in whole seconds.
-                let expired = i.conn.is_none() && now.div_euclid(1000) > i.sig_expires_at;
-                if grace_over || expired {
-                    reaped.push(i.clone());
+                let expired = disconnected && now.div_euclid(1000) > inst.sig_expires_at;
+                if expired {
+                    let inst = e.instances.remove(i);
+                    reaped.push(Reaped::Expired(inst, e.next_seq(clock_now)));
+                } else if grace_over {
+                    reaped.push(Reaped::GraceEnded(e.instances.remove(i)));
+                } else {
+                    i += 1;
                 }
-                !(grace_over || expired)
-            });
-            !e.is_empty()
+            }
+            !e.is_spent(clock_now)
         });
         Ok(reaped)
     }
@@ -305,6 +363,7 @@ mod tests {
             sig_expires_at: i64::MAX,
             conn: conn.map(|c| ConnRef { node: 1, conn: c }),
             disconnected_at_ms: None,
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
         }
     }
 
@@ -344,7 +403,7 @@ mod tests {
                             created += 1;
                             let new = instance(created, p, d, connected.then_some(created as u64));
                             let id = new.instance_id.clone();
-                            for (inst, reason) in reg.admit(new, &pol, 60_000).await.unwrap() {
+                            for (inst, reason) in reg.admit(new, &pol, 60_000).await.unwrap().kicked {
                                 assert!(kicked_ids.insert(inst.instance_id.clone()), "kicked twice");
                                 assert_eq!(reg.kicked(&inst.key()).await.unwrap(), Some(reason));
                             }
@@ -406,16 +465,21 @@ mod tests {
                 .unwrap();
             // 100.999 s: the ticket (expiring at 100) is not expired yet; the grace (97 s + 5 s) is not over.
             assert!(reg.reap(100_999, 5_000).await.unwrap().is_empty());
-            let ids = |v: Vec<Instance>| v.into_iter().map(|i| i.instance_id).collect::<Vec<_>>();
+            let ids = |v: Vec<Reaped>| {
+                v.into_iter()
+                    .map(|r| match r {
+                        Reaped::Expired(i, _) => format!("expired {}", i.instance_id),
+                        Reaped::GraceEnded(i) => format!("grace {}", i.instance_id),
+                    })
+                    .collect::<Vec<_>>()
+            };
             assert_eq!(
                 ids(reg.reap(101_000, 5_000).await.unwrap()),
-                vec!["i3".to_string()],
-                "expired"
+                vec!["expired i3".to_string()],
             );
             assert_eq!(
                 ids(reg.reap(102_000, 5_000).await.unwrap()),
-                vec!["i2".to_string()],
-                "grace over"
+                vec!["grace i2".to_string()],
             );
             // A resumed instance is not reaped.
             let again = instance(4, Platform::Web, None, Some(4));
@@ -447,5 +511,46 @@ mod tests {
                 Attach::Attached { previous: Some(p), .. } if p == conn(6)
             ));
         });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_change_of_a_user_is_numbered_in_order_even_across_a_dropped_entry() {
+        let reg = MemoryRegistry::new(Clock::following_tokio(1_000_000));
+        let pol = Policy {
+            mode: Mode::Multi,
+            web_instances: 10,
+            instances_per_platform: 3,
+        };
+        let a = instance(1, Platform::Web, None, Some(1));
+        let mut seqs = vec![reg.admit(a.clone(), &pol, 0).await.unwrap().seq];
+        let (_, s) = reg
+            .detach(&a.key(), ConnRef { node: 1, conn: 1 }, 1_000_000)
+            .await
+            .unwrap()
+            .unwrap();
+        seqs.push(s);
+        seqs.push(
+            reg.remove(&a.key(), RemoveIf::Always)
+                .await
+                .unwrap()
+                .unwrap()
+                .1,
+        );
+        // The entry is spent, but not dropped within the same millisecond...
+        assert!(reg.reap(1_000_000, 60_000).await.unwrap().is_empty());
+        seqs.push(reg.admit(a.clone(), &pol, 0).await.unwrap().seq);
+        seqs.push(
+            reg.remove_user(1, "u", KickReason::AdminKick, 0)
+                .await
+                .unwrap()
+                .1,
+        );
+        // ...and once it is, the next change still numbers higher: it starts from a later time.
+        tokio::time::advance(std::time::Duration::from_millis(5)).await;
+        reg.reap(1_000_005, 60_000).await.unwrap();
+        assert!(reg.users.is_empty());
+        seqs.push(reg.admit(a, &pol, 0).await.unwrap().seq);
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        assert_eq!(seqs[0], 1_000_000 << 10);
     }
 }

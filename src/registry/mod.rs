@@ -38,6 +38,8 @@ pub struct Instance {
     pub conn: Option<ConnRef>,
     /// When it was last detached (unix ms); the grace runs from here.
     pub disconnected_at_ms: Option<i64>,
+    /// The client address it logged in from.
+    pub ip: std::net::IpAddr,
 }
 
 impl Instance {
@@ -77,6 +79,23 @@ pub enum RemoveIf {
     SigExpiresAt(i64),
 }
 
+/// The number of a change to a user's instances: increasing per user, in the order the changes took effect
+/// (and across restarts: it starts from the time, in ms × 1024). Webhooks carry it as `Seq`.
+pub type Seq = u64;
+
+/// The next change number of a user whose last one was `last`, at unix time `now_ms`.
+pub fn next_seq(last: Seq, now_ms: i64) -> Seq {
+    (last + 1).max((now_ms.max(0) as u64) << 10)
+}
+
+/// The result of admitting a login.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// The instances it displaced, with why.
+    pub kicked: Vec<(Instance, KickReason)>,
+    pub seq: Seq,
+}
+
 /// The result of attaching an instance to a connection.
 #[derive(Debug, Clone)]
 pub enum Attach {
@@ -84,6 +103,7 @@ pub enum Attach {
         instance: Instance,
         /// The connection it was attached to before, which must be closed with 4002.
         previous: Option<ConnRef>,
+        seq: Seq,
     },
     /// Its UserSig has expired: it was left as it was (on the connection it is on, if any).
     Expired(Instance),
@@ -91,17 +111,21 @@ pub enum Attach {
     Gone,
 }
 
-/// Storage of instances. Every method on one user is linearizable.
+/// An instance the reaper removed.
+#[derive(Debug, Clone)]
+pub enum Reaped {
+    /// Disconnected past the grace (no webhook: the disconnection was reported when it happened).
+    GraceEnded(Instance),
+    /// Its UserSig expired while it was disconnected.
+    Expired(Instance, Seq),
+}
+
+/// Storage of instances. Every method on one user is linearizable; every change is numbered ([`Seq`]).
 #[async_trait]
 pub trait Registry: Send + Sync + 'static {
     /// Adds `new` under `policy` (see [`policy::admit`]) and removes what it displaces, returning the removed
     /// instances with their reasons. Removed instances are remembered (see [`Registry::kicked`]) for `remember_ms`.
-    async fn admit(
-        &self,
-        new: Instance,
-        policy: &Policy,
-        remember_ms: i64,
-    ) -> RegResult<Vec<(Instance, KickReason)>>;
+    async fn admit(&self, new: Instance, policy: &Policy, remember_ms: i64) -> RegResult<Admitted>;
     async fn get(&self, key: &InstanceKey) -> RegResult<Option<Instance>>;
     /// Attaches the instance to `conn` (clearing its disconnected mark), unless its UserSig has expired by
     /// `now_secs`.
@@ -112,9 +136,17 @@ pub trait Registry: Send + Sync + 'static {
         key: &InstanceKey,
         conn: ConnRef,
         now_ms: i64,
-    ) -> RegResult<Option<Instance>>;
-    /// Removes the instance (logout, expiry, end of grace) if `cond` holds.
-    async fn remove(&self, key: &InstanceKey, cond: RemoveIf) -> RegResult<Option<Instance>>;
+    ) -> RegResult<Option<(Instance, Seq)>>;
+    /// Removes the instance (logout, expiry) if `cond` holds.
+    async fn remove(&self, key: &InstanceKey, cond: RemoveIf)
+        -> RegResult<Option<(Instance, Seq)>>;
+    /// Removes one instance for `reason` (an admin kick), remembering why for `remember_ms`.
+    async fn kick(
+        &self,
+        key: &InstanceKey,
+        reason: KickReason,
+        remember_ms: i64,
+    ) -> RegResult<Option<(Instance, Seq)>>;
     /// Removes every instance of a user for `reason`, remembering why for `remember_ms`.
     async fn remove_user(
         &self,
@@ -122,7 +154,7 @@ pub trait Registry: Send + Sync + 'static {
         user_id: &str,
         reason: KickReason,
         remember_ms: i64,
-    ) -> RegResult<Vec<Instance>>;
+    ) -> RegResult<(Vec<Instance>, Seq)>;
     /// Sets a new UserSig expiry (`renew_sig`); `false` if the instance is gone.
     async fn set_sig_expiry(&self, key: &InstanceKey, expires_at: i64) -> RegResult<bool>;
     async fn user_instances(&self, sdkappid: u32, user_id: &str) -> RegResult<Vec<Instance>>;
@@ -131,5 +163,5 @@ pub trait Registry: Send + Sync + 'static {
     async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<KickReason>>;
     /// Removes every disconnected instance whose grace (`grace_ms` from its disconnection) has ended or whose
     /// UserSig has expired, and forgets kick records past their time. Run periodically.
-    async fn reap(&self, now_ms: i64, grace_ms: i64) -> RegResult<Vec<Instance>>;
+    async fn reap(&self, now_ms: i64, grace_ms: i64) -> RegResult<Vec<Reaped>>;
 }

@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use imlogin::accounts::{postgres::PgStore, sqlite::SqliteStore, AccountStore, Accounts};
+use imlogin::accounts::{AccountStore, Accounts};
 use imlogin::app::{AppState, Application};
 use imlogin::client::{Client, ClientEvent, LoginParams};
 use imlogin::config::Settings;
+use imlogin::db::Database;
 use sqlx::Connection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -91,15 +92,20 @@ impl TestDb {
     }
 
     pub async fn store(&self) -> Arc<dyn AccountStore> {
-        self.store_via(None).await
+        self.database().await.accounts
     }
 
     pub async fn store_via(&self, via: Option<SocketAddr>) -> Arc<dyn AccountStore> {
-        let url = self.url_via(via);
-        match self.backend {
-            Backend::Postgres => Arc::new(PgStore::connect(&url, 8).await.unwrap()),
-            Backend::Sqlite => Arc::new(SqliteStore::connect(&url, 8).await.unwrap()),
-        }
+        self.database_via(via).await.accounts
+    }
+
+    pub async fn database(&self) -> Database {
+        self.database_via(None).await
+    }
+
+    /// The database, reached through `via` (a proxy's address) if given.
+    pub async fn database_via(&self, via: Option<SocketAddr>) -> Database {
+        Database::open(&self.url_via(via), 8).await.unwrap()
     }
 }
 
@@ -261,8 +267,8 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn(settings: Settings, store: Arc<dyn AccountStore>) -> TestApp {
-        let app = Application::build_with(settings, store, imlogin::clock::Clock::system())
+    pub async fn spawn(settings: Settings, db: Database) -> TestApp {
+        let app = Application::build_with(settings, db, imlogin::clock::Clock::system())
             .await
             .unwrap();
         let addr = app.local_addr();
@@ -381,7 +387,11 @@ macro_rules! on_sqlite {
 /// A fresh database of `backend` and the server on it, with config overrides.
 pub async fn spawn_on(backend: Backend, overrides: &[(&str, &str)]) -> (TestDb, TestApp) {
     let db = TestDb::new(backend).await;
-    let app = TestApp::spawn(test_settings_with(&db.url(), overrides), db.store().await).await;
+    let app = TestApp::spawn(
+        test_settings_with(&db.url(), overrides),
+        db.database().await,
+    )
+    .await;
     (db, app)
 }
 
@@ -391,7 +401,7 @@ pub async fn spawn_behind_proxy() -> (TestDb, Proxy, TestApp) {
     let proxy = Proxy::start(db.pg_addr.unwrap()).await;
     let app = TestApp::spawn(
         test_settings(&db.url()),
-        db.store_via(Some(proxy.addr)).await,
+        db.database_via(Some(proxy.addr)).await,
     )
     .await;
     (db, proxy, app)

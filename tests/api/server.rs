@@ -9,7 +9,7 @@ use crate::helpers::{test_settings, Backend, TestApp, TestDb};
 #[tokio::test]
 async fn healthz_and_readyz_on_sqlite() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let app = TestApp::spawn(test_settings(&db.url()), db.store().await).await;
+    let app = TestApp::spawn(test_settings(&db.url()), db.database().await).await;
     assert_eq!(app.status_of("/healthz").await, 200);
     assert_eq!(app.status_of("/readyz").await, 200);
 }

@@ -216,7 +216,7 @@ async fn resume_of_kicked_or_gone_instances(backend: Backend) {
         assert_eq!(
             app.state
                 .sessions
-                .kick_user(APP, &user, reason)
+                .kick_user(APP, &user, reason, std::net::Ipv4Addr::LOCALHOST.into())
                 .await
                 .unwrap(),
             1

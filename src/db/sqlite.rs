@@ -7,7 +7,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::sql::sql_account_store;
+use super::sql::sql_stores;
 use super::ACQUIRE_TIMEOUT;
 
 pub struct SqliteStore {
@@ -45,4 +45,4 @@ impl SqliteStore {
     }
 }
 
-sql_account_store!(SqliteStore, sqlx::Sqlite);
+sql_stores!(SqliteStore, sqlx::Sqlite);

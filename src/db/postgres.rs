@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::sql::sql_account_store;
+use super::sql::sql_stores;
 use super::ACQUIRE_TIMEOUT;
 
 pub struct PgStore {
@@ -26,4 +26,4 @@ impl PgStore {
     }
 }
 
-sql_account_store!(PgStore, sqlx::Postgres);
+sql_stores!(PgStore, sqlx::Postgres);
