@@ -185,7 +185,13 @@ impl Delivery {
                 continue;
             }
             self.tail(&mut q, now).await;
-            q.promote_due(now);
+            // Stopping, events waiting only for their settle time go now; retries keep their backoff.
+            let settle = if stop.is_cancelled() {
+                SETTLE.as_millis() as i64
+            } else {
+                0
+            };
+            q.promote_due(now + settle);
             while q.in_flight < MAX_IN_FLIGHT {
                 let Some(key) = q.runnable.pop_front() else {
                     break;

@@ -419,3 +419,78 @@ impl TestApp {
             .as_u16()
     }
 }
+
+/// The demo app's admin API key (config/default.toml).
+pub const ADMIN_KEY: &str = "demo-admin-api-key-FOR-TRYING-ONLY";
+/// A second app, for isolation tests: add it with [`OTHER_APP_ENV`].
+pub const OTHER_APP: u32 = 1_400_000_001;
+pub const OTHER_KEY: &str = "the-other-apps-secret-key";
+pub const OTHER_ADMIN_KEY: &str = "the-other-apps-admin-api-key";
+pub const OTHER_APP_ENV: [(&str, &str); 4] = [
+    ("APPS__1__SDKAPPID", "1400000001"),
+    ("APPS__1__SECRET_KEY", OTHER_KEY),
+    ("APPS__1__ADMINS", r#"["administrator"]"#),
+    ("APPS__1__ADMIN_API_KEY", OTHER_ADMIN_KEY),
+];
+
+impl TestApp {
+    /// The query string of a `/v4` call by the demo app's admin.
+    pub fn v4_query(&self) -> String {
+        let sig = sig("administrator", None, 3600);
+        format!(
+            "sdkappid={APP}&identifier=administrator&usersig={sig}&random=12345&contenttype=json"
+        )
+    }
+
+    /// `POST /v4/{path}?{query}` with `body`; the REST API always answers 200 with JSON.
+    pub async fn v4_with(&self, path: &str, query: &str, body: &str) -> serde_json::Value {
+        let r = self
+            .http
+            .post(self.url(&format!("/v4/{path}?{query}")))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the REST API always answers 200");
+        r.json().await.unwrap()
+    }
+
+    /// A `/v4` call by the demo app's admin.
+    pub async fn v4(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        self.v4_with(path, &self.v4_query(), &body.to_string())
+            .await
+    }
+
+    /// A native admin call with the demo app's key: (status, JSON body or null).
+    pub async fn native(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.native_as(ADMIN_KEY, method, path, body).await
+    }
+
+    pub async fn native_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(&format!("/admin/v1/apps/{APP}{path}")))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}

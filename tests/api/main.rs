@@ -1,6 +1,8 @@
 //! One integration test binary: real PostgreSQL, real SQLite files, the real server on port 0.
 
 mod accounts;
+mod admin_native;
+mod admin_v4;
 mod auth;
 mod cli;
 mod deploy;
@@ -9,5 +11,6 @@ mod http_client;
 mod races;
 mod security;
 mod server;
+mod webhooks;
 mod ws_login;
 mod ws_protocol;
