@@ -13,7 +13,7 @@ use crate::registry::policy::{KickReason, Policy};
 use crate::registry::{Instance, InstanceKey};
 use crate::sessions::Sessions;
 use crate::usersig::is_valid_user_id;
-use crate::webhooks::outbox::StoredEvent;
+use crate::webhooks::outbox::StoredDeadLetter;
 
 /// Who asks: an admin UserID (REST v4) or an app's API key (native), and from where.
 #[derive(Debug, Clone)]
@@ -456,7 +456,7 @@ impl Admin {
         sdkappid: u32,
         after: i64,
         limit: u32,
-    ) -> AdminResult<Vec<StoredEvent>> {
+    ) -> AdminResult<Vec<StoredDeadLetter>> {
         Ok(self.db.outbox.dead_letters(sdkappid, after, limit).await?)
     }
 

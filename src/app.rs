@@ -88,15 +88,16 @@ impl Application {
         let mut workers = Workers::new();
         // Started in the order of what feeds what, so they stop (in reverse) only once nothing feeds them:
         // webhook delivery ← the outbox writer ← the daily-active writer ← registrations ← the reaper.
-        let written = Arc::new(tokio::sync::Notify::new());
+        let node = format!("{:016x}", rand::random::<u64>());
+        let (outbox, outbox_writer, written) = Outbox::new(db.outbox.clone(), node.clone());
         let delivery = Delivery::new(
             db.outbox.clone(),
             apps.clone(),
             clock.clone(),
-            written.clone(),
+            written,
+            node,
         );
         workers.start("webhook delivery", |stop| delivery.run(stop));
-        let (outbox, outbox_writer) = Outbox::new(db.outbox.clone(), written);
         workers.start("webhook outbox writer", |stop| outbox_writer.run(stop));
         let (dau, dau_worker) = Dau::new(db.accounts.clone(), clock.clone());
         workers.start("daily-active writer", |stop| dau_worker.run(stop));
@@ -215,11 +216,12 @@ pub const V4_BODY_LIMIT: usize = 256 * 1024;
 pub const ADMIN_BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router(state: AppState) -> Router {
+    // The login reads its body itself, with the limit (and drains what exceeds it).
     let client = Router::new()
         .route("/v1/login", post(http::client::login))
         .route("/v1/session", get(http::client::session))
         .route("/v1/logout", post(http::client::logout))
-        .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT));
+        .layer(DefaultBodyLimit::disable());
     let v4 = http::admin::v4::V4 {
         admin: state.admin.clone(),
         limits: Arc::default(),

@@ -34,8 +34,16 @@ pub fn init(log: &LogSettings) {
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
         LogFormat::Text => fmt.boxed(),
     };
+    // The wire filter only removes records; it must not raise the maximum level the filter above sets (without
+    // a hint, every callsite of every library would count as enabled and be evaluated at run time).
+    let hint = filter.max_level_hint();
+    let wire = filter_fn(allowed);
+    let wire = match hint {
+        Some(level) => wire.with_max_level_hint(level),
+        None => wire,
+    };
     let _ = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter).with_filter(filter_fn(allowed)))
+        .with(fmt.with_filter(filter).with_filter(wire))
         .try_init();
 }
 

@@ -6,6 +6,7 @@
 //! needed): the generator shares the machine's cores with the server.
 
 pub mod baseline;
+pub mod receivers;
 pub mod suite;
 
 use std::collections::BTreeMap;
@@ -306,8 +307,25 @@ pub struct HoldResult {
 /// Opens `k` logged-in sessions (one user each), keeps them with WebSocket pings, reads the server's RSS before and
 /// after, then closes them.
 pub async fn hold(t: &Target, server_pid: u32, k: usize, c: usize, prefix: &str) -> HoldResult {
+    hold_then(t, server_pid, k, c, prefix, |_| async {}).await.0
+}
+
+/// [`hold`], running `during` (given the held users' names) while the sessions are held, after the RSS reading.
+pub async fn hold_then<F, Fut, R>(
+    t: &Target,
+    server_pid: u32,
+    k: usize,
+    c: usize,
+    prefix: &str,
+    during: F,
+) -> (HoldResult, R)
+where
+    F: FnOnce(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
     let names: Vec<String> = (0..k).map(|i| format!("{prefix}-{i}")).collect();
     let sigs = tickets(t, &names);
+    let held_names = names.clone();
     let rss_before = rss_bytes(server_pid);
     let frames: Vec<String> = names
         .iter()
@@ -364,15 +382,17 @@ pub async fn hold(t: &Target, server_pid: u32, k: usize, c: usize, prefix: &str)
     // Let allocations settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = rss_bytes(server_pid);
+    let extra = during(held_names).await;
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    HoldResult {
+    let result = HoldResult {
         sessions: ok,
         rss_before,
         rss_after,
         bytes_per_session: rss_after.saturating_sub(rss_before) as f64 / ok.max(1) as f64,
         errors,
-    }
+    };
+    (result, extra)
 }
 
 /// Keeps a session: a WebSocket ping every 30 s, answers the server, closes on `stop`.
@@ -516,5 +536,107 @@ pub async fn resume(t: &Target, k: usize, c: usize, prefix: &str) -> ResumeResul
         per_second: resumed as f64 / seconds,
         latency: Latency::of(&mut all.micros),
         errors,
+    }
+}
+
+/// Result of a webhook delivery run.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryResult {
+    pub events: usize,
+    pub seconds: f64,
+    /// Events delivered per second, from the first login to the last delivery.
+    pub per_second: f64,
+    pub logins_per_second: f64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// `n` known-user logins (one webhook event each) as fast as they go, then waits until the receiver has them
+/// all: the outbox's end-to-end delivery rate.
+pub async fn webhook_delivery(
+    t: &Target,
+    receiver: &receivers::FastReceiver,
+    users: usize,
+    n: usize,
+    c: usize,
+) -> DeliveryResult {
+    let before = receiver.received();
+    let started = Instant::now();
+    let logged = logins(t, &Users::Known(users), n, c, None).await;
+    let want = before + logged.logins;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while receiver.received() < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delivered = receiver.received() - before;
+    let seconds = receiver
+        .last_at()
+        .saturating_duration_since(started)
+        .as_secs_f64();
+    let mut errors = logged.errors;
+    if delivered < logged.logins {
+        errors.insert("undelivered".into(), (logged.logins - delivered) as u64);
+    }
+    DeliveryResult {
+        events: delivered,
+        seconds,
+        per_second: delivered as f64 / seconds.max(1e-9),
+        logins_per_second: logged.per_second,
+        errors,
+    }
+}
+
+/// Result of an admin-query run.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryResult {
+    pub calls: usize,
+    pub users_per_call: usize,
+    pub per_second: f64,
+    pub latency: Latency,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// `calls` sequential `query_online_status` calls of `per_call` users picked from `users`, with details.
+pub async fn query_online_status(
+    t: &Target,
+    users: &[String],
+    per_call: usize,
+    calls: usize,
+) -> QueryResult {
+    let http = reqwest::Client::new();
+    let sig = tls::generate(
+        t.sdkappid,
+        &t.key,
+        "administrator",
+        86400,
+        unix_now() as u64,
+    );
+    let mut s = Samples::default();
+    let started = Instant::now();
+    for i in 0..calls {
+        let pick: Vec<&String> = (0..per_call)
+            .map(|j| &users[(i * 7919 + j * 104_729) % users.len()])
+            .collect();
+        let body = serde_json::json!({"To_Account": pick, "IsNeedDetail": 1});
+        let url = format!(
+            "http://{}/v4/openim/query_online_status?sdkappid={}&identifier=administrator&usersig={sig}&random={i}&contenttype=json",
+            t.addr, t.sdkappid
+        );
+        let start = Instant::now();
+        match http.post(url).json(&body).send().await {
+            Ok(r) => match r.json::<Value>().await {
+                Ok(v) if v["ErrorCode"] == 0 => s.micros.push(start.elapsed().as_micros() as u64),
+                Ok(v) => s.error(v["ErrorCode"].to_string()),
+                Err(e) => s.error(format!("body: {e}")),
+            },
+            Err(e) => s.error(format!("request: {e}")),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    QueryResult {
+        calls: s.micros.len(),
+        users_per_call: per_call,
+        per_second: s.micros.len() as f64 / seconds,
+        latency: Latency::of(&mut s.micros),
+        errors: s.errors,
     }
 }

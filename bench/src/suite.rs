@@ -10,7 +10,11 @@ use std::process::{Child, Command, Stdio};
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-use crate::{cpu_seconds, hold, kick, logins, resume, Target, Users};
+use crate::receivers::{DeadReceiver, FastReceiver};
+use crate::{
+    cpu_seconds, hold, hold_then, kick, logins, query_online_status, resume, webhook_delivery,
+    Target, Users,
+};
 
 pub const KEY: &str = "bench-secret-key-0123456789abcdef";
 pub const APP: u32 = 1_400_000_000;
@@ -44,6 +48,12 @@ pub struct SuiteOptions {
     pub kick_rounds: usize,
     #[arg(long, default_value_t = 5000)]
     pub resume_sessions: usize,
+    /// Scenario groups to run: `core` (logins, kicks, resume, memory, admin queries), `webhooks`.
+    #[arg(long, value_delimiter = ',', default_value = "core,webhooks")]
+    pub groups: Vec<String>,
+    /// Events of each webhook delivery run.
+    #[arg(long, default_value_t = 20_000)]
+    pub webhook_events: usize,
 }
 
 /// A server under test, killed on drop.
@@ -109,6 +119,15 @@ fn start_baseline(pin: bool) -> anyhow::Result<Server> {
 }
 
 fn start_imlogin(pin: bool, database_url: Option<String>) -> anyhow::Result<Server> {
+    start_imlogin_with(pin, database_url, &[])
+}
+
+/// imlogin with extra environment (`IMLOGIN__…` settings).
+fn start_imlogin_with(
+    pin: bool,
+    database_url: Option<String>,
+    env: &[(&str, String)],
+) -> anyhow::Result<Server> {
     let dir = std::env::temp_dir().join(format!(
         "imlogin-bench-{}-{}",
         std::process::id(),
@@ -128,6 +147,7 @@ fn start_imlogin(pin: bool, database_url: Option<String>) -> anyhow::Result<Serv
             "bench-session-secret-0123456789",
         )
         .env("IMLOGIN__APPS__0__SECRET_KEY", KEY)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -255,6 +275,20 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
             .status()?;
     }
     let mut out = Vec::new();
+    let mut baseline_rate = 0.0;
+    if o.groups.iter().any(|g| g == "core") {
+        baseline_rate = core(o, &mut out).await?;
+    }
+    if o.groups.iter().any(|g| g == "webhooks") {
+        webhooks(o, &mut out).await?;
+    }
+    eprintln!("{}", table(&out, baseline_rate));
+    Ok(out)
+}
+
+/// Logins, kicks, resume, idle memory and admin queries, against the baseline where it applies; returns the
+/// baseline's known-login rate.
+async fn core(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<f64> {
     let reps = o.repeats;
 
     // Known-user logins: baseline, then imlogin (SQLite; a known user's login reads no database).
@@ -265,7 +299,7 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     })
     .await;
     let baseline_rate = v["per_second"].as_f64().unwrap_or(0.0);
-    emit(&mut out, "logins_known", "baseline", v, g, s);
+    emit(out, "logins_known", "baseline", v, g, s);
 
     let im = start_imlogin(o.pin, None)?;
     let it = target(&im, o.sources);
@@ -276,14 +310,14 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     })
     .await;
     let imlogin_rate = v["per_second"].as_f64().unwrap_or(0.0);
-    emit(&mut out, "logins_known", "imlogin", v, g, s);
+    emit(out, "logins_known", "imlogin", v, g, s);
 
     // Latency at 80 % of imlogin's maximum rate, open loop, for 5 s.
     let rate = imlogin_rate * 0.8;
     let n = (rate * 5.0) as usize;
     for (name, t, srv) in [("baseline", &bt, &base), ("imlogin", &it, &im)] {
         let (v, g, s) = measured(srv, reps, p99, |_| known_logins(t, o, n, Some(rate))).await;
-        emit(&mut out, "logins_at_80pct", name, v, g, s);
+        emit(out, "logins_at_80pct", name, v, g, s);
     }
 
     // New users on SQLite (imlogin above was started on a fresh SQLite file).
@@ -296,19 +330,19 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
             }
         })
         .await;
-    emit(&mut out, "logins_new_sqlite", "imlogin", v, g, s);
+    emit(out, "logins_new_sqlite", "imlogin", v, g, s);
 
     // Kick latency and mass resume.
     let (v, g, s) = measured(&im, 1, throughput, |_| async {
         json!({"per_second": 0, "kick": kick(&it, o.kick_rounds, "kick").await})
     })
     .await;
-    emit(&mut out, "kick", "imlogin", v["kick"].clone(), g, s);
+    emit(out, "kick", "imlogin", v["kick"].clone(), g, s);
     let (v, g, s) = measured(&im, 1, throughput, |_| async {
         json!(resume(&it, o.resume_sessions, o.concurrency, "resume").await)
     })
     .await;
-    emit(&mut out, "resume", "imlogin", v, g, s);
+    emit(out, "resume", "imlogin", v, g, s);
     drop(im);
 
     // New users on PostgreSQL.
@@ -324,7 +358,7 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
             }
         })
         .await;
-    emit(&mut out, "logins_new_postgres", "imlogin", v, g, s);
+    emit(out, "logins_new_postgres", "imlogin", v, g, s);
     drop(pg);
     drop_postgres(&o.postgres, &name).await;
 
@@ -334,15 +368,36 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
         json!(hold(&bh, base.child.id(), o.hold_sessions, o.concurrency, "hold").await)
     })
     .await;
-    emit(&mut out, "hold", "baseline", v, g, s);
+    emit(out, "hold", "baseline", v, g, s);
     drop(base);
     let im = start_imlogin(o.pin, None)?;
     let ih = target(&im, o.sources);
+    // While the sessions are held: the admin's online-status query of 500 of them at a time.
     let (v, g, s) = measured(&im, 1, throughput, |_| async {
-        json!(hold(&ih, im.child.id(), o.hold_sessions, o.concurrency, "hold").await)
+        let (held, query) = hold_then(
+            &ih,
+            im.child.id(),
+            o.hold_sessions,
+            o.concurrency,
+            "hold",
+            |names| {
+                let ih = &ih;
+                async move { query_online_status(ih, &names, 500, 300).await }
+            },
+        )
+        .await;
+        json!({"hold": held, "query": query})
     })
     .await;
-    emit(&mut out, "hold", "imlogin", v, g, s);
+    emit(out, "hold", "imlogin", v["hold"].clone(), g, s);
+    emit(
+        out,
+        "query_online_status_500",
+        "imlogin",
+        v["query"].clone(),
+        0.0,
+        0.0,
+    );
     drop(im);
 
     // The same on PostgreSQL (the production store): no page caches of an embedded database in the process.
@@ -353,12 +408,97 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
         json!(hold(&ph, pg.child.id(), o.hold_sessions, o.concurrency, "hold").await)
     })
     .await;
-    emit(&mut out, "hold_postgres", "imlogin", v, g, s);
+    emit(out, "hold_postgres", "imlogin", v, g, s);
     drop(pg);
     drop_postgres(&o.postgres, &name).await;
+    Ok(baseline_rate)
+}
 
-    eprintln!("{}", table(&out, baseline_rate));
-    Ok(out)
+/// Webhooks: known-user logins with a receiver that never answers against the same without webhooks, and the
+/// outbox's delivery rate to a fast receiver on SQLite and PostgreSQL.
+async fn webhooks(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
+    let reps = o.repeats;
+    let plain = start_imlogin(o.pin, None)?;
+    let pt = target(&plain, o.sources);
+    known_logins(&pt, o, o.known_users, None).await;
+    let (v, g, s) = measured(&plain, reps, throughput, |_| {
+        known_logins(&pt, o, o.logins, None)
+    })
+    .await;
+    emit(out, "logins_known_webhooks_off", "imlogin", v, g, s);
+    drop(plain);
+
+    let dead = DeadReceiver::start().await?;
+    let hooked = start_imlogin_with(
+        o.pin,
+        None,
+        &[("IMLOGIN__APPS__0__WEBHOOK__URL", dead.url())],
+    )?;
+    let ht = target(&hooked, o.sources);
+    known_logins(&ht, o, o.known_users, None).await;
+    let (v, g, s) = measured(&hooked, reps, throughput, |_| {
+        known_logins(&ht, o, o.logins, None)
+    })
+    .await;
+    emit(
+        out,
+        "logins_known_webhooks_dead_receiver",
+        "imlogin",
+        v,
+        g,
+        s,
+    );
+    drop(hooked);
+    drop(dead);
+
+    let fast = FastReceiver::start().await?;
+    for store in ["sqlite", "postgres"] {
+        let pg = if store == "postgres" {
+            Some(fresh_postgres(&o.postgres).await?)
+        } else {
+            None
+        };
+        let url = pg.as_ref().map(|(u, _)| u.clone());
+        let im = start_imlogin_with(
+            o.pin,
+            url,
+            &[("IMLOGIN__APPS__0__WEBHOOK__URL", fast.url())],
+        )?;
+        let it = target(&im, o.sources);
+        // Warm-up: register and cache the users; their events are delivered before the measure starts.
+        let before = fast.received();
+        known_logins(&it, o, o.known_users, None).await;
+        while fast.received() < before + o.known_users {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let (v, g, s) = measured(&im, reps, throughput, |_| {
+            webhook_delivery_json(&it, &fast, o.known_users, o.webhook_events, o.concurrency)
+        })
+        .await;
+        emit(
+            out,
+            &format!("webhook_delivery_{store}"),
+            "imlogin",
+            v,
+            g,
+            s,
+        );
+        drop(im);
+        if let Some((_, name)) = pg {
+            drop_postgres(&o.postgres, &name).await;
+        }
+    }
+    Ok(())
+}
+
+async fn webhook_delivery_json(
+    t: &Target,
+    fast: &FastReceiver,
+    users: usize,
+    n: usize,
+    c: usize,
+) -> Value {
+    json!(webhook_delivery(t, fast, users, n, c).await)
 }
 
 fn find<'a>(lines: &'a [Value], scenario: &str, server: &str) -> Option<&'a Value> {
@@ -386,6 +526,17 @@ pub fn table(lines: &[Value], baseline_rate: f64) -> String {
                     )
                 })
                 .unwrap_or_default(),
+            (Some("logins_known_webhooks_dead_receiver"), Some("imlogin")) => {
+                find(lines, "logins_known_webhooks_off", "imlogin")
+                    .map(|off| {
+                        format!(
+                            "{:.2}x webhooks off",
+                            l["per_second"].as_f64().unwrap_or(0.0)
+                                / off["per_second"].as_f64().unwrap_or(1.0)
+                        )
+                    })
+                    .unwrap_or_default()
+            }
             (Some(s), Some("imlogin")) if s.starts_with("logins") && s != "logins_at_80pct" => {
                 format!(
                     "{:.2}x handshakes/s",

@@ -7,23 +7,33 @@ CREATE TABLE IF NOT EXISTS app_policies (
     updated_at             INTEGER NOT NULL        -- unix seconds
 );
 
--- State-change webhooks waiting for delivery (state 0) or given up on (state 1, a dead letter). Rows are deleted
--- once delivered. `id` is the insertion order (delivery tails it); within a user, `seq` is the event order.
+-- State-change webhooks waiting for delivery, one row per group the writer wrote (a JSON array of events): one
+-- row per group, not per event, keeps the cost of the outbox to a few microseconds an event. A row is deleted once
+-- every event in it is delivered or dead-lettered. `id` is the order rows were written in (delivery tails it;
+-- AUTOINCREMENT so an id is never reused).
 CREATE TABLE IF NOT EXISTS webhook_outbox (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id        TEXT    NOT NULL UNIQUE,
-    sdkappid        INTEGER NOT NULL,
-    user_id         TEXT    NOT NULL,
-    seq             INTEGER NOT NULL,
-    body            TEXT    NOT NULL,              -- the JSON body, without the per-attempt signature
-    client_ip       TEXT    NOT NULL,
-    opt_platform    TEXT    NOT NULL,
-    created_at_ms   INTEGER NOT NULL,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    last_error      TEXT    NOT NULL DEFAULT '',
-    state           INTEGER NOT NULL DEFAULT 0
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    writer        TEXT    NOT NULL,                -- the node that wrote it
+    events        INTEGER NOT NULL,                -- how many events it holds
+    created_at_ms INTEGER NOT NULL,
+    batch         TEXT    NOT NULL
 );
-CREATE INDEX IF NOT EXISTS webhook_outbox_dead ON webhook_outbox (sdkappid, id) WHERE state = 1;
+
+-- Events given up on after max_attempts, until an admin retries or drops them.
+CREATE TABLE IF NOT EXISTS webhook_dead_letters (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id      TEXT    NOT NULL,
+    sdkappid      INTEGER NOT NULL,
+    user_id       TEXT    NOT NULL,
+    seq           INTEGER NOT NULL,
+    body          TEXT    NOT NULL,
+    client_ip     TEXT    NOT NULL,
+    opt_platform  TEXT    NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL,
+    last_error    TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_dead_letters_app ON webhook_dead_letters (sdkappid, id);
 
 -- One node at a time delivers webhooks (so one user's events go out in order); it holds this lease.
 CREATE TABLE IF NOT EXISTS webhook_lease (

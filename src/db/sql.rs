@@ -31,34 +31,34 @@ pub const PUT_POLICY: &str =
     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sdkappid) DO UPDATE SET mode = $2, web_instances = $3, \
     instances_per_platform = $4, updated_at = $5";
 pub const DELETE_POLICY: &str = "DELETE FROM app_policies WHERE sdkappid = $1";
-pub const OUTBOX_INSERT_HEAD: &str = "INSERT INTO webhook_outbox \
-    (event_id, sdkappid, user_id, seq, body, client_ip, opt_platform, created_at_ms) ";
-macro_rules! outbox_columns {
+pub const OUTBOX_INSERT: &str =
+    "INSERT INTO webhook_outbox (writer, events, created_at_ms, batch) \
+    VALUES ($1, $2, $3, $4) RETURNING id";
+pub const OUTBOX_IDS: &str =
+    "SELECT id, events FROM webhook_outbox WHERE id > $1 ORDER BY id LIMIT $2";
+pub const OUTBOX_BATCHES_HEAD: &str = "SELECT id, batch FROM webhook_outbox WHERE id IN (";
+pub const OUTBOX_DELETE_HEAD: &str = "DELETE FROM webhook_outbox WHERE id IN (";
+pub const OUTBOX_PENDING: &str = "SELECT COALESCE(SUM(events), 0) FROM webhook_outbox";
+pub const DEAD_INSERT_HEAD: &str =
+    "INSERT INTO webhook_dead_letters (event_id, sdkappid, user_id, seq, body, \
+    client_ip, opt_platform, created_at_ms, attempts, last_error) ";
+macro_rules! dead_columns {
     () => {
         "id, event_id, sdkappid, user_id, seq, body, client_ip, opt_platform, created_at_ms, attempts, last_error"
     };
 }
-pub const OUTBOX_TAIL: &str = concat!(
-    "SELECT ",
-    outbox_columns!(),
-    " FROM webhook_outbox WHERE state = 0 AND id > $1 ORDER BY id LIMIT $2"
-);
-pub const OUTBOX_DELETE_HEAD: &str = "DELETE FROM webhook_outbox WHERE id IN (";
-pub const OUTBOX_FAILED: &str =
-    "UPDATE webhook_outbox SET attempts = $2, last_error = $3, state = $4 WHERE id = $1";
-pub const OUTBOX_PENDING: &str = "SELECT COUNT(*) FROM webhook_outbox WHERE state = 0";
 pub const DEAD_LETTERS: &str = concat!(
     "SELECT ",
-    outbox_columns!(),
-    " FROM webhook_outbox WHERE state = 1 AND sdkappid = $1 AND id > $2 ORDER BY id LIMIT $3"
+    dead_columns!(),
+    " FROM webhook_dead_letters WHERE sdkappid = $1 AND id > $2 ORDER BY id LIMIT $3"
 );
-pub const DEAD_LETTERS_ONE: &str = concat!(
+pub const DEAD_LETTER_ONE: &str = concat!(
     "SELECT ",
-    outbox_columns!(),
-    " FROM webhook_outbox WHERE sdkappid = $1 AND event_id = $2 AND state = 1"
+    dead_columns!(),
+    " FROM webhook_dead_letters WHERE sdkappid = $1 AND event_id = $2"
 );
 pub const DROP_DEAD_LETTER: &str =
-    "DELETE FROM webhook_outbox WHERE sdkappid = $1 AND event_id = $2 AND state = 1";
+    "DELETE FROM webhook_dead_letters WHERE sdkappid = $1 AND event_id = $2";
 pub const TAKE_LEASE: &str =
     "INSERT INTO webhook_lease (name, holder, expires_ms) VALUES ($1, $2, $3) \
     ON CONFLICT (name) DO UPDATE SET holder = $2, expires_ms = $3 \
@@ -66,15 +66,72 @@ pub const TAKE_LEASE: &str =
 pub const ACTIVE_COUNTS: &str = "SELECT day, COUNT(*) FROM daily_active \
     WHERE sdkappid = $1 AND day >= $2 AND day <= $3 GROUP BY day ORDER BY day";
 
+/// Splits rows into chunks of a few fixed sizes (256, then 16, then 1): a multi-row INSERT's text depends on its
+/// row count, and each distinct text is prepared and cached by the database connection, so a few sizes are
+/// prepared once and reused, where a size per group would be parsed and planned anew for almost every group.
+pub fn fixed_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    for size in [256, 16, 1] {
+        while rows.len() >= size {
+            let (chunk, rest) = rows.split_at(size);
+            out.push(chunk);
+            rows = rest;
+        }
+    }
+    out
+}
+
+/// A dead letter's row.
+#[derive(sqlx::FromRow)]
+pub struct DeadRow {
+    id: i64,
+    event_id: String,
+    sdkappid: i64,
+    user_id: String,
+    seq: i64,
+    body: String,
+    client_ip: String,
+    opt_platform: String,
+    created_at_ms: i64,
+    attempts: i32,
+    last_error: String,
+}
+
+impl DeadRow {
+    pub fn into_stored(self) -> crate::webhooks::outbox::StoredDeadLetter {
+        use crate::webhooks::outbox::{DeadLetter, OutboxEvent, StoredDeadLetter};
+        StoredDeadLetter {
+            id: self.id,
+            letter: DeadLetter {
+                event: OutboxEvent {
+                    event_id: self.event_id,
+                    sdkappid: self.sdkappid as u32,
+                    user_id: self.user_id,
+                    seq: self.seq as u64,
+                    client_ip: self.client_ip,
+                    opt_platform: self.opt_platform,
+                    created_at_ms: self.created_at_ms,
+                    body: serde_json::value::RawValue::from_string(self.body).unwrap_or_else(
+                        |_| serde_json::value::RawValue::from_string("null".into()).expect("JSON"),
+                    ),
+                },
+                attempts: self.attempts,
+                last_error: self.last_error,
+            },
+        }
+    }
+}
+
 /// Implements the store traits for a store struct with a `pool` field of the given database. One body for both
 /// dialects keeps them from drifting apart; the contract tests run against both.
 macro_rules! sql_stores {
     ($store:ty, $db:ty) => {
         const _: () = {
             use $crate::accounts::{Account, AccountStore, Profile};
+            use $crate::db::sql::DeadRow;
             use $crate::db::{sql, StoreResult};
             use $crate::registry::policy::{Mode, Policy};
-            use $crate::webhooks::outbox::{NewEvent, StoredEvent};
+            use $crate::webhooks::outbox::{DeadLetter, StoredDeadLetter};
 
             #[async_trait::async_trait]
             impl AccountStore for $store {
@@ -95,15 +152,24 @@ macro_rules! sql_stores {
                     unique.sort();
                     unique.dedup();
                     let mut tx = self.pool.begin().await?;
-                    // One multi-row INSERT for the whole group; rows it returns were created by it.
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(sql::REGISTER_MANY_HEAD);
-                    insert.push_values(&unique, |mut row, (sdkappid, user_id)| {
-                        row.push_bind(i64::from(*sdkappid))
-                            .push_bind(user_id.as_str())
-                            .push_bind(now);
-                    });
-                    insert.push(sql::REGISTER_MANY_TAIL);
-                    let created: Vec<Account> = insert.build_query_as().fetch_all(&mut *tx).await?;
+                    // Multi-row INSERTs for the whole group, in one transaction; rows they return were created by
+                    // them.
+                    let mut created: Vec<Account> = Vec::with_capacity(unique.len());
+                    for chunk in sql::fixed_chunks(&unique) {
+                        let mut insert = sqlx::QueryBuilder::<$db>::new(sql::REGISTER_MANY_HEAD);
+                        insert.push_values(chunk, |mut row, (sdkappid, user_id)| {
+                            row.push_bind(i64::from(*sdkappid))
+                                .push_bind(user_id.as_str())
+                                .push_bind(now);
+                        });
+                        insert.push(sql::REGISTER_MANY_TAIL);
+                        created.extend(
+                            insert
+                                .build_query_as::<Account>()
+                                .fetch_all(&mut *tx)
+                                .await?,
+                        );
+                    }
                     let mut found: std::collections::HashMap<(u32, String), (Account, bool)> =
                         created
                             .into_iter()
@@ -205,14 +271,18 @@ macro_rules! sql_stores {
                     if rows.is_empty() {
                         return Ok(());
                     }
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(sql::MARK_ACTIVE_HEAD);
-                    insert.push_values(rows, |mut row, (sdkappid, day, user_id)| {
-                        row.push_bind(i64::from(*sdkappid))
-                            .push_bind(day.as_str())
-                            .push_bind(user_id.as_str());
-                    });
-                    insert.push(sql::MARK_ACTIVE_TAIL);
-                    insert.build().execute(&self.pool).await?;
+                    let mut tx = self.pool.begin().await?;
+                    for chunk in sql::fixed_chunks(rows) {
+                        let mut insert = sqlx::QueryBuilder::<$db>::new(sql::MARK_ACTIVE_HEAD);
+                        insert.push_values(chunk, |mut row, (sdkappid, day, user_id)| {
+                            row.push_bind(i64::from(*sdkappid))
+                                .push_bind(day.as_str())
+                                .push_bind(user_id.as_str());
+                        });
+                        insert.push(sql::MARK_ACTIVE_TAIL);
+                        insert.build().execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
                     Ok(())
                 }
 
@@ -304,64 +374,85 @@ macro_rules! sql_stores {
 
             #[async_trait::async_trait]
             impl $crate::webhooks::outbox::OutboxStore for $store {
-                async fn outbox_insert(&self, events: &[NewEvent]) -> StoreResult<()> {
-                    if events.is_empty() {
-                        return Ok(());
-                    }
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(sql::OUTBOX_INSERT_HEAD);
-                    insert.push_values(events, |mut row, e| {
-                        row.push_bind(e.event_id.as_str())
-                            .push_bind(i64::from(e.sdkappid))
-                            .push_bind(e.user_id.as_str())
-                            .push_bind(e.seq)
-                            .push_bind(e.body.as_str())
-                            .push_bind(e.client_ip.as_str())
-                            .push_bind(e.opt_platform)
-                            .push_bind(e.created_at_ms);
-                    });
-                    insert.build().execute(&self.pool).await?;
-                    Ok(())
+                async fn outbox_insert(
+                    &self,
+                    writer: &str,
+                    events: usize,
+                    created_at_ms: i64,
+                    batch_json: &str,
+                ) -> StoreResult<i64> {
+                    Ok(sqlx::query_scalar(sql::OUTBOX_INSERT)
+                        .bind(writer)
+                        .bind(events as i32)
+                        .bind(created_at_ms)
+                        .bind(batch_json)
+                        .fetch_one(&self.pool)
+                        .await?)
                 }
 
-                async fn outbox_tail(
+                async fn outbox_ids(
                     &self,
                     after_id: i64,
                     limit: u32,
-                ) -> StoreResult<Vec<StoredEvent>> {
-                    Ok(sqlx::query_as(sql::OUTBOX_TAIL)
+                ) -> StoreResult<Vec<(i64, i32)>> {
+                    Ok(sqlx::query_as(sql::OUTBOX_IDS)
                         .bind(after_id)
                         .bind(i64::from(limit))
                         .fetch_all(&self.pool)
                         .await?)
                 }
 
-                async fn outbox_delete(&self, ids: &[i64]) -> StoreResult<()> {
-                    for chunk in ids.chunks(1000) {
+                async fn outbox_batches(&self, ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
+                    let mut out = Vec::with_capacity(ids.len());
+                    for chunk in sql::fixed_chunks(ids) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(sql::OUTBOX_BATCHES_HEAD);
+                        let mut list = q.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        q.push(")");
+                        out.extend(
+                            q.build_query_as::<(i64, String)>()
+                                .fetch_all(&self.pool)
+                                .await?,
+                        );
+                    }
+                    Ok(out)
+                }
+
+                async fn outbox_settle(
+                    &self,
+                    dead: &[DeadLetter],
+                    done: &[i64],
+                ) -> StoreResult<()> {
+                    let mut tx = self.pool.begin().await?;
+                    for chunk in sql::fixed_chunks(dead) {
+                        let mut insert = sqlx::QueryBuilder::<$db>::new(sql::DEAD_INSERT_HEAD);
+                        insert.push_values(chunk, |mut row, d| {
+                            let e = &d.event;
+                            row.push_bind(e.event_id.as_str())
+                                .push_bind(i64::from(e.sdkappid))
+                                .push_bind(e.user_id.as_str())
+                                .push_bind(e.seq as i64)
+                                .push_bind(e.body.get())
+                                .push_bind(e.client_ip.as_str())
+                                .push_bind(e.opt_platform.as_str())
+                                .push_bind(e.created_at_ms)
+                                .push_bind(d.attempts)
+                                .push_bind(d.last_error.as_str());
+                        });
+                        insert.build().execute(&mut *tx).await?;
+                    }
+                    for chunk in sql::fixed_chunks(done) {
                         let mut q = sqlx::QueryBuilder::<$db>::new(sql::OUTBOX_DELETE_HEAD);
                         let mut list = q.separated(", ");
                         for id in chunk {
                             list.push_bind(*id);
                         }
                         q.push(")");
-                        q.build().execute(&self.pool).await?;
+                        q.build().execute(&mut *tx).await?;
                     }
-                    Ok(())
-                }
-
-                async fn outbox_failed(
-                    &self,
-                    id: i64,
-                    attempts: i32,
-                    error: &str,
-                    dead: bool,
-                ) -> StoreResult<()> {
-                    sqlx::query(sql::OUTBOX_FAILED)
-                        .bind(id)
-                        .bind(attempts)
-                        .bind(error)
-                        .bind(i32::from(dead))
-                        .execute(&self.pool)
-                        .await?;
+                    tx.commit().await?;
                     Ok(())
                 }
 
@@ -376,13 +467,14 @@ macro_rules! sql_stores {
                     sdkappid: u32,
                     after_id: i64,
                     limit: u32,
-                ) -> StoreResult<Vec<StoredEvent>> {
-                    Ok(sqlx::query_as(sql::DEAD_LETTERS)
+                ) -> StoreResult<Vec<StoredDeadLetter>> {
+                    let rows: Vec<DeadRow> = sqlx::query_as(sql::DEAD_LETTERS)
                         .bind(i64::from(sdkappid))
                         .bind(after_id)
                         .bind(i64::from(limit))
                         .fetch_all(&self.pool)
-                        .await?)
+                        .await?;
+                    Ok(rows.into_iter().map(DeadRow::into_stored).collect())
                 }
 
                 async fn retry_dead_letter(
@@ -391,13 +483,12 @@ macro_rules! sql_stores {
                     event_id: &str,
                 ) -> StoreResult<bool> {
                     let mut tx = self.pool.begin().await?;
-                    // The old row goes first: the copy would clash with its unique event id.
-                    let old: Option<StoredEvent> = sqlx::query_as(sql::DEAD_LETTERS_ONE)
+                    let row: Option<DeadRow> = sqlx::query_as(sql::DEAD_LETTER_ONE)
                         .bind(i64::from(sdkappid))
                         .bind(event_id)
                         .fetch_optional(&mut *tx)
                         .await?;
-                    let Some(old) = old else {
+                    let Some(row) = row else {
                         return Ok(false);
                     };
                     sqlx::query(sql::DROP_DEAD_LETTER)
@@ -405,18 +496,15 @@ macro_rules! sql_stores {
                         .bind(event_id)
                         .execute(&mut *tx)
                         .await?;
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(sql::OUTBOX_INSERT_HEAD);
-                    insert.push_values([&old], |mut row, e| {
-                        row.push_bind(e.event_id.as_str())
-                            .push_bind(i64::from(e.sdkappid))
-                            .push_bind(e.user_id.as_str())
-                            .push_bind(e.seq)
-                            .push_bind(e.body.as_str())
-                            .push_bind(e.client_ip.as_str())
-                            .push_bind(e.opt_platform.as_str())
-                            .push_bind(e.created_at_ms);
-                    });
-                    insert.build().execute(&mut *tx).await?;
+                    let event = row.into_stored().letter.event;
+                    let json = serde_json::to_string(&[&event]).expect("serializable");
+                    sqlx::query(sql::OUTBOX_INSERT)
+                        .bind("retry")
+                        .bind(1i32)
+                        .bind(event.created_at_ms)
+                        .bind(json)
+                        .fetch_one(&mut *tx)
+                        .await?;
                     tx.commit().await?;
                     Ok(true)
                 }

@@ -162,7 +162,7 @@ async fn sessions(users: &[&str]) -> Arc<Sessions> {
     ));
     // The writers are not run: their rows wait in memory, and no test here reads them.
     let (dau, _writer) = Dau::new(db.accounts.clone(), clock.clone());
-    let (outbox, _writer) = Outbox::new(db.outbox.clone(), Default::default());
+    let (outbox, _writer, _written) = Outbox::new(db.outbox.clone(), "test".into());
     let timing = SessionTiming {
         reconnect_grace: Duration::from_secs(120),
         sig_expiry_notice_secs: 300,

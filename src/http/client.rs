@@ -1,8 +1,7 @@
 //! The client HTTP API (PROTOCOL §6): `POST /v1/login`, `GET /v1/session`, `POST /v1/logout`. Every body is
 //! `{code, message, data?}`; the status follows the code.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,24 +32,41 @@ fn reply(result: Result<Value, Failure>) -> Response {
     }
 }
 
+/// What a client may send past the body limit before the server stops reading: the rest of a too-large body
+/// is read and discarded up to this, so the client (still sending) receives the 413 instead of a reset.
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+
 /// A body that is too large (413 with 6017) or unreadable, or that is not a JSON object (400 with 6017).
 #[allow(clippy::result_large_err)] // a response is what the caller sends either way
-fn request_fields(body: Result<Bytes, BytesRejection>) -> Result<Fields, Response> {
+async fn request_fields(body: Body) -> Result<Fields, Response> {
+    use http_body_util::BodyExt;
     let invalid = |why: String| Failure::with_message(Code::InvalidParameters, why);
-    let bytes = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            let why = format!(
-                "the body is larger than {} bytes",
-                crate::app::CLIENT_BODY_LIMIT
-            );
-            let mut response = reply(Err(invalid(why)));
-            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            return Err(response);
+    let limit = crate::app::CLIENT_BODY_LIMIT;
+    let mut body = body;
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(reply(Err(invalid("unreadable body".into()))));
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= limit {
+            bytes.extend_from_slice(&data);
+        } else if seen > limit + DRAIN_LIMIT {
+            break;
         }
-        Err(e) => return Err(reply(Err(invalid(format!("unreadable body: {e}"))))),
-    };
-    Fields::parse(&bytes).map_err(|_| reply(Err(invalid("the body must be a JSON object".into()))))
+    }
+    if seen > limit {
+        let why = format!("the body is larger than {limit} bytes");
+        let mut response = reply(Err(invalid(why)));
+        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        return Err(response);
+    }
+    Fields::parse(&Bytes::from(bytes))
+        .map_err(|_| reply(Err(invalid("the body must be a JSON object".into()))))
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, Failure> {
@@ -68,12 +84,8 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Failure> {
         })
 }
 
-pub async fn login(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let fields = match request_fields(body) {
+pub async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: Body) -> Response {
+    let fields = match request_fields(body).await {
         Ok(f) => f,
         Err(response) => return response,
     };

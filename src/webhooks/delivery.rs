@@ -1,46 +1,59 @@
 //! Delivery of the outbox: at least once, one user's events strictly in `Seq` order, many users in parallel.
 //!
 //! One node at a time delivers (it holds a lease in the database, renewed every second), so one user's events
-//! never go out from two places at once. The deliverer tails the outbox by row id, keeps a queue per user
-//! ordered by `Seq`, and sends each user's head when it is due: an event waits [`SETTLE`] after its creation
-//! (so that an event of the same user numbered lower, written a moment later by another node or group, still
-//! goes first), and a failed one waits its backoff (1 s, doubling). Each attempt gets the app's `timeout_ms`
-//! and a fresh `Sign`; after `max_attempts` the event becomes a dead letter. Delivered events are deleted.
+//! never go out from two places at once. The deliverer takes the groups its own writer hands it, and tails the
+//! outbox by row id for the others (written by other nodes, before a restart, or while it had no room); it keeps
+//! a queue per user ordered by `Seq`, and sends each user's head when it is due: an event waits [`SETTLE`] after
+//! it happened (so that an event of the same user numbered lower, written a moment later by another node, still
+//! goes first), and a failed one waits its backoff (1 s, doubling). Each attempt gets the app's `timeout_ms` and
+//! a fresh `Sign`; after `max_attempts` the event becomes a dead letter. A row is deleted once all its events are
+//! delivered or dead-lettered; attempt counts live in memory (a restart starts them again).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::event::STATE_CHANGE;
-use super::outbox::{OutboxStore, StoredEvent};
+use super::outbox::{Batch, DeadLetter, OutboxEvent, OutboxStore};
 use crate::clock::Clock;
 use crate::config::WebhookConfig;
 use crate::sdkapps::SdkApps;
 
-/// How long a new event waits before it may be sent (see the module docs).
+/// How long an event waits after it happened before it may be sent (see the module docs).
 pub const SETTLE: Duration = Duration::from_millis(100);
 /// Deliveries in flight at once, over every user.
 const MAX_IN_FLIGHT: usize = 256;
-/// Events fetched per look at the outbox.
-const TAIL: u32 = 2048;
-/// How often the outbox is looked at without being told (events written by other nodes).
+/// Events held in memory at most; the rest wait in the outbox until there is room.
+const MAX_PENDING: usize = 50_000;
+/// Rows looked at per read of the outbox.
+const TAIL_ROWS: u32 = 256;
+/// How often the outbox is read without being told (rows written by other nodes).
 const POLL: Duration = Duration::from_millis(500);
+/// How often finished rows are deleted and dead letters written (in groups).
+const FLUSH: Duration = Duration::from_millis(100);
 const LEASE: &str = "webhook-delivery";
 const LEASE_TTL_MS: i64 = 5_000;
 const LEASE_RENEW: Duration = Duration::from_secs(1);
 
 type UserKey = (u32, String);
 
+/// One event waiting, with the row it came in.
+struct Pending {
+    row: i64,
+    event: OutboxEvent,
+    attempts: i32,
+}
+
 #[derive(Default)]
 struct UserQueue {
     /// Pending events by `Seq`.
-    events: BTreeMap<i64, StoredEvent>,
+    events: BTreeMap<u64, Pending>,
     /// An attempt of its head is in flight.
     busy: bool,
     /// It is in `runnable` or `delayed`.
@@ -53,22 +66,66 @@ struct UserQueue {
 #[derive(Default)]
 struct Queues {
     users: HashMap<UserKey, UserQueue>,
-    /// Highest outbox id seen.
+    /// Rows loaded, with how many of their events are not finished.
+    rows: HashMap<i64, usize>,
+    /// Every row with an id up to this is loaded or finished.
     cursor: i64,
+    /// Finished rows whose deletion is not written yet (a read of the outbox must not load them again).
+    finished: HashSet<i64>,
     runnable: VecDeque<UserKey>,
     delayed: BinaryHeap<Reverse<(i64, UserKey)>>,
-    delivered: Vec<i64>,
+    dead: Vec<DeadLetter>,
     in_flight: usize,
+    pending: usize,
 }
 
 impl Queues {
-    fn add(&mut self, ev: StoredEvent, now_ms: i64) {
-        self.cursor = self.cursor.max(ev.id);
-        let key = (ev.sdkappid, ev.user_id.clone());
-        let q = self.users.entry(key.clone()).or_default();
-        // A retried dead letter may come back while a copy is known: keep one per `Seq`.
-        q.events.insert(ev.seq, ev);
-        self.schedule(key, now_ms);
+    fn knows(&self, row: i64) -> bool {
+        self.rows.contains_key(&row) || self.finished.contains(&row)
+    }
+
+    /// Takes a row's events.
+    fn load(&mut self, batch: Batch, now_ms: i64) {
+        if self.knows(batch.id) {
+            return;
+        }
+        let mut count = 0;
+        for event in batch.events {
+            let key = (event.sdkappid, event.user_id.clone());
+            let q = self.users.entry(key.clone()).or_default();
+            // A retried dead letter may come back while a copy is known: keep one per `Seq`.
+            if q.events.contains_key(&event.seq) {
+                continue;
+            }
+            q.events.insert(
+                event.seq,
+                Pending {
+                    row: batch.id,
+                    event,
+                    attempts: 0,
+                },
+            );
+            count += 1;
+            self.schedule(key, now_ms);
+        }
+        self.pending += count;
+        if count == 0 {
+            self.finished.insert(batch.id);
+        } else {
+            self.rows.insert(batch.id, count);
+        }
+    }
+
+    /// An event is delivered or dead-lettered: its row is finished when it was the row's last.
+    fn finish(&mut self, row: i64) {
+        self.pending -= 1;
+        if let Some(left) = self.rows.get_mut(&row) {
+            *left -= 1;
+            if *left == 0 {
+                self.rows.remove(&row);
+                self.finished.insert(row);
+            }
+        }
     }
 
     /// Puts a user whose head can go (not busy, not yet scheduled) in line, now or when it is due.
@@ -84,7 +141,7 @@ impl Queues {
             return;
         };
         q.scheduled = true;
-        let due = (head.created_at_ms + SETTLE.as_millis() as i64).max(q.not_before_ms);
+        let due = (head.event.created_at_ms + SETTLE.as_millis() as i64).max(q.not_before_ms);
         if due <= now_ms {
             self.runnable.push_back(key);
         } else {
@@ -114,8 +171,7 @@ impl Queues {
 /// The outcome of one attempt.
 struct Attempt {
     key: UserKey,
-    id: i64,
-    seq: i64,
+    seq: u64,
     result: Result<(), String>,
 }
 
@@ -124,26 +180,27 @@ pub struct Delivery {
     store: Arc<dyn OutboxStore>,
     apps: SdkApps,
     clock: Clock,
-    /// Told when the writer has written events.
-    written: Arc<Notify>,
+    /// Groups this node's writer wrote.
+    written: mpsc::Receiver<Batch>,
     holder: String,
     clients: HashMap<u32, reqwest::Client>,
 }
 
 impl Delivery {
+    /// `node` names this node in the lease (the same name its writer uses).
     pub fn new(
         store: Arc<dyn OutboxStore>,
         apps: SdkApps,
         clock: Clock,
-        written: Arc<Notify>,
+        written: mpsc::Receiver<Batch>,
+        node: String,
     ) -> Self {
-        let node: u64 = rand::random();
         Delivery {
             store,
             apps,
             clock,
             written,
-            holder: format!("{node:016x}"),
+            holder: node,
             clients: HashMap::new(),
         }
     }
@@ -154,19 +211,21 @@ impl Delivery {
         let mut q = Queues::default();
         let mut tasks: JoinSet<Attempt> = JoinSet::new();
         let mut leader = false;
-        let mut lease_due = tokio::time::Instant::now();
+        let now = tokio::time::Instant::now();
+        let (mut lease_due, mut tail_due, mut flush_due) = (now, now, now + FLUSH);
         loop {
-            let now = self.clock.now_ms();
-            if tokio::time::Instant::now() >= lease_due {
-                lease_due = tokio::time::Instant::now() + LEASE_RENEW;
+            let now_ms = self.clock.now_ms();
+            let now = tokio::time::Instant::now();
+            if now >= lease_due {
+                lease_due = now + LEASE_RENEW;
                 let held = self
                     .store
-                    .take_lease(LEASE, &self.holder, now, LEASE_TTL_MS)
-                    .await;
-                let held = held.unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "webhook delivery: cannot renew the lease");
-                    false
-                });
+                    .take_lease(LEASE, &self.holder, now_ms, LEASE_TTL_MS)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "webhook delivery: cannot renew the lease");
+                        false
+                    });
                 if leader && !held {
                     tracing::warn!("webhook delivery: lease lost; another node delivers");
                     tasks.abort_all();
@@ -175,51 +234,67 @@ impl Delivery {
                 leader = held;
             }
             if !leader {
-                if stop.is_cancelled() {
-                    return;
-                }
+                // What this node writes waits in the outbox for the node that delivers.
+                while self.written.try_recv().is_ok() {}
                 tokio::select! {
                     _ = tokio::time::sleep_until(lease_due) => {}
+                    Some(_) = self.written.recv() => {}
                     _ = stop.cancelled() => return,
                 }
                 continue;
             }
-            self.tail(&mut q, now).await;
+            while let Ok(batch) = self.written.try_recv() {
+                if q.pending + batch.events.len() <= MAX_PENDING {
+                    q.load(batch, now_ms);
+                }
+            }
+            if now >= tail_due || stop.is_cancelled() {
+                tail_due = now + POLL;
+                self.tail(&mut q, now_ms).await;
+            }
             // Stopping, events waiting only for their settle time go now; retries keep their backoff.
             let settle = if stop.is_cancelled() {
                 SETTLE.as_millis() as i64
             } else {
                 0
             };
-            q.promote_due(now + settle);
+            q.promote_due(now_ms + settle);
             while q.in_flight < MAX_IN_FLIGHT {
                 let Some(key) = q.runnable.pop_front() else {
                     break;
                 };
-                self.start(&mut q, key, &mut tasks, now);
+                self.start(&mut q, key, &mut tasks, now_ms);
             }
-            if !q.delivered.is_empty() {
-                let ids = std::mem::take(&mut q.delivered);
-                if let Err(e) = self.store.outbox_delete(&ids).await {
-                    // Delivered at least once; if they come back after a restart, they go out again.
-                    tracing::warn!(error = %e, "webhook delivery: cannot delete delivered events");
-                }
+            let stopping_done = stop.is_cancelled() && q.idle();
+            if now >= flush_due || q.finished.len() >= 64 || stopping_done {
+                flush_due = now + FLUSH;
+                self.flush(&mut q).await;
             }
-            if stop.is_cancelled() && q.idle() {
+            if stopping_done {
                 return;
             }
             let wake = q
                 .next_due_ms()
-                .map(|due| Duration::from_millis((due - now).max(1) as u64))
+                .map(|due| Duration::from_millis((due - now_ms).max(1) as u64))
                 .unwrap_or(POLL)
-                .min(POLL);
+                .min(FLUSH);
             tokio::select! {
                 done = tasks.join_next(), if !tasks.is_empty() => {
                     if let Some(Ok(attempt)) = done {
-                        self.finished(&mut q, attempt).await;
+                        self.finished(&mut q, attempt);
+                    }
+                    // Take every other finished attempt too, before the next round of work.
+                    while let Some(done) = tasks.try_join_next() {
+                        if let Ok(attempt) = done {
+                            self.finished(&mut q, attempt);
+                        }
                     }
                 }
-                _ = self.written.notified() => {}
+                Some(batch) = self.written.recv() => {
+                    if q.pending + batch.events.len() <= MAX_PENDING {
+                        q.load(batch, self.clock.now_ms());
+                    }
+                }
                 _ = tokio::time::sleep(wake) => {}
                 _ = tokio::time::sleep_until(lease_due) => {}
                 _ = stop.cancelled(), if !stop.is_cancelled() => {}
@@ -227,47 +302,107 @@ impl Delivery {
         }
     }
 
-    async fn tail(&self, q: &mut Queues, now: i64) {
-        loop {
-            match self.store.outbox_tail(q.cursor, TAIL).await {
-                Ok(events) => {
-                    let full = events.len() == TAIL as usize;
-                    for ev in events {
-                        q.add(ev, now);
-                    }
-                    if !full {
-                        return;
-                    }
+    /// Writes dead letters and deletes finished rows.
+    async fn flush(&self, q: &mut Queues) {
+        if q.dead.is_empty() && q.finished.is_empty() {
+            return;
+        }
+        let dead = std::mem::take(&mut q.dead);
+        let done: Vec<i64> = q.finished.iter().copied().collect();
+        match self.store.outbox_settle(&dead, &done).await {
+            Ok(()) => {
+                for row in &done {
+                    q.finished.remove(row);
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook delivery: cannot read the outbox");
-                    return;
-                }
+                q.cursor = q.cursor.max(0);
+            }
+            Err(e) => {
+                // Kept for the next flush: delivered at least once, dead letters not lost.
+                tracing::warn!(error = %e, "webhook delivery: cannot record finished events");
+                q.dead = dead;
             }
         }
     }
 
-    fn start(&mut self, q: &mut Queues, key: UserKey, tasks: &mut JoinSet<Attempt>, now: i64) {
+    /// Reads rows this node does not hold yet (written by other nodes, before a restart, or while it had no
+    /// room), while there is room.
+    async fn tail(&self, q: &mut Queues, now_ms: i64) {
+        loop {
+            let rows = match self.store.outbox_ids(q.cursor, TAIL_ROWS).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook delivery: cannot read the outbox");
+                    return;
+                }
+            };
+            let full = rows.len() == TAIL_ROWS as usize;
+            let mut wanted = Vec::new();
+            let mut room = MAX_PENDING.saturating_sub(q.pending);
+            let mut upto = q.cursor;
+            for (id, events) in &rows {
+                if !q.knows(*id) {
+                    let events = (*events).max(0) as usize;
+                    if events > room {
+                        break;
+                    }
+                    room -= events;
+                    wanted.push(*id);
+                }
+                upto = *id;
+            }
+            if !wanted.is_empty() {
+                match self.store.outbox_batches(&wanted).await {
+                    Ok(batches) => {
+                        for (id, json) in batches {
+                            match serde_json::from_str::<Vec<OutboxEvent>>(&json) {
+                                Ok(events) => q.load(Batch { id, events }, now_ms),
+                                Err(e) => {
+                                    tracing::error!(row = id, error = %e, "webhook outbox row unreadable; dropped");
+                                    q.finished.insert(id);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook delivery: cannot read the outbox");
+                        return;
+                    }
+                }
+            }
+            q.cursor = upto;
+            if !full || upto < rows.last().map_or(upto, |r| r.0) {
+                return;
+            }
+        }
+    }
+
+    fn start(&mut self, q: &mut Queues, key: UserKey, tasks: &mut JoinSet<Attempt>, now_ms: i64) {
         let Some(user) = q.users.get_mut(&key) else {
             return;
         };
         user.scheduled = false;
-        let Some(ev) = user.events.values().next().cloned() else {
+        let Some((&seq, head)) = user.events.iter().next() else {
             q.users.remove(&key);
             return;
         };
-        let Some(hook) = self.apps.get(ev.sdkappid).and_then(|a| a.webhook.clone()) else {
+        let Some(hook) = self
+            .apps
+            .get(head.event.sdkappid)
+            .and_then(|a| a.webhook.clone())
+        else {
             // The app no longer has a webhook (or no longer exists): nothing to deliver to.
-            user.events.remove(&ev.seq);
-            q.delivered.push(ev.id);
-            q.schedule(key, now);
+            let row = head.row;
+            user.events.remove(&seq);
+            q.finish(row);
+            q.schedule(key, now_ms);
             return;
         };
+        let event = head.event.clone();
         user.busy = true;
         q.in_flight += 1;
         let client = self
             .clients
-            .entry(ev.sdkappid)
+            .entry(event.sdkappid)
             .or_insert_with(|| {
                 reqwest::Client::builder()
                     .pool_idle_timeout(Duration::from_secs(90))
@@ -277,54 +412,52 @@ impl Delivery {
             .clone();
         let request_time = self.clock.now_secs();
         tasks.spawn(async move {
-            let result = send(&client, &hook, &ev, request_time).await;
-            Attempt {
-                key,
-                id: ev.id,
-                seq: ev.seq,
-                result,
-            }
+            let result = send(&client, &hook, &event, request_time).await;
+            Attempt { key, seq, result }
         });
     }
 
-    async fn finished(&self, q: &mut Queues, a: Attempt) {
+    fn finished(&self, q: &mut Queues, a: Attempt) {
         q.in_flight -= 1;
-        let now = self.clock.now_ms();
+        let now_ms = self.clock.now_ms();
         let Some(user) = q.users.get_mut(&a.key) else {
             return;
         };
         user.busy = false;
+        let Some(head) = user.events.get_mut(&a.seq) else {
+            return;
+        };
+        let mut done = None;
         match a.result {
-            Ok(()) => {
-                user.events.remove(&a.seq);
-                user.not_before_ms = 0;
-                q.delivered.push(a.id);
-            }
+            Ok(()) => done = Some(head.row),
             Err(why) => {
+                head.attempts += 1;
                 let max = self
                     .apps
                     .get(a.key.0)
                     .and_then(|app| app.webhook.as_ref().map(|h| h.max_attempts))
                     .unwrap_or(1) as i32;
-                let ev = user.events.get_mut(&a.seq).expect("the head was attempted");
-                ev.attempts += 1;
-                let dead = ev.attempts >= max;
-                let attempts = ev.attempts;
-                if dead {
-                    user.events.remove(&a.seq);
-                    user.not_before_ms = 0;
-                    tracing::warn!(sdkappid = a.key.0, event_id = a.id, attempts, error = %why, "webhook event dead-lettered");
+                if head.attempts >= max {
+                    tracing::warn!(sdkappid = a.key.0, event_id = %head.event.event_id, attempts = head.attempts,
+                        error = %why, "webhook event dead-lettered");
+                    q.dead.push(DeadLetter {
+                        event: head.event.clone(),
+                        attempts: head.attempts,
+                        last_error: why,
+                    });
+                    done = Some(head.row);
                 } else {
                     // 1 s after the first failure, doubling.
-                    let backoff_ms = 1000i64 << (attempts - 1).min(20);
-                    user.not_before_ms = now + backoff_ms;
-                }
-                if let Err(e) = self.store.outbox_failed(a.id, attempts, &why, dead).await {
-                    tracing::warn!(error = %e, "webhook delivery: cannot record a failed attempt");
+                    user.not_before_ms = now_ms + (1000i64 << (head.attempts - 1).min(20));
                 }
             }
         }
-        q.schedule(a.key, now);
+        if let Some(row) = done {
+            user.events.remove(&a.seq);
+            user.not_before_ms = 0;
+            q.finish(row);
+        }
+        q.schedule(a.key, now_ms);
     }
 }
 
@@ -338,7 +471,7 @@ pub fn sign(token: &str, request_time: i64) -> String {
 async fn send(
     client: &reqwest::Client,
     hook: &WebhookConfig,
-    ev: &StoredEvent,
+    ev: &OutboxEvent,
     request_time: i64,
 ) -> Result<(), String> {
     let mut query: Vec<(&str, String)> = vec![
@@ -357,7 +490,7 @@ async fn send(
         .query(&query)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .timeout(Duration::from_millis(hook.timeout_ms))
-        .body(ev.body.clone())
+        .body(ev.body.get().to_owned())
         .send()
         .await
         .map_err(|e| format!("request failed: {}", without_url(e)))?;
@@ -391,28 +524,44 @@ mod tests {
         );
     }
 
-    fn ev(id: i64, user: &str, seq: i64, created: i64) -> StoredEvent {
-        StoredEvent {
-            id,
-            event_id: format!("e{id}"),
+    fn ev(user: &str, seq: u64, created: i64) -> OutboxEvent {
+        OutboxEvent {
+            event_id: format!("e{seq}"),
             sdkappid: 1,
             user_id: user.into(),
             seq,
-            body: String::new(),
             client_ip: String::new(),
             opt_platform: String::new(),
             created_at_ms: created,
-            attempts: 0,
-            last_error: String::new(),
+            body: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
         }
     }
 
     #[test]
     fn a_user_is_scheduled_once_by_its_lowest_seq_after_the_settle_time() {
         let mut q = Queues::default();
-        q.add(ev(1, "a", 20, 1000), 1000);
-        q.add(ev(2, "a", 10, 1000), 1000);
-        q.add(ev(3, "b", 5, 1000), 1000);
+        q.load(
+            Batch {
+                id: 1,
+                events: vec![ev("a", 20, 1000), ev("b", 5, 1000)],
+            },
+            1000,
+        );
+        q.load(
+            Batch {
+                id: 2,
+                events: vec![ev("a", 10, 1000)],
+            },
+            1000,
+        );
+        q.load(
+            Batch {
+                id: 2,
+                events: vec![ev("a", 10, 1000)],
+            },
+            1000,
+        );
+        assert_eq!(q.pending, 3, "a row is loaded once");
         assert!(q.runnable.is_empty(), "nothing before the settle time");
         assert_eq!(q.delayed.len(), 2, "one entry per user");
         q.promote_due(1000 + SETTLE.as_millis() as i64);
@@ -423,9 +572,13 @@ mod tests {
             .next()
             .unwrap();
         assert_eq!(
-            head.seq, 10,
+            head.event.seq, 10,
             "the lower Seq goes first, though written later"
         );
-        assert_eq!(q.cursor, 3);
+        // A row is finished once each of its events is.
+        q.finish(1);
+        assert!(!q.finished.contains(&1));
+        q.finish(1);
+        assert!(q.finished.contains(&1) && q.knows(1));
     }
 }

@@ -122,6 +122,11 @@ struct Kicked {
 impl StateChange {
     /// The JSON body, with this event's id.
     pub fn body(&self, event_id: &str) -> String {
+        self.raw_body(event_id).get().to_owned()
+    }
+
+    /// The JSON body as raw JSON (serialized once, not checked again).
+    pub fn raw_body(&self, event_id: &str) -> Box<serde_json::value::RawValue> {
         let (action, reason) = self.cause.action_and_reason();
         let body = Body {
             callback_command: STATE_CHANGE,
@@ -142,7 +147,7 @@ impl StateChange {
             seq: self.seq,
             cause: self.cause.word(),
         };
-        serde_json::to_string(&body).expect("serializable")
+        serde_json::value::to_raw_value(&body).expect("serializable")
     }
 
     /// The `OptPlatform` query value: the instance's platform (iPhone spelled `IOS` here), or `RESTAPI`.
@@ -157,8 +162,7 @@ impl StateChange {
 
 /// A new unique event id (128 random bits, hex).
 pub fn new_event_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:032x}", rand::random::<u128>())
 }
 
 #[cfg(test)]

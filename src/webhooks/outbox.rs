@@ -1,65 +1,76 @@
 //! The persisted outbox: the login service emits [`StateChange`]s into a bounded queue (never waiting), and a
-//! worker writes them to the database in groups, off the login path, where delivery ([`super::delivery`])
-//! picks them up. What is written survives a crash; what is still queued at shutdown is written first.
+//! worker writes them to the database in groups, one row per group, off the login path. What is written survives
+//! a crash; what is still queued at shutdown is written first. The writer also hands each written group to this
+//! node's delivery directly, so a node that delivers what it wrote never reads it back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, Notify};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::event::{new_event_id, StateChange};
 use crate::db::StoreResult;
 
-/// One event as written.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
+/// One event, as written and delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxEvent {
     pub event_id: String,
     pub sdkappid: u32,
     pub user_id: String,
-    pub seq: i64,
-    pub body: String,
-    pub client_ip: String,
-    pub opt_platform: &'static str,
-    pub created_at_ms: i64,
-}
-
-/// One event as stored.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct StoredEvent {
-    pub id: i64,
-    pub event_id: String,
-    #[sqlx(try_from = "i64")]
-    pub sdkappid: u32,
-    pub user_id: String,
-    pub seq: i64,
-    pub body: String,
+    pub seq: u64,
     pub client_ip: String,
     pub opt_platform: String,
     pub created_at_ms: i64,
+    /// The JSON body, without the per-attempt signature (which goes in the query string); kept as raw JSON so
+    /// a group is written and read without escaping or parsing each body again.
+    pub body: Box<RawValue>,
+}
+
+/// A group of events as one outbox row.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub id: i64,
+    pub events: Vec<OutboxEvent>,
+}
+
+/// An event given up on.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub event: OutboxEvent,
     pub attempts: i32,
     pub last_error: String,
+}
+
+/// A dead letter as stored, with its row id (the list's cursor).
+#[derive(Debug, Clone)]
+pub struct StoredDeadLetter {
+    pub id: i64,
+    pub letter: DeadLetter,
 }
 
 /// Where events wait for delivery.
 #[async_trait]
 pub trait OutboxStore: Send + Sync + 'static {
-    /// Writes events (one statement).
-    async fn outbox_insert(&self, events: &[NewEvent]) -> StoreResult<()>;
-    /// Up to `limit` pending events with an id above `after_id`, in id order.
-    async fn outbox_tail(&self, after_id: i64, limit: u32) -> StoreResult<Vec<StoredEvent>>;
-    /// Forgets delivered events.
-    async fn outbox_delete(&self, ids: &[i64]) -> StoreResult<()>;
-    /// Records a failed attempt; `dead` turns the event into a dead letter.
-    async fn outbox_failed(
+    /// Writes a group as one row (its events as a JSON array); returns the row's id.
+    async fn outbox_insert(
         &self,
-        id: i64,
-        attempts: i32,
-        error: &str,
-        dead: bool,
-    ) -> StoreResult<()>;
-    /// Pending events (the outbox depth).
+        writer: &str,
+        events: usize,
+        created_at_ms: i64,
+        batch_json: &str,
+    ) -> StoreResult<i64>;
+    /// Ids of up to `limit` rows above `after_id`, in id order, with how many events each holds.
+    async fn outbox_ids(&self, after_id: i64, limit: u32) -> StoreResult<Vec<(i64, i32)>>;
+    /// The JSON of these rows (those that still exist).
+    async fn outbox_batches(&self, ids: &[i64]) -> StoreResult<Vec<(i64, String)>>;
+    /// In one transaction: records `dead` letters, then deletes the rows `done` (every event of which is
+    /// delivered or dead-lettered).
+    async fn outbox_settle(&self, dead: &[DeadLetter], done: &[i64]) -> StoreResult<()>;
+    /// Events waiting (the outbox depth).
     async fn outbox_pending(&self) -> StoreResult<i64>;
     /// Up to `limit` dead letters of an app with an id above `after_id`, in id order.
     async fn dead_letters(
@@ -67,8 +78,8 @@ pub trait OutboxStore: Send + Sync + 'static {
         sdkappid: u32,
         after_id: i64,
         limit: u32,
-    ) -> StoreResult<Vec<StoredEvent>>;
-    /// Puts a dead letter back in the outbox (as a new row, so delivery's tail sees it; its user's order is its
+    ) -> StoreResult<Vec<StoredDeadLetter>>;
+    /// Moves a dead letter back to the outbox (a row of its own, its attempts reset; its user's order is its
     /// `seq`). `false` if there is no such dead letter.
     async fn retry_dead_letter(&self, sdkappid: u32, event_id: &str) -> StoreResult<bool>;
     /// Forgets a dead letter. `false` if there is no such dead letter.
@@ -86,8 +97,13 @@ pub trait OutboxStore: Send + Sync + 'static {
 /// Events that may wait for the writer; past that an event is dropped (and logged): the receiver misses it,
 /// but a login never waits for a webhook.
 const QUEUE: usize = 64 * 1024;
-/// Events one statement writes at most.
-const MAX_GROUP: usize = 512;
+/// Events one row holds at most.
+const MAX_GROUP: usize = 1024;
+/// How long the writer waits for a group to fill once it has a first event: fewer, larger rows cost the database
+/// less per event, for at most this much delay.
+const LINGER: Duration = Duration::from_millis(20);
+/// Written groups waiting for this node's delivery; past that delivery reads them from the database instead.
+const HANDOFF: usize = 64;
 
 /// Where the login service emits events. Cheap to clone.
 #[derive(Clone)]
@@ -96,14 +112,21 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// The emitter, and the worker that writes what it emits (the caller runs it). `written` is notified after
-    /// each group is written.
+    /// The emitter; the worker that writes what it emits (the caller runs it); and the groups it wrote, for
+    /// this node's delivery. `node` names the writer in the rows.
     pub fn new(
-        store: Arc<dyn super::outbox::OutboxStore>,
-        written: Arc<Notify>,
-    ) -> (Outbox, OutboxWriter) {
+        store: Arc<dyn OutboxStore>,
+        node: String,
+    ) -> (Outbox, OutboxWriter, mpsc::Receiver<Batch>) {
         let (queue, rx) = mpsc::channel(QUEUE);
-        (Outbox { queue }, OutboxWriter { store, rx, written })
+        let (handoff, written) = mpsc::channel(HANDOFF);
+        let writer = OutboxWriter {
+            store,
+            rx,
+            handoff,
+            node,
+        };
+        (Outbox { queue }, writer, written)
     }
 
     /// Queues an event; never waits.
@@ -123,7 +146,8 @@ impl Outbox {
 pub struct OutboxWriter {
     store: Arc<dyn OutboxStore>,
     rx: mpsc::Receiver<StateChange>,
-    written: Arc<Notify>,
+    handoff: mpsc::Sender<Batch>,
+    node: String,
 }
 
 impl OutboxWriter {
@@ -138,6 +162,18 @@ impl OutboxWriter {
             if n == 0 {
                 return;
             }
+            let until = tokio::time::Instant::now() + LINGER;
+            while group.len() < MAX_GROUP {
+                let room = MAX_GROUP - group.len();
+                let more = tokio::select! {
+                    n = self.rx.recv_many(&mut group, room) => n,
+                    _ = tokio::time::sleep_until(until) => 0,
+                    _ = stop.cancelled() => 0,
+                };
+                if more == 0 {
+                    break;
+                }
+            }
             self.write(&mut group).await;
         }
         self.rx.close();
@@ -147,37 +183,44 @@ impl OutboxWriter {
     }
 
     /// Writes a group, retrying while the database refuses (the queue behind it waits, bounded; at shutdown the
-    /// application's deadline ends the retries).
+    /// application's deadline ends the retries), then hands it to delivery.
     async fn write(&self, group: &mut Vec<StateChange>) {
-        // One user's events in their order within the group, whatever order their emitters raced in.
-        group.sort_by(|a, b| (a.sdkappid, &a.user_id, a.seq).cmp(&(b.sdkappid, &b.user_id, b.seq)));
-        let rows: Vec<NewEvent> = group
+        let created_at_ms = group.iter().map(|e| e.at_ms).min().unwrap_or_default();
+        let events: Vec<OutboxEvent> = group
             .drain(..)
             .map(|ev| {
                 let event_id = new_event_id();
-                NewEvent {
-                    body: ev.body(&event_id),
+                OutboxEvent {
+                    body: ev.raw_body(&event_id),
                     event_id,
                     sdkappid: ev.sdkappid,
-                    seq: ev.seq as i64,
+                    seq: ev.seq,
                     client_ip: ev.client_ip.to_string(),
-                    opt_platform: ev.opt_platform(),
+                    opt_platform: ev.opt_platform().to_owned(),
                     created_at_ms: ev.at_ms,
                     user_id: ev.user_id,
                 }
             })
             .collect();
+        let mut json = Vec::with_capacity(events.len() * 512);
+        serde_json::to_writer(&mut json, &events).expect("serializable");
+        let json = String::from_utf8(json).expect("JSON is UTF-8");
         let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.store.outbox_insert(&rows).await {
-                Ok(()) => break,
+        let id = loop {
+            match self
+                .store
+                .outbox_insert(&self.node, events.len(), created_at_ms, &json)
+                .await
+            {
+                Ok(id) => break id,
                 Err(e) => {
-                    tracing::warn!(error = %e, events = rows.len(), "could not write webhook events; retrying");
+                    tracing::warn!(error = %e, events = events.len(), "could not write webhook events; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
-        }
-        self.written.notify_one();
+        };
+        // If delivery is busy (or this node does not deliver), it reads the row when it has room.
+        let _ = self.handoff.try_send(Batch { id, events });
     }
 }

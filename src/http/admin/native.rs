@@ -615,7 +615,7 @@ pub async fn delete_policy(
 pub struct DeadLetter {
     event_id: String,
     user_id: String,
-    seq: i64,
+    seq: u64,
     attempts: i32,
     last_error: String,
     /// The event's JSON body.
@@ -655,13 +655,16 @@ pub async fn list_dead_letters(
     Ok(Json(DeadLettersPage {
         events: events
             .into_iter()
-            .map(|e| DeadLetter {
-                body: serde_json::from_str(&e.body).unwrap_or(serde_json::Value::String(e.body)),
-                event_id: e.event_id,
-                user_id: e.user_id,
-                seq: e.seq,
-                attempts: e.attempts,
-                last_error: e.last_error,
+            .map(|d| {
+                let e = d.letter.event;
+                DeadLetter {
+                    body: serde_json::from_str(e.body.get()).unwrap_or_default(),
+                    event_id: e.event_id,
+                    user_id: e.user_id,
+                    seq: e.seq,
+                    attempts: d.letter.attempts,
+                    last_error: d.letter.last_error,
+                }
             })
             .collect(),
         next_cursor,
