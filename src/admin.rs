@@ -147,7 +147,8 @@ impl Admin {
             .sessions
             .auth
             .apps()
-            .iter()
+            .all()
+            .into_iter()
             .filter_map(|a| Some((key_hash(a.admin_api_key.as_ref()?.expose()), a.sdkappid)))
             .collect();
         *self.keys.write().expect("not poisoned") = keys;

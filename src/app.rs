@@ -22,6 +22,7 @@ use crate::dau::Dau;
 use crate::db::Database;
 use crate::gateway::connection::Limits;
 use crate::http::serve::{serve, ServeOptions};
+use crate::metrics::Metrics;
 use crate::policies::Policies;
 use crate::registry::memory::MemoryRegistry;
 use crate::registry::Registry;
@@ -36,6 +37,7 @@ use crate::{gateway, http};
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
+    pub metrics: Option<Arc<Metrics>>,
     pub sessions: Arc<Sessions>,
     pub admin: Arc<Admin>,
     pub db: Database,
@@ -59,6 +61,8 @@ impl axum::extract::FromRef<AppState> for Arc<Admin> {
 /// A built server: its listener is bound, its database migrated, its workers running.
 pub struct Application {
     listener: TcpListener,
+    /// `server.metrics_listen`, when metrics are on.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     workers: Workers,
 }
@@ -85,6 +89,10 @@ impl Application {
         };
         let apps = SdkApps::from_config(&settings.apps);
         let policies = Policies::load(db.policies.clone()).await?;
+        let metrics = settings
+            .server
+            .metrics_enabled
+            .then(|| Arc::new(Metrics::new()));
         let mut workers = Workers::new();
         // Started in the order of what feeds what, so they stop (in reverse) only once nothing feeds them:
         // webhook delivery ← the outbox writer ← the daily-active writer ← registrations ← the reaper.
@@ -96,10 +104,12 @@ impl Application {
             clock.clone(),
             written,
             node,
+            metrics.clone(),
         );
         workers.start("webhook delivery", |stop| delivery.run(stop));
         workers.start("webhook outbox writer", |stop| outbox_writer.run(stop));
         let (dau, dau_worker) = Dau::new(db.accounts.clone(), clock.clone());
+        let dau_worker = dau_worker.counting(metrics.clone());
         workers.start("daily-active writer", |stop| dau_worker.run(stop));
         let (accounts, registrations) = Accounts::new(db.accounts.clone());
         workers.start("registrations", |stop| registrations.run(stop));
@@ -124,6 +134,7 @@ impl Application {
             timing,
             session_secret: s.secret.expose().to_owned(),
             clock,
+            metrics: metrics.clone(),
         });
         workers.start("reaper", |stop| sessions.clone().reap_until(stop));
         let admin = Arc::new(Admin::new(sessions.clone(), db.clone()));
@@ -133,7 +144,12 @@ impl Application {
             write_timeout: Duration::from_secs(settings.server.write_timeout_secs),
             max_frame: settings.server.max_frame_bytes,
         };
+        let metrics_listener = match &metrics {
+            Some(_) => Some(bind(settings.server.metrics_listen)?),
+            None => None,
+        };
         let state = AppState {
+            metrics,
             settings: Arc::new(settings),
             sessions,
             admin,
@@ -143,6 +159,7 @@ impl Application {
         };
         Ok(Application {
             listener,
+            metrics_listener,
             state,
             workers,
         })
@@ -158,6 +175,27 @@ impl Application {
         &self.state
     }
 
+    /// What re-reads `file` (and the environment) and applies it, for SIGHUP.
+    pub fn reloader(
+        &self,
+        file: Option<std::path::PathBuf>,
+        log: crate::telemetry::LogControl,
+    ) -> Arc<crate::reload::Reloader> {
+        Arc::new(crate::reload::Reloader::new(
+            file,
+            (*self.state.settings).clone(),
+            self.state.admin.clone(),
+            log,
+        ))
+    }
+
+    /// Where `/metrics` is served, when metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes. Then, within `server.shutdown_grace_secs` in all: stops accepting,
     /// closes every WebSocket with 1012, lets HTTP requests in flight finish, and stops the workers in order
     /// (queued registrations and daily-active rows are written).
@@ -167,14 +205,33 @@ impl Application {
     ) -> std::io::Result<()> {
         let Application {
             listener,
+            metrics_listener,
             state,
             workers,
         } = self;
-        tracing::info!(addr = %listener.local_addr()?, "imlogin listening");
+        let metrics_addr = metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let metrics_task = metrics_listener.map(|l| {
+            let router = metrics_router(state.clone());
+            let options = ServeOptions {
+                header_read_timeout: Duration::from_secs(10),
+                ..Default::default()
+            };
+            tokio::spawn(serve(l, router, options, std::future::pending()))
+        });
+        tracing::info!(addr = %listener.local_addr()?, metrics_addr, "imlogin listening");
         let settings = state.settings.clone();
         let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
         let options = ServeOptions {
             header_read_timeout: Duration::from_secs(settings.server.header_read_timeout_secs),
+            trusted_proxies: settings
+                .server
+                .trusted_proxy_nets()
+                .expect("validated at load")
+                .into(),
         };
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
         let sessions = state.sessions.clone();
@@ -194,7 +251,7 @@ impl Application {
         };
         tokio::pin!(drained);
         tokio::select! {
-            _ = &mut drained => return Ok(()),
+            _ = &mut drained => {}
             deadline = stopping => match deadline {
                 Ok(deadline) => {
                     if tokio::time::timeout_at(deadline, drained).await.is_err() {
@@ -203,6 +260,9 @@ impl Application {
                 }
                 Err(_) => drained.await,
             }
+        }
+        if let Some(task) = metrics_task {
+            task.abort();
         }
         Ok(())
     }
@@ -253,6 +313,31 @@ pub fn router(state: AppState) -> Router {
         .merge(native.layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT)))
         .with_state(state)
         .merge(rest)
+        .layer(axum::middleware::from_fn(http::request_id))
+}
+
+/// The internal listener's router: `GET /metrics` in Prometheus text.
+fn metrics_router(state: AppState) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let state = state.clone();
+            async move {
+                let Some(m) = &state.metrics else {
+                    return String::new();
+                };
+                let s = &state.sessions;
+                let sampled = &m.sampled;
+                sampled.ws_connections.set(s.hub.len() as i64);
+                sampled.dau_queue.set(s.dau.queued() as i64);
+                sampled.webhook_queue.set(s.outbox.queued() as i64);
+                let (size, idle) = state.db.accounts.pool_status();
+                sampled.db_pool_connections.set(i64::from(size));
+                sampled.db_pool_idle.set(idle as i64);
+                m.render()
+            }
+        }),
+    )
 }
 
 /// Connections the kernel may queue for `accept` (capped by `net.core.somaxconn`). The usual default (128)
@@ -282,6 +367,32 @@ pub fn raise_open_files_limit() {
         ),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
     }
+}
+
+/// Re-reads the configuration at every SIGHUP, for as long as the process runs.
+pub fn reload_on_sighup(reloader: Arc<crate::reload::Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: no live reload");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match reloader.reload().await {
+                    Ok(report) => {
+                        tracing::info!(restart_needed = ?report.restart_needed, "SIGHUP: configuration reloaded")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: the configuration was refused; the running one is kept")
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
 }
 
 /// Completes on SIGTERM or ctrl-c (SIGINT). The handlers are installed when this is called, not when the future

@@ -17,7 +17,7 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Environment variables with this prefix override config keys; `__` separates the path segments.
 pub const ENV_PREFIX: &str = "IMLOGIN__";
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -31,26 +31,51 @@ pub struct Settings {
     pub apps: Vec<AppConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
+    /// Count and serve metrics (off: nothing is counted, nothing listens on `metrics_listen`).
+    #[serde(default = "default_true")]
+    pub metrics_enabled: bool,
     pub max_frame_bytes: usize,
     pub shutdown_grace_secs: u64,
     /// A WebSocket whose client takes no frame for this long is dropped.
     pub write_timeout_secs: u64,
     /// An HTTP request head must arrive within this (also ends idle keep-alive connections).
     pub header_read_timeout_secs: u64,
+    /// Peers (CIDRs) whose `X-Forwarded-For` is believed: the client address is its rightmost untrusted hop.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+impl ServerSettings {
+    /// `trusted_proxies` parsed (validated at load, so this cannot fail afterwards).
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, (usize, String)> {
+        self.trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| (i, format!("{s:?} is not an address or a CIDR")))
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db` or `postgres://user@host/db`.
     pub url: Secret,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_connections() -> u32 {
@@ -64,14 +89,14 @@ pub enum RegistryBackend {
     Redis,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrySettings {
     pub backend: RegistryBackend,
     pub redis_url: Secret,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSettings {
     pub secret: Secret,
@@ -80,7 +105,7 @@ pub struct SessionSettings {
     pub sig_expiry_notice_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     pub login_failures_per_minute: u32,
@@ -94,7 +119,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// `text` (default) or `json`.
@@ -118,7 +143,7 @@ impl Default for LogSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     pub sdkappid: u32,
@@ -165,7 +190,7 @@ impl Default for RestLimits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     pub algorithms: Vec<JwtAlgorithm>,
@@ -175,6 +200,11 @@ pub struct JwtConfig {
     /// PEM public key for RS256, ES256 or EdDSA.
     #[serde(default)]
     pub public_key_pem: Option<String>,
+    /// The keys before a rotation, still accepted until removed.
+    #[serde(default)]
+    pub previous_secret: Option<Secret>,
+    #[serde(default)]
+    pub previous_public_key_pem: Option<String>,
     #[serde(default)]
     pub audience: Option<String>,
 }
@@ -187,11 +217,15 @@ impl JwtConfig {
             self.secret.as_ref().map(Secret::expose),
             self.public_key_pem.as_deref(),
             self.audience.as_deref(),
+        )?
+        .with_previous(
+            self.previous_secret.as_ref().map(Secret::expose),
+            self.previous_public_key_pem.as_deref(),
         )
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: String,
@@ -293,6 +327,9 @@ impl Settings {
                 return Err(key_err(key, "must be at least 1"));
             }
         }
+        if let Err((i, why)) = self.server.trusted_proxy_nets() {
+            return Err(key_err(format!("server.trusted_proxies[{i}]"), why));
+        }
         let url = self.database.url.expose();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -326,7 +363,7 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+        if crate::telemetry::filter_for(&self.log.level).is_err() {
             return Err(key_err("log.level", "is not a valid tracing filter"));
         }
         if self.apps.is_empty() {

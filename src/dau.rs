@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountStore;
 use crate::clock::{utc_date, Clock};
+use crate::metrics::Metrics;
 
 /// Where a user's mark for a day stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,7 @@ pub struct DauWorker {
     marks: Arc<Marks>,
     rx: mpsc::Receiver<Row>,
     clock: Clock,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Dau {
@@ -86,6 +88,7 @@ impl Dau {
             marks: marks.clone(),
             rx,
             clock: clock.clone(),
+            metrics: None,
         };
         (
             Dau {
@@ -148,6 +151,12 @@ impl Dau {
 }
 
 impl DauWorker {
+    /// Counts failed writes in `metrics` (`imlogin_database_errors_total{area="daily_active"}`).
+    pub fn counting(mut self, metrics: Option<Arc<Metrics>>) -> DauWorker {
+        self.metrics = metrics;
+        self
+    }
+
     /// Writes queued rows in groups until `stop`; then takes no more and writes what is queued.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut group = Vec::with_capacity(MAX_GROUP);
@@ -187,6 +196,9 @@ impl DauWorker {
         let result = self.store.mark_active_many(&rows).await;
         if let Err(e) = &result {
             tracing::warn!(error = %e, rows = rows.len(), "could not record daily active users; will retry");
+            if let Some(m) = &self.metrics {
+                m.db_error("daily_active");
+            }
         }
         for (app, user, now) in group.drain(..) {
             let day = now.div_euclid(86400);

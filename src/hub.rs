@@ -111,6 +111,15 @@ impl Hub {
         }
     }
 
+    /// Connections registered now.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
     pub fn unregister(&self, conn: ConnRef) {
         self.conns.remove(&conn.conn);
     }

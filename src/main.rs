@@ -28,7 +28,7 @@ fn serve(config: Option<std::path::PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    imlogin::telemetry::init(&settings.log);
+    let log = imlogin::telemetry::init(&settings.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,6 +48,7 @@ fn serve(config: Option<std::path::PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        imlogin::app::reload_on_sighup(app.reloader(config, log));
         match app.run_until_stopped(shutdown).await {
             Ok(()) => {
                 tracing::info!("stopped");

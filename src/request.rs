@@ -59,6 +59,14 @@ impl LoginRequest {
         }
     }
 
+    /// The SDKAppID it names, when it names one that is a valid number.
+    pub fn sdkappid(&self) -> Option<u32> {
+        match self {
+            LoginRequest::Valid(f) => Some(f.sdkappid),
+            LoginRequest::Invalid { user, .. } => user.as_ref().map(|u| u.0),
+        }
+    }
+
     /// The fields, or why the request has none.
     pub fn fields(&self) -> Result<&LoginFields, Failure> {
         match self {

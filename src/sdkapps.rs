@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use crate::config::{AppConfig, RestLimits, Secret, WebhookConfig};
 use crate::registry::policy::Policy;
 use crate::usersig::Keys;
@@ -42,29 +44,39 @@ impl SdkApp {
     }
 }
 
-/// Every configured app. Cheap to clone.
+type ById = HashMap<u32, Arc<SdkApp>>;
+
+/// Every configured app. Cheap to clone; clones see the same apps, also after [`SdkApps::replace`].
 #[derive(Clone, Default)]
 pub struct SdkApps {
-    by_id: Arc<HashMap<u32, Arc<SdkApp>>>,
+    by_id: Arc<ArcSwap<ById>>,
+}
+
+fn build(apps: &[AppConfig]) -> ById {
+    apps.iter()
+        .map(|a| (a.sdkappid, Arc::new(SdkApp::from_config(a))))
+        .collect()
 }
 
 impl SdkApps {
     /// Builds from validated config.
     pub fn from_config(apps: &[AppConfig]) -> SdkApps {
-        let by_id = apps
-            .iter()
-            .map(|a| (a.sdkappid, Arc::new(SdkApp::from_config(a))))
-            .collect();
         SdkApps {
-            by_id: Arc::new(by_id),
+            by_id: Arc::new(ArcSwap::from_pointee(build(apps))),
         }
     }
 
-    pub fn get(&self, sdkappid: u32) -> Option<&Arc<SdkApp>> {
-        self.by_id.get(&sdkappid)
+    pub fn get(&self, sdkappid: u32) -> Option<Arc<SdkApp>> {
+        self.by_id.load().get(&sdkappid).cloned()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<SdkApp>> {
-        self.by_id.values()
+    /// Every app now.
+    pub fn all(&self) -> Vec<Arc<SdkApp>> {
+        self.by_id.load().values().cloned().collect()
+    }
+
+    /// Replaces every app at once (a reload): logins after it see the new apps.
+    pub fn replace(&self, apps: &[AppConfig]) {
+        self.by_id.store(Arc::new(build(apps)));
     }
 }

@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::dau::Dau;
 use crate::error::{Code, Failure};
 use crate::hub::{Hub, Push};
+use crate::metrics::Metrics;
 use crate::platform::Platform;
 use crate::policies::Policies;
 use crate::registry::policy::KickReason;
@@ -82,6 +83,7 @@ pub struct Parts {
     pub timing: SessionTiming,
     pub session_secret: String,
     pub clock: Clock,
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 pub struct Sessions {
@@ -93,12 +95,8 @@ pub struct Sessions {
     pub dau: Dau,
     pub outbox: Outbox,
     pub clock: Clock,
+    pub metrics: Option<Arc<Metrics>>,
     tokens: TokenSigner,
-}
-
-fn registry_down(e: impl std::fmt::Display) -> Failure {
-    tracing::warn!(error = %e, "session registry unreachable");
-    Failure::new(Code::InternalTimeout)
 }
 
 /// A new random instance id (96 bits, hex).
@@ -133,7 +131,16 @@ impl Sessions {
             dau: parts.dau,
             outbox: parts.outbox,
             clock: parts.clock,
+            metrics: parts.metrics,
         })
+    }
+
+    fn registry_down(&self, e: impl std::fmt::Display) -> Failure {
+        tracing::warn!(error = %e, "session registry unreachable");
+        if let Some(m) = &self.metrics {
+            m.registry_errors.inc();
+        }
+        Failure::new(Code::InternalTimeout)
     }
 
     fn remember_ms(&self) -> i64 {
@@ -180,7 +187,33 @@ impl Sessions {
         ip: IpAddr,
         conn: Option<ConnRef>,
     ) -> Result<LoginOk, Failure> {
-        let a = self.auth.login(&request, ip).await?;
+        let Some(metrics) = &self.metrics else {
+            return self.login_inner(request, ip, conn).await;
+        };
+        let started = std::time::Instant::now();
+        // Only a configured app is a label value: what clients send cannot grow the label set.
+        let app = request
+            .sdkappid()
+            .filter(|a| self.auth.apps().get(*a).is_some())
+            .unwrap_or(0);
+        let result = self.login_inner(request, ip, conn).await;
+        let code = result.as_ref().map_or_else(|f| f.code.number(), |_| 0);
+        metrics.login(app, code, started.elapsed());
+        result
+    }
+
+    async fn login_inner(
+        &self,
+        request: LoginRequest,
+        ip: IpAddr,
+        conn: Option<ConnRef>,
+    ) -> Result<LoginOk, Failure> {
+        let a = self.auth.login(&request, ip).await.inspect_err(|f| {
+            // The authenticator's only internal failure is the account store's.
+            if let (Code::InternalTimeout, Some(m)) = (f.code, &self.metrics) {
+                m.db_error("accounts");
+            }
+        })?;
         let fields = request.into_fields()?;
         let now_ms = self.clock.now_ms();
         let instance = Instance {
@@ -201,7 +234,7 @@ impl Sessions {
             .registry
             .admit(instance.clone(), &policy, self.remember_ms())
             .await
-            .map_err(registry_down)?;
+            .map_err(|e| self.registry_down(e))?;
         self.deliver_kicks(&admitted.kicked, Some(instance.platform))
             .await;
         self.dau.mark(instance.sdkappid, &instance.user_id);
@@ -235,7 +268,7 @@ impl Sessions {
             .registry
             .get(key)
             .await
-            .map_err(registry_down)?
+            .map_err(|e| self.registry_down(e))?
             .ok_or(Code::NotLoggedIn)?;
         Ok(LoginOk {
             instance,
@@ -253,11 +286,19 @@ impl Sessions {
         by_platform: Option<Platform>,
     ) {
         if kicked.iter().all(|(i, _)| i.conn.is_none()) {
+            if let Some(m) = &self.metrics {
+                for (inst, reason) in kicked {
+                    m.kick(inst.sdkappid, reason.as_str());
+                }
+            }
             return;
         }
         let deadline = tokio::time::Instant::now() + KICK_ACK_TIMEOUT;
         let mut written = Vec::new();
         for (inst, reason) in kicked {
+            if let Some(m) = &self.metrics {
+                m.kick(inst.sdkappid, reason.as_str());
+            }
             let Some(conn) = inst.conn else { continue };
             let (done, rx) = oneshot::channel();
             let by_platform = match reason {
@@ -294,7 +335,7 @@ impl Sessions {
             .registry
             .attach(&key, conn, self.clock.now_secs())
             .await
-            .map_err(registry_down)?;
+            .map_err(|e| self.registry_down(e))?;
         let (instance, previous, seq) = match attached {
             Attach::Attached {
                 instance,
@@ -312,7 +353,12 @@ impl Sessions {
             }
             Attach::Gone => {
                 return Err(
-                    match self.registry.kicked(&key).await.map_err(registry_down)? {
+                    match self
+                        .registry
+                        .kicked(&key)
+                        .await
+                        .map_err(|e| self.registry_down(e))?
+                    {
                         Some(reason) => Failure::with_message(
                             reason.code(),
                             format!("kicked offline ({})", reason.as_str()),
@@ -356,7 +402,7 @@ impl Sessions {
             .registry
             .set_sig_expiry(key, v.expires_at)
             .await
-            .map_err(registry_down)?
+            .map_err(|e| self.registry_down(e))?
         {
             return Err(Code::NotLoggedIn.into());
         }
@@ -374,7 +420,7 @@ impl Sessions {
             .registry
             .remove(key, RemoveIf::Always)
             .await
-            .map_err(registry_down)?;
+            .map_err(|e| self.registry_down(e))?;
         if let Some((inst, seq)) = &removed {
             self.emit(inst, *seq, cause, Actor::Client(ip), Vec::new());
         }
@@ -421,7 +467,7 @@ impl Sessions {
             .registry
             .get(&key)
             .await
-            .map_err(registry_down)?
+            .map_err(|e| self.registry_down(e))?
             .ok_or(Code::NoPreviousLogin)?;
         if self.clock.now_secs() > inst.sig_expires_at {
             return Err(Code::NoPreviousLogin.into());
@@ -436,7 +482,7 @@ impl Sessions {
             .registry
             .remove(&key, RemoveIf::Always)
             .await
-            .map_err(registry_down)?;
+            .map_err(|e| self.registry_down(e))?;
         let (inst, seq) = removed.ok_or(Code::NoPreviousLogin)?;
         self.emit(&inst, seq, Cause::Logout, Actor::Client(ip), Vec::new());
         if let Some(conn) = inst.conn {
@@ -465,7 +511,7 @@ impl Sessions {
             .registry
             .remove_user(sdkappid, user_id, reason, self.remember_ms())
             .await
-            .map_err(registry_down)?;
+            .map_err(|e| self.registry_down(e))?;
         if let Some(first) = removed.first() {
             self.emit(
                 first,
@@ -492,7 +538,7 @@ impl Sessions {
             .registry
             .kick(key, reason, self.remember_ms())
             .await
-            .map_err(registry_down)?;
+            .map_err(|e| self.registry_down(e))?;
         let Some((inst, seq)) = removed else {
             return Ok(false);
         };

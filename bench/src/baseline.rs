@@ -30,6 +30,7 @@ pub async fn serve(listener: TcpListener) {
     );
     let options = ServeOptions {
         header_read_timeout: Duration::from_secs(10),
+        ..Default::default()
     };
     serve_http(listener, app, options, std::future::pending()).await;
 }

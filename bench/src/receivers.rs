@@ -41,6 +41,7 @@ impl FastReceiver {
         );
         let options = ServeOptions {
             header_read_timeout: Duration::from_secs(30),
+            ..Default::default()
         };
         tokio::spawn(serve(listener, app, options, std::future::pending()));
         Ok(FastReceiver {

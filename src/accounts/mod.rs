@@ -113,4 +113,6 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn existing(&self, sdkappid: u32, user_ids: &[String]) -> StoreResult<Vec<String>>;
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+    /// Connections the pool holds, and how many of them are idle.
+    fn pool_status(&self) -> (u32, usize);
 }

@@ -81,8 +81,7 @@ impl Authenticator {
             let app = self
                 .apps
                 .get(fields.sdkappid)
-                .ok_or(Code::SdkAppIdNotFound)?
-                .clone();
+                .ok_or(Code::SdkAppIdNotFound)?;
             let verified = ticket.verify(
                 &app.keys,
                 fields.sdkappid,

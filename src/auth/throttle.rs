@@ -47,7 +47,7 @@ impl From<IpAddr> for Client {
 
 /// Failure counters per client and per user, in fixed one-minute windows opened by the first failure.
 pub struct Throttle {
-    limit: u32,
+    limit: std::sync::atomic::AtomicU32,
     clock: Clock,
     by_client: DashMap<Client, Window>,
     /// Keyed by a hash of (app, UserID) with this process's random key: no allocation per lookup, and collisions
@@ -60,7 +60,7 @@ pub struct Throttle {
 impl Throttle {
     pub fn new(limit_per_minute: u32, clock: Clock) -> Self {
         Throttle {
-            limit: limit_per_minute,
+            limit: limit_per_minute.into(),
             clock,
             by_client: DashMap::new(),
             by_user: DashMap::new(),
@@ -104,6 +104,11 @@ impl Throttle {
         }
     }
 
+    /// Changes the limit (a reload); windows already open keep their counts.
+    pub fn set_limit(&self, limit_per_minute: u32) {
+        self.limit.store(limit_per_minute, Ordering::Relaxed);
+    }
+
     /// Keys held now (clients, users).
     pub fn len(&self) -> (usize, usize) {
         (self.by_client.len(), self.by_user.len())
@@ -112,7 +117,7 @@ impl Throttle {
     fn remaining<K: Eq + Hash>(&self, map: &DashMap<K, Window>, key: &K, now: i64) -> Option<i64> {
         let w = *map.get(key)?;
         let end = w.start_ms + WINDOW_MS;
-        (w.failures > self.limit && now < end).then_some(end - now)
+        (w.failures > self.limit.load(Ordering::Relaxed) && now < end).then_some(end - now)
     }
 
     /// Drops windows that have ended, at most once a second.

@@ -14,6 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -124,12 +125,13 @@ impl Client {
         Self::connect_with(url, None).await
     }
 
-    /// Connects, sending a WebSocket ping every `keepalive` (the heartbeat) if given.
+    /// Connects, sending a WebSocket ping every `keepalive` (the heartbeat) if given. `request` is a URL or a
+    /// request with headers of its own (e.g. through a proxy).
     pub async fn connect_with(
-        url: &str,
+        request: impl IntoClientRequest + Unpin,
         keepalive: Option<Duration>,
     ) -> Result<Client, ClientError> {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        let (ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
@@ -144,7 +146,8 @@ impl Client {
             let mut tick = keepalive.map(tokio::time::interval);
             loop {
                 let msg = tokio::select! {
-                    m = out_rx.recv() => match m { Some(m) => m, None => break },
+                    // Every handle dropped: the connection closes (the reader ends at the server's answer).
+                    m = out_rx.recv() => m.unwrap_or(Message::Close(None)),
                     _ = async { tick.as_mut().expect("guarded").tick().await }, if tick.is_some() => Message::Ping(Vec::new().into()),
                     _ = &mut ended => break,
                 };

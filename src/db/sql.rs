@@ -318,6 +318,10 @@ macro_rules! sql_stores {
                     Ok(q.build_query_scalar().fetch_all(&self.pool).await?)
                 }
 
+                fn pool_status(&self) -> (u32, usize) {
+                    (self.pool.size(), self.pool.num_idle())
+                }
+
                 async fn ping(&self) -> StoreResult<()> {
                     sqlx::query("SELECT 1").execute(&self.pool).await?;
                     Ok(())

@@ -19,11 +19,13 @@ use futures_util::{Sink, Stream};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::io::{Inbound, Outbound};
 use super::protocol::{self, close, BadFrame, Event, LoginStatus, Op, Request};
 use crate::error::{Code, Failure};
 use crate::hub::{Mailbox, Push};
+use crate::metrics::OnlineMark;
 use crate::platform::Platform;
 use crate::registry::{ConnRef, InstanceKey};
 use crate::request::LoginRequest;
@@ -52,6 +54,8 @@ struct Current {
     platform: Platform,
     sig_expires_at: i64,
     notice_sent: bool,
+    /// Counts it in `imlogin_sessions_online` while it is held here.
+    _online: Option<OnlineMark>,
 }
 
 /// Where the connection's login stands.
@@ -270,7 +274,9 @@ where
         last_seen: Instant::now(),
         end: Cause::Disconnect,
     };
-    c.run(&mailbox).await;
+    // Every log line of the connection carries its id and its client's address.
+    let span = tracing::info_span!("ws", conn = conn.conn, client_ip = %ip);
+    c.run(&mailbox).instrument(span).await;
     // The usual end: detach here rather than from Drop (which needs a task of its own).
     if let Some(cur) = c.state.take_current() {
         c.sessions.detach(&cur.key, c.conn, c.end).await;
@@ -691,11 +697,17 @@ where
         };
         let inst = &ok.instance;
         if !self.state.is_current(&inst.instance_id) {
+            let online = self
+                .sessions
+                .metrics
+                .as_ref()
+                .map(|m| OnlineMark::new(m.online(inst.sdkappid, inst.platform)));
             self.state = State::LoggedIn(Current {
                 key: inst.key(),
                 platform: inst.platform,
                 sig_expires_at: inst.sig_expires_at,
                 notice_sent: false,
+                _online: online,
             });
         }
         self.wire.text(protocol::ok(id, &ok.data()));
@@ -730,17 +742,20 @@ async fn start(
         return Started::Done(res);
     }
     let (tx, rx) = oneshot::channel();
-    // The task polls it again at once, with its own waker.
-    tokio::spawn(async move {
-        let res = Box::new(work.await);
-        if let Err(Ok(ok)) = tx.send(res).map_err(|r| *r) {
-            if !ok.repeat_login {
-                sessions
-                    .detach(&ok.instance.key(), conn, Cause::Disconnect)
-                    .await;
+    // The task polls it again at once, with its own waker, in the connection's span (its log lines carry it).
+    tokio::spawn(
+        async move {
+            let res = Box::new(work.await);
+            if let Err(Ok(ok)) = tx.send(res).map_err(|r| *r) {
+                if !ok.repeat_login {
+                    sessions
+                        .detach(&ok.instance.key(), conn, Cause::Disconnect)
+                        .await;
+                }
             }
         }
-    });
+        .in_current_span(),
+    );
     Started::Running(rx)
 }
 

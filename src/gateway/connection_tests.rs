@@ -178,6 +178,7 @@ async fn sessions(users: &[&str]) -> Arc<Sessions> {
         timing,
         session_secret: "a-session-secret-for-tests".into(),
         clock,
+        metrics: None,
     })
 }
 

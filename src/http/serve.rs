@@ -7,12 +7,15 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -41,9 +44,41 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 }
 
 /// How connections are served.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     pub header_read_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<[IpNet]>,
+}
+
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the rightmost address of
+/// `X-Forwarded-For` that is not a trusted proxy (the leftmost if all are). A client can put anything at the
+/// left of the header; only what trusted proxies appended is believed.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if trusted.is_empty() || !is_trusted(&peer) {
+        return peer;
+    }
+    // From the right: past each trusted proxy to the address it was given. A hop that is not an address ends
+    // the walk at the last good one (only a client writes garbage, and only at the left).
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// Serves `router` on `listener` until `shutdown` completes; then stops accepting, asks every connection to
@@ -75,7 +110,7 @@ pub async fn serve(
             stream,
             peer,
             router.clone(),
-            options,
+            options.clone(),
             closing.clone(),
         ));
     }
@@ -92,8 +127,9 @@ async fn serve_connection(
     options: ServeOptions,
     closing: CancellationToken,
 ) {
-    let client = ClientIp(peer.ip());
+    let trusted = options.trusted_proxies.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let client = ClientIp(client_ip(peer.ip(), req.headers(), &trusted));
         req.extensions_mut().insert(client);
         let router = router.clone();
         async move {
@@ -120,4 +156,68 @@ async fn serve_connection(
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "127.0.0.1/32".parse().unwrap(),
+        ];
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert("x-forwarded-for", v.parse().unwrap());
+            m
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // From an untrusted peer the header is ignored.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &h("1.2.3.4"), &trusted),
+            ip("203.0.113.9")
+        );
+        // From a trusted proxy: the rightmost hop that is not a trusted proxy.
+        assert_eq!(
+            client_ip(
+                ip("10.1.1.1"),
+                &h("6.6.6.6, 198.51.100.7, 10.2.2.2"),
+                &trusted
+            ),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &h("198.51.100.7"), &trusted),
+            ip("198.51.100.7")
+        );
+        // Every hop trusted: the leftmost; no header or garbage: the peer.
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &h("10.3.3.3, 10.2.2.2"), &trusted),
+            ip("10.3.3.3")
+        );
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &HeaderMap::new(), &trusted),
+            ip("10.1.1.1")
+        );
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &h("not-an-ip"), &trusted),
+            ip("10.1.1.1")
+        );
+        // Garbage a client put before its own address does not move the answer to the left of it.
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &h("6.6.6.6, junk, 198.51.100.7"), &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &h("6.6.6.6, junk, 10.2.2.2"), &trusted),
+            ip("10.2.2.2")
+        );
+        // Nothing trusted: always the peer.
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &h("1.2.3.4"), &[]),
+            ip("10.1.1.1")
+        );
+    }
 }

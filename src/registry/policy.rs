@@ -73,6 +73,8 @@ pub enum KickReason {
     AccountDeleted,
     /// The account was disabled (70051).
     AccountDisabled,
+    /// The app was removed from the configuration (70020).
+    AppRemoved,
 }
 
 impl KickReason {
@@ -84,6 +86,7 @@ impl KickReason {
             KickReason::AdminKick | KickReason::AdminKickRevoked => "admin_kick",
             KickReason::AccountDeleted => "account_deleted",
             KickReason::AccountDisabled => "account_disabled",
+            KickReason::AppRemoved => "app_removed",
         }
     }
 
@@ -95,6 +98,7 @@ impl KickReason {
             KickReason::AdminKickRevoked => Code::UserSigRevoked,
             KickReason::AccountDeleted => Code::AccountNotFound,
             KickReason::AccountDisabled => Code::AccountDisabled,
+            KickReason::AppRemoved => Code::SdkAppIdNotFound,
         }
     }
 }

@@ -104,7 +104,21 @@ pub struct JwtVerifier {
     algorithms: Vec<JwtAlgorithm>,
     hmac_key: Option<DecodingKey>,
     public_key: Option<DecodingKey>,
+    /// The keys before a rotation, still accepted until removed.
+    previous_hmac_key: Option<DecodingKey>,
+    previous_public_key: Option<DecodingKey>,
     audience: Option<String>,
+}
+
+/// The public key of a PEM for an algorithm.
+fn public_key(alg: JwtAlgorithm, pem: &str) -> Result<DecodingKey, String> {
+    let pem = pem.as_bytes();
+    let key = match alg {
+        JwtAlgorithm::RS256 => DecodingKey::from_rsa_pem(pem),
+        JwtAlgorithm::ES256 => DecodingKey::from_ec_pem(pem),
+        _ => DecodingKey::from_ed_pem(pem),
+    };
+    key.map_err(|e| format!("is not a valid {alg:?} public key: {e}"))
 }
 
 impl JwtVerifier {
@@ -133,18 +147,7 @@ impl JwtVerifier {
         let public_key = match (asym.as_slice(), public_key_pem) {
             ([], _) => None,
             ([alg], Some(pem)) => {
-                let pem = pem.as_bytes();
-                let key = match alg {
-                    JwtAlgorithm::RS256 => DecodingKey::from_rsa_pem(pem),
-                    JwtAlgorithm::ES256 => DecodingKey::from_ec_pem(pem),
-                    _ => DecodingKey::from_ed_pem(pem),
-                };
-                Some(key.map_err(|e| {
-                    (
-                        "public_key_pem",
-                        format!("is not a valid {alg:?} public key: {e}"),
-                    )
-                })?)
+                Some(public_key(*alg, pem).map_err(|why| ("public_key_pem", why))?)
             }
             ([_], None) => {
                 return Err(("public_key_pem", "is required for RS256/ES256/EdDSA".into()))
@@ -160,8 +163,38 @@ impl JwtVerifier {
             algorithms: algorithms.to_vec(),
             hmac_key,
             public_key,
+            previous_hmac_key: None,
+            previous_public_key: None,
             audience: audience.map(str::to_owned),
         })
+    }
+
+    /// Also accepts JWTs signed with the keys before a rotation (`previous_secret`, `previous_public_key_pem`).
+    pub fn with_previous(
+        mut self,
+        secret: Option<&str>,
+        public_key_pem: Option<&str>,
+    ) -> Result<JwtVerifier, (&'static str, String)> {
+        if let Some(s) = secret {
+            if s.len() < 16 {
+                return Err(("previous_secret", "must be at least 16 bytes".into()));
+            }
+            self.previous_hmac_key = Some(DecodingKey::from_secret(s.as_bytes()));
+        }
+        if let Some(pem) = public_key_pem {
+            let alg = self
+                .algorithms
+                .iter()
+                .copied()
+                .find(|a| !a.is_hmac())
+                .ok_or((
+                    "previous_public_key_pem",
+                    "needs RS256, ES256 or EdDSA in `algorithms`".to_owned(),
+                ))?;
+            self.previous_public_key =
+                Some(public_key(alg, pem).map_err(|why| ("previous_public_key_pem", why))?);
+        }
+        Ok(self)
     }
 
     /// Checks a decoded JWT: algorithm 70003 · `sdkappid` claim 70014 · `sub` 70013 · signature 70009 ·
@@ -197,28 +230,31 @@ impl JwtVerifier {
         if t.sub != user_id {
             return Err(Code::UserSigMismatchId.into());
         }
-        let key = if alg.is_hmac() {
-            &self.hmac_key
+        let keys = if alg.is_hmac() {
+            [&self.hmac_key, &self.previous_hmac_key]
         } else {
-            &self.public_key
+            [&self.public_key, &self.previous_public_key]
         };
-        let key = key
-            .as_ref()
-            .ok_or_else(|| bad("no key for this algorithm"))?;
         // Only the signature is checked here; the claims are checked below so each gets its documented code.
         let mut validation = Validation::new(alg.to_jwt());
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        if let Err(e) = jsonwebtoken::decode::<Value>(&t.token, key, &validation) {
-            return Err(match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                    Code::UserSigMismatchKey.into()
+        let mut outcome = Err(bad("no key for this algorithm"));
+        for key in keys.into_iter().flatten() {
+            outcome = match jsonwebtoken::decode::<Value>(&t.token, key, &validation) {
+                Ok(_) => Ok(()),
+                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    Err(Code::UserSigMismatchKey.into())
                 }
-                _ => bad("signature could not be checked"),
-            });
+                Err(_) => Err(bad("signature could not be checked")),
+            };
+            if outcome.is_ok() {
+                break;
+            }
         }
+        outcome?;
         if now > t.exp {
             return Err(Failure::with_message(
                 Code::UserSigExpired,
@@ -434,5 +470,45 @@ mod tests {
         assert_eq!(err(&[RS256], None, Some("garbage")), Some("public_key_pem"));
         let pem = fixture("rs256.pub");
         assert_eq!(err(&[RS256, ES256], None, Some(&pem)), Some("algorithms"));
+    }
+
+    #[test]
+    fn a_previous_secret_verifies_during_a_rotation() {
+        let old = hs256(json!({"sub": "alice", "exp": NOW + 60}));
+        let new_secret = "the-rotated-jwt-secret-0123";
+        let rotated =
+            JwtVerifier::new(&[JwtAlgorithm::HS256], Some(new_secret), None, None).unwrap();
+        assert_eq!(
+            check(&rotated, &old, "alice"),
+            Err(Code::UserSigMismatchKey)
+        );
+        let rotating = JwtVerifier::new(&[JwtAlgorithm::HS256], Some(new_secret), None, None)
+            .unwrap()
+            .with_previous(Some(SECRET), None)
+            .unwrap();
+        assert!(check(&rotating, &old, "alice").is_ok());
+        let fresh = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"sub": "alice", "exp": NOW + 60}),
+            &EncodingKey::from_secret(new_secret.as_bytes()),
+        )
+        .unwrap();
+        assert!(check(&rotating, &fresh, "alice").is_ok());
+        let forged = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"sub": "alice", "exp": NOW + 60}),
+            &EncodingKey::from_secret(b"neither-key-of-the-two-0123"),
+        )
+        .unwrap();
+        assert_eq!(
+            check(&rotating, &forged, "alice"),
+            Err(Code::UserSigMismatchKey)
+        );
+        assert!(
+            JwtVerifier::new(&[JwtAlgorithm::HS256], Some(new_secret), None, None)
+                .unwrap()
+                .with_previous(Some("short"), None)
+                .is_err()
+        );
     }
 }

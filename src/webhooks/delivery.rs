@@ -23,6 +23,7 @@ use super::event::STATE_CHANGE;
 use super::outbox::{Batch, DeadLetter, OutboxEvent, OutboxStore};
 use crate::clock::Clock;
 use crate::config::WebhookConfig;
+use crate::metrics::{Metrics, Outcome};
 use crate::sdkapps::SdkApps;
 
 /// How long an event waits after it happened before it may be sent (see the module docs).
@@ -184,6 +185,7 @@ pub struct Delivery {
     written: mpsc::Receiver<Batch>,
     holder: String,
     clients: HashMap<u32, reqwest::Client>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Delivery {
@@ -194,6 +196,7 @@ impl Delivery {
         clock: Clock,
         written: mpsc::Receiver<Batch>,
         node: String,
+        metrics: Option<Arc<Metrics>>,
     ) -> Self {
         Delivery {
             store,
@@ -202,6 +205,7 @@ impl Delivery {
             written,
             holder: node,
             clients: HashMap::new(),
+            metrics,
         }
     }
 
@@ -265,6 +269,9 @@ impl Delivery {
                 };
                 self.start(&mut q, key, &mut tasks, now_ms);
             }
+            if let Some(m) = &self.metrics {
+                m.sampled.webhook_pending.set(q.pending as i64);
+            }
             let stopping_done = stop.is_cancelled() && q.idle();
             if now >= flush_due || q.finished.len() >= 64 || stopping_done {
                 flush_due = now + FLUSH;
@@ -319,6 +326,9 @@ impl Delivery {
             Err(e) => {
                 // Kept for the next flush: delivered at least once, dead letters not lost.
                 tracing::warn!(error = %e, "webhook delivery: cannot record finished events");
+                if let Some(m) = &self.metrics {
+                    m.db_error("webhooks");
+                }
                 q.dead = dead;
             }
         }
@@ -428,6 +438,16 @@ impl Delivery {
             return;
         };
         let mut done = None;
+        if let Some(m) = &self.metrics {
+            let outcome = if a.result.is_ok() {
+                "delivered"
+            } else {
+                "failed"
+            };
+            m.webhook_deliveries
+                .get_or_create(&Outcome { outcome })
+                .inc();
+        }
         match a.result {
             Ok(()) => done = Some(head.row),
             Err(why) => {
@@ -440,6 +460,9 @@ impl Delivery {
                 if head.attempts >= max {
                     tracing::warn!(sdkappid = a.key.0, event_id = %head.event.event_id, attempts = head.attempts,
                         error = %why, "webhook event dead-lettered");
+                    if let Some(m) = &self.metrics {
+                        m.webhook_dead_letters.inc();
+                    }
                     q.dead.push(DeadLetter {
                         event: head.event.clone(),
                         attempts: head.attempts,

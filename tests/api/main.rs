@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod helpers;
 mod http_client;
+mod operations;
 mod races;
 mod security;
 mod server;

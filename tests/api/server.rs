@@ -33,6 +33,8 @@ pub struct Binary {
     pub child: std::process::Child,
     /// host:port it listens on.
     pub addr: String,
+    /// host:port of `/metrics` ("" when metrics are off).
+    pub metrics_addr: String,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -58,9 +60,16 @@ impl Drop for Binary {
 
 /// Starts `imlogin serve` on port 0 (JSON logs, `RUST_LOG` unset unless `envs` sets it).
 pub fn start_binary(envs: &[(&str, String)]) -> Binary {
+    start_binary_with(&[], envs)
+}
+
+/// [`start_binary`] with arguments after `serve` (e.g. `--config FILE`).
+pub fn start_binary_with(args: &[&str], envs: &[(&str, String)]) -> Binary {
     let mut child = Command::new(env!("CARGO_BIN_EXE_imlogin"))
         .arg("serve")
+        .args(args)
         .env("IMLOGIN__SERVER__LISTEN", "127.0.0.1:0")
+        .env("IMLOGIN__SERVER__METRICS_LISTEN", "127.0.0.1:0")
         .env("IMLOGIN__LOG__FORMAT", "json")
         .env_remove("RUST_LOG")
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
@@ -70,7 +79,7 @@ pub fn start_binary(envs: &[(&str, String)]) -> Binary {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let addr = loop {
+    let (addr, metrics_addr) = loop {
         let line = lines
             .next()
             .expect("server exited before listening")
@@ -82,7 +91,10 @@ pub fn start_binary(envs: &[(&str, String)]) -> Binary {
         log.lock().unwrap().push(line.clone());
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if v["message"] == "imlogin listening" {
-            break v["addr"].as_str().unwrap().to_owned();
+            break (
+                v["addr"].as_str().unwrap().to_owned(),
+                v["metrics_addr"].as_str().unwrap_or_default().to_owned(),
+            );
         }
     };
     // Keep reading stderr so the child never blocks on a full pipe.
@@ -92,7 +104,12 @@ pub fn start_binary(envs: &[(&str, String)]) -> Binary {
             sink.lock().unwrap().push(line);
         }
     });
-    Binary { child, addr, log }
+    Binary {
+        child,
+        addr,
+        metrics_addr,
+        log,
+    }
 }
 
 #[tokio::test]
@@ -223,8 +240,13 @@ async fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus 
 }
 
 pub fn sigterm(child: &std::process::Child) {
+    signal(child, "TERM");
+}
+
+/// Sends the signal named (`TERM`, `HUP`, `KILL`) to the process.
+pub fn signal(child: &std::process::Child, name: &str) {
     let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());

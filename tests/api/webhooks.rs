@@ -217,11 +217,9 @@ async fn a_failing_receiver_gets_retries_then_a_dead_letter(backend: Backend) {
     let r = Receiver::start(Mode::Fail).await;
     let (_db, app) =
         spawn_with_webhook(backend, &r, &[("APPS__0__WEBHOOK__MAX_ATTEMPTS", "3")]).await;
-    app.connect()
-        .await
-        .login(&params("retried", "web"))
-        .await
-        .unwrap();
+    // Connected throughout: the login is the only event.
+    let retried = app.connect().await;
+    retried.login(&params("retried", "web")).await.unwrap();
     eventually("two attempts failed", || async { r.hits().len() == 2 }).await;
     r.set(Mode::Ok);
     eventually("the third attempt is delivered", || async {
@@ -251,11 +249,8 @@ async fn a_failing_receiver_gets_retries_then_a_dead_letter(backend: Backend) {
     }
     // Always failing: after max_attempts, a dead letter.
     r.set(Mode::Fail);
-    app.connect()
-        .await
-        .login(&params("dead", "web"))
-        .await
-        .unwrap();
+    let dead_user = app.connect().await;
+    dead_user.login(&params("dead", "web")).await.unwrap();
     let dead = || async {
         let (_, page) = app
             .native(Method::GET, "/webhooks/dead_letters", None)

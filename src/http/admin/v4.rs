@@ -149,7 +149,6 @@ async fn dispatch(
         .auth
         .apps()
         .get(who.sdkappid)
-        .cloned()
         .ok_or_else(|| Fail::new(60006, "unknown SDKAppID"))?;
     let l = &app.rest_limits;
     let per_second = match cmd {
@@ -217,7 +216,6 @@ async fn authenticate(
         .auth
         .apps()
         .get(sdkappid)
-        .cloned()
         .ok_or_else(|| Fail::new(60006, "unknown SDKAppID"))?;
     let identifier = q
         .get("identifier")
