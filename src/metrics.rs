@@ -60,7 +60,12 @@ pub struct Sampled {
     pub db_pool_idle: Gauge,
     pub resident_memory: Gauge,
     pub open_fds: Gauge,
-    pub cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub max_fds: Gauge,
+    /// A counter (`process_cpu_seconds_total`, as Prometheus's own clients name it), moved up to the process's
+    /// CPU time at each scrape.
+    pub cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// Scrapes sample one at a time (the CPU counter is moved by differences).
+    lock: std::sync::Mutex<()>,
 }
 
 pub struct Metrics {
@@ -175,6 +180,11 @@ impl Metrics {
             m.sampled.open_fds.clone(),
         );
         r.register(
+            "process_max_fds",
+            "The open-files limit of the process (soft)",
+            m.sampled.max_fds.clone(),
+        );
+        r.register(
             "process_cpu_seconds",
             "CPU time the process has used (user and system)",
             m.sampled.cpu_seconds.clone(),
@@ -227,12 +237,26 @@ impl Metrics {
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
             s.open_fds.set(dir.count() as i64);
         }
+        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+            let soft = limits
+                .lines()
+                .find_map(|l| l.strip_prefix("Max open files"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<i64>().ok());
+            if let Some(n) = soft {
+                s.max_fds.set(n);
+            }
+        }
         if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
             // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks (100/s).
             let rest = stat.rsplit_once(')').map(|r| r.1).unwrap_or_default();
             let f: Vec<&str> = rest.split_whitespace().collect();
             let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            s.cpu_seconds.set((ticks(11) + ticks(12)) / 100.0);
+            let cpu = (ticks(11) + ticks(12)) / 100.0;
+            let _one = s.lock.lock().unwrap_or_else(|p| p.into_inner());
+            let counted = s.cpu_seconds.get();
+            if cpu > counted {
+                s.cpu_seconds.inc_by(cpu - counted);
+            }
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

@@ -48,8 +48,9 @@ pub struct SuiteOptions {
     pub kick_rounds: usize,
     #[arg(long, default_value_t = 5000)]
     pub resume_sessions: usize,
-    /// Scenario groups to run: `core` (logins, kicks, resume, memory, admin queries), `webhooks`.
-    #[arg(long, value_delimiter = ',', default_value = "core,webhooks")]
+    /// Scenario groups to run: `core` (logins, kicks, resume, memory, admin queries), `webhooks`, `metrics`
+    /// (known-user logins with metrics on and off).
+    #[arg(long, value_delimiter = ',', default_value = "core,webhooks,metrics")]
     pub groups: Vec<String>,
     /// Events of each webhook delivery run.
     #[arg(long, default_value_t = 20_000)]
@@ -138,6 +139,7 @@ fn start_imlogin_with(
     let mut child = command(pin, exe_dir().join("imlogin"))
         .arg("serve")
         .env("IMLOGIN__SERVER__LISTEN", "127.0.0.1:0")
+        .env("IMLOGIN__SERVER__METRICS_LISTEN", "127.0.0.1:0")
         .env("IMLOGIN__DATABASE__URL", url)
         .env("IMLOGIN__LOG__FORMAT", "json")
         .env("IMLOGIN__LOG__LEVEL", "warn,imlogin::app=info")
@@ -281,6 +283,9 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     }
     if o.groups.iter().any(|g| g == "webhooks") {
         webhooks(o, &mut out).await?;
+    }
+    if o.groups.iter().any(|g| g == "metrics") {
+        metrics(o, &mut out).await?;
     }
     eprintln!("{}", table(&out, baseline_rate));
     Ok(out)
@@ -491,6 +496,48 @@ async fn webhooks(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Known-user logins with metrics on and off. Both servers run side by side and the runs alternate (on, off,
+/// off, on, …), so a drift of the machine over the minutes of the runs weighs on both alike; medians of each.
+async fn metrics(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
+    let off_env = [("IMLOGIN__SERVER__METRICS_ENABLED", "false".to_owned())];
+    let servers = [
+        ("logins_known_metrics_on", start_imlogin(o.pin, None)?),
+        (
+            "logins_known_metrics_off",
+            start_imlogin_with(o.pin, None, &off_env)?,
+        ),
+    ];
+    let targets: Vec<Target> = servers.iter().map(|(_, s)| target(s, o.sources)).collect();
+    for t in &targets {
+        known_logins(t, o, o.known_users, None).await;
+    }
+    let mut runs: [Vec<(Value, f64, f64)>; 2] = Default::default();
+    for r in 0..o.repeats {
+        // Which goes first alternates too.
+        for i in [r % 2, 1 - r % 2] {
+            let server = &servers[i].1;
+            let r = measured(server, 1, throughput, |_| {
+                known_logins(&targets[i], o, o.logins, None)
+            })
+            .await;
+            runs[i].push(r);
+        }
+    }
+    for (i, (scenario, _)) in servers.iter().enumerate() {
+        let m = median(runs[i].iter().map(|r| throughput(&r.0)).collect());
+        let (gen, srv) = runs[i]
+            .iter()
+            .fold((0.0, 0.0), |(g, s), r| (g + r.1, s + r.2));
+        let chosen = runs[i]
+            .iter()
+            .find(|r| throughput(&r.0) == m)
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        emit(out, scenario, "imlogin", chosen, gen, srv);
+    }
+    Ok(())
+}
+
 async fn webhook_delivery_json(
     t: &Target,
     fast: &FastReceiver,
@@ -537,6 +584,18 @@ pub fn table(lines: &[Value], baseline_rate: f64) -> String {
                     })
                     .unwrap_or_default()
             }
+            (Some("logins_known_metrics_on"), Some("imlogin")) => {
+                find(lines, "logins_known_metrics_off", "imlogin")
+                    .map(|off| {
+                        format!(
+                            "{:.2}x metrics off",
+                            l["per_second"].as_f64().unwrap_or(0.0)
+                                / off["per_second"].as_f64().unwrap_or(1.0)
+                        )
+                    })
+                    .unwrap_or_default()
+            }
+            (Some("logins_known_metrics_off"), _) => String::new(),
             (Some(s), Some("imlogin")) if s.starts_with("logins") && s != "logins_at_80pct" => {
                 format!(
                     "{:.2}x handshakes/s",

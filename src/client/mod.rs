@@ -13,10 +13,12 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 /// What went wrong with a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,6 +136,21 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Self::over(ws, keepalive))
+    }
+
+    /// A client over a WebSocket the caller opened (its own socket, e.g. bound to a source address).
+    pub fn from_websocket<S>(ws: WebSocketStream<S>) -> Client
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::over(ws, None)
+    }
+
+    fn over<S>(ws: WebSocketStream<S>, keepalive: Option<Duration>) -> Client
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         // The reader tells the writer when the connection has ended, so both halves drop and the socket closes.
@@ -184,13 +201,13 @@ impl Client {
             });
         });
 
-        Ok(Client {
+        Client {
             out,
             pending,
             next_id: AtomicU64::new(1),
             events,
             closed,
-        })
+        }
     }
 
     /// Sends a raw text frame (tests of malformed input).

@@ -1,78 +1,403 @@
-//! Docker cannot run here, so the deployment files are checked by what the binary would do with them.
+//! Docker cannot run here: the compose file is validated and resolved by Debian's docker-compose (`config`
+//! needs no engine), its imlogin environment is run as the real binary against local PostgreSQL, behind the
+//! real nginx with deploy/nginx.conf, and Prometheus' alert rules and the Grafana dashboard are checked against
+//! what the binary exports.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use imlogin::client::{Client, LoginParams};
 use serde_yaml::Value;
+
+use crate::helpers::{Backend, TestDb};
+use crate::server::{sigterm, start_binary, Binary};
 
 fn root(path: &str) -> String {
     format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Resolves compose's `${NAME:-default}` the way compose does when NAME is unset.
-fn interpolate(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').expect("closed ${") + start;
-        let inner = &rest[start + 2..end];
-        out.push_str(inner.split_once(":-").map(|(_, d)| d).unwrap_or(""));
-        rest = &rest[end + 1..];
+/// `docker-compose config` of the repository's compose file: validated, anchors merged, `${…}` resolved (from
+/// `env_file` if given, else the defaults in the file).
+fn compose_config(env_file: Option<&str>) -> Value {
+    let mut cmd = Command::new("docker-compose");
+    cmd.arg("--project-directory").arg(root(""));
+    cmd.arg("-f").arg(root("docker-compose.yml"));
+    if let Some(f) = env_file {
+        cmd.arg("--env-file").arg(root(f));
     }
-    out.push_str(rest);
-    out
+    // Nothing from the environment of the test run may leak into the resolution.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IMLOGIN") || k.starts_with("POSTGRES") || k.starts_with("GRAFANA") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .args(["--profile", "monitoring", "config"])
+        .output()
+        .expect("docker-compose is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "docker-compose config refused the file: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_yaml::from_slice(&out.stdout).unwrap()
 }
 
-fn compose() -> Value {
-    serde_yaml::from_str(&std::fs::read_to_string(root("docker-compose.yml")).unwrap()).unwrap()
-}
-
-#[test]
-fn compose_environment_passes_check_config() {
-    let c = compose();
-    let env: BTreeMap<String, String> = c["services"]["imlogin"]["environment"]
+/// The resolved environment of a service.
+fn environment(c: &Value, service: &str) -> BTreeMap<String, String> {
+    c["services"][service]["environment"]
         .as_mapping()
         .expect("environment as a map")
         .iter()
         .map(|(k, v)| {
-            (
-                k.as_str().unwrap().to_owned(),
-                interpolate(v.as_str().expect("quoted string values")),
-            )
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => serde_yaml::to_string(other).unwrap().trim().to_owned(),
+            };
+            (k.as_str().unwrap().to_owned(), v)
         })
-        .collect();
-    assert!(env["IMLOGIN__DATABASE__URL"].starts_with("postgres://"));
-    let out = Command::new(env!("CARGO_BIN_EXE_imlogin"))
-        .arg("check-config")
-        .env_clear()
-        .envs(&env)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "compose env rejected: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(printed.contains("listen = \"0.0.0.0:8080\""), "{printed}");
+        .collect()
+}
+
+/// The imlogin services of the compose file (every node).
+fn nodes(c: &Value) -> Vec<String> {
+    c["services"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| s["image"] == "imlogin:local")
+        .map(|(name, _)| name.as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[test]
-fn compose_waits_for_a_healthy_postgres_and_keeps_data_in_named_volumes() {
-    let c = compose();
-    let pg = &c["services"]["postgres"];
-    let test = serde_yaml::to_string(&pg["healthcheck"]["test"]).unwrap();
-    assert!(test.contains("pg_isready"), "{test}");
-    assert_eq!(
-        c["services"]["imlogin"]["depends_on"]["postgres"]["condition"],
-        "service_healthy"
-    );
-    for (service, volume) in [("postgres", "pgdata"), ("imlogin", "imlogin-data")] {
-        let mounts = serde_yaml::to_string(&c["services"][service]["volumes"]).unwrap();
-        assert!(mounts.contains(volume), "{service}: {mounts}");
-        assert!(c["volumes"].get(volume).is_some(), "named volume {volume}");
+fn compose_validates_with_the_defaults_and_with_the_env_example() {
+    for env_file in [None, Some(".env.example")] {
+        let c = compose_config(env_file);
+        assert!(!nodes(&c).is_empty());
     }
+    let c = compose_config(Some(".env.example"));
+    let env = environment(&c, &nodes(&c)[0]);
+    assert_eq!(
+        env["IMLOGIN__SESSION__SECRET"],
+        "change-me-at-least-16-bytes-session-secret"
+    );
+}
+
+#[test]
+fn compose_environment_passes_check_config() {
+    let c = compose_config(None);
+    for node in nodes(&c) {
+        let env = environment(&c, &node);
+        assert!(env["IMLOGIN__DATABASE__URL"].starts_with("postgres://"));
+        let out = Command::new(env!("CARGO_BIN_EXE_imlogin"))
+            .arg("check-config")
+            .env_clear()
+            .envs(&env)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{node}: compose env rejected: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(printed.contains("listen = \"0.0.0.0:8080\""), "{printed}");
+    }
+}
+
+#[test]
+fn compose_publishes_only_the_proxy_and_checks_every_service_health() {
+    let c = compose_config(None);
+    let services = c["services"].as_mapping().unwrap();
+    for (name, s) in services {
+        let name = name.as_str().unwrap();
+        let published = serde_yaml::to_string(&s["ports"]).unwrap();
+        match name {
+            "proxy" => assert!(published.contains("target: 80"), "{published}"),
+            // Monitoring UIs only on the host's loopback.
+            "prometheus" | "grafana" => {
+                assert!(published.starts_with("- 127.0.0.1:"), "{name}: {published}")
+            }
+            // imlogin's listeners (and its metrics) stay on the internal network.
+            _ => assert_eq!(s["ports"], Value::Null, "{name} publishes {published}"),
+        }
+        if !["prometheus", "grafana"].contains(&name) {
+            let test = serde_yaml::to_string(&s["healthcheck"]["test"]).unwrap();
+            assert!(test.len() > 10, "{name} has a healthcheck");
+        }
+    }
+    for node in nodes(&c) {
+        let env = environment(&c, &node);
+        let metrics_port = env["IMLOGIN__SERVER__METRICS_LISTEN"]
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        let scrape = std::fs::read_to_string(root("deploy/prometheus/prometheus.yml")).unwrap();
+        assert!(
+            scrape.contains(&format!("\"{node}:{metrics_port}\"")),
+            "Prometheus scrapes {node}"
+        );
+        let nginx = std::fs::read_to_string(root("deploy/nginx.conf")).unwrap();
+        assert!(
+            nginx.contains(&format!("server {node}:8080")),
+            "the proxy forwards to {node}"
+        );
+        // The proxy is the one trusted forwarder, at its fixed address.
+        let proxy_ip = c["services"]["proxy"]["networks"]["imlogin"]["ipv4_address"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            env["IMLOGIN__SERVER__TRUSTED_PROXIES"],
+            format!("[\"{proxy_ip}/32\"]")
+        );
+        assert_eq!(
+            c["services"][node.as_str()]["depends_on"]["postgres"]["condition"],
+            "service_healthy"
+        );
+    }
+    // Data outlives the containers.
+    let mounts = serde_yaml::to_string(&c["services"]["postgres"]["volumes"]).unwrap();
+    assert!(mounts.contains("pgdata"), "{mounts}");
+    assert!(c["volumes"].get("pgdata").is_some(), "named volume pgdata");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// nginx running deploy/nginx.conf, with the upstream pointed at local nodes; stopped on drop.
+struct Nginx {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(nodes: &[(&str, &str)]) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut conf = std::fs::read_to_string(root("deploy/nginx.conf")).unwrap();
+        for (name, addr) in nodes {
+            conf = conf.replace(&format!("server {name}:8080"), &format!("server {addr}"));
+        }
+        conf = conf.replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+        // This machine's hard limit is below the container's (the directive would only log an alert).
+        conf = conf.replace("worker_rlimit_nofile 65536;", "");
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let binary = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|b| Command::new(b).arg("-v").output().is_ok())
+            .expect("nginx is installed (.ci/run installs it)");
+        let globals = format!(
+            "daemon off; pid {}/nginx.pid; error_log stderr;",
+            dir.path().display()
+        );
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&path)
+            .args(["-g", &globals])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Nginx {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    /// SIGTERM: the master stops its workers too (SIGKILL would leave them running).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            crate::server::signal(&self.child, "TERM");
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The compose deployment on this machine: the binary with the compose file's environment (the database and
+/// listeners pointed at local ones, the proxy's address trusted), behind nginx with deploy/nginx.conf.
+async fn compose_deployment(db: &TestDb) -> (Binary, Nginx, BTreeMap<String, String>) {
+    let c = compose_config(None);
+    let mut env = environment(&c, &nodes(&c)[0]);
+    env.insert("IMLOGIN__DATABASE__URL".into(), db.url());
+    env.insert(
+        "IMLOGIN__SERVER__TRUSTED_PROXIES".into(),
+        r#"["127.0.0.1/32"]"#.into(),
+    );
+    let envs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let b = start_binary(&envs);
+    let nginx = Nginx::start(&[("imlogin", &b.addr)]);
+    (b, nginx, env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_deployment_logs_in_through_its_proxy_with_the_real_client_address() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let (mut b, nginx, env) = compose_deployment(&db).await;
+    let app: u32 = env["IMLOGIN__APPS__0__SDKAPPID"].parse().unwrap();
+    let key = &env["IMLOGIN__APPS__0__SECRET_KEY"];
+    // A client at 127.0.0.2 reaches imlogin only through the proxy (at 127.0.0.1).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(nginx.addr.parse().unwrap()).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{}/v1/ws", nginx.addr), stream)
+        .await
+        .expect("the proxy passes the WebSocket upgrade");
+    let client = Client::from_websocket(ws);
+    let now = imlogin::clock::unix_now() as u64;
+    let login = LoginParams {
+        sdkappid: app,
+        user_id: "through-the-proxy".into(),
+        user_sig: imlogin::usersig::tls::generate(app, key, "through-the-proxy", 3600, now),
+        platform: "web".into(),
+        device_id: None,
+    };
+    client.login(&login).await.unwrap();
+    assert_eq!(client.status().await.unwrap(), 1);
+
+    let r = reqwest::Client::new()
+        .get(format!(
+            "http://{}/admin/v1/apps/{}/users/through-the-proxy",
+            nginx.addr, app
+        ))
+        .bearer_auth(&env["IMLOGIN__APPS__0__ADMIN_API_KEY"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(
+        request_id.len(),
+        32,
+        "nginx's request id, carried to imlogin: {request_id}"
+    );
+    let user: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(user["instances"][0]["client_ip"], "127.0.0.2", "{user}");
+
+    // A rolling restart: the node closes with 1012 and the proxy passes it on (the client resumes elsewhere).
+    let mut client = client;
+    sigterm(&b.child);
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match client.next_event().await {
+                Some(imlogin::client::ClientEvent::Closed { code, .. }) => break code,
+                Some(_) => continue,
+                None => break None,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, Some(1012));
+    crate::server::wait_exit(&mut b.child).await;
+}
+
+/// Every metric the alert rules and the dashboard query is one the binary exports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_and_dashboard_query_only_exported_metrics() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let b = start_binary(&[("IMLOGIN__DATABASE__URL", db.url())]);
+    // A login and a kick, so the series labelled by app exist.
+    let ws = format!("ws://{}/v1/ws", b.addr);
+    let (first, second) = (
+        Client::connect(&ws).await.unwrap(),
+        Client::connect(&ws).await.unwrap(),
+    );
+    first
+        .login(&crate::helpers::params("alerted", "web"))
+        .await
+        .unwrap();
+    second
+        .login(&crate::helpers::params("alerted", "web"))
+        .await
+        .unwrap();
+    let text = reqwest::get(format!("http://{}/metrics", b.metrics_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter(|l| l.starts_with("# TYPE "))
+        .flat_map(|l| {
+            let mut parts = l.split_whitespace().skip(2);
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            match kind {
+                "counter" => vec![format!("{name}_total")],
+                "histogram" => ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .map(|s| format!("{name}{s}"))
+                    .collect(),
+                _ => vec![name.to_owned()],
+            }
+        })
+        .collect();
+    let alerts = std::fs::read_to_string(root("deploy/prometheus/alerts.yml")).unwrap();
+    let dashboard =
+        std::fs::read_to_string(root("deploy/grafana/dashboards/imlogin.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let rules: Value = serde_yaml::from_str(&alerts).unwrap();
+    let mut exprs: Vec<String> = rules["groups"][0]["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| r["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 5);
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            exprs.push(t["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    let names = regex_lite_names(&exprs);
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        assert!(
+            exported.contains(&name),
+            "{name} is queried but not exported: {exported:?}"
+        );
+    }
+}
+
+/// The metric names (imlogin_…, process_…) in PromQL expressions.
+fn regex_lite_names(exprs: &[String]) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for e in exprs {
+        let mut rest = e.as_str();
+        while let Some(i) = rest.find(|c: char| c.is_ascii_alphabetic()) {
+            rest = &rest[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let word = &rest[..end];
+            if word.starts_with("imlogin_") || word.starts_with("process_") {
+                names.insert(word.to_owned());
+            }
+            rest = &rest[end..];
+        }
+    }
+    names
 }
 
 #[test]

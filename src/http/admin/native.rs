@@ -178,6 +178,8 @@ pub struct InstanceView {
     state: String,
     /// Unix ms.
     login_at: i64,
+    /// The client's address at login (behind a trusted proxy: the address the proxy forwarded).
+    client_ip: String,
 }
 
 impl From<Instance> for InstanceView {
@@ -194,6 +196,7 @@ impl From<Instance> for InstanceView {
             instance_id: i.instance_id,
             device_id: i.device_id,
             login_at: i.login_at_ms,
+            client_ip: i.ip.to_string(),
         }
     }
 }
