@@ -209,6 +209,7 @@ impl Admin {
         {
             return Err(AdminError::NoAccount);
         }
+        self.sessions.account_changed(who.sdkappid, user_id);
         who.audit("account_delete", user_id);
         self.kick_all(who, user_id, KickReason::AccountDeleted)
             .await?;
@@ -257,6 +258,7 @@ impl Admin {
         {
             return Err(AdminError::NoAccount);
         }
+        self.sessions.account_changed(who.sdkappid, user_id);
         who.audit(
             if disabled {
                 "account_disable"
@@ -290,6 +292,9 @@ impl Admin {
         };
         if !exists {
             return Err(AdminError::NoAccount);
+        }
+        if revoke {
+            self.sessions.account_changed(who.sdkappid, user_id);
         }
         let reason = if revoke {
             KickReason::AdminKickRevoked
@@ -332,12 +337,12 @@ impl Admin {
     pub async fn online(&self, sdkappid: u32, user_ids: &[String]) -> AdminResult<Vec<UserOnline>> {
         let mut out = Vec::with_capacity(user_ids.len());
         let mut unknown = Vec::new();
-        for user_id in user_ids {
-            let instances = self
-                .sessions
-                .registry
-                .user_instances(sdkappid, user_id)
-                .await?;
+        let all = self
+            .sessions
+            .registry
+            .users_instances(sdkappid, user_ids)
+            .await?;
+        for (user_id, instances) in user_ids.iter().zip(all) {
             let state = if instances.iter().any(Instance::is_online) {
                 OnlineState::Online
             } else if instances.is_empty() {
@@ -440,6 +445,7 @@ impl Admin {
             .policies
             .set(who.sdkappid, policy, self.now())
             .await?;
+        self.sessions.policies_changed();
         who.audit("policy_set", &format!("{policy:?}"));
         Ok(())
     }
@@ -447,6 +453,7 @@ impl Admin {
     /// Goes back to the config file's policy.
     pub async fn clear_policy(&self, who: &AdminActor) -> AdminResult<()> {
         self.sessions.policies.clear(who.sdkappid).await?;
+        self.sessions.policies_changed();
         who.audit("policy_reset", "");
         Ok(())
     }

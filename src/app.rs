@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::accounts::Accounts;
 use crate::admin::Admin;
 use crate::auth::Authenticator;
+use crate::bus::{Bus, LocalBus};
 use crate::clock::Clock;
 use crate::config::{RegistryBackend, Settings};
 use crate::dau::Dau;
@@ -25,6 +26,7 @@ use crate::http::serve::{serve, ServeOptions};
 use crate::metrics::Metrics;
 use crate::policies::Policies;
 use crate::registry::memory::MemoryRegistry;
+use crate::registry::redis::RedisRegistry;
 use crate::registry::Registry;
 use crate::sdkapps::SdkApps;
 use crate::sessions::{Parts, SessionTiming, Sessions};
@@ -81,29 +83,26 @@ impl Application {
         db: Database,
         clock: Clock,
     ) -> anyhow::Result<Application> {
-        let registry: Arc<dyn Registry> = match settings.registry.backend {
-            RegistryBackend::Memory => Arc::new(MemoryRegistry::new(clock.clone())),
-            RegistryBackend::Redis => {
-                anyhow::bail!("config key `registry.backend`: \"redis\" (the cluster registry) is not available yet")
-            }
-        };
+        let node: u64 = rand::random();
+        let mut workers = Workers::new();
+        let (registry, bus, incoming) = cluster(&settings, node, &clock, &mut workers).await?;
         let apps = SdkApps::from_config(&settings.apps);
         let policies = Policies::load(db.policies.clone()).await?;
         let metrics = settings
             .server
             .metrics_enabled
             .then(|| Arc::new(Metrics::new()));
-        let mut workers = Workers::new();
         // Started in the order of what feeds what, so they stop (in reverse) only once nothing feeds them:
-        // webhook delivery ← the outbox writer ← the daily-active writer ← registrations ← the reaper.
-        let node = format!("{:016x}", rand::random::<u64>());
-        let (outbox, outbox_writer, written) = Outbox::new(db.outbox.clone(), node.clone());
+        // the bus ← webhook delivery ← the outbox writer ← the daily-active writer ← registrations ← the
+        // reaper, the heartbeat and what the bus brings.
+        let node_name = format!("{node:016x}");
+        let (outbox, outbox_writer, written) = Outbox::new(db.outbox.clone(), node_name.clone());
         let delivery = Delivery::new(
             db.outbox.clone(),
             apps.clone(),
             clock.clone(),
             written,
-            node,
+            node_name,
             metrics.clone(),
         );
         workers.start("webhook delivery", |stop| delivery.run(stop));
@@ -135,8 +134,18 @@ impl Application {
             session_secret: s.secret.expose().to_owned(),
             clock,
             metrics: metrics.clone(),
+            node,
+            bus,
         });
         workers.start("reaper", |stop| sessions.clone().reap_until(stop));
+        if let Some(incoming) = incoming {
+            workers.start("cluster heartbeat", |stop| {
+                sessions.clone().heartbeat_until(stop)
+            });
+            workers.start("bus follower", |stop| {
+                sessions.clone().follow_bus(incoming, stop)
+            });
+        }
         let admin = Arc::new(Admin::new(sessions.clone(), db.clone()));
         let listener = bind(settings.server.listen)?;
         let connection_limits = Limits {
@@ -338,6 +347,56 @@ fn metrics_router(state: AppState) -> Router {
             }
         }),
     )
+}
+
+/// How long a Redis request may take before the login that made it answers 70169.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The registry and bus of `registry.backend`: in memory (one node), or in Redis (a cluster; the bus's task is
+/// started into `workers`, and what it brings is returned for the bus follower).
+async fn cluster(
+    settings: &Settings,
+    node: u64,
+    clock: &Clock,
+    workers: &mut Workers,
+) -> anyhow::Result<(
+    Arc<dyn Registry>,
+    Arc<dyn Bus>,
+    Option<tokio::sync::mpsc::Receiver<crate::bus::Incoming>>,
+)> {
+    let r = &settings.registry;
+    match r.backend {
+        RegistryBackend::Memory => Ok((
+            Arc::new(MemoryRegistry::new(clock.clone())),
+            Arc::new(LocalBus),
+            None,
+        )),
+        RegistryBackend::Redis => {
+            let url = r.redis_url.expose();
+            let unreachable = |e: crate::registry::RegistryError| {
+                anyhow::anyhow!("Redis (registry.redis_url): {e}")
+            };
+            let conn = crate::registry::redis::connect(url, REDIS_TIMEOUT)
+                .await
+                .map_err(unreachable)?;
+            let (bus, worker, incoming) =
+                crate::bus::redis::connect(url, &r.namespace, node, conn.clone(), REDIS_TIMEOUT)
+                    .await
+                    .map_err(unreachable)?;
+            workers.start("bus", |stop| worker.run(stop));
+            let registry = RedisRegistry::new(
+                conn,
+                &r.namespace,
+                node,
+                Duration::from_secs(settings.session.reconnect_grace_secs),
+                Duration::from_secs(r.node_timeout_secs),
+                clock.clone(),
+            );
+            // Known to the cluster before the first login.
+            registry.heartbeat().await.map_err(unreachable)?;
+            Ok((Arc::new(registry), bus, Some(incoming)))
+        }
+    }
 }
 
 /// Connections the kernel may queue for `accept` (capped by `net.core.somaxconn`). The usual default (128)

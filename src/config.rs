@@ -94,6 +94,20 @@ pub enum RegistryBackend {
 pub struct RegistrySettings {
     pub backend: RegistryBackend,
     pub redis_url: Secret,
+    /// Prefixes every Redis key and channel (deployments may share one Redis).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// A node silent this long is given up: its instances become disconnected, resumable elsewhere.
+    #[serde(default = "default_node_timeout")]
+    pub node_timeout_secs: u64,
+}
+
+fn default_namespace() -> String {
+    "imlogin".into()
+}
+
+fn default_node_timeout() -> u64 {
+    10
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -326,6 +340,24 @@ impl Settings {
             if value == 0 {
                 return Err(key_err(key, "must be at least 1"));
             }
+        }
+        let ns = &self.registry.namespace;
+        if ns.is_empty()
+            || ns.len() > 32
+            || !ns
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(key_err(
+                "registry.namespace",
+                "must be 1 to 32 letters, digits, `_` or `-`",
+            ));
+        }
+        if !(3..=300).contains(&self.registry.node_timeout_secs) {
+            return Err(key_err(
+                "registry.node_timeout_secs",
+                "must be between 3 and 300",
+            ));
         }
         if let Err((i, why)) = self.server.trusted_proxy_nets() {
             return Err(key_err(format!("server.trusted_proxies[{i}]"), why));

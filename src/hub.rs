@@ -1,26 +1,70 @@
 //! The connections of this node, each reachable through a bounded mailbox: how a kick or a logout made
-//! elsewhere reaches the connection that holds the instance.
+//! elsewhere reaches the connection that holds the instance. A push for a connection of another node goes
+//! through the [`Bus`] as data; what arrives from the bus is delivered here ([`Hub::deliver`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use tokio::sync::{oneshot, Notify};
 
+use crate::bus::{Bus, Message};
 use crate::platform::Platform;
 use crate::registry::policy::KickReason;
 use crate::registry::ConnRef;
 
+/// Tells whoever waits for a kick that it is done: when dropped, which the connection does once the event is
+/// written (or at once, if it cannot write it).
+pub struct Ack(AckTo);
+
+enum AckTo {
+    Local(Option<oneshot::Sender<()>>),
+    /// The kick came from another node: its login waits for [`Message::Ack`].
+    Remote {
+        bus: Arc<dyn Bus>,
+        node: u64,
+        id: u64,
+    },
+}
+
+impl Ack {
+    /// An acknowledgement the returned receiver completes on.
+    pub fn local() -> (Ack, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Ack(AckTo::Local(Some(tx))), rx)
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        match &mut self.0 {
+            AckTo::Local(tx) => {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+            AckTo::Remote { bus, node, id } => bus.send(*node, Message::Ack { id: *id }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ack")
+    }
+}
+
 /// Pushes a connection can receive.
 #[derive(Debug)]
 pub enum Push {
-    /// Send `kicked_offline` and close with 4001; `done` fires once the event is written.
+    /// Send `kicked_offline` and close with 4001; `done` is dropped once the event is written.
     Kicked {
         instance_id: String,
         reason: KickReason,
         by_platform: Option<Platform>,
-        done: Option<oneshot::Sender<()>>,
+        done: Option<Ack>,
     },
     /// The instance was logged out through HTTP: send `logged_out`, stay open.
     LoggedOut { instance_id: String },
@@ -28,6 +72,8 @@ pub enum Push {
     ResumedElsewhere { instance_id: String },
     /// The server is stopping: close with 1012, leaving the instance resumable.
     Shutdown,
+    /// The node may have missed pushes (the bus was cut off): check the instance against the registry.
+    Recheck,
 }
 
 /// Pushes a connection may have waiting; one more is refused (a connection that far behind is stuck, and the
@@ -68,20 +114,52 @@ impl Mailbox {
     }
 }
 
+/// Kicks sent to other nodes whose acknowledgement may still come; past that, old waits are dropped.
+const ACKS_KEPT: usize = 1024;
+/// Longer than any login waits for its kicks to be written.
+const ACK_WAIT: Duration = Duration::from_secs(10);
+
 pub struct Hub {
     node: u64,
     next: AtomicU64,
     conns: DashMap<u64, Arc<Mailbox>>,
     closing: AtomicBool,
+    bus: Arc<dyn Bus>,
+    /// Kicks sent to other nodes, by number, with when: completed when their [`Message::Ack`] arrives.
+    acks: DashMap<u64, (Ack, Instant)>,
+    next_ack: AtomicU64,
 }
 
 impl Hub {
-    pub fn new(node: u64) -> Self {
+    pub fn new(node: u64, bus: Arc<dyn Bus>) -> Self {
         Hub {
             node,
             next: AtomicU64::new(1),
             conns: DashMap::new(),
             closing: AtomicBool::new(false),
+            bus,
+            acks: DashMap::new(),
+            next_ack: AtomicU64::new(1),
+        }
+    }
+
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    /// Whether the connection is open on this node.
+    pub fn holds(&self, conn: ConnRef) -> bool {
+        conn.node == self.node && self.conns.contains_key(&conn.conn)
+    }
+
+    /// Tells every connection to check its instance against the registry.
+    pub fn recheck_all(&self) {
+        for m in self.conns.iter() {
+            m.value().put(Push::Recheck);
         }
     }
 
@@ -124,14 +202,98 @@ impl Hub {
         self.conns.remove(&conn.conn);
     }
 
-    /// Delivers to a connection of this node; `false` if it is gone or its queue is full.
+    /// Delivers to a connection of this node, or sends to the node that holds it; `false` if it is known not
+    /// to arrive (a local connection gone or stuck; a push to another node is assumed to arrive).
     pub async fn send(&self, conn: ConnRef, push: Push) -> bool {
-        if conn.node != self.node {
-            return false;
+        if conn.node == self.node {
+            return self.deliver(conn.conn, push);
         }
-        let Some(mailbox) = self.conns.get(&conn.conn).map(|m| m.clone()) else {
+        let message = match push {
+            Push::Kicked {
+                instance_id,
+                reason,
+                by_platform,
+                done,
+            } => {
+                let ack = done.map(|done| {
+                    let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+                    if self.acks.len() >= ACKS_KEPT {
+                        // Nobody waits for a kick this old any more (the login stopped waiting after 2 s).
+                        let old = Instant::now() - ACK_WAIT;
+                        self.acks.retain(|_, (_, sent)| *sent > old);
+                    }
+                    self.acks.insert(id, (done, Instant::now()));
+                    id
+                });
+                Message::Kick {
+                    conn: conn.conn,
+                    instance_id,
+                    reason,
+                    by_platform,
+                    ack,
+                }
+            }
+            Push::LoggedOut { instance_id } => Message::LoggedOut {
+                conn: conn.conn,
+                instance_id,
+            },
+            Push::ResumedElsewhere { instance_id } => Message::ResumedElsewhere {
+                conn: conn.conn,
+                instance_id,
+            },
+            Push::Shutdown | Push::Recheck => return false,
+        };
+        self.bus.send(conn.node, message);
+        true
+    }
+
+    /// Delivers to connection `conn` of this node; `false` if it is gone or its queue is full.
+    pub fn deliver(&self, conn: u64, push: Push) -> bool {
+        let Some(mailbox) = self.conns.get(&conn).map(|m| m.clone()) else {
             return false;
         };
         mailbox.put(push)
+    }
+
+    /// A message from another node for this node's connections.
+    pub fn on_message(&self, from: u64, message: Message) {
+        match message {
+            Message::Kick {
+                conn,
+                instance_id,
+                reason,
+                by_platform,
+                ack,
+            } => {
+                let done = ack.map(|id| {
+                    Ack(AckTo::Remote {
+                        bus: self.bus.clone(),
+                        node: from,
+                        id,
+                    })
+                });
+                // Undelivered, the push (and with it `done`) is dropped: the sender is acknowledged at once.
+                self.deliver(
+                    conn,
+                    Push::Kicked {
+                        instance_id,
+                        reason,
+                        by_platform,
+                        done,
+                    },
+                );
+            }
+            Message::LoggedOut { conn, instance_id } => {
+                self.deliver(conn, Push::LoggedOut { instance_id });
+            }
+            Message::ResumedElsewhere { conn, instance_id } => {
+                self.deliver(conn, Push::ResumedElsewhere { instance_id });
+            }
+            // Dropping the waiting acknowledgement completes the kicking login's wait.
+            Message::Ack { id } => {
+                self.acks.remove(&id);
+            }
+            Message::Account { .. } | Message::Policies => {}
+        }
     }
 }

@@ -7,13 +7,14 @@
 //! are the edges, where requests are typed ([`request`]); [`sessions`] is the login service both edges call;
 //! [`auth`] checks logins (with [`usersig`] for tickets and [`sdkapps`] for the configured apps);
 //! [`accounts`] and [`dau`] persist; [`registry`] holds who is logged in under the multi-terminal policy;
-//! [`hub`] reaches this node's connections; [`workers`] owns the background tasks; [`clock`] is the one
-//! source of time.
+//! [`hub`] reaches this node's connections and [`bus`] the other nodes' (a cluster shares the registry in
+//! Redis); [`workers`] owns the background tasks; [`clock`] is the one source of time.
 
 pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod client;
 pub mod clock;

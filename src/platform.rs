@@ -29,6 +29,14 @@ impl Platform {
         Platform::Web,
     ];
 
+    /// A stable number for storage (the Redis registry).
+    pub fn index(self) -> usize {
+        Platform::ALL
+            .iter()
+            .position(|p| *p == self)
+            .expect("in ALL")
+    }
+
     /// The lowercase name used by the client protocol and the native admin API.
     pub fn as_str(self) -> &'static str {
         match self {

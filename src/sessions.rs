@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
+use crate::bus::{Bus, Incoming, Message};
 use crate::clock::Clock;
 use crate::dau::Dau;
 use crate::error::{Code, Failure};
-use crate::hub::{Hub, Push};
+use crate::hub::{Ack, Hub, Push};
 use crate::metrics::Metrics;
 use crate::platform::Platform;
 use crate::policies::Policies;
@@ -84,6 +85,10 @@ pub struct Parts {
     pub session_secret: String,
     pub clock: Clock,
     pub metrics: Option<Arc<Metrics>>,
+    /// This node's number (in every `ConnRef` it hands out).
+    pub node: u64,
+    /// How this node reaches the others.
+    pub bus: Arc<dyn Bus>,
 }
 
 pub struct Sessions {
@@ -120,12 +125,11 @@ pub enum Actor {
 
 impl Sessions {
     pub fn new(parts: Parts) -> Arc<Sessions> {
-        let node: u64 = rand::random();
         Arc::new(Sessions {
             auth: parts.auth,
             registry: parts.registry,
             policies: parts.policies,
-            hub: Hub::new(node),
+            hub: Hub::new(parts.node, parts.bus),
             timing: parts.timing,
             tokens: TokenSigner::new(&parts.session_secret),
             dau: parts.dau,
@@ -300,7 +304,7 @@ impl Sessions {
                 m.kick(inst.sdkappid, reason.as_str());
             }
             let Some(conn) = inst.conn else { continue };
-            let (done, rx) = oneshot::channel();
+            let (done, rx) = Ack::local();
             let by_platform = match reason {
                 KickReason::MultiTerminal | KickReason::SameDevice => by_platform,
                 _ => None,
@@ -570,22 +574,142 @@ impl Sessions {
                 Ok(reaped) => {
                     for r in reaped {
                         // The end of the grace sends nothing: the disconnection was reported when it happened.
-                        if let Reaped::Expired(inst, seq) = r {
-                            let ip = inst.ip;
-                            self.emit(
-                                &inst,
-                                seq,
-                                Cause::UserSigExpired,
-                                Actor::Client(ip),
-                                Vec::new(),
-                            );
-                        }
+                        let (inst, seq, cause) = match r {
+                            Reaped::Expired(inst, seq) => (inst, seq, Cause::UserSigExpired),
+                            Reaped::Disconnected(inst, seq) => (inst, seq, Cause::Disconnect),
+                            Reaped::GraceEnded(_) => continue,
+                        };
+                        let ip = inst.ip;
+                        self.emit(&inst, seq, cause, Actor::Client(ip), Vec::new());
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not reap disconnected instances"),
             }
         }
     }
+    /// Heartbeats into the cluster registry every second until `stop`; when the cluster had given this node up
+    /// (it was silent too long), its connections are checked against the registry. At the end, the node leaves.
+    pub async fn heartbeat_until(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = true;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => break,
+            }
+            match self.registry.heartbeat().await {
+                Ok(forgotten) => {
+                    if forgotten && !first {
+                        tracing::warn!(
+                            "the cluster had given this node up; checking its connections"
+                        );
+                        self.reconcile().await;
+                    }
+                    first = false;
+                }
+                Err(e) => tracing::warn!(error = %e, "cluster heartbeat failed"),
+            }
+        }
+        if let Err(e) = self.registry.leave().await {
+            tracing::warn!(error = %e, "could not leave the cluster; it will notice the silence");
+        }
+    }
+
+    /// Handles what the bus brings until it closes or `stop`.
+    pub async fn follow_bus(
+        self: Arc<Self>,
+        mut incoming: mpsc::Receiver<Incoming>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let next = tokio::select! {
+                n = incoming.recv() => n,
+                _ = stop.cancelled() => None,
+            };
+            match next {
+                None => return,
+                Some(Incoming::Resynced) => self.reconcile().await,
+                Some(Incoming::Message(e)) => match e.message {
+                    Message::Account { sdkappid, user_id } => {
+                        self.auth.accounts().invalidate(sdkappid, &user_id)
+                    }
+                    Message::Policies => {
+                        if let Err(e) = self.policies.reload().await {
+                            tracing::warn!(error = %e, "could not reload the admins' policies");
+                        }
+                    }
+                    message => self.hub.on_message(e.from, message),
+                },
+            }
+        }
+    }
+
+    /// Tells every node that an account's login state changed (an admin disabled, deleted or revoked it).
+    pub fn account_changed(&self, sdkappid: u32, user_id: &str) {
+        self.hub.bus().broadcast(Message::Account {
+            sdkappid,
+            user_id: user_id.to_owned(),
+        });
+    }
+
+    /// Tells every node that an admin changed a policy.
+    pub fn policies_changed(&self) {
+        self.hub.bus().broadcast(Message::Policies);
+    }
+
+    /// Brings this node back in line with the registry after pushes may have been lost: every connection checks
+    /// its instance ([`Sessions::recheck`]), and instances the registry holds as attached here, on connections
+    /// that no longer exist, are marked disconnected.
+    pub async fn reconcile(&self) {
+        self.hub.recheck_all();
+        match self.registry.node_instances().await {
+            Ok(instances) => {
+                for inst in instances {
+                    if let Some(conn) = inst.conn.filter(|c| !self.hub.holds(*c)) {
+                        self.detach(&inst.key(), conn, Cause::Disconnect).await;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list this node's instances"),
+        }
+    }
+
+    /// Checks that the instance is still attached to `conn` (attaching it again if the cluster marked it
+    /// disconnected meanwhile).
+    pub async fn recheck(&self, key: &InstanceKey, conn: ConnRef) -> Recheck {
+        match self.registry.attach(key, conn, self.clock.now_secs()).await {
+            Ok(Attach::Attached { previous, .. }) => {
+                if let Some(previous) = previous {
+                    let push = Push::ResumedElsewhere {
+                        instance_id: key.instance_id.clone(),
+                    };
+                    self.hub.send(previous, push).await;
+                }
+                Recheck::Attached
+            }
+            // The connection's own timer tells its client.
+            Ok(Attach::Expired(_)) => Recheck::Attached,
+            Ok(Attach::Gone) => match self.registry.kicked(key).await {
+                Ok(Some(reason)) => Recheck::Kicked(reason),
+                _ => Recheck::Gone,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check an instance against the registry");
+                Recheck::Attached
+            }
+        }
+    }
+}
+
+/// Where a connection's instance stands in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recheck {
+    Attached,
+    /// Removed by a kick this node did not hear of.
+    Kicked(KickReason),
+    /// Removed (its grace ended while the node was cut off): the client must resume, which tells it to log in.
+    Gone,
 }
 
 /// The webhook cause of an admin's removal.

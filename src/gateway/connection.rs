@@ -24,12 +24,12 @@ use tracing::Instrument;
 use super::io::{Inbound, Outbound};
 use super::protocol::{self, close, BadFrame, Event, LoginStatus, Op, Request};
 use crate::error::{Code, Failure};
-use crate::hub::{Mailbox, Push};
+use crate::hub::{Ack, Mailbox, Push};
 use crate::metrics::OnlineMark;
 use crate::platform::Platform;
 use crate::registry::{ConnRef, InstanceKey};
 use crate::request::LoginRequest;
-use crate::sessions::{LoginOk, Sessions};
+use crate::sessions::{LoginOk, Recheck, Sessions};
 use crate::webhooks::event::Cause;
 
 /// Requests that may wait behind a login in progress before the connection counts as abusive (close 1008).
@@ -139,10 +139,10 @@ enum WireEvent {
 /// The transport and what waits to be written to it.
 struct Wire<'a, T> {
     io: &'a mut T,
-    queue: VecDeque<(Outbound, Option<oneshot::Sender<()>>)>,
+    queue: VecDeque<(Outbound, Option<Ack>)>,
     queued_bytes: usize,
     /// Frames handed to the transport but not yet flushed, with their write acknowledgements.
-    unflushed: Vec<oneshot::Sender<()>>,
+    unflushed: Vec<Ack>,
     pending_flush: bool,
     /// Set while a write waits for the client; the connection is dropped when it passes.
     write_deadline: Option<Instant>,
@@ -155,7 +155,7 @@ impl<T> Wire<'_, T>
 where
     T: Stream<Item = Inbound> + Sink<Outbound> + Unpin,
 {
-    fn send(&mut self, frame: Outbound, written: Option<oneshot::Sender<()>>) {
+    fn send(&mut self, frame: Outbound, written: Option<Ack>) {
         if self.closing {
             return;
         }
@@ -213,9 +213,8 @@ where
             match io.as_mut().poll_flush(cx) {
                 Poll::Ready(Ok(())) => {
                     self.pending_flush = false;
-                    for w in self.unflushed.drain(..) {
-                        let _ = w.send(());
-                    }
+                    // Each acknowledgement fires as it is dropped.
+                    self.unflushed.clear();
                 }
                 Poll::Ready(Err(_)) => return Err(()),
                 Poll::Pending => {}
@@ -466,6 +465,34 @@ where
                 self.close(close::RESTARTING, "server restarting; resume on any node")
             }
             Push::LoggedOut { .. } | Push::ResumedElsewhere { .. } => Flow::Continue,
+            Push::Recheck => self.recheck().await,
+        }
+    }
+
+    /// After pushes may have been lost (see `Sessions::reconcile`): acts on what the registry says now.
+    async fn recheck(&mut self) -> Flow {
+        let Some(key) = self.state.current().map(|c| c.key.clone()) else {
+            return Flow::Continue;
+        };
+        match self.sessions.recheck(&key, self.conn).await {
+            Recheck::Attached => Flow::Continue,
+            Recheck::Kicked(reason) => {
+                self.state.take_current();
+                let event = Event::KickedOffline {
+                    code: reason.code().number(),
+                    reason: reason.as_str(),
+                    by_platform: None,
+                };
+                self.wire.text(event.to_text());
+                self.close(close::KICKED, "kicked offline")
+            }
+            Recheck::Gone => {
+                self.state.take_current();
+                self.close(
+                    close::RESTARTING,
+                    "the session was lost; resume or log in again",
+                )
+            }
         }
     }
 

@@ -179,6 +179,8 @@ async fn sessions(users: &[&str]) -> Arc<Sessions> {
         session_secret: "a-session-secret-for-tests".into(),
         clock,
         metrics: None,
+        node: 1,
+        bus: Arc::new(crate::bus::LocalBus),
     })
 }
 

@@ -1,4 +1,4 @@
-//! `GET /healthz` (the process is alive) and `GET /readyz` (the database answers).
+//! `GET /healthz` (the process is alive) and `GET /readyz` (the database and the session registry answer).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,17 +12,25 @@ pub async fn healthz() -> Json<Value> {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.db.accounts.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({"status": "ok", "database": "ok"})),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "database": "unreachable"})),
-            )
-        }
+    let (db, registry) = tokio::join!(state.db.accounts.ping(), state.sessions.registry.ping());
+    if let Err(e) = &db {
+        tracing::warn!(error = %e, "readiness check: database unreachable");
     }
+    if let Err(e) = &registry {
+        tracing::warn!(error = %e, "readiness check: session registry unreachable");
+    }
+    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
+    let ready = db.is_ok() && registry.is_ok();
+    (
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(json!({
+            "status": if ready { "ok" } else { "unavailable" },
+            "database": word(db.is_ok()),
+            "registry": word(registry.is_ok()),
+        })),
+    )
 }

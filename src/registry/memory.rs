@@ -470,6 +470,7 @@ mod tests {
                     .map(|r| match r {
                         Reaped::Expired(i, _) => format!("expired {}", i.instance_id),
                         Reaped::GraceEnded(i) => format!("grace {}", i.instance_id),
+                        Reaped::Disconnected(i, _) => format!("orphaned {}", i.instance_id),
                     })
                     .collect::<Vec<_>>()
             };

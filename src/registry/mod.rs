@@ -6,6 +6,7 @@
 
 pub mod memory;
 pub mod policy;
+pub mod redis;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -118,6 +119,8 @@ pub enum Reaped {
     GraceEnded(Instance),
     /// Its UserSig expired while it was disconnected.
     Expired(Instance, Seq),
+    /// Its node stopped heartbeating: it is now disconnected, resumable on any node for the grace.
+    Disconnected(Instance, Seq),
 }
 
 /// Storage of instances. Every method on one user is linearizable; every change is numbered ([`Seq`]).
@@ -158,10 +161,40 @@ pub trait Registry: Send + Sync + 'static {
     /// Sets a new UserSig expiry (`renew_sig`); `false` if the instance is gone.
     async fn set_sig_expiry(&self, key: &InstanceKey, expires_at: i64) -> RegResult<bool>;
     async fn user_instances(&self, sdkappid: u32, user_id: &str) -> RegResult<Vec<Instance>>;
+    /// The instances of each user, in the order given.
+    async fn users_instances(
+        &self,
+        sdkappid: u32,
+        user_ids: &[String],
+    ) -> RegResult<Vec<Vec<Instance>>> {
+        let mut out = Vec::with_capacity(user_ids.len());
+        for u in user_ids {
+            out.push(self.user_instances(sdkappid, u).await?);
+        }
+        Ok(out)
+    }
     async fn app_instances(&self, sdkappid: u32) -> RegResult<Vec<Instance>>;
     /// Why the instance was kicked, while that is remembered.
     async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<KickReason>>;
     /// Removes every disconnected instance whose grace (`grace_ms` from its disconnection) has ended or whose
     /// UserSig has expired, and forgets kick records past their time. Run periodically.
     async fn reap(&self, now_ms: i64, grace_ms: i64) -> RegResult<Vec<Reaped>>;
+
+    /// Tells the cluster this node is alive (run every second); `true` if the cluster had forgotten it (its
+    /// instances were marked disconnected: the node must check its connections, see `Sessions::reconcile`).
+    async fn heartbeat(&self) -> RegResult<bool> {
+        Ok(false)
+    }
+    /// This node stops (its connections are closed): the cluster forgets it at once.
+    async fn leave(&self) -> RegResult<()> {
+        Ok(())
+    }
+    /// The instances the registry holds as attached to this node's connections.
+    async fn node_instances(&self) -> RegResult<Vec<Instance>> {
+        Ok(Vec::new())
+    }
+    /// Whether the backend answers (`/readyz`).
+    async fn ping(&self) -> RegResult<()> {
+        Ok(())
+    }
 }

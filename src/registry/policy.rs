@@ -78,6 +78,28 @@ pub enum KickReason {
 }
 
 impl KickReason {
+    pub const ALL: [KickReason; 7] = [
+        KickReason::MultiTerminal,
+        KickReason::SameDevice,
+        KickReason::AdminKick,
+        KickReason::AdminKickRevoked,
+        KickReason::AccountDeleted,
+        KickReason::AccountDisabled,
+        KickReason::AppRemoved,
+    ];
+
+    /// A stable number for storage (the Redis registry's kick records).
+    pub fn index(self) -> usize {
+        KickReason::ALL
+            .iter()
+            .position(|r| *r == self)
+            .expect("in ALL")
+    }
+
+    pub fn from_index(i: usize) -> Option<KickReason> {
+        KickReason::ALL.get(i).copied()
+    }
+
     /// The `reason` word of `kicked_offline`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,0 +1,237 @@
+//! The Redis registry against the memory registry: the same random sequences of logins, logouts, disconnections,
+//! resumes, kicks and reaps, under every policy mode, must kick the same instances and leave the same state.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use imlogin::clock::Clock;
+use imlogin::platform::Platform;
+use imlogin::registry::memory::MemoryRegistry;
+use imlogin::registry::policy::{KickReason, Mode, Policy};
+use imlogin::registry::redis::{connect, RedisRegistry};
+use imlogin::registry::{Attach, ConnRef, Instance, Registry, RemoveIf};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const USERS: [&str; 3] = ["ann", "bob|x:y", "cy"];
+
+fn instance(n: usize, user: &str, platform: Platform, device: Option<u8>, conn: bool) -> Instance {
+    Instance {
+        sdkappid: 7,
+        user_id: user.into(),
+        platform,
+        instance_id: format!("{n:024x}"),
+        device_id: device.map(|d| format!("dev|{d}")),
+        login_at_ms: n as i64,
+        seq: 0,
+        sig_expires_at: 4_000_000_000,
+        conn: conn.then_some(ConnRef {
+            node: 0xfeed,
+            conn: n as u64,
+        }),
+        disconnected_at_ms: (!conn).then_some(1),
+        ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+    }
+}
+
+/// What a user's instances look like, comparable across backends.
+async fn view(r: &dyn Registry, user: &str) -> Vec<(String, Platform, Option<String>, bool)> {
+    let mut v: Vec<_> = r
+        .user_instances(7, user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.instance_id, i.platform, i.device_id, i.conn.is_some()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_sequences_do_the_same_on_redis_as_in_memory() {
+    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let modes = [Mode::Single, Mode::Dual, Mode::Triple, Mode::Multi];
+    for seed in 0..12u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let policy = Policy {
+            mode: modes[seed as usize % 4],
+            web_instances: rng.random_range(1..=3),
+            instances_per_platform: rng.random_range(1..=2),
+        };
+        let ns = format!("t{:016x}", rand::random::<u64>());
+        let redis: Arc<dyn Registry> = Arc::new(RedisRegistry::new(
+            conn.clone(),
+            &ns,
+            0xfeed,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            Clock::system(),
+        ));
+        let memory: Arc<dyn Registry> = Arc::new(MemoryRegistry::new(Clock::system()));
+        let mut created = 0;
+        for step in 0..120 {
+            let user = USERS[rng.random_range(0..USERS.len())];
+            let existing = memory.user_instances(7, user).await.unwrap();
+            let pick = (!existing.is_empty())
+                .then(|| existing[rng.random_range(0..existing.len())].clone());
+            let what = rng.random_range(0..10);
+            let ctx = format!("seed {seed} step {step} {policy:?}");
+            match (what, pick) {
+                (0..=4, _) | (_, None) => {
+                    created += 1;
+                    let p = Platform::ALL[rng.random_range(0..7)];
+                    let device = rng.random_bool(0.3).then(|| rng.random_range(0..2));
+                    let new = instance(created, user, p, device, rng.random_bool(0.8));
+                    let m = memory.admit(new.clone(), &policy, 60_000).await.unwrap();
+                    let r = redis.admit(new, &policy, 60_000).await.unwrap();
+                    let ids = |k: &[(Instance, KickReason)]| {
+                        let mut v: Vec<(String, KickReason)> =
+                            k.iter().map(|(i, r)| (i.instance_id.clone(), *r)).collect();
+                        v.sort();
+                        v
+                    };
+                    assert_eq!(ids(&m.kicked), ids(&r.kicked), "{ctx}");
+                    for (i, reason) in &r.kicked {
+                        assert_eq!(
+                            redis.kicked(&i.key()).await.unwrap(),
+                            Some(*reason),
+                            "{ctx}"
+                        );
+                    }
+                }
+                (5, Some(i)) => {
+                    let m = memory.remove(&i.key(), RemoveIf::Always).await.unwrap();
+                    let r = redis.remove(&i.key(), RemoveIf::Always).await.unwrap();
+                    assert_eq!(m.is_some(), r.is_some(), "{ctx}");
+                }
+                (6, Some(i)) => {
+                    if let Some(c) = i.conn {
+                        let m = memory.detach(&i.key(), c, 5).await.unwrap();
+                        let r = redis.detach(&i.key(), c, 5).await.unwrap();
+                        assert_eq!(m.is_some(), r.is_some(), "{ctx}");
+                    }
+                }
+                (7, Some(i)) => {
+                    let c = ConnRef {
+                        node: 0xfeed,
+                        conn: 10_000 + step,
+                    };
+                    let m = memory.attach(&i.key(), c, 0).await.unwrap();
+                    let r = redis.attach(&i.key(), c, 0).await.unwrap();
+                    let prev = |a: &Attach| match a {
+                        Attach::Attached { previous, .. } => Some(*previous),
+                        _ => None,
+                    };
+                    assert_eq!(prev(&m), prev(&r), "{ctx}");
+                }
+                (8, Some(i)) => {
+                    let m = memory
+                        .kick(&i.key(), KickReason::AdminKick, 60_000)
+                        .await
+                        .unwrap();
+                    let r = redis
+                        .kick(&i.key(), KickReason::AdminKick, 60_000)
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        m.map(|x| x.0.instance_id),
+                        r.map(|x| x.0.instance_id),
+                        "{ctx}"
+                    );
+                    assert_eq!(
+                        redis.kicked(&i.key()).await.unwrap(),
+                        Some(KickReason::AdminKick)
+                    );
+                }
+                (_, Some(i)) => {
+                    let (m, _) = memory
+                        .remove_user(7, &i.user_id, KickReason::AccountDisabled, 60_000)
+                        .await
+                        .unwrap();
+                    let (r, _) = redis
+                        .remove_user(7, &i.user_id, KickReason::AccountDisabled, 60_000)
+                        .await
+                        .unwrap();
+                    assert_eq!(m.len(), r.len(), "{ctx}");
+                }
+            }
+            for u in USERS {
+                assert_eq!(
+                    view(&*memory, u).await,
+                    view(&*redis, u).await,
+                    "{ctx} user {u}"
+                );
+            }
+        }
+        // Every instance as stored reads back whole.
+        for u in USERS {
+            for (m, r) in memory
+                .user_instances(7, u)
+                .await
+                .unwrap()
+                .iter()
+                .zip(redis.user_instances(7, u).await.unwrap().iter())
+            {
+                assert_eq!(
+                    (&m.ip, &m.device_id, m.sig_expires_at),
+                    (&r.ip, &r.device_id, r.sig_expires_at)
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_removes_what_is_due_and_numbers_changes_in_order() {
+    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let ns = format!("t{:016x}", rand::random::<u64>());
+    let grace = 5_000;
+    let r = RedisRegistry::new(
+        conn,
+        &ns,
+        0xfeed,
+        Duration::from_millis(grace as u64),
+        Duration::from_secs(10),
+        Clock::system(),
+    );
+    let policy = Policy {
+        mode: Mode::Multi,
+        web_instances: 10,
+        instances_per_platform: 3,
+    };
+    let now = imlogin::clock::unix_now() * 1000;
+    let mut expiring = instance(1, "ann", Platform::Web, None, true);
+    expiring.sig_expires_at = now / 1000 + 2;
+    let dropped = instance(2, "ann", Platform::Web, None, true);
+    let kept = instance(3, "ann", Platform::Web, None, true);
+    let mut seqs = Vec::new();
+    for i in [&expiring, &dropped, &kept] {
+        seqs.push(r.admit(i.clone(), &policy, 1000).await.unwrap().seq);
+    }
+    for i in [&expiring, &dropped] {
+        seqs.push(
+            r.detach(&i.key(), i.conn.unwrap(), now)
+                .await
+                .unwrap()
+                .unwrap()
+                .1,
+        );
+    }
+    assert!(r.reap(now + 1000, grace).await.unwrap().is_empty());
+    let at_expiry = r.reap((now / 1000 + 3) * 1000, grace).await.unwrap();
+    assert_eq!(at_expiry.len(), 1);
+    assert!(
+        matches!(&at_expiry[0], imlogin::registry::Reaped::Expired(i, s) if i.instance_id == expiring.instance_id && { seqs.push(*s); true })
+    );
+    let after_grace = r.reap(now + grace, grace).await.unwrap();
+    assert!(
+        matches!(&after_grace[..], [imlogin::registry::Reaped::GraceEnded(i)] if i.instance_id == dropped.instance_id)
+    );
+    assert_eq!(view(&r, "ann").await.len(), 1);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
