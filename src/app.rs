@@ -83,9 +83,8 @@ impl Application {
         db: Database,
         clock: Clock,
     ) -> anyhow::Result<Application> {
-        let node: u64 = rand::random();
         let mut workers = Workers::new();
-        let (registry, bus, incoming) = cluster(&settings, node, &clock, &mut workers).await?;
+        let (node, registry, bus, incoming) = cluster(&settings, &clock, &mut workers).await?;
         let apps = SdkApps::from_config(&settings.apps);
         let policies = Policies::load(db.policies.clone()).await?;
         let metrics = settings
@@ -95,7 +94,8 @@ impl Application {
         // Started in the order of what feeds what, so they stop (in reverse) only once nothing feeds them:
         // the bus ← webhook delivery ← the outbox writer ← the daily-active writer ← registrations ← the
         // reaper, the heartbeat and what the bus brings.
-        let node_name = format!("{node:016x}");
+        // The outbox names its writer per process (not per cluster node number, which a restart reuses).
+        let node_name = format!("{:016x}", rand::random::<u64>());
         let (outbox, outbox_writer, written) = Outbox::new(db.outbox.clone(), node_name.clone());
         let delivery = Delivery::new(
             db.outbox.clone(),
@@ -352,14 +352,15 @@ fn metrics_router(state: AppState) -> Router {
 /// How long a Redis request may take before the login that made it answers 70169.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The registry and bus of `registry.backend`: in memory (one node), or in Redis (a cluster; the bus's task is
-/// started into `workers`, and what it brings is returned for the bus follower).
+/// This node's number, and the registry and bus of `registry.backend`: in memory (one node), or in Redis (a
+/// cluster, where nodes are numbered by Redis; the bus's task is started into `workers`, and what it brings is
+/// returned for the bus follower).
 async fn cluster(
     settings: &Settings,
-    node: u64,
     clock: &Clock,
     workers: &mut Workers,
 ) -> anyhow::Result<(
+    u64,
     Arc<dyn Registry>,
     Arc<dyn Bus>,
     Option<tokio::sync::mpsc::Receiver<crate::bus::Incoming>>,
@@ -367,6 +368,7 @@ async fn cluster(
     let r = &settings.registry;
     match r.backend {
         RegistryBackend::Memory => Ok((
+            1,
             Arc::new(MemoryRegistry::new(clock.clone())),
             Arc::new(LocalBus),
             None,
@@ -377,6 +379,9 @@ async fn cluster(
                 anyhow::anyhow!("Redis (registry.redis_url): {e}")
             };
             let conn = crate::registry::redis::connect(url, REDIS_TIMEOUT)
+                .await
+                .map_err(unreachable)?;
+            let node = crate::registry::redis::node_number(&conn, &r.namespace)
                 .await
                 .map_err(unreachable)?;
             let (bus, worker, incoming) =
@@ -394,7 +399,7 @@ async fn cluster(
             );
             // Known to the cluster before the first login.
             registry.heartbeat().await.map_err(unreachable)?;
-            Ok((Arc::new(registry), bus, Some(incoming)))
+            Ok((node, Arc::new(registry), bus, Some(incoming)))
         }
     }
 }

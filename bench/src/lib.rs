@@ -310,6 +310,20 @@ pub async fn hold(t: &Target, server_pid: u32, k: usize, c: usize, prefix: &str)
     hold_then(t, server_pid, k, c, prefix, |_| async {}).await.0
 }
 
+/// [`hold`], keeping the sessions `linger` longer after the RSS reading (while other measures are taken).
+pub async fn hold_lingering(
+    t: &Target,
+    server_pid: u32,
+    k: usize,
+    c: usize,
+    prefix: &str,
+    linger: Duration,
+) -> HoldResult {
+    hold_then(t, server_pid, k, c, prefix, |_| tokio::time::sleep(linger))
+        .await
+        .0
+}
+
 /// [`hold`], running `during` (given the held users' names) while the sessions are held, after the RSS reading.
 pub async fn hold_then<F, Fut, R>(
     t: &Target,
@@ -419,13 +433,20 @@ pub struct KickResult {
 /// `rounds` times: A logs in, B logs in as the same user and platform; the time from B's login being sent to A
 /// reading its `kicked_offline`.
 pub async fn kick(t: &Target, rounds: usize, prefix: &str) -> KickResult {
+    kick_between(t, t, rounds, prefix).await
+}
+
+/// [`kick`] with the displaced instance on `a` and the login that displaces it on `b` (two nodes of a
+/// cluster: the kick crosses the bus).
+pub async fn kick_between(a: &Target, b: &Target, rounds: usize, prefix: &str) -> KickResult {
+    let t = a;
     let names: Vec<String> = (0..rounds).map(|i| format!("{prefix}-{i}")).collect();
     let sigs = tickets(t, &names);
     let mut s = Samples::default();
     for (u, sig) in names.iter().zip(&sigs) {
         let res = async {
-            let mut a = connect(t.addr, None).await?;
-            let mut b = connect(t.addr, None).await?;
+            let mut a = connect(a.addr, None).await?;
+            let mut b = connect(b.addr, None).await?;
             anyhow::ensure!(
                 login(&mut a, login_frame(1, t.sdkappid, u, sig, "android")).await? == 0,
                 "login A"

@@ -80,6 +80,12 @@ enum Cmd {
         sessions: usize,
         #[arg(long, default_value_t = 200)]
         concurrency: usize,
+        /// Users are PREFIX-0, PREFIX-1, … (several generators against one cluster use different ones).
+        #[arg(long, default_value = "hold")]
+        prefix: String,
+        /// Keep the sessions this long after reading the RSS.
+        #[arg(long, default_value_t = 0)]
+        linger_secs: u64,
     },
     /// Kick latency: login to the displaced instance's kicked_offline.
     Kick {
@@ -139,8 +145,18 @@ fn main() -> anyhow::Result<()> {
                 pid,
                 sessions,
                 concurrency,
+                prefix,
+                linger_secs,
             } => serde_json::to_value(
-                bench::hold(&target.target(), pid, sessions, concurrency, "hold").await,
+                bench::hold_lingering(
+                    &target.target(),
+                    pid,
+                    sessions,
+                    concurrency,
+                    &prefix,
+                    Duration::from_secs(linger_secs),
+                )
+                .await,
             )?,
             Cmd::Kick { target, rounds } => {
                 serde_json::to_value(bench::kick(&target.target(), rounds, "kick").await)?

@@ -12,8 +12,8 @@ use sqlx::Connection;
 
 use crate::receivers::{DeadReceiver, FastReceiver};
 use crate::{
-    cpu_seconds, hold, hold_then, kick, logins, query_online_status, resume, webhook_delivery,
-    Target, Users,
+    cpu_seconds, hold, hold_then, kick, kick_between, logins, query_online_status, resume,
+    webhook_delivery, Target, Users,
 };
 
 pub const KEY: &str = "bench-secret-key-0123456789abcdef";
@@ -49,9 +49,20 @@ pub struct SuiteOptions {
     #[arg(long, default_value_t = 5000)]
     pub resume_sessions: usize,
     /// Scenario groups to run: `core` (logins, kicks, resume, memory, admin queries), `webhooks`, `metrics`
-    /// (known-user logins with metrics on and off).
-    #[arg(long, value_delimiter = ',', default_value = "core,webhooks,metrics")]
+    /// (known-user logins with metrics on and off), `cluster` (the Redis registry: logins, kicks across nodes,
+    /// three nodes holding sessions).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "core,webhooks,metrics,cluster"
+    )]
     pub groups: Vec<String>,
+    /// Redis for the cluster group (a namespace of its own is used and removed).
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
+    /// Sessions each of the three nodes holds in the cluster group.
+    #[arg(long, default_value_t = 19_000)]
+    pub cluster_hold_sessions: usize,
     /// Events of each webhook delivery run.
     #[arg(long, default_value_t = 20_000)]
     pub webhook_events: usize,
@@ -287,6 +298,12 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     if o.groups.iter().any(|g| g == "metrics") {
         metrics(o, &mut out).await?;
     }
+    if o.groups.iter().any(|g| g == "cluster") {
+        if baseline_rate == 0.0 {
+            baseline_rate = baseline_logins(o, &mut out).await?;
+        }
+        cluster(o, &mut out).await?;
+    }
     eprintln!("{}", table(&out, baseline_rate));
     Ok(out)
 }
@@ -299,12 +316,7 @@ async fn core(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<f64> {
     // Known-user logins: baseline, then imlogin (SQLite; a known user's login reads no database).
     let base = start_baseline(o.pin)?;
     let bt = target(&base, o.sources);
-    let (v, g, s) = measured(&base, reps, throughput, |_| {
-        known_logins(&bt, o, o.logins, None)
-    })
-    .await;
-    let baseline_rate = v["per_second"].as_f64().unwrap_or(0.0);
-    emit(out, "logins_known", "baseline", v, g, s);
+    let baseline_rate = baseline_logins_on(&base, o, out).await;
 
     let im = start_imlogin(o.pin, None)?;
     let it = target(&im, o.sources);
@@ -417,6 +429,170 @@ async fn core(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<f64> {
     drop(pg);
     drop_postgres(&o.postgres, &name).await;
     Ok(baseline_rate)
+}
+
+/// The baseline's known-user login rate (started for this only).
+async fn baseline_logins(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<f64> {
+    let base = start_baseline(o.pin)?;
+    Ok(baseline_logins_on(&base, o, out).await)
+}
+
+async fn baseline_logins_on(base: &Server, o: &SuiteOptions, out: &mut Vec<Value>) -> f64 {
+    let bt = target(base, o.sources);
+    let (v, g, s) = measured(base, o.repeats, throughput, |_| {
+        known_logins(&bt, o, o.logins, None)
+    })
+    .await;
+    let rate = v["per_second"].as_f64().unwrap_or(0.0);
+    emit(out, "logins_known", "baseline", v, g, s);
+    rate
+}
+
+/// The environment of a cluster node: the Redis registry in namespace `ns`.
+fn cluster_env(o: &SuiteOptions, ns: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("IMLOGIN__REGISTRY__BACKEND", "redis".into()),
+        ("IMLOGIN__REGISTRY__REDIS_URL", o.redis.clone()),
+        ("IMLOGIN__REGISTRY__NAMESPACE", ns.into()),
+    ]
+}
+
+/// Redis's `used_memory`.
+async fn redis_memory(conn: &mut redis::aio::ConnectionManager) -> anyhow::Result<u64> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no used_memory in INFO"))
+}
+
+/// Users the cluster holds in namespace `ns` (each held session is one user).
+async fn cluster_online(conn: &mut redis::aio::ConnectionManager, ns: &str) -> anyhow::Result<u64> {
+    let mut cursor = 0u64;
+    let mut n = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{ns}:u:*"))
+            .arg("COUNT")
+            .arg(5000)
+            .query_async(conn)
+            .await?;
+        n += keys.len() as u64;
+        if next == 0 {
+            return Ok(n);
+        }
+        cursor = next;
+    }
+}
+
+async fn drop_namespace(conn: &mut redis::aio::ConnectionManager, ns: &str) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{ns}:*"))
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(1000) {
+        let _ = redis::cmd("DEL").arg(chunk).query_async::<()>(conn).await;
+    }
+}
+
+/// The cluster: known-user logins on the Redis registry (one node, against the baseline), kick latency across
+/// two nodes, and three nodes holding sessions (each node's RSS and Redis's memory per session).
+async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
+    let mut redis_conn = redis::Client::open(o.redis.as_str())?
+        .get_connection_manager()
+        .await?;
+    let ns = format!("bench{:08x}", rand::random::<u32>());
+    let env = cluster_env(o, &ns);
+    let (url, db) = fresh_postgres(&o.postgres).await?;
+
+    let first = start_imlogin_with(o.pin, Some(url.clone()), &env)?;
+    let ft = target(&first, o.sources);
+    known_logins(&ft, o, o.known_users, None).await;
+    let (v, g, s) = measured(&first, o.repeats, throughput, |_| {
+        known_logins(&ft, o, o.logins, None)
+    })
+    .await;
+    emit(out, "logins_known_redis", "imlogin", v, g, s);
+
+    let second = start_imlogin_with(o.pin, Some(url.clone()), &env)?;
+    let st = target(&second, o.sources);
+    let (v, g, s) = measured(&second, 1, throughput, |_| async {
+        json!({"per_second": 0, "kick": kick_between(&ft, &st, o.kick_rounds, "xkick").await})
+    })
+    .await;
+    emit(out, "kick_cross_node", "imlogin", v["kick"].clone(), g, s);
+    drop((first, second));
+    drop_namespace(&mut redis_conn, &ns).await;
+
+    // Three nodes, each held by a generator process of its own (one process may hold 20,000 files).
+    let ns = format!("bench{:08x}", rand::random::<u32>());
+    let env = cluster_env(o, &ns);
+    let nodes: Vec<Server> = (0..3)
+        .map(|_| start_imlogin_with(o.pin, Some(url.clone()), &env))
+        .collect::<anyhow::Result<_>>()?;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let redis_before = redis_memory(&mut redis_conn).await?;
+    let k = o.cluster_hold_sessions;
+    let sources: Vec<String> = (1..=o.sources).map(|i| format!("127.0.0.{i}")).collect();
+    let children: Vec<Child> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            command(false, exe_dir().join("imlogin-bench"))
+                .args(["hold", "--addr", &n.addr.to_string()])
+                .args(["--key", KEY, "--sdkappid", &APP.to_string()])
+                .args(["--pid", &n.child.id().to_string()])
+                .args([
+                    "--sessions",
+                    &k.to_string(),
+                    "--prefix",
+                    &format!("node{i}"),
+                ])
+                .args(["--concurrency", &o.concurrency.to_string()])
+                .args(["--sources", &sources.join(","), "--linger-secs", "20"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(anyhow::Error::from)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    // Redis is read once every node holds its sessions (or after a generous wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    while cluster_online(&mut redis_conn, &ns).await? < (3 * k) as u64
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let online = cluster_online(&mut redis_conn, &ns).await?;
+    let redis_after = redis_memory(&mut redis_conn).await?;
+    let mut held = Vec::new();
+    for child in children {
+        let output = child.wait_with_output()?;
+        held.push(serde_json::from_slice::<Value>(&output.stdout).unwrap_or_default());
+    }
+    let per_node: Vec<f64> = held
+        .iter()
+        .map(|h| h["bytes_per_session"].as_f64().unwrap_or(0.0))
+        .collect();
+    let sessions: u64 = held
+        .iter()
+        .map(|h| h["sessions"].as_u64().unwrap_or(0))
+        .sum();
+    let v = json!({
+        "sessions": sessions,
+        "online_in_redis": online,
+        "bytes_per_session": per_node.iter().sum::<f64>() / per_node.len().max(1) as f64,
+        "bytes_per_session_by_node": per_node,
+        "redis_bytes_per_session": redis_after.saturating_sub(redis_before) as f64 / online.max(1) as f64,
+        "nodes": held,
+    });
+    emit(out, "hold_cluster", "imlogin", v, 0.0, 0.0);
+    drop(nodes);
+    drop_namespace(&mut redis_conn, &ns).await;
+    drop_postgres(&o.postgres, &db).await;
+    Ok(())
 }
 
 /// Webhooks: known-user logins with a receiver that never answers against the same without webhooks, and the
@@ -596,6 +772,10 @@ pub fn table(lines: &[Value], baseline_rate: f64) -> String {
                     .unwrap_or_default()
             }
             (Some("logins_known_metrics_off"), _) => String::new(),
+            (Some("hold_cluster"), _) => format!(
+                "{:.0} B/session in Redis",
+                l["redis_bytes_per_session"].as_f64().unwrap_or(0.0)
+            ),
             (Some(s), Some("imlogin")) if s.starts_with("logins") && s != "logins_at_80pct" => {
                 format!(
                     "{:.2}x handshakes/s",

@@ -1,17 +1,18 @@
 //! The cluster registry: every node's instances in one Redis, so the policy holds across nodes exactly as on one.
 //!
-//! Each user is one hash (`NS:u:APP:USER`: the instances, the kick records and the change number `s`), so every
-//! change to a user is one Lua script on one key and the scripts are the only writers. Admission keeps the
-//! policy in Rust ([`policy::admit`], the same code as the memory backend): the node reads the user, decides, and
-//! a script applies the decision only if the user's change number is still the one read (an optimistic
-//! transaction, retried on conflict), so two nodes admitting the same user at once cannot both win.
+//! Each user is one hash (`NS:u:APP:USER`: the instances, the kick records and the change number `s`), and
+//! every change to a user is one Lua script on that key (`lua/`), so changes to one user are atomic and
+//! ordered across nodes. Admission applies PROTOCOL §5 inside its script, in one round trip; the rules are
+//! those of [`policy::admit`] (the memory backend's), passed as data (the class of each platform, the limit),
+//! and a test runs random sequences through both backends and requires the same kicks.
 //!
-//! Indexes make the background work cost what is due, not a scan: connected instances are in their node's set
-//! (`NS:n:NODE`, for when that node dies), disconnected ones in one sorted set by when they are due
-//! (`NS:reap`). Nodes heartbeat into `NS:nodes`; a node that falls silent for `node_timeout` has its instances
-//! marked disconnected by whichever node notices first (resumable elsewhere, removed after the grace). User keys
-//! expire on their own after the last UserSig they hold, so nothing is left behind by a node that dies
-//! mid-operation. Redis Cluster is not supported (the scripts touch keys they compute): use one primary.
+//! Values are kept short (numbers in hexadecimal, nodes numbered from 1) so a user's hash stays in Redis's compact
+//! encoding. Disconnected instances are indexed by when they are due (`NS:reap`), so reaping costs what is
+//! due, not a scan. Nodes heartbeat into `NS:nodes`; the instances of a node silent for `node_timeout` are
+//! marked disconnected by whichever node notices first (resumable elsewhere, removed after the grace) — found by
+//! a scan of the users, which only a node's death costs. User keys expire after the last UserSig they hold,
+//! so nothing is left behind by a node that dies mid-operation. Redis Cluster is not supported (scripts touch
+//! keys they compute): use one primary (with replicas or Sentinel for failover).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
 use super::memory::MAX_KICKS_REMEMBERED;
-use super::policy::{self, KickReason, Policy, Slot};
+use super::policy::{self, KickReason, Policy};
 use super::{
     Admitted, Attach, ConnRef, Instance, InstanceKey, Reaped, RegResult, Registry, RegistryError,
     RemoveIf, Seq,
@@ -29,12 +30,12 @@ use super::{
 use crate::clock::Clock;
 use crate::platform::Platform;
 
-/// How often an admission is retried when another node changed the user in between.
-const ADMIT_ATTEMPTS: usize = 32;
-/// Instances one reap or orphan script handles at most.
+/// Instances one reap takes at most; users one scan step looks at.
 const BATCH: usize = 500;
 /// A user key outlives the last UserSig it holds by this much (beyond the grace and the kick records).
 const KEY_SLACK_MS: i64 = 60_000;
+/// How long one node has to mark a silent node's instances disconnected before another may take over.
+const SWEEP_LOCK_MS: i64 = 60_000;
 
 macro_rules! script {
     ($file:literal) => {
@@ -53,7 +54,7 @@ struct Scripts {
     remove_user: Script,
     set_sig: Script,
     reap: Script,
-    orphans: Script,
+    node_scan: Script,
 }
 
 impl Scripts {
@@ -66,7 +67,7 @@ impl Scripts {
             remove_user: script!("lua/remove_user.lua"),
             set_sig: script!("lua/set_sig.lua"),
             reap: script!("lua/reap.lua"),
-            orphans: script!("lua/orphans.lua"),
+            node_scan: script!("lua/node_scan.lua"),
         }
     }
 }
@@ -90,16 +91,32 @@ fn err(e: redis::RedisError) -> RegistryError {
     RegistryError(e.to_string())
 }
 
-fn hex(node: u64) -> String {
-    format!("{node:016x}")
+/// A number in hexadecimal, as the scripts store them (short, and C-fast for Lua's `string.format`).
+fn hex(n: u64) -> String {
+    format!("{n:x}")
 }
 
-/// The user's state as read: its change number (as stored, "0" if none), instances and kick records.
+fn from_hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s, 16).ok()
+}
+
+/// A time (never negative here) in hexadecimal.
+fn hexi(n: i64) -> String {
+    hex(n.max(0) as u64)
+}
+
+/// A node's number for this cluster (1, 2, …: short in every stored instance).
+pub async fn node_number(conn: &ConnectionManager, ns: &str) -> Result<u64, RegistryError> {
+    redis::cmd("INCR")
+        .arg(format!("{ns}:node-ids"))
+        .query_async(&mut conn.clone())
+        .await
+        .map_err(err)
+}
+
+/// A user's instances, as read.
 struct UserState {
-    seq: String,
     instances: Vec<Instance>,
-    /// (instance id, reason, until ms)
-    kicks: Vec<(String, KickReason, i64)>,
 }
 
 pub struct RedisRegistry {
@@ -172,23 +189,100 @@ impl RedisRegistry {
         let me = hex(self.node);
         Ok(nodes.into_iter().filter(|n| *n != me).collect())
     }
+
+    /// Marks a silent node's instances disconnected, unless another node is already at it; then forgets the
+    /// node.
+    async fn sweep(&self, node: &str, now: i64, grace_ms: i64) -> RegResult<Vec<Reaped>> {
+        let lock = format!("{}:sweep:{node}", self.ns);
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&lock)
+            .arg(hex(self.node))
+            .arg("NX")
+            .arg("PX")
+            .arg(SWEEP_LOCK_MS)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        if taken.is_none() {
+            return Ok(Vec::new());
+        }
+        tracing::warn!(node = %node, "a node stopped heartbeating: its instances become disconnected, resumable elsewhere");
+        let rows = self.scan_node(node, "orphan", now, grace_ms).await?;
+        redis::pipe()
+            .cmd("ZREM")
+            .arg(self.nodes_key())
+            .arg(node)
+            .ignore()
+            .cmd("DEL")
+            .arg(&lock)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(i, seq)| Reaped::Disconnected(i, seq))
+            .collect())
+    }
+
+    /// Every user's instances held by `node`: listed (`mode` "list") or marked disconnected ("orphan"). A scan
+    /// of every user, in steps: only a node's death or a lost connection to Redis costs it.
+    async fn scan_node(
+        &self,
+        node: &str,
+        mode: &str,
+        now: i64,
+        grace_ms: i64,
+    ) -> RegResult<Vec<(Instance, Seq)>> {
+        let mut conn = self.conn.clone();
+        let mut cursor = 0u64;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}:u:*", self.ns))
+                .arg("COUNT")
+                .arg(BATCH)
+                .query_async(&mut conn)
+                .await
+                .map_err(err)?;
+            if !keys.is_empty() {
+                let mut inv = self.scripts.node_scan.prepare_invoke();
+                for k in &keys {
+                    inv.key(k);
+                }
+                inv.arg(&self.ns).arg(node).arg(now).arg(grace_ms).arg(mode);
+                let reply = self.run(&mut inv).await?;
+                for row in items(&reply) {
+                    let r = items(row);
+                    let inst = stored(r).ok_or_else(malformed)?;
+                    out.push((inst, r.get(4).and_then(int).unwrap_or(0) as Seq));
+                }
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
 }
 
 /// The stored form of an instance, split where its login order goes (the admit script numbers it).
 fn encode_parts(i: &Instance) -> (String, String) {
     let (node, conn) = match i.conn {
-        Some(c) => (hex(c.node), c.conn.to_string()),
+        Some(c) => (hex(c.node), hex(c.conn)),
         None => (String::new(), String::new()),
     };
     let disc = match (i.conn, i.disconnected_at_ms) {
-        (None, Some(t)) => t.to_string(),
+        (None, Some(t)) => hexi(t),
         _ => String::new(),
     };
     (
-        format!("{}|{}|", i.platform.index(), i.login_at_ms),
+        format!("{}|{}|", i.platform.index(), hexi(i.login_at_ms)),
         format!(
             "|{}|{node}|{conn}|{disc}|{}|{}",
-            i.sig_expires_at,
+            hexi(i.sig_expires_at),
             i.ip,
             i.device_id.as_deref().unwrap_or("")
         ),
@@ -200,20 +294,20 @@ fn decode(sdkappid: u32, user_id: &str, instance_id: &str, v: &str) -> Option<In
     let mut f = v.splitn(9, '|');
     let mut next = || f.next();
     let platform = *Platform::ALL.get(next()?.parse::<usize>().ok()?)?;
-    let login_at_ms = next()?.parse().ok()?;
-    let seq = next()?.parse().ok()?;
-    let sig_expires_at = next()?.parse().ok()?;
+    let login_at_ms = from_hex(next()?)? as i64;
+    let seq = from_hex(next()?)?;
+    let sig_expires_at = from_hex(next()?)? as i64;
     let (node, conn) = (next()?, next()?);
     let conn = match node {
         "" => None,
         n => Some(ConnRef {
-            node: u64::from_str_radix(n, 16).ok()?,
-            conn: conn.parse().ok()?,
+            node: from_hex(n)?,
+            conn: from_hex(conn)?,
         }),
     };
     let disconnected_at_ms = match next()? {
         "" => None,
-        t => Some(t.parse().ok()?),
+        t => Some(from_hex(t)? as i64),
     };
     let ip: IpAddr = next()?.parse().ok()?;
     let device_id = match next()? {
@@ -236,38 +330,33 @@ fn decode(sdkappid: u32, user_id: &str, instance_id: &str, v: &str) -> Option<In
 }
 
 fn user_state(sdkappid: u32, user_id: &str, fields: Vec<(String, String)>) -> UserState {
-    let mut state = UserState {
-        seq: "0".into(),
-        instances: Vec::new(),
-        kicks: Vec::new(),
-    };
+    let mut instances = Vec::new();
     for (field, value) in fields {
-        if field == "s" {
-            state.seq = value;
-        } else if let Some(id) = field.strip_prefix("i:") {
+        if let Some(id) = field.strip_prefix("i:") {
             match decode(sdkappid, user_id, id, &value) {
-                Some(i) => state.instances.push(i),
+                Some(i) => instances.push(i),
                 None => tracing::warn!(
                     sdkappid,
                     "registry: an instance that does not parse is ignored"
                 ),
             }
-        } else if let Some(id) = field.strip_prefix("k:") {
-            if let Some((reason, until)) = parse_kick(&value) {
-                state.kicks.push((id.to_owned(), reason, until));
-            }
         }
     }
-    state.instances.sort_by_key(|i| i.seq);
-    state
+    instances.sort_by_key(|i| i.seq);
+    UserState { instances }
 }
 
 fn parse_kick(v: &str) -> Option<(KickReason, i64)> {
     let (reason, until) = v.split_once('|')?;
     Some((
         KickReason::from_index(reason.parse().ok()?)?,
-        until.parse().ok()?,
+        from_hex(until)? as i64,
     ))
+}
+
+/// `reason|until` as the scripts store a kick record.
+fn kick_record(reason: KickReason, until_ms: i64) -> String {
+    format!("{}|{}", reason.index(), hexi(until_ms))
 }
 
 fn member(sdkappid: u32, instance_id: &str, user_id: &str) -> String {
@@ -276,10 +365,6 @@ fn member(sdkappid: u32, instance_id: &str, user_id: &str) -> String {
 
 fn member_of(key: &InstanceKey) -> String {
     member(key.sdkappid, &key.instance_id, &key.user_id)
-}
-
-fn node_of(i: &Instance) -> String {
-    i.conn.map(|c| hex(c.node)).unwrap_or_default()
 }
 
 fn int(v: &Value) -> Option<i64> {
@@ -334,80 +419,51 @@ fn removed(key: &InstanceKey, v: &Value) -> RegResult<Option<(Instance, Seq)>> {
 impl Registry for RedisRegistry {
     async fn admit(&self, new: Instance, pol: &Policy, remember_ms: i64) -> RegResult<Admitted> {
         let (sdkappid, user_id) = (new.sdkappid, new.user_id.as_str());
-        let key = self.user_key(sdkappid, user_id);
         let (head, tail) = encode_parts(&new);
-        let new_member = member(sdkappid, &new.instance_id, user_id);
-        for _ in 0..ADMIT_ATTEMPTS {
-            let state = self.read_user(sdkappid, user_id).await?;
-            let slots: Vec<Slot> = state
-                .instances
-                .iter()
-                .map(|i| Slot {
-                    platform: i.platform,
-                    device_id: i.device_id.as_deref(),
-                    seq: i.seq,
-                })
-                .collect();
-            let decided = policy::admit(pol, &slots, new.platform, new.device_id.as_deref());
-            let kicked: Vec<(Instance, KickReason)> = decided
-                .into_iter()
-                .map(|(i, reason)| (state.instances[i].clone(), reason))
-                .collect();
-            let now = self.clock.now_ms();
-            // Kick records past their time, and the oldest beyond the bound once these are added.
-            let mut kept: Vec<&(String, KickReason, i64)> =
-                state.kicks.iter().filter(|k| k.2 > now).collect();
-            kept.sort_by_key(|k| k.2);
-            let excess = (kept.len() + kicked.len()).saturating_sub(MAX_KICKS_REMEMBERED);
-            let forget: Vec<&str> = state
-                .kicks
-                .iter()
-                .filter(|k| k.2 <= now)
-                .chain(kept.iter().take(excess).copied())
-                .map(|k| k.0.as_str())
-                .collect();
-            let due = match new.conn {
-                Some(_) => String::new(),
-                None => {
-                    let t = new.disconnected_at_ms.unwrap_or(now);
-                    (t + self.grace_ms)
-                        .min((new.sig_expires_at + 1) * 1000)
-                        .to_string()
-                }
-            };
-            let mut inv = self.scripts.admit.prepare_invoke();
-            inv.arg(&self.ns)
-                .arg(&key)
-                .arg(&state.seq)
-                .arg(now)
-                .arg(now + remember_ms)
-                .arg(&new.instance_id)
-                .arg(&head)
-                .arg(&tail)
-                .arg(&new_member)
-                .arg(node_of(&new))
-                .arg(due)
-                .arg(self.keep_until(new.sig_expires_at, now, remember_ms))
-                .arg(kicked.len());
-            for (k, reason) in &kicked {
-                inv.arg(&k.instance_id)
-                    .arg(reason.index())
-                    .arg(node_of(k))
-                    .arg(member(sdkappid, &k.instance_id, user_id));
+        let now = self.clock.now_ms();
+        let due = match new.conn {
+            Some(_) => String::new(),
+            None => {
+                let t = new.disconnected_at_ms.unwrap_or(now);
+                (t + self.grace_ms)
+                    .min((new.sig_expires_at + 1) * 1000)
+                    .to_string()
             }
-            for id in forget {
-                inv.arg(id);
-            }
-            let reply = self.run(&mut inv).await?;
-            let r = items(&reply);
-            if r.first().and_then(int) == Some(1) {
-                let seq = r.get(1).and_then(int).ok_or_else(malformed)? as Seq;
-                return Ok(Admitted { kicked, seq });
-            }
+        };
+        let classes: String = Platform::ALL
+            .iter()
+            .map(|p| char::from(b'0' + policy::class_of(pol.mode, *p)))
+            .collect();
+        let mut inv = self.scripts.admit.prepare_invoke();
+        inv.arg(&self.ns)
+            .arg(self.user_key(sdkappid, user_id))
+            .arg(sdkappid)
+            .arg(user_id)
+            .arg(now)
+            .arg(now + remember_ms)
+            .arg(&new.instance_id)
+            .arg(new.platform.index())
+            .arg(new.device_id.as_deref().unwrap_or(""))
+            .arg(&head)
+            .arg(&tail)
+            .arg(due)
+            .arg(pol.limit(new.platform))
+            .arg(classes)
+            .arg(self.grace_ms + KEY_SLACK_MS)
+            .arg(MAX_KICKS_REMEMBERED);
+        let reply = self.run(&mut inv).await?;
+        let r = items(&reply);
+        let seq = r.first().and_then(int).ok_or_else(malformed)? as Seq;
+        let mut kicked = Vec::new();
+        for k in r.get(1).map(items).unwrap_or_default().chunks(3) {
+            let parsed = (|| {
+                let id = text(k.first()?)?;
+                let reason = KickReason::from_index(int(k.get(1)?)? as usize)?;
+                Some((decode(sdkappid, user_id, &id, &text(k.get(2)?)?)?, reason))
+            })();
+            kicked.push(parsed.ok_or_else(malformed)?);
         }
-        Err(RegistryError(
-            "too many concurrent changes to one user; try again".into(),
-        ))
+        Ok(Admitted { kicked, seq })
     }
 
     async fn get(&self, key: &InstanceKey) -> RegResult<Option<Instance>> {
@@ -426,7 +482,7 @@ impl Registry for RedisRegistry {
             .arg(self.user_key(key.sdkappid, &key.user_id))
             .arg(&key.instance_id)
             .arg(hex(conn.node))
-            .arg(conn.conn)
+            .arg(hex(conn.conn))
             .arg(now_secs)
             .arg(self.clock.now_ms())
             .arg(member_of(key));
@@ -444,8 +500,12 @@ impl Registry for RedisRegistry {
                 let previous = match node.as_str() {
                     "" => None,
                     n => Some(ConnRef {
-                        node: u64::from_str_radix(n, 16).map_err(|_| malformed())?,
-                        conn: r.get(3).and_then(int).ok_or_else(malformed)? as u64,
+                        node: from_hex(n).ok_or_else(malformed)?,
+                        conn: r
+                            .get(3)
+                            .and_then(text)
+                            .and_then(|c| from_hex(&c))
+                            .ok_or_else(malformed)?,
                     }),
                 }
                 .filter(|p| *p != conn);
@@ -471,7 +531,7 @@ impl Registry for RedisRegistry {
             .arg(self.user_key(key.sdkappid, &key.user_id))
             .arg(&key.instance_id)
             .arg(hex(conn.node))
-            .arg(conn.conn)
+            .arg(hex(conn.conn))
             .arg(now_ms)
             .arg(self.grace_ms)
             .arg(member_of(key));
@@ -485,7 +545,7 @@ impl Registry for RedisRegistry {
     ) -> RegResult<Option<(Instance, Seq)>> {
         let sig = match cond {
             RemoveIf::Always => String::new(),
-            RemoveIf::SigExpiresAt(t) => t.to_string(),
+            RemoveIf::SigExpiresAt(t) => hexi(t),
         };
         let mut inv = self.scripts.remove.prepare_invoke();
         inv.arg(&self.ns)
@@ -512,7 +572,7 @@ impl Registry for RedisRegistry {
             .arg("")
             .arg(now)
             .arg(member_of(key))
-            .arg(format!("{}|{}", reason.index(), now + remember_ms));
+            .arg(kick_record(reason, now + remember_ms));
         removed(key, &self.run(&mut inv).await?)
     }
 
@@ -530,7 +590,7 @@ impl Registry for RedisRegistry {
             .arg(sdkappid)
             .arg(user_id)
             .arg(now)
-            .arg(format!("{}|{}", reason.index(), now + remember_ms));
+            .arg(kick_record(reason, now + remember_ms));
         let reply = self.run(&mut inv).await?;
         let r = items(&reply);
         let seq = r.first().and_then(int).ok_or_else(malformed)? as Seq;
@@ -552,7 +612,7 @@ impl Registry for RedisRegistry {
         inv.arg(&self.ns)
             .arg(self.user_key(key.sdkappid, &key.user_id))
             .arg(&key.instance_id)
-            .arg(expires_at)
+            .arg(hexi(expires_at))
             .arg(member_of(key))
             .arg(self.grace_ms)
             .arg(self.keep_until(expires_at, now, 0));
@@ -630,26 +690,7 @@ impl Registry for RedisRegistry {
         let mut out = Vec::new();
         // Instances of nodes that fell silent become disconnected (their clients resume elsewhere).
         for node in self.silent_nodes(now).await? {
-            loop {
-                let mut inv = self.scripts.orphans.prepare_invoke();
-                inv.arg(&self.ns)
-                    .arg(&node)
-                    .arg(now)
-                    .arg(grace_ms)
-                    .arg(BATCH);
-                let reply = self.run(&mut inv).await?;
-                let rows = items(&reply);
-                for row in rows {
-                    let r = items(row);
-                    let inst = stored(r).ok_or_else(malformed)?;
-                    let seq = r.get(4).and_then(int).ok_or_else(malformed)? as Seq;
-                    out.push(Reaped::Disconnected(inst, seq));
-                }
-                if rows.is_empty() {
-                    break;
-                }
-            }
-            tracing::warn!(node = %node, "a node stopped heartbeating: its instances are disconnected, resumable elsewhere");
+            out.extend(self.sweep(&node, now, grace_ms).await?);
         }
         loop {
             let mut inv = self.scripts.reap.prepare_invoke();
@@ -684,41 +725,17 @@ impl Registry for RedisRegistry {
     }
 
     async fn leave(&self) -> RegResult<()> {
-        redis::pipe()
-            .cmd("ZREM")
+        redis::cmd("ZREM")
             .arg(self.nodes_key())
             .arg(hex(self.node))
-            .ignore()
-            .cmd("DEL")
-            .arg(format!("{}:n:{}", self.ns, hex(self.node)))
-            .ignore()
             .query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(err)
     }
 
     async fn node_instances(&self) -> RegResult<Vec<Instance>> {
-        let members: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(format!("{}:n:{}", self.ns, hex(self.node)))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(err)?;
-        let mut out = Vec::new();
-        for m in members {
-            let mut parts = m.splitn(3, ':');
-            let (Some(app), Some(id), Some(user)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let Ok(sdkappid) = app.parse() else { continue };
-            let key = InstanceKey {
-                sdkappid,
-                user_id: user.to_owned(),
-                instance_id: id.to_owned(),
-            };
-            out.extend(self.get(&key).await?);
-        }
-        Ok(out)
+        let rows = self.scan_node(&hex(self.node), "list", 0, 0).await?;
+        Ok(rows.into_iter().map(|(i, _)| i).collect())
     }
 
     async fn ping(&self) -> RegResult<()> {

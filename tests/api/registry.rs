@@ -54,7 +54,7 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
         .await
         .unwrap();
     let modes = [Mode::Single, Mode::Dual, Mode::Triple, Mode::Multi];
-    for seed in 0..12u64 {
+    for seed in 0..40u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let policy = Policy {
             mode: modes[seed as usize % 4],

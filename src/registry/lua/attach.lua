@@ -1,18 +1,22 @@
 -- Attaches an instance to a connection unless its UserSig has expired. ARGV: ns, key, id, node, conn, now_s,
--- now_ms, member. Returns {0} gone, {1, value} expired, {2, value, previous node, previous conn, s}.
+-- now_ms, member (node and conn in hexadecimal). Returns {0} gone, {1, value} expired,
+-- {2, value, previous node, previous conn, s}.
 local ns, key = ARGV[1], ARGV[2]
-local v = redis.call('HGET', key, 'i:' .. ARGV[3])
+local got = redis.call('HMGET', key, 'i:' .. ARGV[3], 's')
+local v = got[1]
 if not v then
   return {0}
 end
 local f = parse(v)
-if tonumber(ARGV[6]) > tonumber(f[4]) then
+if tonumber(ARGV[6]) > num(f[4]) then
   return {1, v}
 end
 local prev_node, prev_conn = f[5], f[6]
-unindex(ns, f, ARGV[8])
+if prev_node == '' then
+  redis.call('ZREM', ns .. ':reap', ARGV[8])
+end
 f[5], f[6], f[7] = ARGV[4], ARGV[5], ''
 local nv = format(f)
-redis.call('HSET', key, 'i:' .. ARGV[3], nv)
-redis.call('SADD', ns .. ':n:' .. ARGV[4], ARGV[8])
-return {2, nv, prev_node, prev_conn, next_seq(key, tonumber(ARGV[7]))}
+local s = next_seq(num(got[2] or '0'), tonumber(ARGV[7]))
+redis.call('HSET', key, 'i:' .. ARGV[3], nv, 's', hex(s))
+return {2, nv, prev_node, prev_conn, s}

@@ -1,7 +1,8 @@
 -- Removes an instance (logout, expiry, an admin's kick). ARGV: ns, key, id, required sig_expires_at ('' for
--- any), now_ms, member, kick record to keep ('' for none). Returns {0} or {1, value, s}.
+-- any, hexadecimal), now_ms, member, kick record to keep ('' for none). Returns {0} or {1, value, s}.
 local ns, key = ARGV[1], ARGV[2]
-local v = redis.call('HGET', key, 'i:' .. ARGV[3])
+local got = redis.call('HMGET', key, 'i:' .. ARGV[3], 's')
+local v = got[1]
 if not v then
   return {0}
 end
@@ -10,8 +11,13 @@ if ARGV[4] ~= '' and f[4] ~= ARGV[4] then
   return {0}
 end
 redis.call('HDEL', key, 'i:' .. ARGV[3])
-unindex(ns, f, ARGV[6])
-if ARGV[7] ~= '' then
-  redis.call('HSET', key, 'k:' .. ARGV[3], ARGV[7])
+if f[5] == '' then
+  redis.call('ZREM', ns .. ':reap', ARGV[6])
 end
-return {1, v, next_seq(key, tonumber(ARGV[5]))}
+local s = next_seq(num(got[2] or '0'), tonumber(ARGV[5]))
+if ARGV[7] ~= '' then
+  redis.call('HSET', key, 's', hex(s), 'k:' .. ARGV[3], ARGV[7])
+else
+  redis.call('HSET', key, 's', hex(s))
+end
+return {1, v, s}

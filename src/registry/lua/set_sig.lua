@@ -1,5 +1,5 @@
--- Sets an instance's UserSig expiry (renew_sig). ARGV: ns, key, id, sig_expires_at, member, grace_ms, keep key
--- until (ms). Returns 0 if the instance is gone.
+-- Sets an instance's UserSig expiry (renew_sig). ARGV: ns, key, id, sig_expires_at (hexadecimal), member,
+-- grace_ms, keep key until (ms). Returns 0 if the instance is gone.
 local ns, key = ARGV[1], ARGV[2]
 local v = redis.call('HGET', key, 'i:' .. ARGV[3])
 if not v then
@@ -11,5 +11,5 @@ redis.call('HSET', key, 'i:' .. ARGV[3], format(f))
 if f[5] == '' then
   redis.call('ZADD', ns .. ':reap', due(f, tonumber(ARGV[6])), ARGV[5])
 end
-keep_until(key, ARGV[7])
+redis.call('PEXPIREAT', key, ARGV[7], 'GT')
 return 1

@@ -1,0 +1,37 @@
+-- The instances held by node ARGV[2] among the user keys KEYS: listed (ARGV[5] = 'list'), or marked
+-- disconnected as of now (its node stopped heartbeating). ARGV: ns, node, now_ms, grace_ms, mode.
+-- Returns {app, user, id, value, s}….
+local ns, node, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local prefix = ns .. ':u:'
+local out = {}
+for _, key in ipairs(KEYS) do
+  local rest = string.sub(key, #prefix + 1)
+  local colon = string.find(rest, ':', 1, true)
+  local app, user = string.sub(rest, 1, colon - 1), string.sub(rest, colon + 1)
+  local all = redis.call('HGETALL', key)
+  local last = 0
+  for i = 1, #all, 2 do
+    if all[i] == 's' then
+      last = num(all[i + 1])
+    end
+  end
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'i:' then
+      local f = parse(all[i + 1])
+      if f[5] == node then
+        local id = string.sub(all[i], 3)
+        if ARGV[5] == 'list' then
+          out[#out + 1] = {app, user, id, all[i + 1], 0}
+        else
+          f[5], f[6], f[7] = '', '', hex(now)
+          local nv = format(f)
+          last = next_seq(last, now)
+          redis.call('HSET', key, all[i], nv, 's', hex(last))
+          redis.call('ZADD', ns .. ':reap', due(f, tonumber(ARGV[4])), app .. ':' .. id .. ':' .. user)
+          out[#out + 1] = {app, user, id, nv, last}
+        end
+      end
+    end
+  end
+end
+return out
