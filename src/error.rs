@@ -117,7 +117,7 @@ impl Code {
             Code::AccountDisabled => "account is disabled",
             Code::UserSigRevoked => "UserSig was invalidated; generate a new one",
             Code::AccountNotFound => "account does not exist",
-            Code::InternalTimeout => "server busy (database unreachable); retry",
+            Code::InternalTimeout => "server busy (database or session registry unreachable); retry",
         }
     }
 }

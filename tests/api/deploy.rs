@@ -153,9 +153,16 @@ fn compose_publishes_only_the_proxy_and_checks_every_service_health() {
             env["IMLOGIN__SERVER__TRUSTED_PROXIES"],
             format!("[\"{proxy_ip}/32\"]")
         );
+        for dependency in ["postgres", "redis"] {
+            assert_eq!(
+                c["services"][node.as_str()]["depends_on"][dependency]["condition"],
+                "service_healthy",
+                "{node} waits for {dependency}"
+            );
+        }
         assert_eq!(
-            c["services"][node.as_str()]["depends_on"]["postgres"]["condition"],
-            "service_healthy"
+            env["IMLOGIN__REGISTRY__BACKEND"], "redis",
+            "{node} is a cluster node"
         );
     }
     // Data outlives the containers.
@@ -234,57 +241,85 @@ impl Drop for Nginx {
     }
 }
 
-/// The compose deployment on this machine: the binary with the compose file's environment (the database and
-/// listeners pointed at local ones, the proxy's address trusted), behind nginx with deploy/nginx.conf.
-async fn compose_deployment(db: &TestDb) -> (Binary, Nginx, BTreeMap<String, String>) {
+/// The compose deployment on this machine: every node with the compose file's environment (the database,
+/// Redis and listeners pointed at local ones, a Redis namespace of its own, the proxy's address trusted),
+/// behind nginx with deploy/nginx.conf. Nodes are numbered by Redis in the order they start (1, 2, …).
+async fn compose_deployment(db: &TestDb) -> (Vec<Binary>, Nginx, BTreeMap<String, String>) {
     let c = compose_config(None);
-    let mut env = environment(&c, &nodes(&c)[0]);
-    env.insert("IMLOGIN__DATABASE__URL".into(), db.url());
-    env.insert(
-        "IMLOGIN__SERVER__TRUSTED_PROXIES".into(),
-        r#"["127.0.0.1/32"]"#.into(),
-    );
-    let envs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let b = start_binary(&envs);
-    let nginx = Nginx::start(&[("imlogin", &b.addr)]);
-    (b, nginx, env)
+    let ns = format!("t{:016x}", rand::random::<u64>());
+    let mut binaries = Vec::new();
+    let mut env = BTreeMap::new();
+    for node in nodes(&c) {
+        env = environment(&c, &node);
+        env.insert("IMLOGIN__DATABASE__URL".into(), db.url());
+        env.insert("IMLOGIN__SERVER__LISTEN".into(), "127.0.0.1:0".into());
+        env.insert(
+            "IMLOGIN__SERVER__METRICS_LISTEN".into(),
+            "127.0.0.1:0".into(),
+        );
+        env.insert(
+            "IMLOGIN__REGISTRY__REDIS_URL".into(),
+            "redis://127.0.0.1:6379".into(),
+        );
+        env.insert("IMLOGIN__REGISTRY__NAMESPACE".into(), ns.clone());
+        env.insert(
+            "IMLOGIN__SERVER__TRUSTED_PROXIES".into(),
+            r#"["127.0.0.1/32"]"#.into(),
+        );
+        let envs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        binaries.push((node, start_binary(&envs)));
+    }
+    let upstreams: Vec<(&str, &str)> = binaries
+        .iter()
+        .map(|(name, b)| (name.as_str(), b.addr.as_str()))
+        .collect();
+    let nginx = Nginx::start(&upstreams);
+    (binaries.into_iter().map(|(_, b)| b).collect(), nginx, env)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_compose_deployment_logs_in_through_its_proxy_with_the_real_client_address() {
-    let db = TestDb::new(Backend::Postgres).await;
-    let (mut b, nginx, env) = compose_deployment(&db).await;
-    let app: u32 = env["IMLOGIN__APPS__0__SDKAPPID"].parse().unwrap();
-    let key = &env["IMLOGIN__APPS__0__SECRET_KEY"];
-    // A client at 127.0.0.2 reaches imlogin only through the proxy (at 127.0.0.1).
+/// A WebSocket client at 127.0.0.2 that reaches imlogin through the proxy (at 127.0.0.1).
+async fn through(nginx: &Nginx) -> Client {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
     let stream = socket.connect(nginx.addr.parse().unwrap()).await.unwrap();
     let (ws, _) = tokio_tungstenite::client_async(format!("ws://{}/v1/ws", nginx.addr), stream)
         .await
         .expect("the proxy passes the WebSocket upgrade");
-    let client = Client::from_websocket(ws);
-    let now = imlogin::clock::unix_now() as u64;
-    let login = LoginParams {
+    Client::from_websocket(ws)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_cluster_serves_through_its_proxy_and_survives_a_rolling_restart() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let (mut nodes, nginx, env) = compose_deployment(&db).await;
+    assert_eq!(nodes.len(), 2, "two nodes");
+    let app: u32 = env["IMLOGIN__APPS__0__SDKAPPID"].parse().unwrap();
+    let key = &env["IMLOGIN__APPS__0__SECRET_KEY"];
+    let login = |user: &str| LoginParams {
         sdkappid: app,
-        user_id: "through-the-proxy".into(),
-        user_sig: imlogin::usersig::tls::generate(app, key, "through-the-proxy", 3600, now),
+        user_id: user.into(),
+        user_sig: imlogin::usersig::tls::generate(
+            app,
+            key,
+            user,
+            3600,
+            imlogin::clock::unix_now() as u64,
+        ),
         platform: "web".into(),
         device_id: None,
     };
-    client.login(&login).await.unwrap();
+    let mut client = through(&nginx).await;
+    let session = client.login(&login("through-the-proxy")).await.unwrap();
     assert_eq!(client.status().await.unwrap(), 1);
 
-    let r = reqwest::Client::new()
-        .get(format!(
-            "http://{}/admin/v1/apps/{}/users/through-the-proxy",
-            nginx.addr, app
-        ))
-        .bearer_auth(&env["IMLOGIN__APPS__0__ADMIN_API_KEY"])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let admin = |path: String| {
+        reqwest::Client::new()
+            .get(format!("http://{}/admin/v1/apps/{app}{path}", nginx.addr))
+            .bearer_auth(&env["IMLOGIN__APPS__0__ADMIN_API_KEY"])
+            .send()
+    };
+    let r = admin("/users/through-the-proxy".into()).await.unwrap();
+    assert_eq!(r.status(), 200);
     let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(
         request_id.len(),
@@ -294,9 +329,28 @@ async fn the_compose_deployment_logs_in_through_its_proxy_with_the_real_client_a
     let user: serde_json::Value = r.json().await.unwrap();
     assert_eq!(user["instances"][0]["client_ip"], "127.0.0.2", "{user}");
 
-    // A rolling restart: the node closes with 1012 and the proxy passes it on (the client resumes elsewhere).
-    let mut client = client;
-    sigterm(&b.child);
+    // The node that holds the session, from the registry.
+    let conn = imlogin::registry::redis::connect("redis://127.0.0.1:6379", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let registry = imlogin::registry::redis::RedisRegistry::new(
+        conn,
+        &env["IMLOGIN__REGISTRY__NAMESPACE"],
+        0,
+        Duration::from_secs(60),
+        Duration::from_secs(10),
+        imlogin::clock::Clock::system(),
+    );
+    use imlogin::registry::Registry;
+    let held = registry
+        .user_instances(app, "through-the-proxy")
+        .await
+        .unwrap();
+    let holder = held[0].conn.unwrap().node as usize - 1;
+
+    // A rolling restart of that node: it closes with 1012, the proxy passes it on, and the client resumes on
+    // the other node through the same proxy.
+    sigterm(&nodes[holder].child);
     let closed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match client.next_event().await {
@@ -309,7 +363,19 @@ async fn the_compose_deployment_logs_in_through_its_proxy_with_the_real_client_a
     .await
     .unwrap();
     assert_eq!(closed, Some(1012));
-    crate::server::wait_exit(&mut b.child).await;
+    crate::server::wait_exit(&mut nodes[holder].child).await;
+    let back = through(&nginx).await;
+    let resumed = back.resume(&session.session_token).await.unwrap();
+    assert!(resumed.resumed);
+    let held = registry
+        .user_instances(app, "through-the-proxy")
+        .await
+        .unwrap();
+    assert_eq!(
+        held[0].conn.unwrap().node as usize - 1,
+        1 - holder,
+        "resumed on the other node"
+    );
 }
 
 /// Every metric the alert rules and the dashboard query is one the binary exports.
