@@ -273,12 +273,14 @@ where
         last_seen: Instant::now(),
         end: Cause::Disconnect,
     };
-    // Every log line of the connection carries its id and its client's address.
-    let span = tracing::info_span!("ws", conn = conn.conn, client_ip = %ip);
-    c.run(&mailbox).instrument(span).await;
+    c.run(&mailbox).await;
     // The usual end: detach here rather than from Drop (which needs a task of its own).
     if let Some(cur) = c.state.take_current() {
-        c.sessions.detach(&cur.key, c.conn, c.end).await;
+        let span = c.span();
+        c.sessions
+            .detach(&cur.key, c.conn, c.end)
+            .instrument(span)
+            .await;
     }
 }
 
@@ -324,18 +326,28 @@ where
             }
             // The handlers' futures are boxed where they are awaited: this future lives as long as the
             // connection, and its size (the largest state it can be in) is resident for every idle session.
+            // Each step runs in a span of its own carrying the connection's id and client address (a span held
+            // for the connection's life would cost every idle session its formatted fields).
             let flow = tokio::select! {
                 ev = poll_fn(|cx| self.wire.poll_event(cx)) => match ev {
                     WireEvent::Inbound(frame) => {
                         self.last_seen = Instant::now();
-                        Box::pin(self.on_inbound(frame)).await
+                        let span = self.span();
+                        Box::pin(self.on_inbound(frame)).instrument(span).await
                     }
                     WireEvent::Ended => Flow::Stop,
                 },
-                push = mailbox.recv() => Box::pin(self.on_push(push)).await,
-                res = poll_fn(|cx| self.state.poll_login(cx)) => Box::pin(self.finish_login(res)).await,
+                push = mailbox.recv() => {
+                    let span = self.span();
+                    Box::pin(self.on_push(push)).instrument(span).await
+                }
+                res = poll_fn(|cx| self.state.poll_login(cx)) => {
+                    let span = self.span();
+                    Box::pin(self.finish_login(res)).instrument(span).await
+                }
                 _ = &mut timer => {
-                    let flow = Box::pin(self.on_timer(sig_armed)).await;
+                    let span = self.span();
+                    let flow = Box::pin(self.on_timer(sig_armed)).instrument(span).await;
                     sig_armed = None;
                     armed = self.next_deadline(self.sig_due_ms());
                     timer.as_mut().reset(armed);
@@ -346,6 +358,11 @@ where
                 return;
             }
         }
+    }
+
+    /// The span of one step of this connection (disabled, and free, below INFO).
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("ws", conn = self.conn.conn, client_ip = %self.ip)
     }
 
     /// The earliest of the heartbeat, the UserSig deadline and the write deadline.
