@@ -309,6 +309,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .route("/v1/ws", get(gateway::upgrade))
+        .route("/tim/binfo", get(gateway::websdk::binfo))
+        .route("/tim/info", get(gateway::websdk::info))
         .route(
             "/admin/v1/openapi.json",
             get(move || async move {

@@ -46,6 +46,8 @@ pub enum Code {
     AccountNotFound,
     /// 70169: internal timeout (database unreachable); retry.
     InternalTimeout,
+    /// 60020: a Web SDK command outside login and presence, which imlogin does not serve.
+    Unsupported,
 }
 
 impl Code {
@@ -71,6 +73,7 @@ impl Code {
             Code::UserSigRevoked => 70052,
             Code::AccountNotFound => 70107,
             Code::InternalTimeout => 70169,
+            Code::Unsupported => 60020,
         }
     }
 
@@ -91,6 +94,7 @@ impl Code {
             Code::InternalTimeout => 503,
             Code::NotLoggedIn | Code::UserSigExpiredOnline | Code::KickedByOther => 401,
             Code::LoginInProgress => 409,
+            Code::Unsupported => 501,
         }
     }
 
@@ -118,6 +122,7 @@ impl Code {
             Code::UserSigRevoked => "UserSig was invalidated; generate a new one",
             Code::AccountNotFound => "account does not exist",
             Code::InternalTimeout => "server busy (database or session registry unreachable); retry",
+            Code::Unsupported => "not supported: imlogin serves login and presence only",
         }
     }
 }

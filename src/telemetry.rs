@@ -58,7 +58,7 @@ impl LogControl {
         let Some(handle) = &self.0 else {
             return Ok(());
         };
-        if std::env::var("RUST_LOG").is_ok() {
+        if rust_log().is_some() {
             return Ok(());
         }
         let filter = filter_for(level)?;
@@ -66,9 +66,16 @@ impl LogControl {
     }
 }
 
+/// `RUST_LOG` when set to something: set but empty (`RUST_LOG= imlogin serve`) it would silence every line.
+fn rust_log() -> Option<String> {
+    std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
 /// Installs the global subscriber once; later calls (tests) are no-ops. `RUST_LOG` wins over `log.level`.
 pub fn init(log: &LogSettings) -> LogControl {
-    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| log.level.clone());
+    let level = rust_log().unwrap_or_else(|| log.level.clone());
     let filter = filter_for(&level).unwrap_or_else(|_| filter_for("info").expect("a valid level"));
     let (filter, handle) = reload::Layer::new(filter);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);

@@ -39,8 +39,26 @@ pub struct Target {
     pub sources: Vec<IpAddr>,
 }
 
+/// Which WebSocket a client logs in through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gateway {
+    /// `/v1/ws`, imlogin's own protocol.
+    Native,
+    /// `/tim/binfo`, in the frames of the cloud IM's Web SDK (binary frames holding JSON).
+    WebSdk,
+}
+
 /// Opens a WebSocket to `/v1/ws` from `source`.
 pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<Ws> {
+    connect_to(addr, source, "/v1/ws").await
+}
+
+/// Opens a WebSocket to `path` from `source`.
+pub async fn connect_to(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    path: &str,
+) -> anyhow::Result<Ws> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -55,7 +73,7 @@ pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> anyhow::Result
         .read_buffer_size(4096)
         .write_buffer_size(0);
     let (ws, _) = tokio_tungstenite::client_async_with_config(
-        format!("ws://{addr}/v1/ws"),
+        format!("ws://{addr}{path}"),
         stream,
         Some(config),
     )
@@ -67,6 +85,36 @@ pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> anyhow::Result
 pub fn login_frame(id: u64, sdkappid: u32, user: &str, sig: &str, platform: &str) -> String {
     serde_json::json!({"id": id, "op": "login", "sdkappid": sdkappid, "user_id": user, "user_sig": sig, "platform": platform})
         .to_string()
+}
+
+/// A `wslogin` as the Web SDK 2.27.6 sends it (every head field it sends), with a prepared ticket.
+pub fn websdk_login_frame(seq: u64, sdkappid: u32, user: &str, sig: &str) -> Vec<u8> {
+    serde_json::json!({
+        "head": {"ver": "v4", "platform": 7, "websdkappid": 537048168, "websdkversion": "2.27.6",
+            "status_instid": 0, "sdkappid": sdkappid, "contenttype": "json", "reqtime": unix_now(),
+            "identifier": user, "usersig": sig, "sdkability": 192371, "tjgID": "",
+            "servcmd": "im_open_status.wslogin", "seq": seq},
+        "body": {"State": "Online", "is_web_uniapp": 0, "InstType": 0}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Sends a Web SDK `wslogin` and waits for its answer: `Ok(ErrorCode)`.
+pub async fn websdk_login(ws: &mut Ws, frame: Vec<u8>) -> anyhow::Result<u64> {
+    ws.send(Message::Binary(frame.into())).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => {
+                let v: Value = serde_json::from_slice(&b)?;
+                return Ok(v["body"]["ErrorCode"].as_u64().unwrap_or(u64::MAX));
+            }
+            Some(Ok(Message::Close(f))) => anyhow::bail!("closed: {f:?}"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("connection ended"),
+        }
+    }
 }
 
 /// Tickets for `users`, valid for a day (generated before any timing starts).
@@ -119,12 +167,26 @@ fn source(t: &Target, i: usize) -> Option<IpAddr> {
     (!t.sources.is_empty()).then(|| t.sources[i % t.sources.len()])
 }
 
-/// One handshake: connect (from the `i`-th source), send `frame`, read the answer, close; records the latency
-/// from `start` or the error.
-async fn handshake(t: &Target, i: usize, frame: String, start: Instant, s: &mut Samples) {
-    match connect(t.addr, source(t, i)).await {
+/// The first frame of a handshake, in the protocol of the gateway it is sent to.
+enum Hello {
+    Native(String),
+    WebSdk(Vec<u8>),
+}
+
+/// One handshake: connect (from the `i`-th source) to the gateway `hello` is for, send it, read the answer, close;
+/// records the latency from `start` or the error.
+async fn handshake(t: &Target, i: usize, hello: Hello, start: Instant, s: &mut Samples) {
+    let path = match hello {
+        Hello::Native(_) => "/v1/ws".to_owned(),
+        Hello::WebSdk(_) => format!("/tim/binfo?sdkappid={}&platform=7", t.sdkappid),
+    };
+    match connect_to(t.addr, source(t, i), &path).await {
         Ok(mut ws) => {
-            match login(&mut ws, frame).await {
+            let answer = match hello {
+                Hello::Native(frame) => login(&mut ws, frame).await,
+                Hello::WebSdk(frame) => websdk_login(&mut ws, frame).await,
+            };
+            match answer {
                 Ok(0) => s.micros.push(start.elapsed().as_micros() as u64),
                 Ok(code) => s.error(code.to_string()),
                 Err(e) => s.error(format!("io: {e}")),
@@ -245,6 +307,18 @@ pub async fn logins(
     c: usize,
     rate: Option<f64>,
 ) -> LoginsResult {
+    logins_via(t, Gateway::Native, users, n, c, rate).await
+}
+
+/// [`logins`] through `gateway`.
+pub async fn logins_via(
+    t: &Target,
+    gateway: Gateway,
+    users: &Users,
+    n: usize,
+    c: usize,
+    rate: Option<f64>,
+) -> LoginsResult {
     let names: Vec<String> = match users {
         Users::Known(u) => (0..*u).map(|i| format!("known-{i}")).collect(),
         Users::New(prefix) => (0..n).map(|i| format!("{prefix}-{i}")).collect(),
@@ -275,8 +349,15 @@ pub async fn logins(
                     None => Instant::now(),
                 };
                 let u = i % names.len();
-                let frame = login_frame(1, t.sdkappid, &names[u], &sigs[u], "web");
-                handshake(&t, i, frame, start, &mut s).await;
+                let hello = match gateway {
+                    Gateway::Native => {
+                        Hello::Native(login_frame(1, t.sdkappid, &names[u], &sigs[u], "web"))
+                    }
+                    Gateway::WebSdk => {
+                        Hello::WebSdk(websdk_login_frame(1, t.sdkappid, &names[u], &sigs[u]))
+                    }
+                };
+                handshake(&t, i, hello, start, &mut s).await;
             }
             s
         }));
@@ -540,7 +621,7 @@ pub async fn resume(t: &Target, k: usize, c: usize, prefix: &str) -> ResumeResul
                 };
                 let frame = serde_json::json!({"id": 1, "op": "resume", "session_token": token})
                     .to_string();
-                handshake(&t, i, frame, Instant::now(), &mut s).await;
+                handshake(&t, i, Hello::Native(frame), Instant::now(), &mut s).await;
             }
         }));
     }

@@ -12,8 +12,8 @@ use sqlx::Connection;
 
 use crate::receivers::{DeadReceiver, FastReceiver};
 use crate::{
-    cpu_seconds, hold, hold_then, kick, kick_between, logins, query_online_status, resume,
-    webhook_delivery, Target, Users,
+    cpu_seconds, hold, hold_then, kick, kick_between, logins, logins_via, query_online_status,
+    resume, webhook_delivery, Gateway, Target, Users,
 };
 
 pub const KEY: &str = "bench-secret-key-0123456789abcdef";
@@ -50,11 +50,12 @@ pub struct SuiteOptions {
     pub resume_sessions: usize,
     /// Scenario groups to run: `core` (logins, kicks, resume, memory, admin queries), `webhooks`, `metrics`
     /// (known-user logins with metrics on and off), `cluster` (the Redis registry: logins, kicks across nodes,
-    /// three nodes holding sessions).
+    /// three nodes holding sessions), `websdk` (known-user logins through `/v1/ws` and through the Web SDK
+    /// gateway, alternating, on one server: server CPU per login).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "core,webhooks,metrics,cluster"
+        default_value = "core,webhooks,metrics,cluster,websdk"
     )]
     pub groups: Vec<String>,
     /// Redis for the cluster group (a namespace of its own is used and removed).
@@ -297,6 +298,9 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     }
     if o.groups.iter().any(|g| g == "metrics") {
         metrics(o, &mut out).await?;
+    }
+    if o.groups.iter().any(|g| g == "websdk") {
+        websdk(o, &mut out).await?;
     }
     if o.groups.iter().any(|g| g == "cluster") {
         if baseline_rate == 0.0 {
@@ -714,6 +718,56 @@ async fn metrics(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Known-user logins through `/v1/ws` and through `/tim/binfo` on one server, alternating (which goes first too):
+/// the server's CPU per login on each.
+async fn websdk(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
+    let server = start_imlogin(o.pin, None)?;
+    let t = target(&server, o.sources);
+    let gateways = [
+        ("logins_known_native", Gateway::Native),
+        ("logins_known_websdk", Gateway::WebSdk),
+    ];
+    let users = Users::Known(o.known_users);
+    logins_via(
+        &t,
+        Gateway::Native,
+        &users,
+        o.known_users,
+        o.concurrency,
+        None,
+    )
+    .await;
+    let mut runs: [Vec<(Value, f64, f64)>; 2] = Default::default();
+    for r in 0..o.repeats {
+        for i in [r % 2, 1 - r % 2] {
+            let gateway = gateways[i].1;
+            let run = measured(&server, 1, throughput, |_| async {
+                json!(logins_via(&t, gateway, &users, o.logins, o.concurrency, None).await)
+            })
+            .await;
+            runs[i].push(run);
+        }
+    }
+    for (i, (scenario, _)) in gateways.iter().enumerate() {
+        let m = median(runs[i].iter().map(|r| throughput(&r.0)).collect());
+        let (gen, srv) = runs[i]
+            .iter()
+            .fold((0.0, 0.0), |(g, s), r| (g + r.1, s + r.2));
+        let logins: f64 = runs[i]
+            .iter()
+            .map(|r| r.0["logins"].as_f64().unwrap_or(0.0))
+            .sum();
+        let mut chosen = runs[i]
+            .iter()
+            .find(|r| throughput(&r.0) == m)
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        chosen["server_cpu_us_per_login"] = json!((srv * 1e6 / logins.max(1.0)).round());
+        emit(out, scenario, "imlogin", chosen, gen, srv);
+    }
+    Ok(())
+}
+
 async fn webhook_delivery_json(
     t: &Target,
     fast: &FastReceiver,
@@ -772,6 +826,20 @@ pub fn table(lines: &[Value], baseline_rate: f64) -> String {
                     .unwrap_or_default()
             }
             (Some("logins_known_metrics_off"), _) => String::new(),
+            (Some("logins_known_websdk"), _) => find(lines, "logins_known_native", "imlogin")
+                .map(|n| {
+                    format!(
+                        "{:.0} µs CPU/login, {:.2}x native",
+                        l["server_cpu_us_per_login"].as_f64().unwrap_or(0.0),
+                        l["server_cpu_us_per_login"].as_f64().unwrap_or(0.0)
+                            / n["server_cpu_us_per_login"].as_f64().unwrap_or(1.0)
+                    )
+                })
+                .unwrap_or_default(),
+            (Some("logins_known_native"), _) => format!(
+                "{:.0} µs CPU/login",
+                l["server_cpu_us_per_login"].as_f64().unwrap_or(0.0)
+            ),
             (Some("hold_cluster"), _) => format!(
                 "{:.0} B/session in Redis",
                 l["redis_bytes_per_session"].as_f64().unwrap_or(0.0)

@@ -23,8 +23,9 @@ use tracing::Instrument;
 
 use super::io::{Inbound, Outbound};
 use super::protocol::{self, close, BadFrame, Event, LoginStatus, Op, Request};
+use super::wire::{Wire, WireEvent};
 use crate::error::{Code, Failure};
-use crate::hub::{Ack, Mailbox, Push};
+use crate::hub::{Mailbox, Push};
 use crate::metrics::OnlineMark;
 use crate::platform::Platform;
 use crate::registry::{ConnRef, InstanceKey};
@@ -34,8 +35,7 @@ use crate::webhooks::event::Cause;
 
 /// Requests that may wait behind a login in progress before the connection counts as abusive (close 1008).
 pub const MAX_QUEUED: usize = 64;
-/// Bytes waiting to be sent above which the connection stops reading requests until the client reads.
-pub const OUT_HIGH_WATER: usize = 64 * 1024;
+pub use super::wire::OUT_HIGH_WATER;
 
 /// A connection's limits.
 #[derive(Debug, Clone, Copy)]
@@ -129,106 +129,6 @@ impl State {
     }
 }
 
-/// What the transport did.
-enum WireEvent {
-    Inbound(Inbound),
-    /// The client is gone, the transport failed, or our close frame is out.
-    Ended,
-}
-
-/// The transport and what waits to be written to it.
-struct Wire<'a, T> {
-    io: &'a mut T,
-    queue: VecDeque<(Outbound, Option<Ack>)>,
-    queued_bytes: usize,
-    /// Frames handed to the transport but not yet flushed, with their write acknowledgements.
-    unflushed: Vec<Ack>,
-    pending_flush: bool,
-    /// Set while a write waits for the client; the connection is dropped when it passes.
-    write_deadline: Option<Instant>,
-    write_timeout: Duration,
-    /// A close frame is queued: nothing more is read or sent.
-    closing: bool,
-}
-
-impl<T> Wire<'_, T>
-where
-    T: Stream<Item = Inbound> + Sink<Outbound> + Unpin,
-{
-    fn send(&mut self, frame: Outbound, written: Option<Ack>) {
-        if self.closing {
-            return;
-        }
-        self.closing = matches!(frame, Outbound::Close(..));
-        self.queued_bytes += frame.len();
-        self.queue.push_back((frame, written));
-    }
-
-    fn text(&mut self, text: String) {
-        self.send(Outbound::Text(text), None);
-    }
-
-    fn blocked(&self) -> bool {
-        self.write_deadline.is_some()
-    }
-
-    /// Writes what it can, then reads the next frame (unless too much waits to be sent, or it is closing).
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<WireEvent> {
-        if self.poll_write(cx).is_err() {
-            return Poll::Ready(WireEvent::Ended);
-        }
-        let idle = self.queue.is_empty() && !self.pending_flush;
-        if self.closing {
-            return if idle {
-                Poll::Ready(WireEvent::Ended)
-            } else {
-                Poll::Pending
-            };
-        }
-        if self.queued_bytes > OUT_HIGH_WATER {
-            return Poll::Pending;
-        }
-        match Pin::new(&mut *self.io).poll_next(cx) {
-            Poll::Ready(Some(frame)) => Poll::Ready(WireEvent::Inbound(frame)),
-            Poll::Ready(None) => Poll::Ready(WireEvent::Ended),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), ()> {
-        let mut io = Pin::new(&mut *self.io);
-        while !self.queue.is_empty() {
-            match io.as_mut().poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => return Err(()),
-                Poll::Pending => break,
-            }
-            let (frame, written) = self.queue.pop_front().expect("not empty");
-            self.queued_bytes -= frame.len();
-            io.as_mut().start_send(frame).map_err(|_| ())?;
-            self.unflushed.extend(written);
-            self.pending_flush = true;
-        }
-        if self.pending_flush {
-            match io.as_mut().poll_flush(cx) {
-                Poll::Ready(Ok(())) => {
-                    self.pending_flush = false;
-                    // Each acknowledgement fires as it is dropped.
-                    self.unflushed.clear();
-                }
-                Poll::Ready(Err(_)) => return Err(()),
-                Poll::Pending => {}
-            }
-        }
-        if self.queue.is_empty() && !self.pending_flush {
-            self.write_deadline = None;
-        } else if self.write_deadline.is_none() {
-            self.write_deadline = Some(Instant::now() + self.write_timeout);
-        }
-        Ok(())
-    }
-}
-
 /// One connection: its state, its transport, its timers.
 struct Connection<'a, T> {
     sessions: Arc<Sessions>,
@@ -260,16 +160,7 @@ where
         ip,
         limits,
         state: State::LoggedOut,
-        wire: Wire {
-            io,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            unflushed: Vec::new(),
-            pending_flush: false,
-            write_deadline: None,
-            write_timeout: limits.write_timeout,
-            closing: false,
-        },
+        wire: Wire::new(io, limits.write_timeout),
         last_seen: Instant::now(),
         end: Cause::Disconnect,
     };
@@ -531,7 +422,7 @@ where
                     Flow::Continue
                 }
             },
-            Inbound::Binary => {
+            Inbound::Binary(_) => {
                 let f = Failure::with_message(
                     Code::InvalidParameters,
                     "binary frames are not part of the protocol; send JSON text",
@@ -767,7 +658,7 @@ where
 }
 
 /// A login or resume that finished during its first poll, or one left running in its own task.
-enum Started {
+pub(super) enum Started {
     Done(Result<LoginOk, Failure>),
     Running(oneshot::Receiver<Box<Result<LoginOk, Failure>>>),
 }
@@ -776,7 +667,7 @@ enum Started {
 /// One that waits (a database write, kicked connections writing their events) moves to a task of its own, so
 /// it completes even if this connection drops meanwhile; if nobody is there to take its result, the new
 /// instance is detached (it stays resumable for the grace).
-async fn start(
+pub(super) async fn start(
     conn: ConnRef,
     sessions: Arc<Sessions>,
     mut work: Pin<Box<dyn Future<Output = Result<LoginOk, Failure>> + Send>>,

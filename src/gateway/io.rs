@@ -9,6 +9,7 @@ use futures_util::{Sink, SinkExt, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Bytes;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -16,7 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
     Text(Utf8Bytes),
-    Binary,
+    Binary(Bytes),
     /// A WebSocket ping or pong: it only counts as heartbeat.
     Control,
     /// The client closed.
@@ -49,11 +50,18 @@ impl Outbound {
 /// A server-side WebSocket as a stream of [`Inbound`] and a sink of [`Outbound`].
 pub struct WsIo<S> {
     ws: WebSocketStream<S>,
+    /// Sends [`Outbound::Text`] as binary frames (the Web SDK's `/binfo` takes nothing else).
+    binary: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     pub fn new(ws: WebSocketStream<S>) -> Self {
-        WsIo { ws }
+        WsIo { ws, binary: false }
+    }
+
+    /// Like [`WsIo::new`], but what is sent as text goes out in binary frames.
+    pub fn binary(ws: WebSocketStream<S>) -> Self {
+        WsIo { ws, binary: true }
     }
 
     /// Ends the connection so that what the server sent last (its close frame) reaches the client: flushes
@@ -98,7 +106,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsIo<S> {
             return Poll::Ready(Some(match next {
                 None => return Poll::Ready(None),
                 Some(Ok(Message::Text(t))) => Inbound::Text(t),
-                Some(Ok(Message::Binary(_))) => Inbound::Binary,
+                Some(Ok(Message::Binary(b))) => Inbound::Binary(b),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Control,
                 Some(Ok(Message::Close(_))) => Inbound::Close,
                 Some(Ok(Message::Frame(_))) => continue,
@@ -118,6 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Outbound> for WsIo<S> {
 
     fn start_send(mut self: Pin<&mut Self>, item: Outbound) -> Result<(), WsError> {
         let message = match item {
+            Outbound::Text(t) if self.binary => Message::Binary(t.into()),
             Outbound::Text(t) => Message::Text(t.into()),
             Outbound::Close(code, reason) => Message::Close(Some(CloseFrame {
                 code: code.into(),

@@ -1,9 +1,12 @@
 //! The WebSocket gateway at `GET /v1/ws` (PROTOCOL §3): the upgrade ([`ws`]), the frames ([`protocol`]), the
-//! transport ([`io`]) and the connection state machine ([`connection`]).
+//! transport ([`io`]), the write queue ([`wire`]) and the connection state machine ([`connection`]); and beside it
+//! the gateway of the cloud IM's Web SDK ([`websdk`]) over the same login service.
 
 pub mod connection;
 pub mod io;
 pub mod protocol;
+pub mod websdk;
+pub mod wire;
 pub mod ws;
 
 use std::time::Duration;

@@ -15,5 +15,6 @@ mod registry;
 mod security;
 mod server;
 mod webhooks;
+mod websdk;
 mod ws_login;
 mod ws_protocol;

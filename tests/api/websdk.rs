@@ -1,0 +1,526 @@
+//! The Web SDK gateway (`/tim/binfo`, `/tim/info`) frame by frame, with a client that speaks the SDK's frames;
+//! and the real SDK in Chromium (`tests/websdk`, run from here so the README's one test command runs it).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use imlogin::client::ClientEvent;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{event, params, sig, spawn_on, Backend, TestApp, APP};
+
+crate::both_stores!(a_login_answers_what_the_sdk_needs_and_is_an_instance_like_any_other);
+crate::on_sqlite!(
+    every_command_gets_an_answer,
+    login_failures_come_in_the_sdk_shape,
+    kicks_reach_the_sdk_with_their_kick_type,
+    an_a2key_resumes_and_a_lost_one_asks_for_a_new_login,
+    an_expired_usersig_is_told_on_the_next_request,
+    oversize_frames_close_1009_and_info_speaks_text,
+);
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A client speaking the SDK's frames: binary on `/tim/binfo`, text on `/tim/info`.
+struct Sdk {
+    ws: Ws,
+    binary: bool,
+    seq: u64,
+    /// Frames that answered no request: pushes.
+    pushes: Vec<Value>,
+}
+
+impl Sdk {
+    async fn open(app: &TestApp) -> Sdk {
+        Sdk::open_at(app, "binfo").await
+    }
+
+    async fn open_at(app: &TestApp, path: &str) -> Sdk {
+        let url = format!(
+            "ws://{}/tim/{path}?sdkappid={APP}&instanceid=0123456789abcdef0123456789abcdef&platform=7",
+            app.addr
+        );
+        let ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
+        Sdk {
+            ws,
+            binary: path == "binfo",
+            seq: 1000,
+            pushes: Vec::new(),
+        }
+    }
+
+    async fn send_raw(&mut self, bytes: Vec<u8>) {
+        let m = if self.binary {
+            Message::Binary(bytes.into())
+        } else {
+            Message::Text(String::from_utf8(bytes).unwrap().into())
+        };
+        self.ws.send(m).await.unwrap();
+    }
+
+    /// The next frame the server sends, as JSON; `None` once it closed.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("a frame within 10 s")?;
+            match m {
+                Ok(Message::Binary(b)) => {
+                    assert!(self.binary, "binary frames only on /binfo");
+                    return Some(serde_json::from_slice(&b).unwrap());
+                }
+                Ok(Message::Text(t)) => {
+                    assert!(!self.binary, "text frames only on /info");
+                    return Some(serde_json::from_str(&t).unwrap());
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Sends `servcmd` with extra head fields and a body, and waits for its answer's body.
+    async fn call(&mut self, servcmd: &str, head: Value, body: Value) -> Value {
+        self.seq += 1;
+        let seq = self.seq;
+        let mut h = json!({"ver":"v4","platform":7,"sdkappid":APP,"contenttype":"json","servcmd":servcmd,"seq":seq});
+        h.as_object_mut()
+            .unwrap()
+            .extend(head.as_object().unwrap().clone());
+        self.send_raw(json!({"head": h, "body": body}).to_string().into_bytes())
+            .await;
+        loop {
+            let v = self.next().await.expect("an answer before the close");
+            if v["head"]["seq"] == seq && v["head"]["servcmd"] == servcmd {
+                return v["body"].clone();
+            }
+            self.pushes.push(v);
+        }
+    }
+
+    async fn login(&mut self, user: &str, user_sig: &str) -> Value {
+        self.call(
+            "im_open_status.wslogin",
+            json!({"identifier": user, "usersig": user_sig}),
+            json!({"State":"Online","is_web_uniapp":0,"InstType":0}),
+        )
+        .await
+    }
+
+    async fn resume(&mut self, a2: &str, tiny_id: &str) -> Value {
+        self.call(
+            "im_open_status.wslogin",
+            json!({"a2": a2, "tinyid": tiny_id}),
+            json!({"State":"Online"}),
+        )
+        .await
+    }
+
+    /// Waits for the next push (a frame that answers nothing).
+    async fn push(&mut self) -> Value {
+        if !self.pushes.is_empty() {
+            return self.pushes.remove(0);
+        }
+        self.next().await.expect("a push")
+    }
+}
+
+fn kick_type(push: &Value) -> i64 {
+    assert_eq!(push["head"]["servcmd"], "im_open_push.msg_push", "{push}");
+    push["body"]["EventArray"][0]["C2cNotifyMsgArray"][0]["KickoutMsgNotify"]["KickType"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn instances(app: &TestApp, user: &str) -> Vec<Value> {
+    let (status, v) = app
+        .native(Method::GET, &format!("/users/{user}"), None)
+        .await;
+    if status == 404 {
+        return Vec::new();
+    }
+    assert_eq!(status, 200, "{v}");
+    v["instances"].as_array().unwrap().clone()
+}
+
+async fn a_login_answers_what_the_sdk_needs_and_is_an_instance_like_any_other(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &[]).await;
+    let mut sdk = Sdk::open(&app).await;
+    let before = imlogin::clock::unix_now();
+    let ok = sdk.login("sdk-user", &sig("sdk-user", None, 3600)).await;
+    assert_eq!(ok["ActionStatus"], "OK", "{ok}");
+    assert_eq!(ok["ErrorCode"], 0);
+    assert!(!ok["A2Key"].as_str().unwrap().is_empty());
+    let tiny = ok["TinyId"].as_str().unwrap().to_owned();
+    assert!(tiny.parse::<u64>().unwrap() > 0, "a decimal TinyId");
+    assert!(ok["InstId"].as_u64().unwrap() > 0, "a non-zero InstId");
+    assert!(ok["HelloInterval"].as_u64().unwrap() > 0);
+    assert!(ok["TimeStamp"].as_i64().unwrap() >= before);
+    // Auto-registered, and listed by the admin API as a web instance, online.
+    let (status, _) = app.native(Method::GET, "/users/sdk-user", None).await;
+    assert_eq!(status, 200);
+    let inst = instances(&app, "sdk-user").await;
+    assert_eq!(inst.len(), 1);
+    assert_eq!(inst[0]["platform"], "web");
+    assert_eq!(inst[0]["state"], "online");
+    // The TinyId is the user's: the same on another login, another user's differs.
+    let mut other = Sdk::open(&app).await;
+    let again = other.login("sdk-user", &sig("sdk-user", None, 3600)).await;
+    assert_eq!(again["TinyId"], tiny);
+    assert_ne!(again["InstId"], ok["InstId"]);
+    assert_eq!(
+        kick_type(&sdk.push().await),
+        1,
+        "web 1: the first is kicked"
+    );
+    let third = other
+        .login("sdk-user-2", &sig("sdk-user-2", None, 3600))
+        .await;
+    assert_ne!(third["TinyId"], tiny);
+    // Switching users on one connection logs the first out.
+    assert!(instances(&app, "sdk-user").await.is_empty());
+    // Daily actives count SDK logins.
+    let day = chrono_today();
+    let (_, dau) = app
+        .native(
+            Method::GET,
+            &format!("/stats/dau?from={day}&to={day}"),
+            None,
+        )
+        .await;
+    assert_eq!(dau["days"][0]["users"], 2, "{dau}");
+}
+
+fn chrono_today() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+async fn every_command_gets_an_answer(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &[]).await;
+    let mut sdk = Sdk::open(&app).await;
+    // Before login: the heartbeat is answered; wshello says the session is gone.
+    let alive = sdk.call("heartbeat.alive", json!({}), json!({})).await;
+    assert_eq!(alive["ErrorCode"], 0);
+    let hello = sdk
+        .call("im_open_status.wshello", json!({}), json!({}))
+        .await;
+    assert_eq!(hello["ErrorCode"], 70001, "{hello}");
+    sdk.login("cmds", &sig("cmds", None, 3600)).await;
+    for servcmd in [
+        "heartbeat.alive",
+        "im_open_status.wshello",
+        "openim.ws_msg_push_ack",
+    ] {
+        let r = sdk.call(servcmd, json!({}), json!({})).await;
+        assert_eq!(r["ActionStatus"], "OK", "{servcmd}: {r}");
+    }
+    let page = sdk
+        .call("recentcontact.page_get", json!({}), json!({}))
+        .await;
+    assert_eq!(page["CompleteFlag"], 1);
+    assert_eq!(page["SessionItem"], json!([]));
+    let bits = sdk
+        .call(
+            "im_sdk_config_mgr.fetch_imsdk_purchase_bitsv2",
+            json!({}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(bits["ErrorCode"], 0);
+    assert_eq!(bits["int32_error_code"], 0);
+    for servcmd in [
+        "profile.portrait_get_all",
+        "sns.black_list_get",
+        "openim.sendmsg",
+        "x",
+    ] {
+        let r = sdk.call(servcmd, json!({}), json!({})).await;
+        assert_eq!(r["ActionStatus"], "FAIL");
+        assert_eq!(r["ErrorCode"], 60020, "{servcmd}: {r}");
+        assert!(r["ErrorInfo"].as_str().unwrap().contains(servcmd));
+    }
+    // Frames that are no request get a frame the SDK can read (with a servcmd), and the connection goes on.
+    for bad in [
+        &b"not json"[..],
+        br#"[1]"#,
+        br#"{"body":{}}"#,
+        br#"{"head":{"seq":5}}"#,
+        br#"{"head":{"servcmd":7}}"#,
+        &[0xff, 0xfe],
+    ] {
+        sdk.send_raw(bad.to_vec()).await;
+        let v = sdk.next().await.unwrap();
+        assert_eq!(v["head"]["servcmd"], "imlogin.bad_frame");
+        assert_eq!(v["body"]["ErrorCode"], 6017);
+    }
+    // A text frame on /binfo is read all the same (answered in binary).
+    sdk.ws
+        .send(Message::Text(
+            r#"{"head":{"servcmd":"heartbeat.alive","seq":1}}"#.into(),
+        ))
+        .await
+        .unwrap();
+    let v = sdk.next().await.unwrap();
+    assert_eq!(v["head"]["seq"], 1);
+    // Logout answers OK, removes the instance, and the socket stays open.
+    let out = sdk
+        .call(
+            "im_open_status.wslogout",
+            json!({}),
+            json!({"wslogout_type": 0}),
+        )
+        .await;
+    assert_eq!(out["ActionStatus"], "OK");
+    assert!(instances(&app, "cmds").await.is_empty());
+    let alive = sdk.call("heartbeat.alive", json!({}), json!({})).await;
+    assert_eq!(alive["ErrorCode"], 0);
+}
+
+async fn login_failures_come_in_the_sdk_shape(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &[]).await;
+    let mut sdk = Sdk::open(&app).await;
+    let now = imlogin::clock::unix_now() as u64;
+    let cases = [
+        (
+            json!({"identifier":"u1","usersig": sig("u1", Some(now - 7200), 60)}),
+            70001,
+        ),
+        (json!({"identifier":"u1","usersig": "garbage"}), 70003),
+        (json!({"identifier":"u1","usersig": ""}), 70002),
+        (
+            json!({"identifier":"u2","usersig": sig("u1", None, 60)}),
+            70013,
+        ),
+        (
+            json!({"identifier":"@TIM#admin","usersig": sig("u1", None, 60)}),
+            7003,
+        ),
+        (json!({"identifier":"u1"}), 6017),
+        (
+            json!({"identifier":"u1","usersig": sig("u1", None, 60), "sdkappid": 42}),
+            70020,
+        ),
+        (
+            json!({"identifier":"u1","usersig": sig("u1", None, 60), "sdkappid": "x"}),
+            6017,
+        ),
+    ];
+    for (head, code) in cases {
+        let r = sdk
+            .call("im_open_status.wslogin", head.clone(), json!({}))
+            .await;
+        assert_eq!(r["ActionStatus"], "FAIL", "{head}");
+        assert_eq!(r["ErrorCode"], code, "{head}: {r}");
+        assert!(!r["ErrorInfo"].as_str().unwrap().is_empty());
+    }
+    // Nothing was registered by the failures, and a good login still works on the same connection.
+    let (status, _) = app.native(Method::GET, "/users/u1", None).await;
+    assert_eq!(status, 404);
+    let ok = sdk.login("u1", &sig("u1", None, 60)).await;
+    assert_eq!(ok["ActionStatus"], "OK", "{ok}");
+}
+
+async fn kicks_reach_the_sdk_with_their_kick_type(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &[]).await;
+    // Another web login (here through /v1/ws) → 1.
+    let mut sdk = Sdk::open(&app).await;
+    sdk.login("kt", &sig("kt", None, 3600)).await;
+    let web = app.connect().await;
+    web.login(&params("kt", "web")).await.unwrap();
+    assert_eq!(kick_type(&sdk.push().await), 1);
+    // The SDK answers a kick with wslogout type 1; it is answered, and the socket is still open.
+    let out = sdk
+        .call(
+            "im_open_status.wslogout",
+            json!({}),
+            json!({"wslogout_type": 1}),
+        )
+        .await;
+    assert_eq!(out["ActionStatus"], "OK");
+    // An SDK login kicks the /v1/ws web instance the same way as a native one would.
+    let mut web = web;
+    sdk.login("kt", &sig("kt", None, 3600)).await;
+    match event(&mut web).await {
+        ClientEvent::KickedOffline { reason, .. } => assert_eq!(reason, "multi_terminal"),
+        e => panic!("{e:?}"),
+    }
+    // Another platform under `single` → 2.
+    let (s, _) = app
+        .native(
+            Method::PUT,
+            "/policy",
+            Some(json!({"mode":"single","web_instances":1,"instances_per_platform":1})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let android = app.connect().await;
+    android.login(&params("kt", "android")).await.unwrap();
+    assert_eq!(kick_type(&sdk.push().await), 2);
+    assert_eq!(instances(&app, "kt").await.len(), 1, "removed at once");
+    // The server (an admin kick, disable, delete) → 3.
+    for (i, action) in ["kick", "disable", "delete"].into_iter().enumerate() {
+        let user = format!("kt-{i}");
+        let mut sdk = Sdk::open(&app).await;
+        sdk.login(&user, &sig(&user, None, 3600)).await;
+        let (status, body) = match action {
+            "kick" => {
+                app.native(
+                    Method::POST,
+                    &format!("/users/{user}/kick"),
+                    Some(json!({})),
+                )
+                .await
+            }
+            "disable" => {
+                app.native(Method::POST, &format!("/users/{user}/disable"), None)
+                    .await
+            }
+            _ => {
+                app.native(Method::DELETE, &format!("/users/{user}"), None)
+                    .await
+            }
+        };
+        assert!(status == 200 || status == 204, "{action}: {status} {body}");
+        assert_eq!(kick_type(&sdk.push().await), 3, "{action}");
+        assert!(instances(&app, &user).await.is_empty(), "{action}");
+    }
+}
+
+async fn an_a2key_resumes_and_a_lost_one_asks_for_a_new_login(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &[]).await;
+    let mut sdk = Sdk::open(&app).await;
+    let ok = sdk.login("res", &sig("res", None, 3600)).await;
+    let (a2, tiny) = (
+        ok["A2Key"].as_str().unwrap().to_owned(),
+        ok["TinyId"].as_str().unwrap().to_owned(),
+    );
+    let id = instances(&app, "res").await[0]["instance_id"].clone();
+    drop(sdk);
+    crate::helpers::eventually("the instance to be disconnected", || async {
+        instances(&app, "res").await[0]["state"] == "disconnected"
+    })
+    .await;
+    // Back on a new socket with the A2Key: the same instance, online again.
+    let mut back = Sdk::open(&app).await;
+    let r = back.resume(&a2, &tiny).await;
+    assert_eq!(r["ActionStatus"], "OK", "{r}");
+    assert_eq!(r["InstId"], ok["InstId"]);
+    assert_eq!(r["A2Key"], a2.as_str());
+    let now = instances(&app, "res").await;
+    assert_eq!(now.len(), 1);
+    assert_eq!(
+        (&now[0]["instance_id"], &now[0]["state"]),
+        (&id, &json!("online"))
+    );
+    // Again on the connection that holds it: answered, nothing changes.
+    let r = back.resume(&a2, &tiny).await;
+    assert_eq!(r["ActionStatus"], "OK");
+    // A forged or unknown A2Key: 70001, which the SDK turns into a new login by the app.
+    let mut other = Sdk::open(&app).await;
+    for bad in ["forged", &format!("{a2}x")] {
+        let r = other.resume(bad, &tiny).await;
+        assert_eq!(r["ErrorCode"], 70001, "{r}");
+    }
+    // Kicked by an admin while away: the answer is the kick (1002 with its KickType).
+    drop(back);
+    crate::helpers::eventually("the instance to be disconnected", || async {
+        instances(&app, "res").await[0]["state"] == "disconnected"
+    })
+    .await;
+    let (s, _) = app
+        .native(Method::POST, "/users/res/kick", Some(json!({})))
+        .await;
+    assert_eq!(s, 200);
+    let r = other.resume(&a2, &tiny).await;
+    assert_eq!(r["ErrorCode"], 1002, "{r}");
+    assert_eq!(r["KickType"], 3);
+    // Logged out: gone, 70001.
+    let mut sdk = Sdk::open(&app).await;
+    let ok = sdk.login("res2", &sig("res2", None, 3600)).await;
+    sdk.call("im_open_status.wslogout", json!({}), json!({}))
+        .await;
+    let r = other
+        .resume(
+            ok["A2Key"].as_str().unwrap(),
+            ok["TinyId"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(r["ErrorCode"], 70001);
+}
+
+async fn an_expired_usersig_is_told_on_the_next_request(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &[]).await;
+    let mut sdk = Sdk::open(&app).await;
+    let ok = sdk.login("exp", &sig("exp", None, 1)).await;
+    assert_eq!(ok["ActionStatus"], "OK", "{ok}");
+    // The server removes the instance once the ticket is past; the SDK's next request hears 70001.
+    crate::helpers::eventually("the instance to expire", || async {
+        instances(&app, "exp").await.is_empty()
+    })
+    .await;
+    for servcmd in ["heartbeat.alive", "im_open_status.wshello"] {
+        let r = sdk.call(servcmd, json!({}), json!({})).await;
+        assert_eq!(r["ErrorCode"], 70001, "{servcmd}: {r}");
+    }
+    // A new login on the same socket works again.
+    let ok = sdk.login("exp", &sig("exp", None, 3600)).await;
+    assert_eq!(ok["ActionStatus"], "OK");
+    let r = sdk.call("heartbeat.alive", json!({}), json!({})).await;
+    assert_eq!(r["ErrorCode"], 0);
+}
+
+async fn oversize_frames_close_1009_and_info_speaks_text(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &[]).await;
+    let mut info = Sdk::open_at(&app, "info").await;
+    let ok = info.login("txt", &sig("txt", None, 3600)).await;
+    assert_eq!(ok["ActionStatus"], "OK");
+    let mut sdk = Sdk::open(&app).await;
+    let _ = sdk
+        .ws
+        .send(Message::Binary(vec![b' '; 1 << 20].into()))
+        .await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), sdk.ws.next())
+            .await
+            .expect("closed within 10 s")
+        {
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(u16::from(f.code), 1009);
+                break;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("expected close 1009, got {other:?}"),
+        }
+    }
+}
+
+/// The real SDK in Chromium against the real binary (tests/websdk; `npm ci` there first, as .ci/run does).
+#[test]
+fn the_official_web_sdk_logs_in_unchanged() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/websdk");
+    assert!(
+        dir.join("node_modules/tim-js-sdk").exists(),
+        "the browser tests need their packages: run `npm ci` in {} (.ci/run does)",
+        dir.display()
+    );
+    let out = std::process::Command::new("node")
+        .args(["--test", "--test-reporter=spec", "websdk.test.mjs"])
+        .current_dir(&dir)
+        .env("IMLOGIN_BIN", env!("CARGO_BIN_EXE_imlogin"))
+        .output()
+        .expect("node runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the browser tests failed:\n{text}");
+    assert!(text.contains("pass 8"), "all eight ran:\n{text}");
+}
