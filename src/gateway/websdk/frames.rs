@@ -245,7 +245,10 @@ mod tests {
     fn answers_carry_the_status_fields_and_echo_the_head() {
         let a: Value = serde_json::from_str(&ok("x.y", &json!(7), json!({"A": 1}))).unwrap();
         let e: Value = serde_json::from_str(&ok("x.y", &json!(7), Empty {})).unwrap();
-        assert_eq!(e["body"], json!({"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}));
+        assert_eq!(
+            e["body"],
+            json!({"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""})
+        );
         let login = LoginAnswer {
             a2_key: "a2",
             tiny_id: "12".into(),
