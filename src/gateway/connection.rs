@@ -121,9 +121,7 @@ impl State {
 
     fn poll_login(&mut self, cx: &mut Context<'_>) -> Poll<Result<LoginOk, Failure>> {
         match self {
-            State::LoggingIn(l) => Pin::new(&mut l.result)
-                .poll(cx)
-                .map(|r| r.map_or_else(|_| Err(Failure::new(Code::InternalTimeout)), |r| *r)),
+            State::LoggingIn(l) => poll_login_result(&mut l.result, cx),
             _ => Poll::Pending,
         }
     }
@@ -179,14 +177,8 @@ impl<T> Drop for Connection<'_, T> {
     /// Unregisters the connection, and detaches its instance (leaving it resumable for the grace) however the
     /// connection ends: normally, on error, or in a panic.
     fn drop(&mut self) {
-        self.sessions.hub.unregister(self.conn);
-        if let Some(cur) = self.state.current() {
-            // Outside a runtime (it is shutting down) there is nothing left to keep resumable.
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let (sessions, conn, key) = (self.sessions.clone(), self.conn, cur.key.clone());
-                rt.spawn(async move { sessions.detach(&key, conn, Cause::Disconnect).await });
-            }
-        }
+        let key = self.state.current().map(|c| &c.key);
+        unregister_and_detach(&self.sessions, self.conn, key);
     }
 }
 
@@ -654,6 +646,31 @@ where
             }
             _ => Flow::Continue,
         }
+    }
+}
+
+/// A running login's result (a task that ended without one is 70169).
+pub(super) fn poll_login_result(
+    rx: &mut oneshot::Receiver<Box<Result<LoginOk, Failure>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<LoginOk, Failure>> {
+    Pin::new(rx)
+        .poll(cx)
+        .map(|r| r.map_or_else(|_| Err(Failure::new(Code::InternalTimeout)), |r| *r))
+}
+
+/// What a connection does as it is dropped: unregister from the hub, and detach the instance it holds (leaving it
+/// resumable for the grace), in a task since Drop cannot wait.
+pub(super) fn unregister_and_detach(
+    sessions: &Arc<Sessions>,
+    conn: ConnRef,
+    key: Option<&InstanceKey>,
+) {
+    sessions.hub.unregister(conn);
+    // Outside a runtime (it is shutting down) there is nothing left to keep resumable.
+    if let (Some(key), Ok(rt)) = (key, tokio::runtime::Handle::try_current()) {
+        let (sessions, key) = (sessions.clone(), key.clone());
+        rt.spawn(async move { sessions.detach(&key, conn, Cause::Disconnect).await });
     }
 }
 

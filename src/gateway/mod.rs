@@ -20,10 +20,26 @@ use crate::http::serve::ClientIp;
 /// How long a closing connection waits for the client to take the close frame and close its side.
 pub const LINGER: Duration = Duration::from_secs(2);
 
-pub async fn upgrade(
+/// The protocol a gateway speaks on its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `/v1/ws`: PROTOCOL §3, text frames.
+    Native,
+    /// The Web SDK's frames: binary on `/tim/binfo`, text on `/tim/info`.
+    WebSdk { binary: bool },
+}
+
+/// `GET /v1/ws`.
+pub async fn upgrade(state: State<AppState>, ip: ClientIp, request: Request) -> Response {
+    serve_upgrade(state, ip, request, Protocol::Native)
+}
+
+/// Upgrades `request` and serves the socket in `protocol` until it ends, then closes it lingering.
+pub fn serve_upgrade(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     request: Request,
+    protocol: Protocol,
 ) -> Response {
     let limits = state.connection_limits;
     let sessions = state.sessions.clone();
@@ -32,9 +48,22 @@ pub async fn upgrade(
         limits.max_frame,
         &state.connections,
         move |ws| async move {
-            let mut io = io::WsIo::new(ws);
-            connection::serve(&mut io, sessions, ip, limits).await;
-            io.close_lingering(LINGER).await;
+            match protocol {
+                Protocol::Native => {
+                    let mut io = io::WsIo::new(ws);
+                    connection::serve(&mut io, sessions, ip, limits).await;
+                    io.close_lingering(LINGER).await;
+                }
+                Protocol::WebSdk { binary } => {
+                    let mut io = if binary {
+                        io::WsIo::binary(ws)
+                    } else {
+                        io::WsIo::new(ws)
+                    };
+                    websdk::connection::serve(&mut io, sessions, ip, limits).await;
+                    io.close_lingering(LINGER).await;
+                }
+            }
         },
     )
 }

@@ -22,7 +22,9 @@ use tracing::Instrument;
 use super::frames::{self, Command, LoginAnswer, Request};
 use super::{inst_id, kick_type, tiny_id, HELLO_INTERVAL_SECS};
 use crate::error::{Code, Failure};
-use crate::gateway::connection::{start, Limits, Started};
+use crate::gateway::connection::{
+    poll_login_result, start, unregister_and_detach, Limits, Started,
+};
 use crate::gateway::io::{Inbound, Outbound};
 use crate::gateway::protocol::close;
 use crate::gateway::wire::{Wire, WireEvent};
@@ -84,9 +86,7 @@ impl State {
 
     fn poll_login(&mut self, cx: &mut Context<'_>) -> Poll<Result<LoginOk, Failure>> {
         match self {
-            State::LoggingIn(l) => Pin::new(&mut l.result)
-                .poll(cx)
-                .map(|r| r.map_or_else(|_| Err(Failure::new(Code::InternalTimeout)), |r| *r)),
+            State::LoggingIn(l) => poll_login_result(&mut l.result, cx),
             _ => Poll::Pending,
         }
     }
@@ -137,13 +137,8 @@ where
 impl<T> Drop for Connection<'_, T> {
     /// Unregisters the connection and detaches its instance however the connection ends.
     fn drop(&mut self) {
-        self.sessions.hub.unregister(self.conn);
-        if let Some(cur) = self.state.current() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let (sessions, conn, key) = (self.sessions.clone(), self.conn, cur.key.clone());
-                rt.spawn(async move { sessions.detach(&key, conn, Cause::Disconnect).await });
-            }
-        }
+        let key = self.state.current().map(|c| &c.key);
+        unregister_and_detach(&self.sessions, self.conn, key);
     }
 }
 

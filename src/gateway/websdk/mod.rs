@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use sha2::{Digest, Sha256};
 
-use super::{io, ws, LINGER};
+use super::{serve_upgrade, Protocol};
 use crate::app::AppState;
 use crate::http::serve::ClientIp;
 use crate::platform::Platform;
@@ -22,36 +22,12 @@ pub const HELLO_INTERVAL_SECS: u64 = 30;
 
 /// `GET /tim/binfo`: binary frames.
 pub async fn binfo(state: State<AppState>, ip: ClientIp, request: Request) -> Response {
-    upgrade(state, ip, request, true)
+    serve_upgrade(state, ip, request, Protocol::WebSdk { binary: true })
 }
 
 /// `GET /tim/info`: text frames (the SDK in `devMode`).
 pub async fn info(state: State<AppState>, ip: ClientIp, request: Request) -> Response {
-    upgrade(state, ip, request, false)
-}
-
-fn upgrade(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    request: Request,
-    binary: bool,
-) -> Response {
-    let limits = state.connection_limits;
-    let sessions = state.sessions.clone();
-    ws::accept(
-        request,
-        limits.max_frame,
-        &state.connections,
-        move |ws| async move {
-            let mut io = if binary {
-                io::WsIo::binary(ws)
-            } else {
-                io::WsIo::new(ws)
-            };
-            connection::serve(&mut io, sessions, ip, limits).await;
-            io.close_lingering(LINGER).await;
-        },
-    )
+    serve_upgrade(state, ip, request, Protocol::WebSdk { binary: false })
 }
 
 /// A user's `TinyId`: a stable number from the app and UserID, the same on every node and across restarts, and
