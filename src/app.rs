@@ -46,6 +46,8 @@ pub struct AppState {
     /// The WebSocket connection tasks, awaited at shutdown (the HTTP server does not see upgraded ones).
     pub connections: TaskTracker,
     pub connection_limits: Limits,
+    /// Open WebSockets per client (`limits.connections_per_ip`).
+    pub per_ip: Arc<gateway::per_ip::PerIp>,
 }
 
 impl AppState {
@@ -136,6 +138,7 @@ impl Application {
             metrics: metrics.clone(),
             node,
             bus,
+            logins_in_progress_per_app: settings.limits.logins_in_progress_per_app,
         });
         workers.start("reaper", |stop| sessions.clone().reap_until(stop));
         if let Some(incoming) = incoming {
@@ -152,12 +155,18 @@ impl Application {
             heartbeat: timing.heartbeat_timeout,
             write_timeout: Duration::from_secs(settings.server.write_timeout_secs),
             max_frame: settings.server.max_frame_bytes,
+            login_timeout: Duration::from_secs(settings.limits.login_timeout_secs),
+            frames_per_second: settings.limits.frames_per_second,
         };
         let metrics_listener = match &metrics {
             Some(_) => Some(bind(settings.server.metrics_listen)?),
             None => None,
         };
+        let per_ip = Arc::new(gateway::per_ip::PerIp::new(
+            settings.limits.connections_per_ip,
+        ));
         let state = AppState {
+            per_ip,
             metrics,
             settings: Arc::new(settings),
             sessions,
@@ -285,6 +294,7 @@ pub const V4_BODY_LIMIT: usize = 256 * 1024;
 pub const ADMIN_BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router(state: AppState) -> Router {
+    let body_timeout = Duration::from_secs(state.settings.limits.body_read_timeout_secs);
     // The login reads its body itself, with the limit (and drains what exceeds it).
     let client = Router::new()
         .route("/v1/login", post(http::client::login))
@@ -324,6 +334,10 @@ pub fn router(state: AppState) -> Router {
         .merge(native.layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT)))
         .with_state(state)
         .merge(rest)
+        .layer(axum::middleware::from_fn_with_state(
+            body_timeout,
+            http::body_deadline,
+        ))
         .layer(axum::middleware::from_fn(http::request_id))
 }
 

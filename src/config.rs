@@ -123,6 +123,16 @@ pub struct SessionSettings {
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     pub login_failures_per_minute: u32,
+    /// Open WebSockets per client (IPv4 address or IPv6 /64); 0 is no limit. Over it, upgrades get 429.
+    pub connections_per_ip: u32,
+    /// A WebSocket that has not logged in this long after it opened is closed (1008).
+    pub login_timeout_secs: u64,
+    /// Frames a WebSocket may send per second, with bursts of twice that; over it: close 1008.
+    pub frames_per_second: u32,
+    /// An HTTP request body must arrive within this (slow senders get 408).
+    pub body_read_timeout_secs: u64,
+    /// Logins of one app in progress at once (waiting on the database or the registry); more answer 70169.
+    pub logins_in_progress_per_app: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -389,11 +399,28 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        if self.limits.login_failures_per_minute == 0 {
-            return Err(key_err(
+        for (key, value) in [
+            (
                 "limits.login_failures_per_minute",
-                "must be at least 1",
-            ));
+                u64::from(self.limits.login_failures_per_minute),
+            ),
+            ("limits.login_timeout_secs", self.limits.login_timeout_secs),
+            (
+                "limits.frames_per_second",
+                u64::from(self.limits.frames_per_second),
+            ),
+            (
+                "limits.body_read_timeout_secs",
+                self.limits.body_read_timeout_secs,
+            ),
+            (
+                "limits.logins_in_progress_per_app",
+                u64::from(self.limits.logins_in_progress_per_app),
+            ),
+        ] {
+            if value == 0 {
+                return Err(key_err(key, "must be at least 1"));
+            }
         }
         if crate::telemetry::filter_for(&self.log.level).is_err() {
             return Err(key_err("log.level", "is not a valid tracing filter"));

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod counted;
 pub mod dau;
 pub mod db;
 pub mod error;

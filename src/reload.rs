@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::admin::Admin;
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, LimitSettings, Settings};
 use crate::registry::policy::KickReason;
 use crate::telemetry::LogControl;
 
@@ -65,6 +65,17 @@ impl Reloader {
             ("database", old.database == new.database),
             ("registry", old.registry == new.registry),
             ("session", old.session == new.session),
+            // Only the throttle's limit applies live.
+            (
+                "limits",
+                LimitSettings {
+                    login_failures_per_minute: 0,
+                    ..old.limits.clone()
+                } == LimitSettings {
+                    login_failures_per_minute: 0,
+                    ..new.limits.clone()
+                },
+            ),
         ] {
             if !same {
                 tracing::warn!(
@@ -106,7 +117,7 @@ impl Reloader {
             kicked = report.kicked, "config reloaded");
         let mut running = self.running.lock().expect("not poisoned");
         running.apps = new.apps;
-        running.limits = new.limits;
+        running.limits.login_failures_per_minute = new.limits.login_failures_per_minute;
         running.log = new.log;
         report
     }

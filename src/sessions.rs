@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::bus::{Bus, Incoming, Message};
 use crate::clock::Clock;
+use crate::counted::Counted;
 use crate::dau::Dau;
 use crate::error::{Code, Failure};
 use crate::hub::{Ack, Hub, Push};
@@ -89,6 +90,8 @@ pub struct Parts {
     pub node: u64,
     /// How this node reaches the others.
     pub bus: Arc<dyn Bus>,
+    /// `limits.logins_in_progress_per_app`.
+    pub logins_in_progress_per_app: u32,
 }
 
 pub struct Sessions {
@@ -102,6 +105,8 @@ pub struct Sessions {
     pub clock: Clock,
     pub metrics: Option<Arc<Metrics>>,
     tokens: TokenSigner,
+    /// Logins in progress per app (`limits.logins_in_progress_per_app`).
+    in_progress: Arc<Counted<u32>>,
 }
 
 /// A new random instance id (96 bits, hex).
@@ -136,6 +141,7 @@ impl Sessions {
             outbox: parts.outbox,
             clock: parts.clock,
             metrics: parts.metrics,
+            in_progress: Counted::new(parts.logins_in_progress_per_app),
         })
     }
 
@@ -212,6 +218,18 @@ impl Sessions {
         ip: IpAddr,
         conn: Option<ConnRef>,
     ) -> Result<LoginOk, Failure> {
+        // Only a configured app is counted: what clients send cannot grow the map.
+        let _in_progress = match request.sdkappid() {
+            Some(app) if self.auth.apps().get(app).is_some() => {
+                Some(self.in_progress.take(app).ok_or_else(|| {
+                    Failure::with_message(
+                        Code::InternalTimeout,
+                        "too many logins of this app in progress; retry",
+                    )
+                })?)
+            }
+            _ => None,
+        };
         let a = self.auth.login(&request, ip).await.inspect_err(|f| {
             // The authenticator's only internal failure is the account store's.
             if let (Code::InternalTimeout, Some(m)) = (f.code, &self.metrics) {

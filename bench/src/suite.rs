@@ -156,6 +156,8 @@ fn start_imlogin_with(
         .env("IMLOGIN__LOG__FORMAT", "json")
         .env("IMLOGIN__LOG__LEVEL", "warn,imlogin::app=info")
         .env("IMLOGIN__LIMITS__LOGIN_FAILURES_PER_MINUTE", "1000000")
+        // The generator holds up to 19,000 sessions from 16 addresses (~1,200 each): more than the default.
+        .env("IMLOGIN__LIMITS__CONNECTIONS_PER_IP", "0")
         .env(
             "IMLOGIN__SESSION__SECRET",
             "bench-session-secret-0123456789",

@@ -26,9 +26,9 @@ struct Window {
     failures: u32,
 }
 
-/// Who a client is for throttling: an IPv4 address, or the /64 an IPv6 address belongs to.
+/// Who a client is for throttling and per-client limits: an IPv4 address, or the /64 an IPv6 address belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Client {
+pub enum Client {
     V4(u32),
     V6(u64),
 }

@@ -46,6 +46,10 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// The largest text message accepted (1009 above).
     pub max_frame: usize,
+    /// How long after opening a connection must have logged in (1008 after).
+    pub login_timeout: Duration,
+    /// Frames per second a client may send, with bursts of twice that (1008 above).
+    pub frames_per_second: u32,
 }
 
 /// The instance this connection is logged in as.
@@ -132,10 +136,13 @@ struct Connection<'a, T> {
     sessions: Arc<Sessions>,
     conn: ConnRef,
     ip: IpAddr,
-    limits: Limits,
+    /// Borrowed from the task that runs the connection: a copy here would cost every idle session its size.
+    limits: &'a Limits,
     state: State,
     wire: Wire<'a, T>,
     last_seen: Instant,
+    /// Until the first login succeeds: when the connection is closed for not logging in.
+    login_deadline: Option<Instant>,
     /// Why the instance is left disconnected if the connection ends now (its webhook's cause).
     end: Cause,
 }
@@ -147,7 +154,7 @@ enum Flow {
 
 /// Runs a connection until it ends; `io` is left for the caller to close (see
 /// [`super::io::WsIo::close_lingering`]).
-pub async fn serve<T>(io: &mut T, sessions: Arc<Sessions>, ip: IpAddr, limits: Limits)
+pub async fn serve<T>(io: &mut T, sessions: Arc<Sessions>, ip: IpAddr, limits: &Limits)
 where
     T: Stream<Item = Inbound> + Sink<Outbound> + Unpin,
 {
@@ -158,8 +165,9 @@ where
         ip,
         limits,
         state: State::LoggedOut,
-        wire: Wire::new(io, limits.write_timeout),
+        wire: Wire::new(io, limits),
         last_seen: Instant::now(),
+        login_deadline: Some(Instant::now() + limits.login_timeout),
         end: Cause::Disconnect,
     };
     c.run(&mailbox).await;
@@ -190,7 +198,7 @@ where
         // One timer serves the heartbeat, the UserSig notices and the write deadline. It is moved earlier only
         // when a deadline before it appears (a new UserSig deadline, a blocked write), never per frame: a frame
         // only moves `last_seen`, and the heartbeat is checked when the timer fires.
-        let mut armed = self.last_seen + self.limits.heartbeat;
+        let mut armed = self.next_deadline(None);
         let timer = tokio::time::sleep_until(armed);
         tokio::pin!(timer);
         let mut sig_armed: Option<i64> = None;
@@ -218,6 +226,7 @@ where
                         let span = self.span();
                         Box::pin(self.on_inbound(frame)).instrument(span).await
                     }
+                    WireEvent::TooFast => self.close(close::POLICY, "too many frames per second"),
                     WireEvent::Ended => Flow::Stop,
                 },
                 push = mailbox.recv() => {
@@ -251,6 +260,9 @@ where
     /// The earliest of the heartbeat, the UserSig deadline and the write deadline.
     fn next_deadline(&self, sig_due_ms: Option<i64>) -> Instant {
         let mut at = self.last_seen + self.limits.heartbeat;
+        if let Some(d) = self.login_deadline {
+            at = at.min(d);
+        }
         if let Some(ms) = sig_due_ms {
             at = at.min(self.sessions.clock.instant_at(ms));
         }
@@ -287,6 +299,10 @@ where
 
     async fn on_timer(&mut self, sig_armed: Option<i64>) -> Flow {
         let now = Instant::now();
+        if self.login_deadline.is_some_and(|d| d <= now) {
+            self.login_deadline = None;
+            return self.close(close::POLICY, "no login within limits.login_timeout_secs");
+        }
         if self.wire.write_deadline.is_some_and(|d| d <= now) {
             // The client has not taken a frame for the whole write timeout: nothing more can reach it.
             return Flow::Stop;
@@ -622,6 +638,7 @@ where
                 return Flow::Continue;
             }
         };
+        self.login_deadline = None;
         let inst = &ok.instance;
         if !self.state.is_current(&inst.instance_id) {
             let online = self

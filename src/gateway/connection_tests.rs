@@ -181,6 +181,7 @@ async fn sessions(users: &[&str]) -> Arc<Sessions> {
         metrics: None,
         node: 1,
         bus: Arc::new(crate::bus::LocalBus),
+        logins_in_progress_per_app: 1000,
     })
 }
 
@@ -188,6 +189,8 @@ const LIMITS: Limits = Limits {
     heartbeat: Duration::from_secs(90),
     write_timeout: Duration::from_secs(10),
     max_frame: 1024,
+    login_timeout: Duration::from_secs(30),
+    frames_per_second: 1000,
 };
 
 fn connect(sessions: &Arc<Sessions>, limits: Limits) -> Client {
@@ -202,7 +205,7 @@ fn connect(sessions: &Arc<Sessions>, limits: Limits) -> Client {
         read: read.clone(),
     };
     let sessions = sessions.clone();
-    let task = tokio::spawn(async move { serve(&mut io, sessions, IP, limits).await });
+    let task = tokio::spawn(async move { serve(&mut io, sessions, IP, &limits).await });
     Client {
         tx,
         rx,
@@ -240,6 +243,54 @@ async fn silence_for_the_heartbeat_closes_4003_and_any_frame_resets_it() {
     // The instance stays, disconnected, resumable for the grace.
     let left = s.registry.user_instances(APP, "hb").await.unwrap();
     assert!(left.len() == 1 && left[0].conn.is_none());
+}
+
+#[tokio::test]
+async fn a_connection_that_does_not_log_in_in_time_is_closed_1008() {
+    let s = sessions(&["late"]).await;
+    let mut idle = connect(&s, LIMITS);
+    let mut busy = connect(&s, LIMITS);
+    // Frames other than a login do not count: only a login does.
+    busy.tx
+        .send(Inbound::Text(r#"{"id":1,"op":"ping"}"#.into()))
+        .unwrap();
+    assert_eq!(busy.json().await["code"], 0);
+    let mut on_time = connect(&s, LIMITS);
+    tokio::time::advance(Duration::from_secs(29)).await;
+    on_time.login(1, "late", "web", 3600);
+    assert_eq!(on_time.json().await["code"], 0);
+    idle.quiet().await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(idle.closed_with().await, close::POLICY);
+    assert_eq!(busy.closed_with().await, close::POLICY);
+    // Logged in, the connection outlives the login timeout (up to its heartbeat).
+    tokio::time::advance(Duration::from_secs(60)).await;
+    on_time.quiet().await;
+}
+
+#[tokio::test]
+async fn frames_faster_than_the_limit_close_1008_after_the_burst() {
+    let s = sessions(&[]).await;
+    let limits = Limits {
+        frames_per_second: 5,
+        ..LIMITS
+    };
+    let mut steady = connect(&s, limits);
+    // 5 a second for a while is fine.
+    for _ in 0..20 {
+        steady.tx.send(Inbound::Control).unwrap();
+        tokio::time::advance(Duration::from_millis(200)).await;
+    }
+    steady.quiet().await;
+    // A burst of twice the rate is fine; one more is not.
+    let mut flood = connect(&s, limits);
+    for _ in 0..10 {
+        flood.tx.send(Inbound::Control).unwrap();
+    }
+    settle().await;
+    flood.quiet().await;
+    flood.tx.send(Inbound::Control).unwrap();
+    assert_eq!(flood.closed_with().await, close::POLICY);
 }
 
 #[tokio::test]
@@ -452,6 +503,6 @@ async fn the_connection_future_stays_small() {
         blocked: Default::default(),
         read: Default::default(),
     };
-    let size = std::mem::size_of_val(&serve(&mut io, s, IP, LIMITS));
+    let size = std::mem::size_of_val(&serve(&mut io, s, IP, &LIMITS));
     assert!(size <= 1024, "the connection future takes {size} bytes");
 }

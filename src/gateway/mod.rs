@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod io;
+pub mod per_ip;
 pub mod protocol;
 pub mod websdk;
 pub mod wire;
@@ -12,7 +13,8 @@ pub mod ws;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::serve::ClientIp;
@@ -41,6 +43,13 @@ pub fn serve_upgrade(
     request: Request,
     protocol: Protocol,
 ) -> Response {
+    let Some(slot) = state.per_ip.acquire(ip) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many open connections from this address (limits.connections_per_ip)",
+        )
+            .into_response();
+    };
     let limits = state.connection_limits;
     let sessions = state.sessions.clone();
     ws::accept(
@@ -48,10 +57,12 @@ pub fn serve_upgrade(
         limits.max_frame,
         &state.connections,
         move |ws| async move {
+            // Counted against the client until the socket is gone.
+            let _slot = slot;
             match protocol {
                 Protocol::Native => {
                     let mut io = io::WsIo::new(ws);
-                    connection::serve(&mut io, sessions, ip, limits).await;
+                    connection::serve(&mut io, sessions, ip, &limits).await;
                     io.close_lingering(LINGER).await;
                 }
                 Protocol::WebSdk { binary } => {
@@ -60,7 +71,7 @@ pub fn serve_upgrade(
                     } else {
                         io::WsIo::new(ws)
                     };
-                    websdk::connection::serve(&mut io, sessions, ip, limits).await;
+                    websdk::connection::serve(&mut io, sessions, ip, &limits).await;
                     io.close_lingering(LINGER).await;
                 }
             }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::{Sink, Stream};
 use tokio::time::Instant;
 
+use super::connection::Limits;
 use super::io::{Inbound, Outbound};
 use crate::hub::Ack;
 
@@ -19,6 +20,8 @@ pub const OUT_HIGH_WATER: usize = 64 * 1024;
 /// What the transport did.
 pub enum WireEvent {
     Inbound(Inbound),
+    /// The client sends frames faster than `limits.frames_per_second` allows.
+    TooFast,
     /// The client is gone, the transport failed, or our close frame is out.
     Ended,
 }
@@ -36,13 +39,52 @@ pub struct Wire<'a, T> {
     write_timeout: Duration,
     /// A close frame is queued: nothing more is read or sent.
     pub(super) closing: bool,
+    rate: FrameRate,
+}
+
+/// A token bucket over inbound frames: `per_second` tokens a second, at most twice that saved up.
+struct FrameRate {
+    per_second: u32,
+    /// In thousandths of a frame.
+    tokens: u32,
+    last: Instant,
+}
+
+impl FrameRate {
+    fn new(per_second: u32) -> FrameRate {
+        FrameRate {
+            per_second,
+            tokens: per_second.saturating_mul(2000),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one frame's token; `false` if there is none.
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        let ms = now.duration_since(self.last).as_millis();
+        if ms > 0 {
+            let cap = self.per_second.saturating_mul(2000);
+            let ms32 = u32::try_from(ms).unwrap_or(u32::MAX);
+            self.tokens = self
+                .tokens
+                .saturating_add(ms32.saturating_mul(self.per_second))
+                .min(cap);
+            self.last += Duration::from_millis(u64::from(ms32));
+        }
+        if self.tokens < 1000 {
+            return false;
+        }
+        self.tokens -= 1000;
+        true
+    }
 }
 
 impl<'a, T> Wire<'a, T>
 where
     T: Stream<Item = Inbound> + Sink<Outbound> + Unpin,
 {
-    pub fn new(io: &'a mut T, write_timeout: Duration) -> Self {
+    pub fn new(io: &'a mut T, limits: &Limits) -> Self {
         Wire {
             io,
             queue: VecDeque::new(),
@@ -50,8 +92,9 @@ where
             unflushed: Vec::new(),
             pending_flush: false,
             write_deadline: None,
-            write_timeout,
+            write_timeout: limits.write_timeout,
             closing: false,
+            rate: FrameRate::new(limits.frames_per_second),
         }
     }
 
@@ -89,6 +132,7 @@ where
             return Poll::Pending;
         }
         match Pin::new(&mut *self.io).poll_next(cx) {
+            Poll::Ready(Some(_)) if !self.rate.admit() => Poll::Ready(WireEvent::TooFast),
             Poll::Ready(Some(frame)) => Poll::Ready(WireEvent::Inbound(frame)),
             Poll::Ready(None) => Poll::Ready(WireEvent::Ended),
             Poll::Pending => Poll::Pending,

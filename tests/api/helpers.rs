@@ -433,13 +433,16 @@ pub const OTHER_APP_ENV: [(&str, &str); 4] = [
     ("APPS__1__ADMIN_API_KEY", OTHER_ADMIN_KEY),
 ];
 
+/// The query string of a `/v4` call by the demo app's admin.
+pub fn v4_query_for_admin() -> String {
+    let sig = sig("administrator", None, 3600);
+    format!("sdkappid={APP}&identifier=administrator&usersig={sig}&random=12345&contenttype=json")
+}
+
 impl TestApp {
     /// The query string of a `/v4` call by the demo app's admin.
     pub fn v4_query(&self) -> String {
-        let sig = sig("administrator", None, 3600);
-        format!(
-            "sdkappid={APP}&identifier=administrator&usersig={sig}&random=12345&contenttype=json"
-        )
+        v4_query_for_admin()
     }
 
     /// `POST /v4/{path}?{query}` with `body`; the REST API always answers 200 with JSON.

@@ -9,6 +9,7 @@ mod cluster;
 mod deploy;
 mod helpers;
 mod http_client;
+mod limits;
 mod operations;
 mod races;
 mod registry;

@@ -96,10 +96,13 @@ struct Connection<'a, T> {
     sessions: Arc<Sessions>,
     conn: ConnRef,
     ip: IpAddr,
-    limits: Limits,
+    /// Borrowed from the task that runs the connection: a copy here would cost every idle session its size.
+    limits: &'a Limits,
     state: State,
     wire: Wire<'a, T>,
     last_seen: Instant,
+    /// Until the first login succeeds: when the connection is closed for not logging in.
+    login_deadline: Option<Instant>,
     end: Cause,
 }
 
@@ -109,7 +112,7 @@ enum Flow {
 }
 
 /// Runs a Web SDK connection until it ends; `io` is left for the caller to close.
-pub async fn serve<T>(io: &mut T, sessions: Arc<Sessions>, ip: IpAddr, limits: Limits)
+pub async fn serve<T>(io: &mut T, sessions: Arc<Sessions>, ip: IpAddr, limits: &Limits)
 where
     T: Stream<Item = Inbound> + Sink<Outbound> + Unpin,
 {
@@ -120,8 +123,9 @@ where
         ip,
         limits,
         state: State::LoggedOut,
-        wire: Wire::new(io, limits.write_timeout),
+        wire: Wire::new(io, limits),
         last_seen: Instant::now(),
+        login_deadline: Some(Instant::now() + limits.login_timeout),
         end: Cause::Disconnect,
     };
     c.run(&mailbox).await;
@@ -164,6 +168,7 @@ where
                         let span = self.span();
                         Box::pin(self.on_inbound(frame)).instrument(span).await
                     }
+                    WireEvent::TooFast => self.close(close::POLICY, "too many frames per second"),
                     WireEvent::Ended => Flow::Stop,
                 },
                 push = mailbox.recv() => {
@@ -195,6 +200,9 @@ where
     /// The earliest of the heartbeat, the UserSig expiry and the write deadline.
     fn next_deadline(&self) -> Instant {
         let mut at = self.last_seen + self.limits.heartbeat;
+        if let Some(d) = self.login_deadline {
+            at = at.min(d);
+        }
         if let Some(cur) = self.state.current() {
             // Expired once the time is past `sig_expires_at` (as on `/v1/ws`).
             let ms = cur.sig_expires_at.saturating_add(1).saturating_mul(1000);
@@ -213,6 +221,10 @@ where
 
     async fn on_timer(&mut self) -> Flow {
         let now = Instant::now();
+        if self.login_deadline.is_some_and(|d| d <= now) {
+            self.login_deadline = None;
+            return self.close(close::POLICY, "no login within limits.login_timeout_secs");
+        }
         if self.wire.write_deadline.is_some_and(|d| d <= now) {
             return Flow::Stop;
         }
@@ -460,6 +472,7 @@ where
                 return Flow::Continue;
             }
         };
+        self.login_deadline = None;
         let inst = &ok.instance;
         let online = self
             .sessions

@@ -1,0 +1,67 @@
+//! Open WebSockets per client (`limits.connections_per_ip`): one address cannot hold the server's sockets and
+//! memory. A client is an IPv4 address or an IPv6 /64, as for the login throttle; an entry lives only while the
+//! client has a socket open, so the map is bounded by the open sockets.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::auth::throttle::Client;
+use crate::counted::{Counted, Held};
+
+pub struct PerIp(Arc<Counted<Client>>);
+
+/// One open socket counted against its client; dropped when the socket ends.
+pub type Slot = Held<Client>;
+
+impl PerIp {
+    /// At most `limit` sockets per client; 0 is no limit.
+    pub fn new(limit: u32) -> PerIp {
+        PerIp(Counted::new(limit))
+    }
+
+    /// A slot for one more socket of `ip`'s client, or `None` if it holds the limit already.
+    pub fn acquire(&self, ip: IpAddr) -> Option<Slot> {
+        self.0.take(Client::from(ip))
+    }
+
+    /// Sockets open by `ip`'s client.
+    pub fn open(&self, ip: IpAddr) -> u32 {
+        self.0.count(Client::from(ip))
+    }
+
+    /// Clients with a socket open.
+    pub fn clients(&self) -> usize {
+        self.0.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_holds_at_most_the_limit_and_entries_go_with_the_sockets() {
+        let p = PerIp::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let (s1, s2) = (p.acquire(a).unwrap(), p.acquire(a).unwrap());
+        assert!(p.acquire(a).is_none());
+        // Another address, and another /64, are other clients; one /64 is one client.
+        assert!(p.acquire("192.0.2.2".parse().unwrap()).is_some());
+        let v6a = p.acquire("2001:db8::1".parse().unwrap()).unwrap();
+        let v6b = p.acquire("2001:db8::2".parse().unwrap()).unwrap();
+        assert!(p.acquire("2001:db8::3".parse().unwrap()).is_none());
+        drop(v6a);
+        assert!(p.acquire("2001:db8::3".parse().unwrap()).is_some());
+        drop(v6b);
+        drop(s1);
+        assert_eq!(p.open(a), 1);
+        let s3 = p.acquire(a).unwrap();
+        drop((s2, s3));
+        assert_eq!(p.open(a), 0);
+        assert_eq!(p.clients(), 0, "no entry is left behind");
+        let unlimited = PerIp::new(0);
+        let held: Vec<_> = (0..100).map(|_| unlimited.acquire(a).unwrap()).collect();
+        assert_eq!(unlimited.open(a), 100);
+        drop(held);
+    }
+}
