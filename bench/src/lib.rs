@@ -742,3 +742,79 @@ pub async fn query_online_status(
         errors: s.errors,
     }
 }
+
+/// What a flood from one address achieved.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FloodResult {
+    /// WebSockets the server accepted.
+    pub accepted: u64,
+    /// Upgrades refused (429: `limits.connections_per_ip`).
+    pub refused: u64,
+    /// Frames sent.
+    pub frames: u64,
+    /// Sockets the server closed with 1008 (frame rate, login timeout).
+    pub closed_1008: u64,
+}
+
+/// Floods `t` from the one address `source` until `stop`: `tasks` loops, each opening a WebSocket, sending frames
+/// as fast as the server takes them without ever logging in, and opening another once the server closes it.
+pub async fn flood(
+    t: &Target,
+    source: IpAddr,
+    tasks: usize,
+    stop: tokio_util::sync::CancellationToken,
+) -> FloodResult {
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (addr, stop) = (t.addr, stop.clone());
+        handles.push(tokio::spawn(async move {
+            let mut r = FloodResult::default();
+            while !stop.is_cancelled() {
+                let mut ws = match connect_to(addr, Some(source), "/v1/ws").await {
+                    Ok(ws) => ws,
+                    Err(_) => {
+                        r.refused += 1;
+                        // Refused or out of ports: back off a little, as any flood must.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                };
+                r.accepted += 1;
+                let ping = Message::Text(r#"{"id":1,"op":"ping"}"#.into());
+                let closed = tokio::select! {
+                    _ = stop.cancelled() => false,
+                    closed = async {
+                        loop {
+                            if ws.send(ping.clone()).await.is_err() {
+                                break false;
+                            }
+                            r.frames += 1;
+                            // Take what the server sends without waiting for it.
+                            while let Some(Some(m)) = futures_util::FutureExt::now_or_never(ws.next()) {
+                                match m {
+                                    Ok(Message::Close(Some(f))) => return u16::from(f.code) == 1008,
+                                    Ok(_) => {}
+                                    Err(_) => return false,
+                                }
+                            }
+                        }
+                    } => closed,
+                };
+                if closed {
+                    r.closed_1008 += 1;
+                }
+            }
+            r
+        }));
+    }
+    let mut all = FloodResult::default();
+    for h in handles {
+        if let Ok(r) = h.await {
+            all.accepted += r.accepted;
+            all.refused += r.refused;
+            all.frames += r.frames;
+            all.closed_1008 += r.closed_1008;
+        }
+    }
+    all
+}

@@ -87,6 +87,18 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         linger_secs: u64,
     },
+    /// A flood from one address for SECS seconds: sockets that never log in and send frames as fast as they can.
+    Flood {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The one address the flood comes from.
+        #[arg(long, default_value = "127.0.0.250")]
+        source: IpAddr,
+        #[arg(long, default_value_t = 1500)]
+        tasks: usize,
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
     /// Kick latency: login to the displaced instance's kicked_offline.
     Kick {
         #[command(flatten)]
@@ -158,6 +170,20 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await,
             )?,
+            Cmd::Flood {
+                target,
+                source,
+                tasks,
+                secs,
+            } => {
+                let stop = tokio_util::sync::CancellationToken::new();
+                let timer = stop.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                    timer.cancel();
+                });
+                serde_json::to_value(bench::flood(&target.target(), source, tasks, stop).await)?
+            }
             Cmd::Kick { target, rounds } => {
                 serde_json::to_value(bench::kick(&target.target(), rounds, "kick").await)?
             }

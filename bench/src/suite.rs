@@ -51,11 +51,12 @@ pub struct SuiteOptions {
     /// Scenario groups to run: `core` (logins, kicks, resume, memory, admin queries), `webhooks`, `metrics`
     /// (known-user logins with metrics on and off), `cluster` (the Redis registry: logins, kicks across nodes,
     /// three nodes holding sessions), `websdk` (known-user logins through `/v1/ws` and through the Web SDK
-    /// gateway, alternating, on one server: server CPU per login).
+    /// gateway, alternating, on one server: server CPU per login), `abuse` (other clients' login latency
+    /// during a flood from one address, against the same without it).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "core,webhooks,metrics,cluster,websdk"
+        default_value = "core,webhooks,metrics,cluster,websdk,abuse"
     )]
     pub groups: Vec<String>,
     /// Redis for the cluster group (a namespace of its own is used and removed).
@@ -303,6 +304,9 @@ pub async fn run(o: &SuiteOptions) -> anyhow::Result<Vec<Value>> {
     }
     if o.groups.iter().any(|g| g == "websdk") {
         websdk(o, &mut out).await?;
+    }
+    if o.groups.iter().any(|g| g == "abuse") {
+        abuse(o, &mut out).await?;
     }
     if o.groups.iter().any(|g| g == "cluster") {
         if baseline_rate == 0.0 {
@@ -770,6 +774,69 @@ async fn websdk(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Known-user logins at a fixed rate (open loop, 5 s) from the usual sources, quiet and during a flood from one
+/// other address (a separate process at the lowest CPU priority: 1,500 sockets that never log in and send frames
+/// as fast as they can), on a server with the default `[limits]`; alternating, median p99 of each.
+async fn abuse(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
+    const RATE: f64 = 4000.0;
+    let limits = [("IMLOGIN__LIMITS__CONNECTIONS_PER_IP", "1000".to_owned())];
+    let server = start_imlogin_with(o.pin, None, &limits)?;
+    let t = target(&server, o.sources);
+    let users = Users::Known(o.known_users);
+    logins_via(
+        &t,
+        Gateway::Native,
+        &users,
+        o.known_users,
+        o.concurrency,
+        None,
+    )
+    .await;
+    let n = (RATE * 5.0) as usize;
+    let mut quiet = Vec::new();
+    let mut flooded = Vec::new();
+    for _ in 0..o.repeats {
+        let run = measured(&server, 1, p99, |_| async {
+            json!(logins_via(&t, Gateway::Native, &users, n, o.concurrency, Some(RATE)).await)
+        })
+        .await;
+        quiet.push(run);
+        // At the lowest CPU priority: an attacker's CPU is its own, not the server's or the generator's, and
+        // here the three share two cores. What the flood sends still has to be handled by the server.
+        let flood = Command::new("nice")
+            .args(["-n", "19"])
+            .arg(exe_dir().join("imlogin-bench"))
+            .args(["flood", "--addr", &server.addr.to_string()])
+            .args(["--source", "127.0.0.250", "--tasks", "1500", "--secs", "9"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        // Let it ramp up before measuring under it.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let mut run = measured(&server, 1, p99, |_| async {
+            json!(logins_via(&t, Gateway::Native, &users, n, o.concurrency, Some(RATE)).await)
+        })
+        .await;
+        let output = tokio::task::spawn_blocking(move || flood.wait_with_output()).await??;
+        run.0["flood"] = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        flooded.push(run);
+    }
+    for (scenario, runs) in [
+        ("logins_at_4000_quiet", quiet),
+        ("logins_at_4000_flooded", flooded),
+    ] {
+        let m = median(runs.iter().map(|r| p99(&r.0)).collect());
+        let (gen, srv) = runs.iter().fold((0.0, 0.0), |(g, s), r| (g + r.1, s + r.2));
+        let chosen = runs
+            .into_iter()
+            .find(|r| p99(&r.0) == m)
+            .map(|r| r.0)
+            .unwrap_or_default();
+        emit(out, scenario, "imlogin", chosen, gen, srv);
+    }
+    Ok(())
+}
+
 async fn webhook_delivery_json(
     t: &Target,
     fast: &FastReceiver,
@@ -837,6 +904,9 @@ pub fn table(lines: &[Value], baseline_rate: f64) -> String {
                             / n["server_cpu_us_per_login"].as_f64().unwrap_or(1.0)
                     )
                 })
+                .unwrap_or_default(),
+            (Some("logins_at_4000_flooded"), _) => find(lines, "logins_at_4000_quiet", "imlogin")
+                .map(|q| format!("p99 {:.2}x quiet", p99(l) / p99(q).max(f64::MIN_POSITIVE)))
                 .unwrap_or_default(),
             (Some("logins_known_native"), _) => format!(
                 "{:.0} µs CPU/login",

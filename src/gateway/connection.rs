@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use super::io::{Inbound, Outbound};
 use super::protocol::{self, close, BadFrame, Event, LoginStatus, Op, Request};
-use super::wire::{Wire, WireEvent};
+use super::wire::{Ending, Wire, WireEvent};
 use crate::error::{Code, Failure};
 use crate::hub::{Mailbox, Push};
 use crate::metrics::OnlineMark;
@@ -154,7 +154,7 @@ enum Flow {
 
 /// Runs a connection until it ends; `io` is left for the caller to close (see
 /// [`super::io::WsIo::close_lingering`]).
-pub async fn serve<T>(io: &mut T, sessions: Arc<Sessions>, ip: IpAddr, limits: &Limits)
+pub async fn serve<T>(io: &mut T, sessions: Arc<Sessions>, ip: IpAddr, limits: &Limits) -> Ending
 where
     T: Stream<Item = Inbound> + Sink<Outbound> + Unpin,
 {
@@ -171,6 +171,11 @@ where
         end: Cause::Disconnect,
     };
     c.run(&mailbox).await;
+    let ending = if c.wire.abusive {
+        Ending::Abort
+    } else {
+        Ending::Linger
+    };
     // The usual end: detach here rather than from Drop (which needs a task of its own).
     if let Some(cur) = c.state.take_current() {
         let span = c.span();
@@ -179,6 +184,7 @@ where
             .instrument(span)
             .await;
     }
+    ending
 }
 
 impl<T> Drop for Connection<'_, T> {
@@ -226,7 +232,10 @@ where
                         let span = self.span();
                         Box::pin(self.on_inbound(frame)).instrument(span).await
                     }
-                    WireEvent::TooFast => self.close(close::POLICY, "too many frames per second"),
+                    WireEvent::TooFast => {
+                        self.wire.abusive = true;
+                        self.close(close::POLICY, "too many frames per second")
+                    }
                     WireEvent::Ended => Flow::Stop,
                 },
                 push = mailbox.recv() => {

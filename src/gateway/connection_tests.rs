@@ -205,7 +205,9 @@ fn connect(sessions: &Arc<Sessions>, limits: Limits) -> Client {
         read: read.clone(),
     };
     let sessions = sessions.clone();
-    let task = tokio::spawn(async move { serve(&mut io, sessions, IP, &limits).await });
+    let task = tokio::spawn(async move {
+        serve(&mut io, sessions, IP, &limits).await;
+    });
     Client {
         tx,
         rx,

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::serve::ClientIp;
+use wire::Ending;
 
 /// How long a closing connection waits for the client to take the close frame and close its side.
 pub const LINGER: Duration = Duration::from_secs(2);
@@ -62,8 +63,9 @@ pub fn serve_upgrade(
             match protocol {
                 Protocol::Native => {
                     let mut io = io::WsIo::new(ws);
-                    connection::serve(&mut io, sessions, ip, &limits).await;
-                    io.close_lingering(LINGER).await;
+                    if connection::serve(&mut io, sessions, ip, &limits).await == Ending::Linger {
+                        io.close_lingering(LINGER).await;
+                    }
                 }
                 Protocol::WebSdk { binary } => {
                     let mut io = if binary {
@@ -71,8 +73,11 @@ pub fn serve_upgrade(
                     } else {
                         io::WsIo::new(ws)
                     };
-                    websdk::connection::serve(&mut io, sessions, ip, &limits).await;
-                    io.close_lingering(LINGER).await;
+                    if websdk::connection::serve(&mut io, sessions, ip, &limits).await
+                        == Ending::Linger
+                    {
+                        io.close_lingering(LINGER).await;
+                    }
                 }
             }
         },

@@ -17,6 +17,16 @@ use crate::hub::Ack;
 /// Bytes waiting to be sent above which the connection stops reading requests until the client reads.
 pub const OUT_HIGH_WATER: usize = 64 * 1024;
 
+/// How a connection's socket is to be closed once its loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Wait for the client to take the close frame (see `WsIo::close_lingering`).
+    Linger,
+    /// Drop it now: the client floods, and reading what it still sends would cost more than its close frame is
+    /// worth.
+    Abort,
+}
+
 /// What the transport did.
 pub enum WireEvent {
     Inbound(Inbound),
@@ -39,6 +49,8 @@ pub struct Wire<'a, T> {
     write_timeout: Duration,
     /// A close frame is queued: nothing more is read or sent.
     pub(super) closing: bool,
+    /// The client broke a limit meant for abuse: its socket is dropped without the lingering close.
+    pub(super) abusive: bool,
     rate: FrameRate,
 }
 
@@ -94,6 +106,7 @@ where
             write_deadline: None,
             write_timeout: limits.write_timeout,
             closing: false,
+            abusive: false,
             rate: FrameRate::new(limits.frames_per_second),
         }
     }

@@ -93,6 +93,8 @@ async fn a_client_that_never_reads_is_dropped() {
     let b = start_binary(&[
         sqlite_env(&dir),
         ("IMLOGIN__SESSION__HEARTBEAT_TIMEOUT_SECS", "3".into()),
+        // The frame-rate limit would close this client first: the write side is what is tested here.
+        ("IMLOGIN__LIMITS__FRAMES_PER_SECOND", "1000000".into()),
     ]);
     let before = open_files(b.pid());
     let socket = tokio::net::TcpSocket::new_v4().unwrap();

@@ -27,7 +27,7 @@ use crate::gateway::connection::{
 };
 use crate::gateway::io::{Inbound, Outbound};
 use crate::gateway::protocol::close;
-use crate::gateway::wire::{Wire, WireEvent};
+use crate::gateway::wire::{Ending, Wire, WireEvent};
 use crate::hub::{Mailbox, Push};
 use crate::metrics::OnlineMark;
 use crate::registry::policy::KickReason;
@@ -112,7 +112,7 @@ enum Flow {
 }
 
 /// Runs a Web SDK connection until it ends; `io` is left for the caller to close.
-pub async fn serve<T>(io: &mut T, sessions: Arc<Sessions>, ip: IpAddr, limits: &Limits)
+pub async fn serve<T>(io: &mut T, sessions: Arc<Sessions>, ip: IpAddr, limits: &Limits) -> Ending
 where
     T: Stream<Item = Inbound> + Sink<Outbound> + Unpin,
 {
@@ -129,6 +129,11 @@ where
         end: Cause::Disconnect,
     };
     c.run(&mailbox).await;
+    let ending = if c.wire.abusive {
+        Ending::Abort
+    } else {
+        Ending::Linger
+    };
     if let Some(cur) = c.state.take_current() {
         let span = c.span();
         c.sessions
@@ -136,6 +141,7 @@ where
             .instrument(span)
             .await;
     }
+    ending
 }
 
 impl<T> Drop for Connection<'_, T> {
@@ -168,7 +174,10 @@ where
                         let span = self.span();
                         Box::pin(self.on_inbound(frame)).instrument(span).await
                     }
-                    WireEvent::TooFast => self.close(close::POLICY, "too many frames per second"),
+                    WireEvent::TooFast => {
+                        self.wire.abusive = true;
+                        self.close(close::POLICY, "too many frames per second")
+                    }
                     WireEvent::Ended => Flow::Stop,
                 },
                 push = mailbox.recv() => {
