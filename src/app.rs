@@ -48,6 +48,8 @@ pub struct AppState {
     pub connection_limits: Limits,
     /// Open WebSockets per client (`limits.connections_per_ip`).
     pub per_ip: Arc<gateway::per_ip::PerIp>,
+    /// New WebSockets per client a second (`limits.new_connections_per_ip_per_second`).
+    pub new_per_ip: Arc<gateway::per_ip::NewPerIp>,
 }
 
 impl AppState {
@@ -165,8 +167,12 @@ impl Application {
         let per_ip = Arc::new(gateway::per_ip::PerIp::new(
             settings.limits.connections_per_ip,
         ));
+        let new_per_ip = Arc::new(gateway::per_ip::NewPerIp::new(
+            settings.limits.new_connections_per_ip_per_second,
+        ));
         let state = AppState {
             per_ip,
+            new_per_ip,
             metrics,
             settings: Arc::new(settings),
             sessions,

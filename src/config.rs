@@ -125,6 +125,8 @@ pub struct LimitSettings {
     pub login_failures_per_minute: u32,
     /// Open WebSockets per client (IPv4 address or IPv6 /64); 0 is no limit. Over it, upgrades get 429.
     pub connections_per_ip: u32,
+    /// New WebSockets per client a second, bursts of twice that; 0 is no limit. Over it, upgrades get 429.
+    pub new_connections_per_ip_per_second: u32,
     /// A WebSocket that has not logged in this long after it opened is closed (1008).
     pub login_timeout_secs: u64,
     /// Frames a WebSocket may send per second, with bursts of twice that; over it: close 1008.

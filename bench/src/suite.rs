@@ -159,6 +159,7 @@ fn start_imlogin_with(
         .env("IMLOGIN__LIMITS__LOGIN_FAILURES_PER_MINUTE", "1000000")
         // The generator holds up to 19,000 sessions from 16 addresses (~1,200 each): more than the default.
         .env("IMLOGIN__LIMITS__CONNECTIONS_PER_IP", "0")
+        .env("IMLOGIN__LIMITS__NEW_CONNECTIONS_PER_IP_PER_SECOND", "0")
         .env(
             "IMLOGIN__SESSION__SECRET",
             "bench-session-secret-0123456789",
@@ -774,14 +775,22 @@ async fn websdk(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Known-user logins at a fixed rate (open loop, 5 s) from the usual sources, quiet and during a flood from one
+/// Known-user logins at a fixed rate (open loop, 5 s) from 100 addresses, quiet and during a flood from one
 /// other address (a separate process at the lowest CPU priority: 1,500 sockets that never log in and send frames
 /// as fast as they can), on a server with the default `[limits]`; alternating, median p99 of each.
 async fn abuse(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
     const RATE: f64 = 4000.0;
-    let limits = [("IMLOGIN__LIMITS__CONNECTIONS_PER_IP", "1000".to_owned())];
+    // The default limits; the other clients come from 100 addresses (40 new sockets a second each, under the
+    // default 50).
+    let limits = [
+        ("IMLOGIN__LIMITS__CONNECTIONS_PER_IP", "1000".to_owned()),
+        (
+            "IMLOGIN__LIMITS__NEW_CONNECTIONS_PER_IP_PER_SECOND",
+            "50".to_owned(),
+        ),
+    ];
     let server = start_imlogin_with(o.pin, None, &limits)?;
-    let t = target(&server, o.sources);
+    let t = target(&server, 100);
     let users = Users::Known(o.known_users);
     logins_via(
         &t,

@@ -2,6 +2,7 @@
 //! transport ([`io`]), the write queue ([`wire`]) and the connection state machine ([`connection`]); and beside it
 //! the gateway of the cloud IM's Web SDK ([`websdk`]) over the same login service.
 
+pub mod bucket;
 pub mod connection;
 pub mod io;
 pub mod per_ip;
@@ -44,6 +45,13 @@ pub fn serve_upgrade(
     request: Request,
     protocol: Protocol,
 ) -> Response {
+    if !state.new_per_ip.admit(ip) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many new connections from this address (limits.new_connections_per_ip_per_second)",
+        )
+            .into_response();
+    }
     let Some(slot) = state.per_ip.acquire(ip) else {
         return (
             StatusCode::TOO_MANY_REQUESTS,

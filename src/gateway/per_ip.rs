@@ -3,8 +3,13 @@
 //! client has a socket open, so the map is bounded by the open sockets.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use super::bucket::TokenBucket;
 use crate::auth::throttle::Client;
 use crate::counted::{Counted, Held};
 
@@ -32,6 +37,47 @@ impl PerIp {
     /// Clients with a socket open.
     pub fn clients(&self) -> usize {
         self.0.keys()
+    }
+}
+
+/// New WebSockets per client a second (`limits.new_connections_per_ip_per_second`, bursts of twice that): a
+/// client over it is refused before the WebSocket handshake, the cheapest point to refuse a flood of sockets.
+pub struct NewPerIp {
+    /// 0: no limit.
+    per_second: u32,
+    buckets: DashMap<Client, TokenBucket>,
+    calls: AtomicU32,
+}
+
+impl NewPerIp {
+    pub fn new(per_second: u32) -> NewPerIp {
+        NewPerIp {
+            per_second,
+            buckets: DashMap::new(),
+            calls: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether `ip`'s client may open one more socket now.
+    pub fn admit(&self, ip: IpAddr) -> bool {
+        if self.per_second == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let ok = self
+            .buckets
+            .entry(Client::from(ip))
+            .or_insert_with(|| TokenBucket::new(self.per_second))
+            .admit(now);
+        // Now and then forget the clients whose bucket is full again: the map holds only recent clients.
+        if self.calls.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            self.buckets.retain(|_, b| !b.is_full(now));
+        }
+        ok
+    }
+
+    pub fn clients(&self) -> usize {
+        self.buckets.len()
     }
 }
 
@@ -63,5 +109,27 @@ mod tests {
         let held: Vec<_> = (0..100).map(|_| unlimited.acquire(a).unwrap()).collect();
         assert_eq!(unlimited.open(a), 100);
         drop(held);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn new_sockets_per_client_are_rate_limited_and_idle_clients_forgotten() {
+        let r = NewPerIp::new(5);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!((0..10).all(|_| r.admit(a)), "a burst of twice the rate");
+        assert!(!r.admit(a));
+        assert!(r.admit("192.0.2.2".parse().unwrap()), "another client");
+        tokio::time::advance(std::time::Duration::from_millis(200)).await;
+        assert!(r.admit(a));
+        for i in 0..4096u32 {
+            r.admit(IpAddr::from([10, 0, (i >> 8) as u8, i as u8]));
+        }
+        assert!(r.clients() > 4000);
+        // Idle long enough to be full again, they are forgotten at the next sweep.
+        tokio::time::advance(std::time::Duration::from_secs(3)).await;
+        for _ in 0..4096 {
+            r.admit(a);
+        }
+        assert!(r.clients() <= 2, "full buckets are forgotten: {}", r.clients());
+        assert!(NewPerIp::new(0).admit(a));
     }
 }

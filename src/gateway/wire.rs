@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::{Sink, Stream};
 use tokio::time::Instant;
 
+use super::bucket::TokenBucket;
 use super::connection::Limits;
 use super::io::{Inbound, Outbound};
 use crate::hub::Ack;
@@ -51,45 +52,8 @@ pub struct Wire<'a, T> {
     pub(super) closing: bool,
     /// The client broke a limit meant for abuse: its socket is dropped without the lingering close.
     pub(super) abusive: bool,
-    rate: FrameRate,
-}
-
-/// A token bucket over inbound frames: `per_second` tokens a second, at most twice that saved up.
-struct FrameRate {
-    per_second: u32,
-    /// In thousandths of a frame.
-    tokens: u32,
-    last: Instant,
-}
-
-impl FrameRate {
-    fn new(per_second: u32) -> FrameRate {
-        FrameRate {
-            per_second,
-            tokens: per_second.saturating_mul(2000),
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes one frame's token; `false` if there is none.
-    fn admit(&mut self) -> bool {
-        let now = Instant::now();
-        let ms = now.duration_since(self.last).as_millis();
-        if ms > 0 {
-            let cap = self.per_second.saturating_mul(2000);
-            let ms32 = u32::try_from(ms).unwrap_or(u32::MAX);
-            self.tokens = self
-                .tokens
-                .saturating_add(ms32.saturating_mul(self.per_second))
-                .min(cap);
-            self.last += Duration::from_millis(u64::from(ms32));
-        }
-        if self.tokens < 1000 {
-            return false;
-        }
-        self.tokens -= 1000;
-        true
-    }
+    /// Inbound frames: `limits.frames_per_second`, bursts of twice that.
+    rate: TokenBucket,
 }
 
 impl<'a, T> Wire<'a, T>
@@ -107,7 +71,7 @@ where
             write_timeout: limits.write_timeout,
             closing: false,
             abusive: false,
-            rate: FrameRate::new(limits.frames_per_second),
+            rate: TokenBucket::new(limits.frames_per_second),
         }
     }
 
@@ -145,7 +109,9 @@ where
             return Poll::Pending;
         }
         match Pin::new(&mut *self.io).poll_next(cx) {
-            Poll::Ready(Some(_)) if !self.rate.admit() => Poll::Ready(WireEvent::TooFast),
+            Poll::Ready(Some(_)) if !self.rate.admit(Instant::now()) => {
+                Poll::Ready(WireEvent::TooFast)
+            }
             Poll::Ready(Some(frame)) => Poll::Ready(WireEvent::Inbound(frame)),
             Poll::Ready(None) => Poll::Ready(WireEvent::Ended),
             Poll::Pending => Poll::Pending,

@@ -111,6 +111,31 @@ async fn connections_per_ip_over_the_limit_are_refused_and_other_addresses_are_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_connections_per_ip_a_second_over_the_limit_are_refused() {
+    let (_dir, b) = binary_with(("NEW_CONNECTIONS_PER_IP_PER_SECOND", "5"));
+    // A burst of twice the rate is admitted, the next is refused; another address is not.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..20 {
+        match ws_from(&b, "127.0.0.3", "/v1/ws").await {
+            Ok(ws) => held.push(ws),
+            Err(status) => {
+                assert_eq!(status, 429);
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused >= 5, "refused {refused} of 20");
+    assert!(held.len() >= 10, "the burst was admitted: {}", held.len());
+    assert!(ws_from(&b, "127.0.0.4", "/tim/binfo").await.is_ok());
+    // The rate comes back.
+    eventually("a new socket to be admitted again", || async {
+        ws_from(&b, "127.0.0.3", "/v1/ws").await.is_ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_does_not_log_in_in_time_is_closed_1008() {
     let (_dir, b) = binary_with(("LOGIN_TIMEOUT_SECS", "1"));
     let mut idle = ws_from(&b, "127.0.0.1", "/v1/ws").await.unwrap();
