@@ -129,7 +129,11 @@ mod tests {
         for _ in 0..4096 {
             r.admit(a);
         }
-        assert!(r.clients() <= 2, "full buckets are forgotten: {}", r.clients());
+        assert!(
+            r.clients() <= 2,
+            "full buckets are forgotten: {}",
+            r.clients()
+        );
         assert!(NewPerIp::new(0).admit(a));
     }
 }
