@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod cluster;
 mod deploy;
+mod faults;
 mod helpers;
 mod http_client;
 mod limits;
