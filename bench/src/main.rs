@@ -99,6 +99,11 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         secs: u64,
     },
+    /// Mixed load for MINUTES against a fresh imlogin, a JSON line a minute (RSS, open files, latency).
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+    },
     /// Kick latency: login to the displaced instance's kicked_offline.
     Kick {
         #[command(flatten)]
@@ -194,6 +199,10 @@ fn main() -> anyhow::Result<()> {
             } => serde_json::to_value(
                 bench::resume(&target.target(), sessions, concurrency, "resume").await,
             )?,
+            Cmd::Soak { minutes } => {
+                suite::soak(minutes).await?;
+                return Ok(());
+            }
             Cmd::Suite(o) => {
                 suite::run(&o).await?;
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -957,3 +957,68 @@ pub fn table(lines: &[Value], baseline_rate: f64) -> String {
     }
     t
 }
+
+/// `imlogin-bench soak`: mixed load for `minutes` against one imlogin (SQLite, a webhook receiver), holding
+/// 2,000 idle sessions throughout; every minute a JSON line with the server's RSS, open files and that minute's
+/// login latency. The first two minutes are warm-up; the summary line compares the last minute with the second.
+pub async fn soak(minutes: u64) -> anyhow::Result<()> {
+    let fast = FastReceiver::start().await?;
+    let server = start_imlogin_with(
+        false,
+        None,
+        &[("IMLOGIN__APPS__0__WEBHOOK__URL", fast.url())],
+    )?;
+    let t = target(&server, 16);
+    let pid = server.child.id();
+    let known = Users::Known(2000);
+    logins_via(&t, Gateway::Native, &known, 2000, 50, None).await;
+    let started = std::time::Instant::now();
+    let (t, known, fast) = (&t, &known, &fast);
+    let (_, lines) = hold_then(t, pid, 2000, 100, "soak-held", |held| async move {
+        let mut lines: Vec<Value> = Vec::new();
+        for minute in 1..=minutes {
+            // One minute of: 200 known-user logins/s, 3 new users/s, kicks, resumes, admin queries; webhooks for
+            // every change.
+            let new_users = Users::New(format!("soak-new-{minute}"));
+            let (logins, new, kicks, resumes, queries) = tokio::join!(
+                logins_via(&t, Gateway::Native, &known, 12_000, 50, Some(200.0)),
+                logins_via(t, Gateway::Native, &new_users, 180, 5, Some(3.0)),
+                kick(&t, 300, "soak-kick"),
+                resume(&t, 300, 20, "soak-resume"),
+                query_online_status(&t, &held, 100, 60),
+            );
+            let line = json!({
+                "minute": minute,
+                "elapsed_s": started.elapsed().as_secs(),
+                "rss_bytes": crate::rss_bytes(pid),
+                "open_files": std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0),
+                "logins": logins.logins,
+                "login_p50_ms": logins.latency.p50_ms,
+                "login_p99_ms": logins.latency.p99_ms,
+                "login_errors": logins.errors,
+                "new_users": new.logins,
+                "new_errors": new.errors,
+                "kick_p99_ms": kicks.latency.p99_ms,
+                "kick_errors": kicks.errors,
+                "resumed": resumes.resumed,
+                "query_p99_ms": queries.latency.p99_ms,
+                "webhook_events_received": fast.received(),
+            });
+            println!("{line}");
+            lines.push(line);
+        }
+        lines
+    })
+    .await;
+    if let (Some(warm), Some(last)) = (lines.get(1), lines.last()) {
+        let growth = |k: &str| {
+            last[k].as_f64().unwrap_or(0.0) / warm[k].as_f64().unwrap_or(1.0).max(1.0) - 1.0
+        };
+        println!(
+            "{}",
+            json!({"summary": true, "minutes": minutes, "rss_growth_after_warmup": growth("rss_bytes"),
+                "open_files_growth_after_warmup": growth("open_files")})
+        );
+    }
+    Ok(())
+}
