@@ -735,15 +735,7 @@ async fn websdk(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
         ("logins_known_websdk", Gateway::WebSdk),
     ];
     let users = Users::Known(o.known_users);
-    logins_via(
-        &t,
-        Gateway::Native,
-        &users,
-        o.known_users,
-        o.concurrency,
-        None,
-    )
-    .await;
+    known_logins(&t, o, o.known_users, None).await;
     let mut runs: [Vec<(Value, f64, f64)>; 2] = Default::default();
     for r in 0..o.repeats {
         for i in [r % 2, 1 - r % 2] {
@@ -792,15 +784,7 @@ async fn abuse(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
     let server = start_imlogin_with(o.pin, None, &limits)?;
     let t = target(&server, 100);
     let users = Users::Known(o.known_users);
-    logins_via(
-        &t,
-        Gateway::Native,
-        &users,
-        o.known_users,
-        o.concurrency,
-        None,
-    )
-    .await;
+    known_logins(&t, o, o.known_users, None).await;
     let n = (RATE * 5.0) as usize;
     let mut quiet = Vec::new();
     let mut flooded = Vec::new();
