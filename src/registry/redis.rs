@@ -238,15 +238,7 @@ impl RedisRegistry {
         let mut cursor = 0u64;
         let mut out = Vec::new();
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{}:u:*", self.ns))
-                .arg("COUNT")
-                .arg(BATCH)
-                .query_async(&mut conn)
-                .await
-                .map_err(err)?;
+            let (next, keys) = scan_step(&mut conn, cursor, &format!("{}:u:*", self.ns)).await?;
             if !keys.is_empty() {
                 let mut inv = self.scripts.node_scan.prepare_invoke();
                 for k in &keys {
@@ -266,6 +258,23 @@ impl RedisRegistry {
             cursor = next;
         }
     }
+}
+
+/// One step of `SCAN` over the keys matching `pattern`: the next cursor (0 at the end) and a batch of keys.
+async fn scan_step(
+    conn: &mut ConnectionManager,
+    cursor: u64,
+    pattern: &str,
+) -> RegResult<(u64, Vec<String>)> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(BATCH)
+        .query_async(conn)
+        .await
+        .map_err(err)
 }
 
 /// The stored form of an instance, split where its login order goes (the admit script numbers it).
@@ -649,15 +658,7 @@ impl Registry for RedisRegistry {
         let mut cursor = 0u64;
         let mut out = Vec::new();
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(err)?;
+            let (next, keys) = scan_step(&mut conn, cursor, &format!("{prefix}*")).await?;
             let users: Vec<String> = keys
                 .iter()
                 .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))

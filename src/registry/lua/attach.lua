@@ -2,12 +2,10 @@
 -- now_ms, member (node and conn in hexadecimal). Returns {0} gone, {1, value} expired,
 -- {2, value, previous node, previous conn, s}.
 local ns, key = ARGV[1], ARGV[2]
-local got = redis.call('HMGET', key, 'i:' .. ARGV[3], 's')
-local v = got[1]
+local v, f, last = lookup(key, ARGV[3])
 if not v then
   return {0}
 end
-local f = parse(v)
 if tonumber(ARGV[6]) > num(f[4]) then
   return {1, v}
 end
@@ -17,6 +15,6 @@ if prev_node == '' then
 end
 f[5], f[6], f[7] = ARGV[4], ARGV[5], ''
 local nv = format(f)
-local s = next_seq(num(got[2] or '0'), tonumber(ARGV[7]))
+local s = next_seq(last, tonumber(ARGV[7]))
 redis.call('HSET', key, 'i:' .. ARGV[3], nv, 's', hex(s))
 return {2, nv, prev_node, prev_conn, s}

@@ -20,6 +20,15 @@ local function format(f)
   return table.concat(f, '|', 1, 9)
 end
 
+-- An instance of the user at `key`: its stored value, its fields, and the user's change number; nil if none.
+local function lookup(key, id)
+  local got = redis.call('HMGET', key, 'i:' .. id, 's')
+  if not got[1] then
+    return nil
+  end
+  return got[1], parse(got[1]), num(got[2] or '0')
+end
+
 -- The user's next change number after `last`: above it, and at least the time in ms × 1024.
 local function next_seq(last, now)
   return math.max(last + 1, now * 1024)

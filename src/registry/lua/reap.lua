@@ -7,17 +7,15 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', reap, '-inf', ARGV[2], 'LIMIT', 0
   redis.call('ZREM', reap, m)
   local app, id, user = split_member(m)
   local key = ns .. ':u:' .. app .. ':' .. user
-  local got = redis.call('HMGET', key, 'i:' .. id, 's')
-  local v = got[1]
+  local v, f, last = lookup(key, id)
   if v then
-    local f = parse(v)
     if f[5] == '' then
       local expired = math.floor(now / 1000) > num(f[4])
       if expired or now >= num(f[7]) + grace then
         redis.call('HDEL', key, 'i:' .. id)
         local s = 0
         if expired then
-          s = next_seq(num(got[2] or '0'), now)
+          s = next_seq(last, now)
           redis.call('HSET', key, 's', hex(s))
         end
         out[#out + 1] = {app, user, id, v, expired and 1 or 0, s}

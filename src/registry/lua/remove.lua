@@ -1,12 +1,10 @@
 -- Removes an instance (logout, expiry, an admin's kick). ARGV: ns, key, id, required sig_expires_at ('' for
 -- any, hexadecimal), now_ms, member, kick record to keep ('' for none). Returns {0} or {1, value, s}.
 local ns, key = ARGV[1], ARGV[2]
-local got = redis.call('HMGET', key, 'i:' .. ARGV[3], 's')
-local v = got[1]
+local v, f, last = lookup(key, ARGV[3])
 if not v then
   return {0}
 end
-local f = parse(v)
 if ARGV[4] ~= '' and f[4] ~= ARGV[4] then
   return {0}
 end
@@ -14,7 +12,7 @@ redis.call('HDEL', key, 'i:' .. ARGV[3])
 if f[5] == '' then
   redis.call('ZREM', ns .. ':reap', ARGV[6])
 end
-local s = next_seq(num(got[2] or '0'), tonumber(ARGV[5]))
+local s = next_seq(last, tonumber(ARGV[5]))
 if ARGV[7] ~= '' then
   redis.call('HSET', key, 's', hex(s), 'k:' .. ARGV[3], ARGV[7])
 else
