@@ -222,9 +222,9 @@ async fn logins_in_progress_per_app_are_bounded() {
     assert_eq!(login("known").await.unwrap().status(), 200);
     // The accounts table locked by another session: a new user's login waits for it, in progress.
     let mut locker = sqlx::PgConnection::connect(&db.url()).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    let mut lock = locker.begin().await.unwrap();
     sqlx::query("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut locker)
+        .execute(&mut *lock)
         .await
         .unwrap();
     let waiting = {
@@ -234,6 +234,11 @@ async fn logins_in_progress_per_app_are_bounded() {
     // Any other login of the app is refused at once while it waits, even one that needs no database.
     let mut refused = Value::Null;
     for _ in 0..400 {
+        assert!(
+            !waiting.is_finished(),
+            "the new user's login ended while the table was locked: {:?}",
+            waiting.await
+        );
         let v: Value = login("known").await.unwrap().json().await.unwrap();
         if v["message"]
             .as_str()
@@ -246,7 +251,7 @@ async fn logins_in_progress_per_app_are_bounded() {
     }
     assert_eq!(refused["code"], 70169);
     // The lock released, the waiting login completes and the app's logins are admitted again.
-    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    lock.rollback().await.unwrap();
     assert_eq!(waiting.await.unwrap().unwrap().status(), 200);
     assert_eq!(login("known").await.unwrap().status(), 200);
 }
