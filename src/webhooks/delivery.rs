@@ -41,6 +41,8 @@ const FLUSH: Duration = Duration::from_millis(100);
 const LEASE: &str = "webhook-delivery";
 const LEASE_TTL_MS: i64 = 5_000;
 const LEASE_RENEW: Duration = Duration::from_secs(1);
+const LEASE_RETRY: Duration = Duration::from_millis(100);
+const LEASE_MARGIN_MS: i64 = 1_000;
 
 type UserKey = (u32, String);
 
@@ -215,6 +217,8 @@ impl Delivery {
         let mut q = Queues::default();
         let mut tasks: JoinSet<Attempt> = JoinSet::new();
         let mut leader = false;
+        let mut asked_at_stop = false;
+        let mut held_until_ms = 0;
         let now = tokio::time::Instant::now();
         let (mut lease_due, mut tail_due, mut flush_due) = (now, now, now + FLUSH);
         loop {
@@ -222,14 +226,25 @@ impl Delivery {
             let now = tokio::time::Instant::now();
             if now >= lease_due {
                 lease_due = now + LEASE_RENEW;
-                let held = self
+                let held = match self
                     .store
                     .take_lease(LEASE, &self.holder, now_ms, LEASE_TTL_MS)
                     .await
-                    .unwrap_or_else(|e| {
+                {
+                    Ok(held) => {
+                        if held {
+                            held_until_ms = now_ms + LEASE_TTL_MS;
+                        }
+                        held
+                    }
+                    Err(e) => {
                         tracing::warn!(error = %e, "webhook delivery: cannot renew the lease");
-                        false
-                    });
+                        // Soon again rather than a whole period later; meanwhile a lease this node holds is
+                        // still its own until it expires (less a margin for clocks).
+                        lease_due = now + LEASE_RETRY;
+                        leader && now_ms + LEASE_MARGIN_MS < held_until_ms
+                    }
+                };
                 if leader && !held {
                     tracing::warn!("webhook delivery: lease lost; another node delivers");
                     tasks.abort_all();
@@ -240,10 +255,20 @@ impl Delivery {
             if !leader {
                 // What this node writes waits in the outbox for the node that delivers.
                 while self.written.try_recv().is_ok() {}
+                if stop.is_cancelled() {
+                    if asked_at_stop {
+                        return;
+                    }
+                    // One more try at stopping: if nobody delivers (the lease was free, or taking it failed
+                    // earlier), what is due goes out now rather than at the next start.
+                    asked_at_stop = true;
+                    lease_due = now;
+                    continue;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep_until(lease_due) => {}
                     Some(_) = self.written.recv() => {}
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => {}
                 }
                 continue;
             }

@@ -434,6 +434,8 @@ async fn sigterm_flushes_the_outbox() {
         format!("sqlite://{}/x.db", dir.path().display()),
     )];
     env.push(("IMLOGIN__APPS__0__WEBHOOK__URL", r.url()));
+    // Its log says where a shutdown went if this ever fails.
+    env.push(("RUST_LOG", "imlogin=debug".to_owned()));
     let mut b = crate::server::start_binary(&env);
     let c = imlogin::client::Client::connect(&format!("ws://{}/v1/ws", b.addr))
         .await
@@ -447,5 +449,10 @@ async fn sigterm_flushes_the_outbox() {
         .iter()
         .map(|e| e["Cause"].as_str().unwrap())
         .collect();
-    assert_eq!(causes, ["login", "disconnect"], "delivered before the exit");
+    assert_eq!(
+        causes,
+        ["login", "disconnect"],
+        "delivered before the exit; the server said:\n{}",
+        b.log()
+    );
 }
