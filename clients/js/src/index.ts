@@ -44,7 +44,7 @@ export const TYPES = {
 export const LOGIN_STATUS = { LOGINED: 1, LOGINING: 2, LOGOUT: 3 } as const;
 export type LoginStatus = (typeof LOGIN_STATUS)[keyof typeof LOGIN_STATUS];
 
-export type Platform = "web" | "android" | "ios" | "windows" | "mac" | "ipad" | "android_pad" | "mini_program";
+export type Platform = "android" | "iphone" | "ipad" | "windows" | "mac" | "linux" | "web";
 export type NetState = "connected" | "connecting" | "disconnected";
 
 /** Codes this client gives itself (the server's are in docs/protocol.md). */
