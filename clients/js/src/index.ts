@@ -169,6 +169,8 @@ export class ImLogin {
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private attempts = 0;
   private destroyed = false;
+  /** The expiry notice came before the login's answer (it may, when little is left): renew once logged in. */
+  private renewWhenLoggedIn = false;
 
   constructor(options: CreateOptions) {
     this.opts = {
@@ -194,6 +196,7 @@ export class ImLogin {
     this.cancelReconnect();
     const before = this.status;
     this.status = LOGIN_STATUS.LOGINING;
+    this.renewWhenLoggedIn = false;
     try {
       const data = await this.request({
         op: "login",
@@ -211,6 +214,10 @@ export class ImLogin {
         sigExpiresAt: data.sig_expires_at,
       };
       this.status = LOGIN_STATUS.LOGINED;
+      if (this.renewWhenLoggedIn) {
+        this.renewWhenLoggedIn = false;
+        this.renewByItself();
+      }
       return {
         userID: data.user_id,
         platform: data.platform,
@@ -408,7 +415,8 @@ export class ImLogin {
         break;
       case "user_sig_expiring":
         this.emit(EVENT.USER_SIG_EXPIRING, { expiresAt: msg.expires_at });
-        this.renewByItself();
+        if (this.status === LOGIN_STATUS.LOGINING) this.renewWhenLoggedIn = true;
+        else this.renewByItself();
         break;
       case "user_sig_expired":
         this.loggedOut();
