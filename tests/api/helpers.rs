@@ -502,3 +502,35 @@ impl TestApp {
         )
     }
 }
+
+/// Runs a Node test suite (`npm test` in `dir`, relative to the workspace) against this build's binary and
+/// returns what it printed; fails with that output unless every test passed. One suite at a time: each starts
+/// servers and most a Chromium, which is enough load beside the Rust tests on a small machine.
+pub fn node_suite(dir: &str, needs: &str) -> String {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    assert!(
+        dir.join("node_modules").join(needs).exists(),
+        "these tests need their packages: run `npm ci` in {} (.ci/run does)",
+        dir.display()
+    );
+    let out = std::process::Command::new("npm")
+        .args(["test", "--silent"])
+        .current_dir(&dir)
+        .env("IMLOGIN_BIN", env!("CARGO_BIN_EXE_imlogin"))
+        .env_remove("SCREENSHOTS")
+        .output()
+        .expect("npm runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("# fail 0"),
+        "npm test in {} failed:\n{text}",
+        dir.display()
+    );
+    text
+}

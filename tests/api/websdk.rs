@@ -504,23 +504,6 @@ async fn oversize_frames_close_1009_and_info_speaks_text(backend: Backend) {
 /// The real SDK in Chromium against the real binary (tests/websdk; `npm ci` there first, as .ci/run does).
 #[test]
 fn the_official_web_sdk_logs_in_unchanged() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/websdk");
-    assert!(
-        dir.join("node_modules/tim-js-sdk").exists(),
-        "the browser tests need their packages: run `npm ci` in {} (.ci/run does)",
-        dir.display()
-    );
-    let out = std::process::Command::new("node")
-        .args(["--test", "--test-reporter=spec", "websdk.test.mjs"])
-        .current_dir(&dir)
-        .env("IMLOGIN_BIN", env!("CARGO_BIN_EXE_imlogin"))
-        .output()
-        .expect("node runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "the browser tests failed:\n{text}");
-    assert!(text.contains("pass 8"), "all eight ran:\n{text}");
+    let text = crate::helpers::node_suite("tests/websdk", "tim-js-sdk");
+    assert!(text.contains("# pass 8"), "all eight ran:\n{text}");
 }

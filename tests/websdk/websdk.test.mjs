@@ -2,94 +2,36 @@
 // `proxyServer` option, with UserSigs from the official generator (tls-sig-api-v2). Every wait is for an event or
 // a state, with a bound; nothing sleeps a fixed time.
 //
-// The server is the binary named by IMLOGIN_BIN, else the workspace's debug build. Chromium is Debian's
+// The server is the binary named by IMLOGIN_BIN, else the workspace's release build (helpers shared with the
+// other Node suites: clients/js/test/imlogin.mjs). Chromium is Debian's
 // (CHROMIUM_PATH, else /usr/bin/chromium).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createServer } from "node:http";
-import net from "node:net";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+import {
+  SDKAPPID,
+  KEY,
+  WAIT_MS,
+  startImlogin,
+  startCutter,
+  admin as adminOn,
+  eventually,
+} from "../../clients/js/test/imlogin.mjs";
 
 const require = createRequire(import.meta.url);
 const TLSSigAPIv2 = require("tls-sig-api-v2");
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const SDKAPPID = 1400000000;
-// The demo app of imlogin's embedded defaults (its key is the official generators' public test key).
-const KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e";
-const ADMIN_KEY = "demo-admin-api-key-FOR-TRYING-ONLY";
-const WAIT_MS = 30_000;
 
 const sigs = new TLSSigAPIv2.Api(SDKAPPID, KEY);
 let server, base, page0Url, pageServer, browser, cutter, tmp;
-
-/** Starts `imlogin serve` on a free port and resolves with its address once it logs that it listens. */
-function startImlogin(dir) {
-  const bin = process.env.IMLOGIN_BIN || path.resolve(here, "../../target/debug/imlogin");
-  const env = { ...process.env };
-  delete env.RUST_LOG;
-  const child = spawn(bin, ["serve"], {
-    env: {
-      ...env,
-      IMLOGIN__SERVER__LISTEN: "127.0.0.1:0",
-      IMLOGIN__SERVER__METRICS_LISTEN: "127.0.0.1:0",
-      IMLOGIN__LOG__FORMAT: "json",
-      IMLOGIN__DATABASE__URL: `sqlite://${dir}/imlogin.db`,
-    },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  return new Promise((resolve, reject) => {
-    const lines = readline.createInterface({ input: child.stderr });
-    child.on("exit", (code) => reject(new Error(`imlogin exited (${code}) before listening`)));
-    setTimeout(() => reject(new Error("imlogin did not listen within 30 s")), 30_000).unref();
-    lines.on("line", (line) => {
-      let v;
-      try {
-        v = JSON.parse(line);
-      } catch {
-        return;
-      }
-      if (v.message === "imlogin listening") resolve({ child, addr: v.addr });
-    });
-  });
-}
-
-/** A TCP relay in front of imlogin whose connections the test can cut, as a network failure would. */
-function startCutter(target) {
-  const [host, port] = target.split(":");
-  const sockets = new Set();
-  const srv = net.createServer((client) => {
-    const upstream = net.connect(Number(port), host);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on("close", () => sockets.delete(s));
-      s.on("error", () => {});
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  return new Promise((resolve) =>
-    srv.listen(0, "127.0.0.1", () =>
-      resolve({
-        addr: `127.0.0.1:${srv.address().port}`,
-        cutAll() {
-          for (const s of sockets) s.resetAndDestroy();
-        },
-        close() {
-          this.cutAll();
-          srv.close();
-        },
-      }),
-    ),
-  );
-}
 
 /** Serves the page and the SDK from node_modules, as an app's own web server would. */
 function startPageServer() {
@@ -107,16 +49,7 @@ function startPageServer() {
   );
 }
 
-async function admin(method, route, body) {
-  const r = await fetch(`http://${base}/admin/v1/apps/${SDKAPPID}${route}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  assert.ok(r.ok, `${method} ${route}: ${r.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const admin = (method, route, body) => adminOn(base, method, route, body);
 
 async function onlineStatus(userID) {
   const q = new URLSearchParams({
@@ -133,17 +66,6 @@ async function onlineStatus(userID) {
   const v = await r.json();
   assert.equal(v.ActionStatus, "OK", JSON.stringify(v));
   return v.QueryResult[0];
-}
-
-/** Polls `check` until it returns a truthy value (the server's state settles after the SDK's event). */
-async function eventually(check, what) {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** A page of its own (own storage, as another browser would be) with the SDK loaded, not yet logged in. */
