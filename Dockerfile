@@ -13,6 +13,8 @@ COPY bench bench
 COPY config config
 COPY migrations migrations
 COPY src src
+# The console and the demo: their pages and committed bundles are embedded by the build, no Node needed.
+COPY web web
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p imlogin --bin imlogin \

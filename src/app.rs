@@ -337,6 +337,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(client)
+        .merge(http::web::routes())
         .merge(native.layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT)))
         .with_state(state)
         .merge(rest)

@@ -14,6 +14,18 @@ use crate::usersig::validate_user_id;
 
 /// The embedded defaults: a SQLite file under `data/`, the in-memory registry and one demo app.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The demo app of the embedded defaults. Its keys are public (for trying only): an app configured with its
+/// SDKAppID and secret key is "the demo", for which the server also serves `/demo`.
+pub fn demo_app() -> &'static AppConfig {
+    static DEMO: std::sync::OnceLock<AppConfig> = std::sync::OnceLock::new();
+    DEMO.get_or_init(|| {
+        Settings::from_toml_str(DEFAULT_TOML)
+            .expect("embedded default config is valid")
+            .apps
+            .remove(0)
+    })
+}
 /// Environment variables with this prefix override config keys; `__` separates the path segments.
 pub const ENV_PREFIX: &str = "IMLOGIN__";
 
@@ -189,6 +201,20 @@ pub struct AppConfig {
     /// Calls per second each `/v4` REST command may take for this app (60007 above).
     #[serde(default)]
     pub rest_limits: RestLimits,
+}
+
+impl AppConfig {
+    /// The demo app of the embedded defaults, with its public key.
+    pub fn is_demo(&self) -> bool {
+        let demo = demo_app();
+        self.sdkappid == demo.sdkappid && self.secret_key.expose() == demo.secret_key.expose()
+    }
+
+    /// Its admin API key is still the public one of the embedded defaults.
+    pub fn has_demo_admin_key(&self) -> bool {
+        self.admin_api_key.as_ref().map(Secret::expose)
+            == demo_app().admin_api_key.as_ref().map(Secret::expose)
+    }
 }
 
 /// Per-second limits of the `/v4` REST commands (the compatible system's defaults).
@@ -496,9 +522,7 @@ impl Settings {
     /// True when the app still uses the demo key shipped in `config/default.toml`.
     pub fn uses_demo_secrets(&self) -> bool {
         let demo = Self::from_toml_str(DEFAULT_TOML).expect("embedded default config is valid");
-        let demo_key = demo.apps[0].secret_key.expose().to_owned();
-        self.session.secret == demo.session.secret
-            || self.apps.iter().any(|a| a.secret_key.expose() == demo_key)
+        self.session.secret == demo.session.secret || self.apps.iter().any(AppConfig::is_demo)
     }
 }
 

@@ -22,6 +22,10 @@ pub struct SdkApp {
     pub policy: Policy,
     pub webhook: Option<WebhookConfig>,
     pub rest_limits: RestLimits,
+    /// The demo app of the embedded defaults, with its public key (`/demo` is served for it).
+    pub is_demo: bool,
+    /// Its admin API key is the public one of the embedded defaults (the demo may hand it to the console).
+    pub has_demo_admin_key: bool,
 }
 
 impl SdkApp {
@@ -40,6 +44,8 @@ impl SdkApp {
             policy: a.policy,
             webhook: a.webhook.clone(),
             rest_limits: a.rest_limits,
+            is_demo: a.is_demo(),
+            has_demo_admin_key: a.has_demo_admin_key(),
         }
     }
 }

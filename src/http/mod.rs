@@ -5,6 +5,7 @@ pub mod admin;
 pub mod client;
 pub mod health;
 pub mod serve;
+pub mod web;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -504,7 +504,8 @@ fn dockerfile_is_multi_stage_non_root_with_healthcheck() {
         !d.contains("fn main() {}"),
         "no stub binaries: the build compiles the real sources"
     );
-    for dir in ["config", "migrations", "src"] {
+    // Everything the sources include at compile time (the console's built files too).
+    for dir in ["config", "migrations", "src", "web"] {
         assert!(
             d.contains(&format!("COPY {dir} {dir}")),
             "the build copies {dir}/"

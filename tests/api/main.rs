@@ -16,6 +16,7 @@ mod races;
 mod registry;
 mod security;
 mod server;
+mod web;
 mod webhooks;
 mod websdk;
 mod ws_login;

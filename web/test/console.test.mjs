@@ -1,0 +1,216 @@
+// The console and the demo in Chromium (Debian's: CHROMIUM_PATH, else /usr/bin/chromium) against the real
+// binary (IMLOGIN_BIN, else the workspace's release build), on the embedded defaults' demo app. Every wait is for
+// something on the page, with a bound.
+//
+// SCREENSHOTS=1 also writes docs/images/console.png and docs/images/demo.png.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import {
+  SDKAPPID,
+  ADMIN_KEY,
+  WAIT_MS,
+  startImlogin,
+  admin,
+} from "../../clients/js/test/imlogin.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+let server, browser, tmp, base;
+
+before(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "imlogin-web-"));
+  server = await startImlogin(tmp);
+  base = `http://${server.addr}`;
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+    args: ["--no-sandbox"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+/** A page that fails the test on any script error or refused resource (the CSP included). */
+async function open(context, url) {
+  const page = await context.newPage();
+  page.problems = [];
+  page.on("pageerror", (e) => page.problems.push(`error: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") page.problems.push(`console: ${m.text()}`);
+  });
+  await page.goto(url);
+  return page;
+}
+
+function clean(page) {
+  assert.deepEqual(page.problems, [], "the page ran without errors");
+}
+
+async function demoLogin(page, userID) {
+  await page.fill("#user-id", userID);
+  await page.click("#login");
+  // Logged in as this user (a switch from another user passes through "logging in").
+  await page.waitForFunction(
+    (u) =>
+      document.querySelector("#login-status").dataset.status === "1" &&
+      document.querySelector("#login-user").textContent === u,
+    userID,
+    { timeout: WAIT_MS },
+  );
+}
+
+async function signIn(page) {
+  await page.fill("#sdkappid", String(SDKAPPID));
+  await page.fill("#api-key", ADMIN_KEY);
+  await page.click('#sign-in button[type="submit"]');
+  await page.waitForSelector("#app-view:not([hidden])", { timeout: WAIT_MS });
+}
+
+async function findUser(page, userID) {
+  await page.fill("#find-user", userID);
+  await page.click('#find-form button[type="submit"]');
+  await page.waitForFunction((u) => document.querySelector("#user-title")?.textContent.startsWith(u), userID, {
+    timeout: WAIT_MS,
+  });
+}
+
+function screenshots() {
+  const dir = path.resolve(here, "../../docs/images");
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+const logText = (page) => page.locator("#log").innerText();
+
+test("two tabs: the second login kicks the first", async () => {
+  const context = await browser.newContext();
+  const first = await open(context, `${base}/demo`);
+  await demoLogin(first, "tab-user");
+  const second = await open(context, `${base}/demo?user=tab-user`);
+  assert.equal(await second.inputValue("#user-id"), "tab-user");
+  await demoLogin(second, "tab-user");
+  await first.waitForSelector('#login-status[data-status="3"]', { timeout: WAIT_MS });
+  assert.match(await logText(first), /Kicked offline: multi_terminal by a web login \(code 6208\)/);
+  assert.equal(await first.innerText("#login-user"), "–");
+  assert.equal(await second.innerText("#login-status"), "logged in");
+  const { instances } = await admin(server.addr, "GET", "/users/tab-user");
+  assert.deepEqual(
+    instances.map((i) => i.instance_id),
+    [await second.innerText("#instance")],
+  );
+  if (process.env.SCREENSHOTS) {
+    await first.setViewportSize({ width: 1000, height: 760 });
+    await first.screenshot({ path: path.join(screenshots(), "demo.png") });
+  }
+  clean(first);
+  clean(second);
+  await context.close();
+});
+
+test("the console's kick reaches the page", async () => {
+  const context = await browser.newContext();
+  const demo = await open(context, `${base}/demo`);
+  await demoLogin(demo, "kick-me");
+  const instance = await demo.innerText("#instance");
+  const console_ = await open(context, `${base}/console`);
+  await signIn(console_);
+  await findUser(console_, "kick-me");
+  const row = console_.locator(`#instances tr[data-instance="${instance}"]`);
+  assert.match(await row.innerText(), /web\s+\S+\s+–\s+online/);
+  await row.locator("button.kick-one").click();
+  await demo.waitForSelector('#login-status[data-status="3"]', { timeout: WAIT_MS });
+  assert.match(await logText(demo), /Kicked offline: admin_kick \(code 6208\)/);
+  await console_.waitForSelector("#no-instances", { timeout: WAIT_MS });
+  assert.match(await console_.innerText("#status"), /Kicked/);
+  clean(demo);
+  clean(console_);
+  await context.close();
+});
+
+test("the console's policy change applies to the next login", async () => {
+  const context = await browser.newContext();
+  const console_ = await open(context, `${base}/console`);
+  await signIn(console_);
+  assert.match(await console_.innerText("#policy-now"), /dual, 1 web instance/);
+  await console_.fill("#policy-web", "2");
+  await console_.click('#policy-form button[type="submit"]');
+  await console_.waitForFunction(() => /dual, 2 web instance/.test(document.querySelector("#policy-now").textContent), null, {
+    timeout: WAIT_MS,
+  });
+  const a = await open(context, `${base}/demo`);
+  await demoLogin(a, "two-tabs-ok");
+  const b = await open(context, `${base}/demo`);
+  await demoLogin(b, "two-tabs-ok");
+  await findUser(console_, "two-tabs-ok");
+  assert.equal(await console_.locator("#instances tr[data-instance]").count(), 2, "both tabs online");
+  assert.equal(await a.innerText("#login-status"), "logged in");
+  assert.doesNotMatch(await logText(a), /Kicked/);
+  // Back to the configuration file's policy: one web instance, so a third tab kicks the oldest.
+  await console_.click('#policy-form button[type="button"]');
+  await console_.waitForFunction(() => /dual, 1 web instance/.test(document.querySelector("#policy-now").textContent), null, {
+    timeout: WAIT_MS,
+  });
+  const c = await open(context, `${base}/demo`);
+  await demoLogin(c, "two-tabs-ok");
+  await a.waitForSelector('#login-status[data-status="3"]', { timeout: WAIT_MS });
+  for (const p of [console_, a, b, c]) clean(p);
+  await context.close();
+});
+
+test("the daily-active chart shows today's logins; the screenshots", async () => {
+  const users = ["dau-1", "dau-2", "dau-3"];
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const demo = await open(context, `${base}/demo`);
+  for (const u of users) await demoLogin(demo, u);
+  const today = new Date().toISOString().slice(0, 10);
+  const expected = (await admin(server.addr, "GET", `/stats/dau?from=${today}&to=${today}`)).days[0].users;
+  assert.ok(expected >= users.length, `at least this test's users: ${expected}`);
+  const console_ = await open(context, `${base}/console`);
+  await signIn(console_);
+  const bar = console_.locator(`svg.chart rect[data-date="${today}"]`);
+  await bar.waitFor({ timeout: WAIT_MS });
+  assert.equal(Number(await bar.getAttribute("data-users")), expected);
+  assert.ok(Number(await bar.getAttribute("height")) > 0, "a visible bar");
+  assert.equal(await console_.locator("svg.chart rect.day").count(), 14, "the last 14 days");
+  // Online now, by platform.
+  await console_.click("#online-refresh");
+  await console_.waitForFunction(() => Number(document.querySelector("#online-total")?.textContent) >= 1, null, {
+    timeout: WAIT_MS,
+  });
+  const web = Number(await console_.innerText('tr[data-platform="web"] td.n'));
+  const online = (await admin(server.addr, "GET", "/stats/online")).by_platform.web;
+  assert.equal(web, online);
+  if (process.env.SCREENSHOTS) {
+    await findUser(console_, "dau-3");
+    await console_.screenshot({ path: path.join(screenshots(), "console.png"), fullPage: true });
+  }
+  clean(demo);
+  clean(console_);
+  await context.close();
+});
+
+test("a wrong key does not sign in; the key is kept in the tab only", async () => {
+  const context = await browser.newContext();
+  const page = await open(context, `${base}/console`);
+  await page.fill("#sdkappid", String(SDKAPPID));
+  await page.fill("#api-key", "not-the-key");
+  await page.click('#sign-in button[type="submit"]');
+  await page.waitForFunction(() => document.querySelector("#sign-in-error").textContent.length > 0, null, {
+    timeout: WAIT_MS,
+  });
+  assert.equal(await page.innerText("#sign-in-error"), "Unknown key.");
+  assert.equal(await page.isHidden("#app-view"), true);
+  await signIn(page);
+  assert.equal(await page.evaluate(() => localStorage.length), 0, "nothing in localStorage");
+  await page.click("#sign-out");
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0, "signed out: forgotten");
+  await context.close();
+});
