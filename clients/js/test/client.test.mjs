@@ -248,3 +248,26 @@ test("a restart that lost the session: a new login with fetchUserSig, else logge
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("closed for abuse (1008): logged out, no reconnect", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "imlogin-js-1008-"));
+  // One frame a second, bursts of two: the login and one more.
+  const s = await startImlogin(dir, { IMLOGIN__LIMITS__FRAMES_PER_SECOND: "1" });
+  const relay = await startCutter(s.addr);
+  try {
+    const c = client({ through: relay.addr });
+    await c.login({ userID: "js-max", userSig: sigs.genSig("js-max", 3600) });
+    const flood = [1, 2, 3, 4].map(() => c.renewUserSig(sigs.genSig("js-max", 3600)).catch((e) => e.code));
+    const codes = await Promise.all(flood);
+    assert.ok(codes.includes(2800), `some answers never came: ${JSON.stringify(codes)}`);
+    await eventually(() => c.getLoginStatus() === LOGIN_STATUS.LOGOUT, "logged out after 1008");
+    assert.equal(c.getNetState(), TYPES.NET_STATE_DISCONNECTED);
+    // Absence cannot be awaited: a second for a reconnect (50–500 ms backoff here) to show up, if it would.
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(relay.accepted(), 1, "no reconnect after 1008");
+  } finally {
+    relay.close();
+    await s.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
