@@ -2,6 +2,7 @@
 //! transaction and one commit (one fsync), and each login waits for that commit before it succeeds.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -10,6 +11,10 @@ use super::{Account, AccountStore, StoreError, StoreResult};
 
 /// The most registrations one transaction takes.
 const MAX_GROUP: usize = 256;
+/// After a failed commit, groups are refused at once for this long, then one group tries the database again:
+/// while it is down, first logins get a prompt 70169 instead of each group waiting out a connection timeout
+/// behind the one before it.
+const COOL_DOWN: Duration = Duration::from_secs(1);
 
 /// One first login waiting for its grouped registration.
 pub(super) struct Registration {
@@ -28,6 +33,8 @@ pub(super) fn channel() -> (mpsc::Sender<Registration>, mpsc::Receiver<Registrat
 pub struct RegistrationWorker {
     pub(super) store: Arc<dyn AccountStore>,
     pub(super) rx: mpsc::Receiver<Registration>,
+    /// Set after a failed commit (see [`COOL_DOWN`]).
+    pub(super) refuse_until: Option<tokio::time::Instant>,
 }
 
 impl RegistrationWorker {
@@ -50,7 +57,17 @@ impl RegistrationWorker {
         }
     }
 
-    async fn commit(&self, group: &mut Vec<Registration>) {
+    async fn commit(&mut self, group: &mut Vec<Registration>) {
+        if self
+            .refuse_until
+            .is_some_and(|until| tokio::time::Instant::now() < until)
+        {
+            let why = "the database failed a moment ago; retry";
+            for r in group.drain(..) {
+                let _ = r.reply.send(Err(StoreError::Batch(why.into())));
+            }
+            return;
+        }
         let items: Vec<(u32, String)> = group
             .iter()
             .map(|r| (r.sdkappid, r.user_id.clone()))
@@ -58,11 +75,13 @@ impl RegistrationWorker {
         let now = group.iter().map(|r| r.now).min().unwrap_or_default();
         match self.store.register_many(&items, now).await {
             Ok(results) => {
+                self.refuse_until = None;
                 for (r, res) in group.drain(..).zip(results) {
                     let _ = r.reply.send(Ok(res));
                 }
             }
             Err(e) => {
+                self.refuse_until = Some(tokio::time::Instant::now() + COOL_DOWN);
                 let why = e.to_string();
                 for r in group.drain(..) {
                     let _ = r.reply.send(Err(StoreError::Batch(why.clone())));

@@ -34,6 +34,7 @@ impl Accounts {
         let worker = RegistrationWorker {
             store: store.clone(),
             rx,
+            refuse_until: None,
         };
         let accounts = Accounts {
             store,

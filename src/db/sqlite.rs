@@ -7,6 +7,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use sqlx::Connection;
+
 use super::sql::sql_stores;
 use super::ACQUIRE_TIMEOUT;
 
@@ -38,6 +40,19 @@ impl SqliteStore {
             // its own page cache (up to 2 MB): more would only hold memory.
             .max_connections(if in_memory { 1 } else { max_connections.min(4) })
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A transaction that failed on a full disk (SQLITE_FULL) can end with its ROLLBACK failing too, and
+            // its connection still inside it, holding the write lock: pooled, it would lock every other writer
+            // out until a restart. Such a connection is closed instead (which releases its locks); the pool
+            // opens another. A dropped transaction's rollback is queued on the connection, so it is let run first.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    if !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;

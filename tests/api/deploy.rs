@@ -171,14 +171,6 @@ fn compose_publishes_only_the_proxy_and_checks_every_service_health() {
     assert!(c["volumes"].get("pgdata").is_some(), "named volume pgdata");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// nginx running deploy/nginx.conf, with the upstream pointed at local nodes; stopped on drop.
 struct Nginx {
     child: std::process::Child,
@@ -189,7 +181,7 @@ struct Nginx {
 impl Nginx {
     fn start(nodes: &[(&str, &str)]) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = crate::helpers::free_port();
         let mut conf = std::fs::read_to_string(root("deploy/nginx.conf")).unwrap();
         for (name, addr) in nodes {
             conf = conf.replace(&format!("server {name}:8080"), &format!("server {addr}"));

@@ -534,3 +534,12 @@ pub fn node_suite(dir: &str, needs: &str) -> String {
     );
     text
 }
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
