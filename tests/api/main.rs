@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod deploy;
 mod faults;
+mod fuzz_seeds;
 mod helpers;
 mod http_client;
 mod limits;
