@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -134,6 +135,7 @@ crate::both_stores!(every_state_change_arrives_in_seq_order_signed);
 crate::on_sqlite!(
     a_failing_receiver_gets_retries_then_a_dead_letter,
     garbage_and_hangs_count_as_failures,
+    connections_reset_by_the_receiver_are_retried_until_delivered,
 );
 
 async fn every_state_change_arrives_in_seq_order_signed(backend: Backend) {
@@ -455,4 +457,61 @@ async fn sigterm_flushes_the_outbox() {
         "delivered before the exit; the server said:\n{}",
         b.log()
     );
+}
+
+/// In front of a receiver: resets (RST) the first `resets` connections without answering, then relays to it.
+async fn resetting_relay(to: SocketAddr, resets: usize) -> (String, Arc<Mutex<usize>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reset = Arc::new(Mutex::new(0));
+    let counted = reset.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut n = counted.lock().unwrap();
+            if *n < resets {
+                *n += 1;
+                // Linger 0: the close is a reset, as a crashing receiver or a middlebox sends.
+                let _ = socket.set_zero_linger();
+                drop(socket);
+                continue;
+            }
+            drop(n);
+            tokio::spawn(async move {
+                if let Ok(mut upstream) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut socket, &mut upstream).await;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/hook"), reset)
+}
+
+async fn connections_reset_by_the_receiver_are_retried_until_delivered(backend: Backend) {
+    let r = Receiver::start(Mode::Ok).await;
+    let (url, resets) = resetting_relay(r.addr, 2).await;
+    let (_db, app) = spawn_on(
+        backend,
+        &[
+            ("APPS__0__WEBHOOK__URL", url.as_str()),
+            ("APPS__0__WEBHOOK__MAX_ATTEMPTS", "5"),
+        ],
+    )
+    .await;
+    let c = app.connect().await;
+    c.login(&params("reset", "web")).await.unwrap();
+    // The first attempt and its retry (1 s later) are reset; the third (2 s after) is delivered.
+    for _ in 0..200 {
+        if !r.delivered("reset").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(*resets.lock().unwrap(), 2, "two connections were reset");
+    let events = r.delivered("reset");
+    assert_eq!(events.len(), 1, "delivered once, after the resets");
+    assert_eq!(events[0]["Info"]["Action"], "Login");
+    let (_, page) = app
+        .native(Method::GET, "/webhooks/dead_letters", None)
+        .await;
+    assert_eq!(page["events"], json!([]), "no dead letter");
 }
