@@ -265,46 +265,65 @@ impl Drop for PrivatePostgres {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_restarted_mid_storm_new_users_get_70169_then_it_recovers() {
-    let pg = PrivatePostgres::start();
+/// What both database faults go through: `clients` clients register new users on the binary at `db_url`; once
+/// `each` are acknowledged, `fault` breaks the database. Then new users must get 70169 (and nothing else, each
+/// within 5 s), a user the server has seen must still log in, and once `repair` mends it, registrations must resume
+/// with no restart of imlogin. Returns the binary and what the storm saw.
+async fn storm_through_a_fault(
+    db_url: &str,
+    clients: usize,
+    each: usize,
+    fault: impl FnOnce(),
+    repair: impl FnOnce(),
+) -> (crate::server::Binary, Seen) {
     let b = start_binary(&[
-        ("IMLOGIN__DATABASE__URL", pg.url()),
+        ("IMLOGIN__DATABASE__URL", db_url.to_owned()),
         ("IMLOGIN__LIMITS__FRAMES_PER_SECOND", "100000".into()),
     ]);
     let url = format!("ws://{}/v1/ws", b.addr);
     let known = imlogin::client::Client::connect(&url).await.unwrap();
     known.login(&params("known-before", "web")).await.unwrap();
-    let storm = Storm::start(&url, 20, "pg").await;
-    storm
-        .until("200 registrations before the restart", |s| {
-            s.acknowledged.len() >= 200
-        })
-        .await;
-    pg.down();
-    storm
-        .until("new users are refused with 70169", |s| {
-            s.codes.get(&70169).copied().unwrap_or(0) >= 20
-        })
-        .await;
-    // A user this server has seen logs in while the database is down (PROTOCOL §4).
-    let again = imlogin::client::Client::connect(&url).await.unwrap();
-    again
-        .login(&params("known-before", "iphone"))
-        .await
-        .unwrap();
-    let during = storm.seen().acknowledged.len();
-    pg.up();
-    // No restart of imlogin: the storm's new users are registered again by themselves.
-    storm
-        .until("registrations resume after the restart", |s| {
-            s.acknowledged.len() >= during + 200
-        })
-        .await;
+    let storm = Storm::start(&url, clients, "fault").await;
+    let went = std::panic::AssertUnwindSafe(async {
+        storm
+            .until("registrations before the fault", |s| {
+                s.acknowledged.len() >= each
+            })
+            .await;
+        fault();
+        storm
+            .until("new users are refused with 70169", |s| {
+                s.codes.get(&70169).copied().unwrap_or(0) >= 20
+            })
+            .await;
+        // A user this server has seen logs in meanwhile (PROTOCOL §4).
+        let again = imlogin::client::Client::connect(&url).await.unwrap();
+        again
+            .login(&params("known-before", "iphone"))
+            .await
+            .unwrap();
+        let during = storm.seen().acknowledged.len();
+        repair();
+        storm
+            .until("registrations resume once it is mended", |s| {
+                s.acknowledged.len() >= during + each
+            })
+            .await;
+    })
+    .catch_unwind()
+    .await;
+    assert!(went.is_ok(), "the server said:\n{}", b.log());
     let seen = storm.finish().await;
     let other: Vec<_> = seen.codes.keys().filter(|c| **c != 70169).collect();
-    assert!(other.is_empty(), "only 70169 while down: {:?}", seen.codes);
+    assert!(other.is_empty(), "only 70169 meanwhile: {:?}", seen.codes);
     assert_eq!(seen.timeouts, 0, "every login answered within 5 s");
+    (b, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_storm_new_users_get_70169_then_it_recovers() {
+    let pg = PrivatePostgres::start();
+    let (_b, seen) = storm_through_a_fault(&pg.url(), 20, 200, || pg.down(), || pg.up()).await;
     assert_none_lost(
         &seen.acknowledged,
         &stored_users(Backend::Postgres, &pg.url()).await,
@@ -360,45 +379,10 @@ impl Drop for SmallDisk {
 async fn a_full_sqlite_disk_gives_70169_loses_and_corrupts_nothing_and_recovers() {
     let disk = SmallDisk::mount("8m");
     let db_url = format!("sqlite://{}/imlogin.db", disk.path().display());
-    let mut b = start_binary(&[
-        ("IMLOGIN__DATABASE__URL", db_url.clone()),
-        ("IMLOGIN__LIMITS__FRAMES_PER_SECOND", "100000".into()),
-    ]);
-    let url = format!("ws://{}/v1/ws", b.addr);
-    let known = imlogin::client::Client::connect(&url).await.unwrap();
-    known.login(&params("known-before", "web")).await.unwrap();
-    let storm = Storm::start(&url, 10, "disk").await;
-    storm
-        .until("100 registrations before the disk fills", |s| {
-            s.acknowledged.len() >= 100
-        })
-        .await;
-    disk.fill();
-    storm
-        .until("new users are refused with 70169", |s| {
-            s.codes.get(&70169).copied().unwrap_or(0) >= 20
-        })
-        .await;
-    let again = imlogin::client::Client::connect(&url).await.unwrap();
-    again
-        .login(&params("known-before", "iphone"))
-        .await
-        .unwrap();
-    let during = storm.seen().acknowledged.len();
-    disk.free();
-    let resumed =
-        std::panic::AssertUnwindSafe(storm.until("registrations resume once there is room", |s| {
-            s.acknowledged.len() >= during + 100
-        }))
-        .catch_unwind()
-        .await;
-    assert!(resumed.is_ok(), "the server said:\n{}", b.log());
-    let seen = storm.finish().await;
+    let (mut b, seen) =
+        storm_through_a_fault(&db_url, 10, 100, || disk.fill(), || disk.free()).await;
     crate::server::sigterm(&b.child);
     assert!(crate::server::wait_exit(&mut b.child).await.success());
-    let other: Vec<_> = seen.codes.keys().filter(|c| **c != 70169).collect();
-    assert!(other.is_empty(), "only 70169 while full: {:?}", seen.codes);
-    assert_eq!(seen.timeouts, 0, "every login answered within 5 s");
     let mut conn = sqlx::SqliteConnection::connect(&db_url).await.unwrap();
     let check: String = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_one(&mut conn)
