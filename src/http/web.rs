@@ -90,7 +90,7 @@ fn demo(state: &AppState) -> Option<std::sync::Arc<crate::sdkapps::SdkApp>> {
 fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        Json(json!({"code": 404, "message": "the demo is served only while the demo app of the embedded defaults is configured"})),
+        Json(json!({"code": 60009, "message": "the demo is served only while the demo app of the embedded defaults is configured"})),
     )
         .into_response()
 }
