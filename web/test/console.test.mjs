@@ -17,7 +17,9 @@ import {
   WAIT_MS,
   startImlogin,
   admin,
+  eventually,
 } from "../../clients/js/test/imlogin.mjs";
+import net from "node:net";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 let server, browser, tmp, base;
@@ -213,4 +215,48 @@ test("a wrong key does not sign in; the key is kept in the tab only", async () =
   await page.click("#sign-out");
   assert.equal(await page.evaluate(() => sessionStorage.length), 0, "signed out: forgotten");
   await context.close();
+});
+
+test("webhook dead letters: retried or dropped from the console", async () => {
+  // A receiver that refuses every connection, one attempt each: every event becomes a dead letter at once.
+  const closed = net.createServer();
+  await new Promise((r) => closed.listen(0, "127.0.0.1", r));
+  const port = closed.address().port;
+  await new Promise((r) => closed.close(r));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "imlogin-web-dead-"));
+  const s = await startImlogin(dir, {
+    IMLOGIN__APPS__0__WEBHOOK__URL: `http://127.0.0.1:${port}/hook`,
+    IMLOGIN__APPS__0__WEBHOOK__MAX_ATTEMPTS: "1",
+  });
+  const context = await browser.newContext();
+  try {
+    const demo = await open(context, `http://${s.addr}/demo`);
+    await demoLogin(demo, "dead-1");
+    await demoLogin(demo, "dead-2");
+    const letters = async () => (await admin(s.addr, "GET", "/webhooks/dead_letters")).events;
+    // dead-1's login, its switch-out, dead-2's login.
+    await eventually(async () => (await letters()).length === 3, "three dead letters");
+    const console_ = await open(context, `http://${s.addr}/console`);
+    await signIn(console_);
+    const rows = console_.locator("#dead-letters tr[data-event]");
+    assert.equal(await rows.count(), 3);
+    const [first, second] = (await letters()).map((d) => d.event_id);
+    await console_.locator(`tr[data-event="${second}"] button`, { hasText: "Drop" }).click();
+    await console_.waitForSelector(`tr[data-event="${second}"]`, { state: "detached", timeout: WAIT_MS });
+    await console_.locator(`tr[data-event="${first}"] button`, { hasText: "Retry" }).click();
+    await console_.waitForFunction(() => /Back in the outbox/.test(document.querySelector("#status").textContent), null, {
+      timeout: WAIT_MS,
+    });
+    // Retried, it fails again (the receiver still refuses) and comes back as a dead letter; the dropped one is gone.
+    await eventually(async () => {
+      const ids = (await letters()).map((d) => d.event_id);
+      return !ids.includes(second) && ids.length === 2;
+    }, "the dropped letter gone, the retried one dead again");
+    clean(demo);
+    clean(console_);
+  } finally {
+    await context.close();
+    await s.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
