@@ -125,7 +125,7 @@ async fn no_demo_without_the_demo_app_and_no_console_key_once_it_changed() {
 #[test]
 fn the_javascript_client_passes_its_tests_against_this_binary() {
     let text = crate::helpers::node_suite("clients/js", "ws");
-    assert!(text.contains("# pass 12"), "all twelve ran:\n{text}");
+    assert!(text.contains("# pass 13"), "all thirteen ran:\n{text}");
 }
 
 #[test]

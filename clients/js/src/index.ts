@@ -226,9 +226,15 @@ export class ImLogin {
         repeatLogin: data.repeat_login,
       };
     } catch (e) {
-      // A failed switch logs the connection out (docs/protocol.md §4); a refused repeat keeps the login.
-      this.status = before === LOGIN_STATUS.LOGINED && this.session ? before : LOGIN_STATUS.LOGOUT;
-      if (this.status === LOGIN_STATUS.LOGOUT) this.session = null;
+      // A refused repeat login (same user and platform) keeps the login; a failed switch to another user or
+      // platform has logged the connection out (docs/protocol.md §4).
+      const repeat =
+        before === LOGIN_STATUS.LOGINED &&
+        this.session?.userID === options.userID &&
+        this.session.platform === platform &&
+        this.ws?.readyState === OPEN;
+      this.status = repeat ? LOGIN_STATUS.LOGINED : LOGIN_STATUS.LOGOUT;
+      if (!repeat) this.session = null;
       throw e;
     }
   }
@@ -498,6 +504,8 @@ export class ImLogin {
     } catch (e) {
       if (this.session !== session) return;
       const code = e instanceof ImLoginError ? e.code : CLIENT_ERROR.NETWORK;
+      // The application called login() meanwhile, on the same connection: that login decides.
+      if (code === 7501 || this.status === LOGIN_STATUS.LOGINING) return;
       if (code === CLIENT_ERROR.NETWORK || code === CLIENT_ERROR.TIMEOUT || code === 70169) {
         // Not reached yet, or the server cannot tell now: try again later.
         if (this.ws) this.closeSocket(1000);
@@ -513,7 +521,7 @@ export class ImLogin {
       }
       return;
     }
-    if (this.session !== session) return;
+    if (this.session !== session || this.status === LOGIN_STATUS.LOGINING) return;
     session.instanceID = data.instance_id;
     session.sigExpiresAt = data.sig_expires_at;
     this.status = LOGIN_STATUS.LOGINED;

@@ -271,3 +271,20 @@ test("closed for abuse (1008): logged out, no reconnect", async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a refused repeat login keeps the login; a failed switch logs out", async () => {
+  const c = client();
+  await c.login({ userID: "js-nia", userSig: sigs.genSig("js-nia", 3600) });
+  await assert.rejects(
+    c.login({ userID: "js-nia", userSig: otherKeySigs.genSig("js-nia", 3600) }),
+    (e) => e.code === 70009,
+  );
+  assert.equal(c.getLoginUser(), "js-nia", "the repeat was refused, the login stands");
+  assert.equal((await instancesOf("js-nia")).length, 1);
+  await assert.rejects(
+    c.login({ userID: "js-oli", userSig: otherKeySigs.genSig("js-oli", 3600) }),
+    (e) => e.code === 70009,
+  );
+  assert.equal(c.getLoginStatus(), LOGIN_STATUS.LOGOUT, "the switch logged the connection out");
+  assert.deepEqual(await instancesOf("js-nia"), []);
+});
