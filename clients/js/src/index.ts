@@ -194,7 +194,8 @@ export class ImLogin {
   async login(options: LoginOptions): Promise<LoginResult> {
     const platform = options.platform ?? "web";
     this.cancelReconnect();
-    const before = this.status;
+    // Logged in on a live connection: a refused repeat login leaves it so (not while it was reconnecting).
+    const live = this.status === LOGIN_STATUS.LOGINED && this.ws?.readyState === OPEN;
     this.status = LOGIN_STATUS.LOGINING;
     this.renewWhenLoggedIn = false;
     try {
@@ -229,10 +230,7 @@ export class ImLogin {
       // A refused repeat login (same user and platform) keeps the login; a failed switch to another user or
       // platform has logged the connection out (docs/protocol.md §4).
       const repeat =
-        before === LOGIN_STATUS.LOGINED &&
-        this.session?.userID === options.userID &&
-        this.session.platform === platform &&
-        this.ws?.readyState === OPEN;
+        live && this.session?.userID === options.userID && this.session.platform === platform;
       this.status = repeat ? LOGIN_STATUS.LOGINED : LOGIN_STATUS.LOGOUT;
       if (!repeat) this.session = null;
       throw e;

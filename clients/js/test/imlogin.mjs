@@ -75,8 +75,13 @@ export function startCutter(target) {
   const [host, port] = target.split(":");
   const sockets = new Set();
   let accepted = 0;
+  let blocked = false;
   const srv = net.createServer((client) => {
     accepted++;
+    if (blocked) {
+      client.resetAndDestroy();
+      return;
+    }
     const upstream = net.connect(Number(port), host);
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -93,6 +98,10 @@ export function startCutter(target) {
         accepted: () => accepted,
         cutAll() {
           for (const s of sockets) s.resetAndDestroy();
+        },
+        /** While blocked, every new connection is reset at once (the network is down). */
+        block(on) {
+          blocked = on;
         },
         close() {
           this.cutAll();
