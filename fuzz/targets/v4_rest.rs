@@ -79,10 +79,7 @@ fn server() -> &'static Server {
                 .unwrap()
         });
         let router = router(app.state().clone());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = Clock::system().now_secs() as u64;
         let sig = tls::generate(APP, KEY, "administrator", 86_400 * 365, now);
         let admin_query = format!(
             "sdkappid={APP}&identifier=administrator&usersig={sig}&random=7&contenttype=json"
