@@ -2,6 +2,7 @@
 //! service (in-memory registry, SQLite in memory, users registered before the clock stops).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,6 +20,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::dau::Dau;
 use crate::db::Database;
+use crate::gateway::driver;
 use crate::hub::Mailbox;
 use crate::policies::Policies;
 use crate::registry::memory::MemoryRegistry;
@@ -206,7 +208,7 @@ fn connect(sessions: &Arc<Sessions>, limits: Limits) -> Client {
     };
     let sessions = sessions.clone();
     let task = tokio::spawn(async move {
-        serve(&mut io, sessions, IP, &limits).await;
+        driver::serve::<_, Native>(&mut io, sessions, IP, &limits).await;
     });
     Client {
         tx,
@@ -505,6 +507,6 @@ async fn the_connection_future_stays_small() {
         blocked: Default::default(),
         read: Default::default(),
     };
-    let size = std::mem::size_of_val(&serve(&mut io, s, IP, &LIMITS));
+    let size = std::mem::size_of_val(&driver::serve::<_, Native>(&mut io, s, IP, &LIMITS));
     assert!(size <= 1024, "the connection future takes {size} bytes");
 }

@@ -1,9 +1,11 @@
 //! The WebSocket gateway at `GET /v1/ws` (PROTOCOL §3): the upgrade ([`ws`]), the frames ([`protocol`]), the
-//! transport ([`io`]), the write queue ([`wire`]) and the connection state machine ([`connection`]); and beside it
-//! the gateway of the cloud IM's Web SDK ([`websdk`]) over the same login service.
+//! transport ([`io`]), the write queue ([`wire`]), the loop every connection runs ([`driver`]) and the protocol's
+//! state machine ([`connection`]); and beside it the gateway of the cloud IM's Web SDK ([`websdk`]) over the same
+//! login service and the same loop.
 
 pub mod bucket;
 pub mod connection;
+pub mod driver;
 pub mod io;
 pub mod per_ip;
 pub mod protocol;
@@ -71,7 +73,9 @@ pub fn serve_upgrade(
             match protocol {
                 Protocol::Native => {
                     let mut io = io::WsIo::new(ws);
-                    if connection::serve(&mut io, sessions, ip, &limits).await == Ending::Linger {
+                    let native =
+                        driver::serve::<_, connection::Native>(&mut io, sessions, ip, &limits);
+                    if native.await == Ending::Linger {
                         io.close_lingering(LINGER).await;
                     }
                 }
@@ -81,9 +85,10 @@ pub fn serve_upgrade(
                     } else {
                         io::WsIo::new(ws)
                     };
-                    if websdk::connection::serve(&mut io, sessions, ip, &limits).await
-                        == Ending::Linger
-                    {
+                    let sdk = driver::serve::<_, websdk::connection::WebSdk>(
+                        &mut io, sessions, ip, &limits,
+                    );
+                    if sdk.await == Ending::Linger {
                         io.close_lingering(LINGER).await;
                     }
                 }
