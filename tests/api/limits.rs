@@ -231,6 +231,28 @@ async fn logins_in_progress_per_app_are_bounded() {
         let (http, url) = (http.clone(), url.clone());
         tokio::spawn(async move { http.post(url).json(&params("waiting", "web")).send().await })
     };
+    // Only once it waits on the lock is it in progress: a login sent before might take the one slot first.
+    let mut watcher = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    let mut blocked = false;
+    for _ in 0..400 {
+        let waiters: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiters > 0 {
+            blocked = true;
+            break;
+        }
+        assert!(!waiting.is_finished(), "{:?}", waiting.await);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        blocked,
+        "the new user's login never waited on the locked table"
+    );
     // Any other login of the app is refused at once while it waits, even one that needs no database.
     let mut refused = Value::Null;
     for _ in 0..400 {
