@@ -97,16 +97,19 @@ pub trait Dialect: Default {
         &mut self,
         sh: &mut Shell<'_, T>,
     ) -> impl Future<Output = ()> + Send;
+    /// A frame from the client (already counted as heartbeat and against the frame rate).
     fn on_inbound<T: Transport>(
         &mut self,
         sh: &mut Shell<'_, T>,
         frame: Inbound,
     ) -> impl Future<Output = Flow> + Send;
+    /// A push to this connection: a kick, a logout or resume elsewhere, a recheck, the server stopping.
     fn on_push<T: Transport>(
         &mut self,
         sh: &mut Shell<'_, T>,
         push: Push,
     ) -> impl Future<Output = Flow> + Send;
+    /// The login in progress finished with `res`.
     fn finish_login<T: Transport>(
         &mut self,
         sh: &mut Shell<'_, T>,
