@@ -686,6 +686,12 @@ mod tests {
         assert!(s.database.url.expose().starts_with("sqlite://data/"));
         assert_eq!(s.apps.len(), 1);
         assert!(s.uses_demo_secrets());
+        // The limits PROTOCOL §10 names, at its values; the per-address rate of new sockets is opt-in.
+        assert_eq!(s.limits.login_failures_per_minute, 20);
+        assert_eq!(s.limits.connections_per_ip, 10_000);
+        assert_eq!(s.limits.login_timeout_secs, 10);
+        assert_eq!(s.limits.frames_per_second, 50);
+        assert_eq!(s.limits.new_connections_per_ip_per_second, 0);
     }
 
     #[test]

@@ -249,7 +249,7 @@ pub fn test_settings_with(database_url: &str, overrides: &[(&str, &str)]) -> Set
             "IMLOGIN__LIMITS__LOGIN_FAILURES_PER_MINUTE".to_owned(),
             "1000".to_owned(),
         ),
-        // Every test client comes from 127.0.0.1, many sockets a second: tests/api/limits.rs tests the default.
+        // Every test client comes from 127.0.0.1, many sockets a second (tests/api/limits.rs sets the limit).
         (
             "IMLOGIN__LIMITS__NEW_CONNECTIONS_PER_IP_PER_SECOND".to_owned(),
             "0".to_owned(),

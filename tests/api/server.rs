@@ -71,7 +71,7 @@ pub fn start_binary_with(args: &[&str], envs: &[(&str, String)]) -> Binary {
         .env("IMLOGIN__SERVER__LISTEN", "127.0.0.1:0")
         .env("IMLOGIN__SERVER__METRICS_LISTEN", "127.0.0.1:0")
         .env("IMLOGIN__LOG__FORMAT", "json")
-        // Every test client comes from 127.0.0.1, many sockets a second: tests/api/limits.rs tests the default.
+        // Every test client comes from 127.0.0.1, many sockets a second (tests/api/limits.rs sets the limit).
         .env("IMLOGIN__LIMITS__NEW_CONNECTIONS_PER_IP_PER_SECOND", "0")
         .env_remove("RUST_LOG")
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
