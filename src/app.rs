@@ -49,7 +49,9 @@ pub struct AppState {
     /// Open WebSockets per client (`limits.connections_per_ip`).
     pub per_ip: Arc<gateway::per_ip::PerIp>,
     /// New WebSockets per client a second (`limits.new_connections_per_ip_per_second`).
-    pub new_per_ip: Arc<gateway::per_ip::NewPerIp>,
+    pub new_per_ip: Arc<gateway::per_ip::RatePerIp>,
+    /// WebSockets closed for abuse per client a second (`limits.abusive_closes_per_ip_per_second`).
+    pub abusive_per_ip: Arc<gateway::per_ip::RatePerIp>,
 }
 
 impl AppState {
@@ -167,12 +169,16 @@ impl Application {
         let per_ip = Arc::new(gateway::per_ip::PerIp::new(
             settings.limits.connections_per_ip,
         ));
-        let new_per_ip = Arc::new(gateway::per_ip::NewPerIp::new(
+        let new_per_ip = Arc::new(gateway::per_ip::RatePerIp::new(
             settings.limits.new_connections_per_ip_per_second,
+        ));
+        let abusive_per_ip = Arc::new(gateway::per_ip::RatePerIp::new(
+            settings.limits.abusive_closes_per_ip_per_second,
         ));
         let state = AppState {
             per_ip,
             new_per_ip,
+            abusive_per_ip,
             metrics,
             settings: Arc::new(settings),
             sessions,

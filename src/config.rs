@@ -139,6 +139,9 @@ pub struct LimitSettings {
     pub connections_per_ip: u32,
     /// New WebSockets per client a second, bursts of twice that; 0 is no limit. Over it, upgrades get 429.
     pub new_connections_per_ip_per_second: u32,
+    /// WebSockets of one client closed for abuse (too many frames) a second, bursts of twice that; 0 is no
+    /// limit. Over it, the client's upgrades get 429 until its allowance refills.
+    pub abusive_closes_per_ip_per_second: u32,
     /// A WebSocket that has not logged in this long after it opened is closed (1008).
     pub login_timeout_secs: u64,
     /// Frames a WebSocket may send per second, with bursts of twice that; over it: close 1008.
@@ -692,6 +695,7 @@ mod tests {
         assert_eq!(s.limits.login_timeout_secs, 10);
         assert_eq!(s.limits.frames_per_second, 50);
         assert_eq!(s.limits.new_connections_per_ip_per_second, 0);
+        assert_eq!(s.limits.abusive_closes_per_ip_per_second, 5);
     }
 
     #[test]

@@ -47,6 +47,13 @@ pub fn serve_upgrade(
     request: Request,
     protocol: Protocol,
 ) -> Response {
+    if !state.abusive_per_ip.admit_charged(ip) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many sockets from this address were closed for abuse (limits.abusive_closes_per_ip_per_second)",
+        )
+            .into_response();
+    }
     if !state.new_per_ip.admit(ip) {
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -63,6 +70,7 @@ pub fn serve_upgrade(
     };
     let limits = state.connection_limits;
     let sessions = state.sessions.clone();
+    let abusive = state.abusive_per_ip.clone();
     ws::accept(
         request,
         limits.max_frame,
@@ -70,27 +78,24 @@ pub fn serve_upgrade(
         move |ws| async move {
             // Counted against the client until the socket is gone.
             let _slot = slot;
-            match protocol {
+            let mut io = match protocol {
+                Protocol::WebSdk { binary: true } => io::WsIo::binary(ws),
+                _ => io::WsIo::new(ws),
+            };
+            let ending = match protocol {
                 Protocol::Native => {
-                    let mut io = io::WsIo::new(ws);
-                    let native =
-                        driver::serve::<_, connection::Native>(&mut io, sessions, ip, &limits);
-                    if native.await == Ending::Linger {
-                        io.close_lingering(LINGER).await;
-                    }
+                    driver::serve::<_, connection::Native>(&mut io, sessions, ip, &limits).await
                 }
-                Protocol::WebSdk { binary } => {
-                    let mut io = if binary {
-                        io::WsIo::binary(ws)
-                    } else {
-                        io::WsIo::new(ws)
-                    };
-                    let sdk = driver::serve::<_, websdk::connection::WebSdk>(
-                        &mut io, sessions, ip, &limits,
-                    );
-                    if sdk.await == Ending::Linger {
-                        io.close_lingering(LINGER).await;
-                    }
+                Protocol::WebSdk { .. } => {
+                    driver::serve::<_, websdk::connection::WebSdk>(&mut io, sessions, ip, &limits)
+                        .await
+                }
+            };
+            match ending {
+                Ending::Linger => io.close_lingering(LINGER).await,
+                // Closed for abuse: counted against its address, whose new sockets are refused past the limit.
+                Ending::Abort => {
+                    abusive.admit(ip);
                 }
             }
         },

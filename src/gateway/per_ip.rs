@@ -40,25 +40,28 @@ impl PerIp {
     }
 }
 
-/// New WebSockets per client a second (`limits.new_connections_per_ip_per_second`, bursts of twice that): a
-/// client over it is refused before the WebSocket handshake, the cheapest point to refuse a flood of sockets.
-pub struct NewPerIp {
+/// A rate per client, bursts of twice that (a token bucket each), counted before the WebSocket handshake, the
+/// cheapest point to refuse a flood of sockets: new WebSockets (`limits.new_connections_per_ip_per_second`,
+/// [`RatePerIp::admit`] for each), and WebSockets closed for abuse (`limits.abusive_closes_per_ip_per_second`:
+/// each such close takes a token, and so does each new socket of a client that has been charged, until its
+/// allowance is full again, [`RatePerIp::admit_charged`]).
+pub struct RatePerIp {
     /// 0: no limit.
     per_second: u32,
     buckets: DashMap<Client, TokenBucket>,
     calls: AtomicU32,
 }
 
-impl NewPerIp {
-    pub fn new(per_second: u32) -> NewPerIp {
-        NewPerIp {
+impl RatePerIp {
+    pub fn new(per_second: u32) -> RatePerIp {
+        RatePerIp {
             per_second,
             buckets: DashMap::new(),
             calls: AtomicU32::new(0),
         }
     }
 
-    /// Whether `ip`'s client may open one more socket now.
+    /// Takes one from `ip`'s client's allowance; `false` if none was left.
     pub fn admit(&self, ip: IpAddr) -> bool {
         if self.per_second == 0 {
             return true;
@@ -74,6 +77,18 @@ impl NewPerIp {
             self.buckets.retain(|_, b| !b.is_full(now));
         }
         ok
+    }
+
+    /// Takes one from `ip`'s client's allowance if it has been charged; `false` if
+    /// none was left. A client never charged (or forgotten since) passes freely.
+    pub fn admit_charged(&self, ip: IpAddr) -> bool {
+        if self.per_second == 0 {
+            return true;
+        }
+        match self.buckets.get_mut(&Client::from(ip)) {
+            Some(mut b) => b.admit(Instant::now()),
+            None => true,
+        }
     }
 
     pub fn clients(&self) -> usize {
@@ -112,8 +127,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn only_charged_clients_pay_for_new_sockets() {
+        let r = RatePerIp::new(1);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        assert!((0..100).all(|_| r.admit_charged(a)), "never charged: free");
+        assert_eq!(r.clients(), 0);
+        r.admit(a);
+        assert!(
+            r.admit_charged(a),
+            "charged once: one left of the burst of two"
+        );
+        assert!(!r.admit_charged(a));
+        assert!(r.admit_charged(b));
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        assert!(r.admit_charged(a) && !r.admit_charged(a), "one a second");
+        assert!(RatePerIp::new(0).admit_charged(a));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn new_sockets_per_client_are_rate_limited_and_idle_clients_forgotten() {
-        let r = NewPerIp::new(5);
+        let r = RatePerIp::new(5);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         assert!((0..10).all(|_| r.admit(a)), "a burst of twice the rate");
         assert!(!r.admit(a));
@@ -134,6 +167,6 @@ mod tests {
             "full buckets are forgotten: {}",
             r.clients()
         );
-        assert!(NewPerIp::new(0).admit(a));
+        assert!(RatePerIp::new(0).admit(a));
     }
 }

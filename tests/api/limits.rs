@@ -135,6 +135,52 @@ async fn new_connections_per_ip_a_second_over_the_limit_are_refused() {
     .await;
 }
 
+/// Sends pings on `ws` until the server ends it.
+async fn flood_until_closed(ws: &mut Ws) {
+    for i in 0..1000 {
+        let frame = json!({"id": i, "op": "ping"}).to_string();
+        if ws.send(Message::Text(frame.into())).await.is_err() {
+            break;
+        }
+    }
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_whose_sockets_are_closed_for_abuse_is_refused_for_a_while() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/l.db", dir.path().display());
+    let b = start_binary(&env(&[
+        ("DATABASE__URL", &db),
+        ("LIMITS__FRAMES_PER_SECOND", "5"),
+        ("LIMITS__ABUSIVE_CLOSES_PER_IP_PER_SECOND", "1"),
+    ]));
+    // Two sockets closed for flooding frames: the burst of twice the rate.
+    for path in ["/v1/ws", "/tim/info"] {
+        let mut ws = ws_from(&b, "127.0.0.5", path).await.unwrap();
+        flood_until_closed(&mut ws).await;
+    }
+    eventually("the address to be refused", || async {
+        ws_from(&b, "127.0.0.5", "/v1/ws").await.err() == Some(429)
+    })
+    .await;
+    assert_eq!(
+        ws_from(&b, "127.0.0.5", "/tim/binfo").await.err(),
+        Some(429)
+    );
+    // Another address is not refused, and a client that logs in never counts.
+    let mut other = ws_from(&b, "127.0.0.6", "/v1/ws").await.unwrap();
+    let mut p = serde_json::to_value(params("behaves", "web")).unwrap();
+    p["id"] = json!(1);
+    p["op"] = json!("login");
+    assert_eq!(request(&mut other, p).await["code"], 0);
+    // Its allowance refills (one a second).
+    eventually("the address to be admitted again", || async {
+        ws_from(&b, "127.0.0.5", "/v1/ws").await.is_ok()
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_does_not_log_in_in_time_is_closed_1008() {
     let (_dir, b) = binary_with(("LOGIN_TIMEOUT_SECS", "1"));
