@@ -22,7 +22,7 @@ use crate::config::{RegistryBackend, Settings};
 use crate::dau::Dau;
 use crate::db::Database;
 use crate::gateway::connection::Limits;
-use crate::http::serve::{serve, ServeOptions};
+use crate::http::serve::{serve, RefuseAtAccept, ServeOptions};
 use crate::metrics::Metrics;
 use crate::policies::Policies;
 use crate::registry::memory::MemoryRegistry;
@@ -262,6 +262,12 @@ impl Application {
                 .trusted_proxy_nets()
                 .expect("validated at load")
                 .into(),
+            // An address out of its allowance for sockets closed for abuse gets nothing more until it refills:
+            // not even an HTTP 429, whose exchange costs more than the refusal is worth.
+            refuse_at_accept: {
+                let abusive = state.abusive_per_ip.clone();
+                Some(RefuseAtAccept(Arc::new(move |ip| abusive.exhausted(ip))))
+            },
         };
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
         let sessions = state.sessions.clone();

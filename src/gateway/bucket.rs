@@ -49,6 +49,12 @@ impl TokenBucket {
         true
     }
 
+    /// Whether a token is there at `now`, without taking it.
+    pub fn has_token(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= 1000
+    }
+
     /// Full again at `now`: forgetting it changes nothing.
     pub fn is_full(&mut self, now: Instant) -> bool {
         self.refill(now);

@@ -91,6 +91,15 @@ impl RatePerIp {
         }
     }
 
+    /// Whether `ip`'s client has been charged and has nothing left now (nothing is taken).
+    pub fn exhausted(&self, ip: IpAddr) -> bool {
+        self.per_second != 0
+            && self
+                .buckets
+                .get_mut(&Client::from(ip))
+                .is_some_and(|mut b| !b.has_token(Instant::now()))
+    }
+
     pub fn clients(&self) -> usize {
         self.buckets.len()
     }

@@ -49,6 +49,19 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<[IpNet]>,
+    /// Peers whose connections are closed as soon as they are accepted, before any HTTP (a trusted proxy never
+    /// is: its clients are judged by their forwarded address, further in).
+    pub refuse_at_accept: Option<RefuseAtAccept>,
+}
+
+/// Which peer addresses [`ServeOptions::refuse_at_accept`] closes.
+#[derive(Clone)]
+pub struct RefuseAtAccept(pub Arc<dyn Fn(IpAddr) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for RefuseAtAccept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefuseAtAccept")
+    }
 }
 
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the rightmost address of
@@ -105,6 +118,15 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        if let Some(refuse) = &options.refuse_at_accept {
+            let trusted = options
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&peer.ip()));
+            if !trusted && (refuse.0)(peer.ip()) {
+                continue;
+            }
+        }
         let _ = stream.set_nodelay(true);
         connections.spawn(serve_connection(
             stream,

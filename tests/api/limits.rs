@@ -15,7 +15,8 @@ use crate::server::{start_binary, Binary};
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
-/// A WebSocket to `path` of `b` from the source address `from`: the socket, or the HTTP status that refused it.
+/// A WebSocket to `path` of `b` from the source address `from`: the socket, or the HTTP status that refused it
+/// (0: the connection was closed without an HTTP answer).
 async fn ws_from(b: &Binary, from: &str, path: &str) -> Result<Ws, u16> {
     let socket = TcpSocket::new_v4().unwrap();
     socket
@@ -25,6 +26,8 @@ async fn ws_from(b: &Binary, from: &str, path: &str) -> Result<Ws, u16> {
     match tokio_tungstenite::client_async(format!("ws://{}{path}", b.addr), stream).await {
         Ok((ws, _)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(tokio_tungstenite::tungstenite::Error::Io(_))
+        | Err(tokio_tungstenite::tungstenite::Error::Protocol(_)) => Err(0),
         Err(e) => panic!("{e}"),
     }
 }
@@ -160,14 +163,22 @@ async fn an_address_whose_sockets_are_closed_for_abuse_is_refused_for_a_while() 
         let mut ws = ws_from(&b, "127.0.0.5", path).await.unwrap();
         flood_until_closed(&mut ws).await;
     }
+    // Then each new socket pays too: once none is left, connections from the address are closed as soon as they
+    // are accepted, before any HTTP, whatever they ask for.
     eventually("the address to be refused", || async {
-        ws_from(&b, "127.0.0.5", "/v1/ws").await.err() == Some(429)
+        ws_from(&b, "127.0.0.5", "/v1/ws").await.err() == Some(0)
     })
     .await;
-    assert_eq!(
-        ws_from(&b, "127.0.0.5", "/tim/binfo").await.err(),
-        Some(429)
-    );
+    assert_eq!(ws_from(&b, "127.0.0.5", "/tim/binfo").await.err(), Some(0));
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.5:0".parse().unwrap()).unwrap();
+    let mut plain = socket.connect(b.addr.parse().unwrap()).await.unwrap();
+    let _ = plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer).await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
     // Another address is not refused, and a client that logs in never counts.
     let mut other = ws_from(&b, "127.0.0.6", "/v1/ws").await.unwrap();
     let mut p = serde_json::to_value(params("behaves", "web")).unwrap();
@@ -179,6 +190,47 @@ async fn an_address_whose_sockets_are_closed_for_abuse_is_refused_for_a_while() 
         ws_from(&b, "127.0.0.5", "/v1/ws").await.is_ok()
     })
     .await;
+}
+
+/// A WebSocket to `/v1/ws` through a trusted proxy at 127.0.0.7 for the client `client` (X-Forwarded-For).
+async fn ws_via_proxy(b: &Binary, client: &str) -> Result<Ws, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.7:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(b.addr.parse().unwrap()).await.unwrap();
+    let mut req = format!("ws://{}/v1/ws", b.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("x-forwarded-for", client.parse().unwrap());
+    match tokio_tungstenite::client_async(req, stream).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_an_abusive_client_gets_429_and_the_proxy_is_never_closed_at_accept()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/l.db", dir.path().display());
+    let b = start_binary(&env(&[
+        ("DATABASE__URL", &db),
+        ("SERVER__TRUSTED_PROXIES", r#"["127.0.0.7/32"]"#),
+        ("LIMITS__FRAMES_PER_SECOND", "5"),
+        ("LIMITS__ABUSIVE_CLOSES_PER_IP_PER_SECOND", "1"),
+    ]));
+    for _ in 0..2 {
+        let mut ws = ws_via_proxy(&b, "198.51.100.9").await.unwrap();
+        flood_until_closed(&mut ws).await;
+    }
+    eventually("the forwarded client to be refused 429", || async {
+        ws_via_proxy(&b, "198.51.100.9").await.err() == Some(429)
+    })
+    .await;
+    // The proxy's other clients are served.
+    assert!(ws_via_proxy(&b, "198.51.100.10").await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
