@@ -140,7 +140,8 @@ pub struct LimitSettings {
     /// New WebSockets per client a second, bursts of twice that; 0 is no limit. Over it, upgrades get 429.
     pub new_connections_per_ip_per_second: u32,
     /// WebSockets of one client closed for abuse (too many frames) a second, bursts of twice that; 0 is no
-    /// limit. Over it, the client's upgrades get 429 until its allowance refills.
+    /// limit. A client over it is tripped for 2 s: each new socket counts too, and with none left its
+    /// connections are closed at accept (behind a trusted proxy: its upgrades get 429).
     pub abusive_closes_per_ip_per_second: u32,
     /// A WebSocket that has not logged in this long after it opened is closed (1008).
     pub login_timeout_secs: u64,

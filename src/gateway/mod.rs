@@ -47,7 +47,7 @@ pub fn serve_upgrade(
     request: Request,
     protocol: Protocol,
 ) -> Response {
-    if !state.abusive_per_ip.admit_charged(ip) {
+    if !state.abusive_per_ip.admit_tripped(ip) {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             "too many sockets from this address were closed for abuse (limits.abusive_closes_per_ip_per_second)",

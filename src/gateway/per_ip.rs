@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::DashMap;
 use tokio::time::Instant;
@@ -43,65 +44,92 @@ impl PerIp {
 /// A rate per client, bursts of twice that (a token bucket each), counted before the WebSocket handshake, the
 /// cheapest point to refuse a flood of sockets: new WebSockets (`limits.new_connections_per_ip_per_second`,
 /// [`RatePerIp::admit`] for each), and WebSockets closed for abuse (`limits.abusive_closes_per_ip_per_second`:
-/// each such close takes a token, and so does each new socket of a client that has been charged, until its
-/// allowance is full again, [`RatePerIp::admit_charged`]).
+/// each such close is [`RatePerIp::admit`]ted; a client that finds nothing left is *tripped* for [`TRIPPED`],
+/// renewed by each such close, and while tripped each of its new sockets takes one too,
+/// [`RatePerIp::admit_tripped`]). A client that floods now and then never trips.
 pub struct RatePerIp {
     /// 0: no limit.
     per_second: u32,
-    buckets: DashMap<Client, TokenBucket>,
+    clients: DashMap<Client, Allowance>,
     calls: AtomicU32,
+}
+
+/// How long a client stays tripped after its allowance ran out (the time a burst takes to refill).
+pub const TRIPPED: Duration = Duration::from_secs(2);
+
+struct Allowance {
+    bucket: TokenBucket,
+    tripped_until: Option<Instant>,
+}
+
+impl Allowance {
+    fn tripped(&self, now: Instant) -> bool {
+        self.tripped_until.is_some_and(|t| now < t)
+    }
 }
 
 impl RatePerIp {
     pub fn new(per_second: u32) -> RatePerIp {
         RatePerIp {
             per_second,
-            buckets: DashMap::new(),
+            clients: DashMap::new(),
             calls: AtomicU32::new(0),
         }
     }
 
-    /// Takes one from `ip`'s client's allowance; `false` if none was left.
+    /// Takes one from `ip`'s client's allowance; `false` if none was left (which trips the client).
     pub fn admit(&self, ip: IpAddr) -> bool {
         if self.per_second == 0 {
             return true;
         }
         let now = Instant::now();
-        let ok = self
-            .buckets
-            .entry(Client::from(ip))
-            .or_insert_with(|| TokenBucket::new(self.per_second))
-            .admit(now);
+        let ok = {
+            let mut a = self
+                .clients
+                .entry(Client::from(ip))
+                .or_insert_with(|| Allowance {
+                    bucket: TokenBucket::new(self.per_second),
+                    tripped_until: None,
+                });
+            let ok = a.bucket.admit(now);
+            if !ok {
+                a.tripped_until = Some(now + TRIPPED);
+            }
+            ok
+        };
         // Now and then forget the clients whose bucket is full again: the map holds only recent clients.
         if self.calls.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
-            self.buckets.retain(|_, b| !b.is_full(now));
+            self.clients
+                .retain(|_, a| a.tripped(now) || !a.bucket.is_full(now));
         }
         ok
     }
 
-    /// Takes one from `ip`'s client's allowance if it has been charged; `false` if
-    /// none was left. A client never charged (or forgotten since) passes freely.
-    pub fn admit_charged(&self, ip: IpAddr) -> bool {
+    /// For a tripped client, takes one from its allowance (`false` if none was left); any other passes.
+    pub fn admit_tripped(&self, ip: IpAddr) -> bool {
         if self.per_second == 0 {
             return true;
         }
-        match self.buckets.get_mut(&Client::from(ip)) {
-            Some(mut b) => b.admit(Instant::now()),
-            None => true,
+        let now = Instant::now();
+        match self.clients.get_mut(&Client::from(ip)) {
+            Some(mut a) if a.tripped(now) => a.bucket.admit(now),
+            _ => true,
         }
     }
 
-    /// Whether `ip`'s client has been charged and has nothing left now (nothing is taken).
+    /// Whether `ip`'s client is tripped and has nothing left now (nothing is taken).
     pub fn exhausted(&self, ip: IpAddr) -> bool {
-        self.per_second != 0
-            && self
-                .buckets
-                .get_mut(&Client::from(ip))
-                .is_some_and(|mut b| !b.has_token(Instant::now()))
+        if self.per_second == 0 {
+            return false;
+        }
+        let now = Instant::now();
+        self.clients
+            .get_mut(&Client::from(ip))
+            .is_some_and(|mut a| a.tripped(now) && !a.bucket.has_token(now))
     }
 
     pub fn clients(&self) -> usize {
-        self.buckets.len()
+        self.clients.len()
     }
 }
 
@@ -136,21 +164,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn only_charged_clients_pay_for_new_sockets() {
+    async fn only_tripped_clients_pay_for_new_sockets_and_only_for_a_while() {
         let r = RatePerIp::new(1);
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
-        assert!((0..100).all(|_| r.admit_charged(a)), "never charged: free");
-        assert_eq!(r.clients(), 0);
-        r.admit(a);
-        assert!(
-            r.admit_charged(a),
-            "charged once: one left of the burst of two"
-        );
-        assert!(!r.admit_charged(a));
-        assert!(r.admit_charged(b));
+        assert!((0..100).all(|_| r.admit_tripped(a)), "never charged: free");
+        // Charged within its burst of two: not tripped, its new sockets are free.
+        assert!(r.admit(a) && r.admit(a));
+        assert!((0..100).all(|_| r.admit_tripped(a)));
+        assert!(!r.exhausted(a));
+        // One more finds nothing: tripped, and out.
+        assert!(!r.admit(a));
+        assert!(r.exhausted(a) && !r.admit_tripped(a));
+        assert!(r.admit_tripped(b) && !r.exhausted(b));
         tokio::time::advance(std::time::Duration::from_secs(1)).await;
-        assert!(r.admit_charged(a) && !r.admit_charged(a), "one a second");
-        assert!(RatePerIp::new(0).admit_charged(a));
+        assert!(!r.exhausted(a));
+        assert!(
+            r.admit_tripped(a) && !r.admit_tripped(a),
+            "one a second while tripped"
+        );
+        tokio::time::advance(TRIPPED).await;
+        assert!(
+            (0..100).all(|_| r.admit_tripped(a)),
+            "free again once the trip ends"
+        );
+        assert!(RatePerIp::new(0).admit_tripped(a) && !RatePerIp::new(0).exhausted(a));
     }
 
     #[tokio::test(start_paused = true)]

@@ -158,13 +158,13 @@ async fn an_address_whose_sockets_are_closed_for_abuse_is_refused_for_a_while() 
         ("LIMITS__FRAMES_PER_SECOND", "5"),
         ("LIMITS__ABUSIVE_CLOSES_PER_IP_PER_SECOND", "1"),
     ]));
-    // Two sockets closed for flooding frames: the burst of twice the rate.
-    for path in ["/v1/ws", "/tim/info"] {
+    // Three sockets closed for flooding frames: the burst of twice the rate, and one that finds none left.
+    for path in ["/v1/ws", "/tim/info", "/v1/ws"] {
         let mut ws = ws_from(&b, "127.0.0.5", path).await.unwrap();
         flood_until_closed(&mut ws).await;
     }
-    // Then each new socket pays too: once none is left, connections from the address are closed as soon as they
-    // are accepted, before any HTTP, whatever they ask for.
+    // Tripped, each new socket pays too; with none left, connections from the address are closed as soon as
+    // they are accepted, before any HTTP, whatever they ask for.
     eventually("the address to be refused", || async {
         ws_from(&b, "127.0.0.5", "/v1/ws").await.err() == Some(0)
     })
@@ -185,7 +185,7 @@ async fn an_address_whose_sockets_are_closed_for_abuse_is_refused_for_a_while() 
     p["id"] = json!(1);
     p["op"] = json!("login");
     assert_eq!(request(&mut other, p).await["code"], 0);
-    // Its allowance refills (one a second).
+    // The trip ends (2 s after the last abusive close) and the address is served again.
     eventually("the address to be admitted again", || async {
         ws_from(&b, "127.0.0.5", "/v1/ws").await.is_ok()
     })
@@ -221,7 +221,7 @@ async fn behind_a_trusted_proxy_an_abusive_client_gets_429_and_the_proxy_is_neve
         ("LIMITS__FRAMES_PER_SECOND", "5"),
         ("LIMITS__ABUSIVE_CLOSES_PER_IP_PER_SECOND", "1"),
     ]));
-    for _ in 0..2 {
+    for _ in 0..3 {
         let mut ws = ws_via_proxy(&b, "198.51.100.9").await.unwrap();
         flood_until_closed(&mut ws).await;
     }
