@@ -262,8 +262,8 @@ impl Application {
                 .trusted_proxy_nets()
                 .expect("validated at load")
                 .into(),
-            // An address out of its allowance for sockets closed for abuse gets nothing more until it refills:
-            // not even an HTTP 429, whose exchange costs more than the refusal is worth.
+            // A tripped address with no allowance left (sockets closed for abuse) gets nothing more for now: not
+            // even an HTTP 429, whose exchange costs more than the refusal is worth under a flood.
             refuse_at_accept: {
                 let abusive = state.abusive_per_ip.clone();
                 Some(RefuseAtAccept(Arc::new(move |ip| abusive.exhausted(ip))))

@@ -93,7 +93,7 @@ pub fn serve_upgrade(
             };
             match ending {
                 Ending::Linger => io.close_lingering(LINGER).await,
-                // Closed for abuse: counted against its address, whose new sockets are refused past the limit.
+                // Closed for abuse: counted against its address (past its allowance, the address is tripped).
                 Ending::Abort => {
                     abusive.admit(ip);
                 }
