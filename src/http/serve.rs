@@ -119,11 +119,14 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         if let Some(refuse) = &options.refuse_at_accept {
-            let trusted = options
-                .trusted_proxies
-                .iter()
-                .any(|n| n.contains(&peer.ip()));
-            if !trusted && (refuse.0)(peer.ip()) {
+            // The rare case first: most peers are not refused, and need no look at the proxies.
+            let trusted = || {
+                options
+                    .trusted_proxies
+                    .iter()
+                    .any(|n| n.contains(&peer.ip()))
+            };
+            if (refuse.0)(peer.ip()) && !trusted() {
                 continue;
             }
         }
