@@ -273,7 +273,7 @@ impl Dialect for Native {
             && !matches!(self.state, State::LoggingIn(_))
         {
             let Some(req) = queue.pop_front() else { break };
-            flow = Box::pin(self.handle(sh, req)).await;
+            flow = self.handle(sh, req).await;
         }
         if let State::LoggingIn(l) = &mut self.state {
             // A queued request started another login: what is left waits behind it.

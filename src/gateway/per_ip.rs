@@ -44,7 +44,7 @@ impl PerIp {
 /// A rate per client, bursts of twice that (a token bucket each), counted before the WebSocket handshake, the
 /// cheapest point to refuse a flood of sockets: new WebSockets (`limits.new_connections_per_ip_per_second`,
 /// [`RatePerIp::admit`] for each), and WebSockets closed for abuse (`limits.abusive_closes_per_ip_per_second`:
-/// each such close is [`RatePerIp::admit`]ted; a client that finds nothing left is *tripped* for [`TRIPPED`],
+/// each such close is [`RatePerIp::admit`]ted; a client that finds nothing left is *tripped* for 2 s,
 /// renewed by each such close, and while tripped each of its new sockets takes one too,
 /// [`RatePerIp::admit_tripped`]). A client that floods now and then never trips.
 pub struct RatePerIp {
@@ -55,7 +55,7 @@ pub struct RatePerIp {
 }
 
 /// How long a client stays tripped after its allowance ran out (the time a burst takes to refill).
-pub const TRIPPED: Duration = Duration::from_secs(2);
+const TRIPPED: Duration = Duration::from_secs(2);
 
 struct Allowance {
     bucket: TokenBucket,
