@@ -45,7 +45,8 @@ pub struct AppState {
     pub db: Database,
     /// The WebSocket connection tasks, awaited at shutdown (the HTTP server does not see upgraded ones).
     pub connections: TaskTracker,
-    pub connection_limits: Limits,
+    /// Shared: each connection's task keeps a pointer, not a copy, for its whole life.
+    pub connection_limits: Arc<Limits>,
     /// Open WebSockets per client (`limits.connections_per_ip`).
     pub per_ip: Arc<gateway::per_ip::PerIp>,
     /// New WebSockets per client a second (`limits.new_connections_per_ip_per_second`).
@@ -155,13 +156,13 @@ impl Application {
         }
         let admin = Arc::new(Admin::new(sessions.clone(), db.clone()));
         let listener = bind(settings.server.listen)?;
-        let connection_limits = Limits {
+        let connection_limits = Arc::new(Limits {
             heartbeat: timing.heartbeat_timeout,
             write_timeout: Duration::from_secs(settings.server.write_timeout_secs),
             max_frame: settings.server.max_frame_bytes,
             login_timeout: Duration::from_secs(settings.limits.login_timeout_secs),
             frames_per_second: settings.limits.frames_per_second,
-        };
+        });
         let metrics_listener = match &metrics {
             Some(_) => Some(bind(settings.server.metrics_listen)?),
             None => None,

@@ -36,7 +36,12 @@ pub async fn serve(listener: TcpListener) {
 }
 
 fn upgrade(request: Request, tracker: &TaskTracker) -> Response {
-    ws::accept(request, 16384, tracker, answer)
+    ws::accept(request, 16384, tracker, |upgrade| async move {
+        let Some(ws) = upgrade.open().await else {
+            return;
+        };
+        answer(ws).await;
+    })
 }
 
 async fn answer(mut ws: ServerWs) {

@@ -68,7 +68,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     /// (for at most `linger`), half-closes, then reads and discards whatever the client still sends until it
     /// closes too, for at most `linger`. Closing with unread input instead makes the kernel answer with a reset,
     /// which can destroy the close frame before the client reads it (the "lingering close" of web servers).
-    pub async fn close_lingering(mut self, linger: Duration) {
+    pub async fn close_lingering(&mut self, linger: Duration) {
         let deadline = tokio::time::Instant::now() + linger;
         let flushed = tokio::time::timeout_at(deadline, self.ws.flush()).await;
         if !matches!(flushed, Ok(Ok(()))) {

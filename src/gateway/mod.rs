@@ -68,16 +68,17 @@ pub fn serve_upgrade(
         )
             .into_response();
     };
-    let limits = state.connection_limits;
+    let limits = state.connection_limits.clone();
     let sessions = state.sessions.clone();
     let abusive = state.abusive_per_ip.clone();
     ws::accept(
         request,
         limits.max_frame,
         &state.connections,
-        move |ws| async move {
-            // Counted against the client until the socket is gone.
-            let _slot = slot;
+        move |upgrade| async move {
+            let Some(ws) = upgrade.open().await else {
+                return;
+            };
             let mut io = match protocol {
                 Protocol::WebSdk { binary: true } => io::WsIo::binary(ws),
                 _ => io::WsIo::new(ws),
@@ -98,6 +99,8 @@ pub fn serve_upgrade(
                     abusive.admit(ip);
                 }
             }
+            // Counted against the client until the socket is gone (named here so that the task owns it).
+            drop(slot);
         },
     )
 }

@@ -40,8 +40,33 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Answers a WebSocket upgrade request with 101 and runs `serve` on the socket, in a task of `tracker`, once
-/// hyper hands it over; a request that is not a valid upgrade gets 400 (426 for another protocol version).
+/// A WebSocket upgrade answered with 101, whose connection hyper has yet to hand over.
+pub struct Upgrade {
+    on_upgrade: OnUpgrade,
+    max_message: usize,
+}
+
+impl Upgrade {
+    /// The WebSocket, once hyper hands the connection over; `None` if the client left first.
+    pub async fn open(self) -> Option<ServerWs> {
+        let upgraded = self.on_upgrade.await.ok()?;
+        Some(
+            WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(config(self.max_message)),
+            )
+            .await,
+        )
+    }
+}
+
+/// Answers a WebSocket upgrade request with 101 and runs `serve` in a task of `tracker` (it opens the socket with
+/// [`Upgrade::open`]); a request that is not a valid upgrade gets 400 (426 for another protocol version).
+///
+/// `serve` gets the upgrade rather than the socket so that its future is the task's whole future: a wrapper
+/// awaiting the upgrade, then `serve`, would keep `serve`'s captures twice (as its own and as the future's) for
+/// the connection's life.
 pub fn accept<F, Fut>(
     mut request: Request,
     max_message: usize,
@@ -49,7 +74,7 @@ pub fn accept<F, Fut>(
     serve: F,
 ) -> Response
 where
-    F: FnOnce(ServerWs) -> Fut + Send + 'static,
+    F: FnOnce(Upgrade) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let headers = request.headers();
@@ -85,18 +110,10 @@ where
         )
             .into_response();
     };
-    tracker.spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
-            return;
-        };
-        let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(config(max_message)),
-        )
-        .await;
-        serve(ws).await;
-    });
+    tracker.spawn(serve(Upgrade {
+        on_upgrade,
+        max_message,
+    }));
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
