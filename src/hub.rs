@@ -5,10 +5,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 use crate::bus::{Bus, Message};
 use crate::platform::Platform;
@@ -81,35 +82,56 @@ pub enum Push {
 pub const PUSH_QUEUE: usize = 16;
 
 /// A connection's bounded queue of pushes. Lighter than a channel (which allocates a block of slots and
-/// cache-padded state up front, ~1 KB): an idle connection's mailbox is an empty deque and a `Notify`.
+/// cache-padded state up front, ~1 KB): an idle connection's mailbox is an empty deque and the waker of its
+/// task, and the connection waits by polling it (no future of its own, which would be resident in every idle
+/// connection's task).
 #[derive(Default)]
-pub struct Mailbox {
-    queue: Mutex<VecDeque<Push>>,
-    notify: Notify,
+pub struct Mailbox(Mutex<Slot>);
+
+#[derive(Default)]
+struct Slot {
+    queue: VecDeque<Push>,
+    waiting: Option<Waker>,
 }
 
 impl Mailbox {
     /// Queues a push; `false` if the queue is full (a shutdown always fits).
     fn put(&self, push: Push) -> bool {
-        {
-            let mut q = self.queue.lock().expect("not poisoned");
-            if q.len() >= PUSH_QUEUE && !matches!(push, Push::Shutdown) {
+        let waiting = {
+            let mut slot = self.0.lock().expect("not poisoned");
+            if slot.queue.len() >= PUSH_QUEUE && !matches!(push, Push::Shutdown) {
                 return false;
             }
-            q.push_back(push);
+            slot.queue.push_back(push);
+            slot.waiting.take()
+        };
+        if let Some(w) = waiting {
+            w.wake();
         }
-        self.notify.notify_one();
         true
     }
 
-    /// The next push, waiting for one.
-    pub async fn recv(&self) -> Push {
-        loop {
-            if let Some(p) = self.queue.lock().expect("not poisoned").pop_front() {
-                return p;
+    /// The next push, or `Pending` (and the task is woken when one comes).
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Push> {
+        let mut slot = self.0.lock().expect("not poisoned");
+        match slot.queue.pop_front() {
+            Some(p) => {
+                if slot.queue.is_empty() {
+                    // A burst of pushes is over: an idle connection keeps no buffer.
+                    slot.queue = VecDeque::new();
+                }
+                Poll::Ready(p)
             }
-            // A push that lands between the check and this wait leaves a permit, so it is not missed.
-            self.notify.notified().await;
+            None => {
+                if !slot
+                    .waiting
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    slot.waiting = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
         }
     }
 }

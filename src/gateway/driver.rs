@@ -117,6 +117,15 @@ pub trait Dialect: Default {
     ) -> impl Future<Output = Flow> + Send;
 }
 
+/// What one turn of the loop does: something decided at once, or a step that waits (in its span).
+enum Step<'s> {
+    Now(Flow),
+    Later(
+        tracing::Span,
+        Pin<Box<dyn Future<Output = Flow> + Send + 's>>,
+    ),
+}
+
 struct Connection<'a, T, D: Dialect> {
     sh: Shell<'a, T>,
     d: D,
@@ -153,8 +162,8 @@ where
     // The usual end: detach here rather than from Drop (which needs a task of its own).
     if let Some(key) = c.d.take_current() {
         let span = D::span(c.sh.conn, c.sh.ip);
-        c.sh.sessions
-            .detach(&key, c.sh.conn, c.sh.end)
+        // Boxed: this future's size is every idle connection's, and a detach waits only at the end.
+        Box::pin(c.sh.sessions.detach(&key, c.sh.conn, c.sh.end))
             .instrument(span)
             .await;
     }
@@ -196,44 +205,58 @@ impl<T: Transport, D: Dialect + Send> Connection<'_, T, D> {
                 armed = wanted;
                 timer.as_mut().reset(armed);
             }
-            // The steps' futures are boxed where they are awaited: this future lives as long as the connection,
-            // and its size (the largest state it can be in) is resident for every idle session. Each step runs
-            // in a span of its own (a span held for the connection's life would cost every idle session its
-            // formatted fields).
-            let flow = tokio::select! {
-                ev = poll_fn(|cx| self.sh.wire.poll_event(cx)) => match ev {
-                    WireEvent::Inbound(frame) => {
-                        self.sh.last_seen = Instant::now();
-                        let span = D::span(self.sh.conn, self.sh.ip);
-                        Box::pin(self.d.on_inbound(&mut self.sh, frame)).instrument(span).await
+            // A step that waits is boxed, and awaited outside the `select!`: this future lives as long as the
+            // connection, and its size (the largest state it can be in) is resident for every idle session;
+            // awaited inside, each branch's output (a login's result is hundreds of bytes) would be kept across
+            // the wait. Each step runs in a span of its own (a span held for the connection's life would cost
+            // every idle session its formatted fields).
+            let mut timer_fired = false;
+            let flow = {
+                let step = tokio::select! {
+                    ev = poll_fn(|cx| self.sh.wire.poll_event(cx)) => match ev {
+                        WireEvent::Inbound(frame) => {
+                            self.sh.last_seen = Instant::now();
+                            let span = self.span();
+                            Step::Later(span, Box::pin(self.d.on_inbound(&mut self.sh, frame)))
+                        }
+                        WireEvent::TooFast => {
+                            self.sh.wire.abusive = true;
+                            Step::Now(self.sh.close(close::POLICY, "too many frames per second"))
+                        }
+                        WireEvent::Ended => Step::Now(Flow::Stop),
+                    },
+                    push = poll_fn(|cx| mailbox.poll_recv(cx)) => {
+                        let span = self.span();
+                        Step::Later(span, Box::pin(self.d.on_push(&mut self.sh, push)))
                     }
-                    WireEvent::TooFast => {
-                        self.sh.wire.abusive = true;
-                        self.sh.close(close::POLICY, "too many frames per second")
+                    res = poll_fn(|cx| self.d.poll_login(cx)) => {
+                        let span = self.span();
+                        Step::Later(span, Box::pin(self.d.finish_login(&mut self.sh, res)))
                     }
-                    WireEvent::Ended => Flow::Stop,
-                },
-                push = mailbox.recv() => {
-                    let span = D::span(self.sh.conn, self.sh.ip);
-                    Box::pin(self.d.on_push(&mut self.sh, push)).instrument(span).await
-                }
-                res = poll_fn(|cx| self.d.poll_login(cx)) => {
-                    let span = D::span(self.sh.conn, self.sh.ip);
-                    Box::pin(self.d.finish_login(&mut self.sh, res)).instrument(span).await
-                }
-                _ = &mut timer => {
-                    let span = D::span(self.sh.conn, self.sh.ip);
-                    let flow = Box::pin(self.on_timer(sig_armed)).instrument(span).await;
-                    sig_armed = None;
-                    armed = self.next_deadline(self.d.sig_due_ms(&self.sh.sessions));
-                    timer.as_mut().reset(armed);
-                    flow
+                    _ = &mut timer => {
+                        timer_fired = true;
+                        let span = self.span();
+                        Step::Later(span, Box::pin(self.on_timer(sig_armed)))
+                    }
+                };
+                match step {
+                    Step::Now(flow) => flow,
+                    Step::Later(span, step) => step.instrument(span).await,
                 }
             };
+            if timer_fired {
+                sig_armed = None;
+                armed = self.next_deadline(self.d.sig_due_ms(&self.sh.sessions));
+                timer.as_mut().reset(armed);
+            }
             if matches!(flow, Flow::Stop) {
                 return;
             }
         }
+    }
+
+    fn span(&self) -> tracing::Span {
+        D::span(self.sh.conn, self.sh.ip)
     }
 
     /// The earliest of the heartbeat, the login deadline, the UserSig step and the write deadline.
