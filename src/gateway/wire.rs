@@ -136,14 +136,19 @@ where
             match io.as_mut().poll_flush(cx) {
                 Poll::Ready(Ok(())) => {
                     self.pending_flush = false;
-                    // Each acknowledgement fires as it is dropped.
-                    self.unflushed.clear();
+                    // Each acknowledgement fires as it is dropped (and an idle connection keeps no buffer).
+                    self.unflushed = Vec::new();
                 }
                 Poll::Ready(Err(_)) => return Err(()),
                 Poll::Pending => {}
             }
         }
         if self.queue.is_empty() && !self.pending_flush {
+            // Most connections are idle most of the time: a drained queue gives its buffer back rather than
+            // keep it for the connection's life.
+            if self.queue.capacity() > 0 {
+                self.queue = VecDeque::new();
+            }
             self.write_deadline = None;
         } else if self.write_deadline.is_none() {
             self.write_deadline = Some(Instant::now() + self.write_timeout);
