@@ -13,6 +13,7 @@ use imlogin::config::Settings;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    imlogin::app::tune_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),

@@ -130,6 +130,8 @@ enum Cmd {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    // The same process settings as imlogin's (the baseline's RSS is measured beside it).
+    imlogin::app::tune_memory();
     let cli = Cli::parse();
     // Every connection is a file: take the whole hard limit.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
