@@ -30,6 +30,7 @@ use crate::registry::redis::RedisRegistry;
 use crate::registry::Registry;
 use crate::sdkapps::SdkApps;
 use crate::sessions::{Parts, SessionTiming, Sessions};
+use crate::users::Users;
 use crate::webhooks::delivery::Delivery;
 use crate::webhooks::outbox::Outbox;
 use crate::workers::Workers;
@@ -91,7 +92,10 @@ impl Application {
         clock: Clock,
     ) -> anyhow::Result<Application> {
         let mut workers = Workers::new();
-        let (node, registry, bus, incoming) = cluster(&settings, &clock, &mut workers).await?;
+        // Each user's record, shared by the in-memory registry, the login-state cache and the daily-active mark.
+        let users = Users::new(clock.clone());
+        let (node, registry, bus, incoming) =
+            cluster(&settings, &clock, &users, &mut workers).await?;
         let apps = SdkApps::from_config(&settings.apps);
         let policies = Policies::load(db.policies.clone()).await?;
         let metrics = settings
@@ -114,11 +118,12 @@ impl Application {
         );
         workers.start("webhook delivery", |stop| delivery.run(stop));
         workers.start("webhook outbox writer", |stop| outbox_writer.run(stop));
-        let (dau, dau_worker) = Dau::new(db.accounts.clone(), clock.clone());
+        let (dau, dau_worker) = Dau::new(db.accounts.clone(), users.clone(), clock.clone());
         let dau_worker = dau_worker.counting(metrics.clone());
         workers.start("daily-active writer", |stop| dau_worker.run(stop));
-        let (accounts, registrations) = Accounts::new(db.accounts.clone());
+        let (accounts, registrations) = Accounts::new(db.accounts.clone(), users.clone());
         workers.start("registrations", |stop| registrations.run(stop));
+        workers.start("user records sweep", |stop| users.sweep_until(stop));
         let auth = Arc::new(Authenticator::new(
             apps,
             accounts,
@@ -394,6 +399,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 async fn cluster(
     settings: &Settings,
     clock: &Clock,
+    users: &Arc<Users>,
     workers: &mut Workers,
 ) -> anyhow::Result<(
     u64,
@@ -405,7 +411,7 @@ async fn cluster(
     match r.backend {
         RegistryBackend::Memory => Ok((
             1,
-            Arc::new(MemoryRegistry::new(clock.clone())),
+            Arc::new(MemoryRegistry::new(users.clone())),
             Arc::new(LocalBus),
             None,
         )),

@@ -37,6 +37,7 @@ pub mod secret;
 pub mod sessions;
 pub mod telemetry;
 pub mod token;
+pub mod users;
 pub mod usersig;
 pub mod webhooks;
 pub mod workers;

@@ -1,35 +1,27 @@
 //! [`Accounts`]: the store behind a read-through cache of login state.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::registration::{self, Registration, RegistrationWorker};
 use super::{Account, AccountStore, LoginState, Profile, StoreError, StoreResult};
+use crate::users::Users;
 
-/// The accounts service: the store behind a read-through cache, so a known user's login needs no database
-/// round trip. Every change made through it updates the cache. First logins that arrive together are
+/// The accounts service: the store behind a read-through cache of login states (kept in each user's record of
+/// [`Users`]), so a known user's login needs no database round trip. Every change made through it updates the
+/// cache. First logins that arrive together are
 /// registered together (group commit): one transaction, one commit, and each waits for that commit.
 #[derive(Clone)]
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
-    cache: moka::sync::Cache<(u32, String), LoginState>,
+    users: Arc<Users>,
     registrations: mpsc::Sender<Registration>,
 }
 
-/// Entries live this long: the bound on how stale another node's view of a disable or a kick can be until the
-/// cluster registry carries invalidations.
-const CACHE_TTL: Duration = Duration::from_secs(300);
-const CACHE_CAPACITY: u64 = 1_000_000;
-
 impl Accounts {
     /// The service, and the worker that registers its first logins (the caller runs it).
-    pub fn new(store: Arc<dyn AccountStore>) -> (Self, RegistrationWorker) {
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(CACHE_CAPACITY)
-            .time_to_live(CACHE_TTL)
-            .build();
+    pub fn new(store: Arc<dyn AccountStore>, users: Arc<Users>) -> (Self, RegistrationWorker) {
         let (registrations, rx) = registration::channel();
         let worker = RegistrationWorker {
             store: store.clone(),
@@ -38,7 +30,7 @@ impl Accounts {
         };
         let accounts = Accounts {
             store,
-            cache,
+            users,
             registrations,
         };
         (accounts, worker)
@@ -50,14 +42,12 @@ impl Accounts {
 
     /// The account's login state, if this node holds it.
     pub fn cached(&self, sdkappid: u32, user_id: &str) -> Option<LoginState> {
-        self.cache.get(&(sdkappid, user_id.to_owned()))
+        self.users.login_state(sdkappid, user_id)
     }
 
     fn remember(&self, account: &Account) {
-        self.cache.insert(
-            (account.sdkappid, account.user_id.clone()),
-            LoginState::of(account),
-        );
+        self.users
+            .remember_login(account.sdkappid, &account.user_id, LoginState::of(account));
     }
 
     /// The account's login state, from the cache or the store; `None` if there is no such account.
@@ -141,6 +131,6 @@ impl Accounts {
 
     /// Drops the cached copy (after a change here, or one announced by another node).
     pub fn invalidate(&self, sdkappid: u32, user_id: &str) {
-        self.cache.invalidate(&(sdkappid, user_id.to_owned()));
+        self.users.forget_login(sdkappid, user_id);
     }
 }

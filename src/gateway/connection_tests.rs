@@ -27,6 +27,7 @@ use crate::registry::memory::MemoryRegistry;
 use crate::request::Fields;
 use crate::sdkapps::SdkApps;
 use crate::sessions::{Parts, SessionTiming};
+use crate::users::Users;
 use crate::usersig::tls;
 use crate::webhooks::outbox::Outbox;
 
@@ -148,14 +149,15 @@ fn login_request(user: &str, platform: &str) -> LoginRequest {
 async fn sessions(users: &[&str]) -> Arc<Sessions> {
     let settings = Settings::load_with_env(None, Vec::new()).unwrap();
     let db = Database::open("sqlite::memory:", 1).await.unwrap();
-    let (accounts, registrations) = Accounts::new(db.accounts.clone());
+    let clock = Clock::following_tokio(T0 * 1000);
+    let records = Users::new(clock.clone());
+    let (accounts, registrations) = Accounts::new(db.accounts.clone(), records.clone());
     tokio::spawn(registrations.run(CancellationToken::new()));
     for u in users {
         accounts.get_or_register(APP, u, T0).await.unwrap();
     }
     let policies = Policies::load(db.policies.clone()).await.unwrap();
     tokio::time::pause();
-    let clock = Clock::following_tokio(T0 * 1000);
     let auth = Arc::new(Authenticator::new(
         SdkApps::from_config(&settings.apps),
         accounts,
@@ -163,14 +165,14 @@ async fn sessions(users: &[&str]) -> Arc<Sessions> {
         clock.clone(),
     ));
     // The writers are not run: their rows wait in memory, and no test here reads them.
-    let (dau, _writer) = Dau::new(db.accounts.clone(), clock.clone());
+    let (dau, _writer) = Dau::new(db.accounts.clone(), records.clone(), clock.clone());
     let (outbox, _writer, _written) = Outbox::new(db.outbox.clone(), "test".into());
     let timing = SessionTiming {
         reconnect_grace: Duration::from_secs(120),
         sig_expiry_notice_secs: 300,
         heartbeat_timeout: Duration::from_secs(90),
     };
-    let registry = Arc::new(MemoryRegistry::new(clock.clone()));
+    let registry = Arc::new(MemoryRegistry::new(records));
     Sessions::new(Parts {
         auth,
         registry,

@@ -1,23 +1,25 @@
-//! The in-memory registry (one node): a map from user to that user's instances. All work on a user happens
-//! under that user's map entry, with no `.await` inside, which makes it linearizable per user.
+//! The in-memory registry (one node): each user's instances, in the user's record of [`Users`] (shared with the
+//! login-state cache and the daily-active mark). All work on a user happens under that record's map entry, with
+//! no `.await` inside, which makes it linearizable per user.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use dashmap::DashMap;
 
 use super::policy::{self, KickReason, Policy, Slot};
 use super::{
     next_seq, Admitted, Attach, ConnRef, Instance, InstanceKey, Reaped, RegResult, Registry,
     RemoveIf, Seq,
 };
-use crate::clock::Clock;
+use crate::users::Users;
 
 /// Kick records kept per user (the newest).
 pub const MAX_KICKS_REMEMBERED: usize = 16;
 
+/// A user's part of the registry.
 #[derive(Default)]
-struct UserEntry {
+pub struct UserEntry {
     instances: Vec<Instance>,
     /// (instance_id, reason, forget at unix ms)
     kicked: Vec<(String, KickReason, i64)>,
@@ -57,18 +59,20 @@ impl UserEntry {
 }
 
 pub struct MemoryRegistry {
-    users: DashMap<(u32, String), UserEntry>,
+    users: Arc<Users>,
     order: AtomicU64,
-    clock: Clock,
 }
 
 impl MemoryRegistry {
-    pub fn new(clock: Clock) -> Self {
+    pub fn new(users: Arc<Users>) -> Self {
         MemoryRegistry {
-            users: DashMap::new(),
+            users,
             order: AtomicU64::new(0),
-            clock,
         }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.users.clock().now_ms()
     }
 
     /// Runs `f` on a user's entry (created if missing). Spent entries are dropped by the reaper.
@@ -78,13 +82,12 @@ impl MemoryRegistry {
         user_id: &str,
         f: impl FnOnce(&mut UserEntry, i64) -> R,
     ) -> R {
-        let now = self.clock.now_ms();
-        let mut entry = self
-            .users
-            .entry((sdkappid, user_id.to_owned()))
-            .or_default();
-        entry.forget_old_kicks(now);
-        f(&mut entry, now)
+        let now = self.now_ms();
+        self.users.with(sdkappid, user_id, |u| {
+            let entry = u.sessions.get_or_insert_with(Default::default);
+            entry.forget_old_kicks(now);
+            f(entry, now)
+        })
     }
 
     /// Runs `f` on a user's entry if there is one.
@@ -94,41 +97,60 @@ impl MemoryRegistry {
         user_id: &str,
         f: impl FnOnce(&mut UserEntry, i64) -> Option<R>,
     ) -> Option<R> {
-        let now = self.clock.now_ms();
-        let mut entry = self.users.get_mut(&(sdkappid, user_id.to_owned()))?;
-        entry.forget_old_kicks(now);
-        f(&mut entry, now)
+        let now = self.now_ms();
+        self.users
+            .with_existing(sdkappid, user_id, |u| {
+                let entry = u.sessions.as_deref_mut()?;
+                entry.forget_old_kicks(now);
+                f(entry, now)
+            })
+            .flatten()
+    }
+
+    /// Reads a user's entry if there is one.
+    fn read<R>(&self, sdkappid: u32, user_id: &str, f: impl FnOnce(&UserEntry) -> R) -> Option<R> {
+        self.users
+            .read(sdkappid, user_id, |u| u.sessions.as_deref().map(f))
+            .flatten()
     }
 
     /// Test helper: checks that the stored state satisfies `policy` for every user.
     pub fn check_invariants(&self, policy: &Policy) -> Result<(), String> {
-        for e in self.users.iter() {
-            let list = &e.value().instances;
-            for p in crate::platform::Platform::ALL {
-                let n = list.iter().filter(|i| i.platform == p).count();
-                if n > policy.limit(p) {
-                    return Err(format!("{:?}: {n} instances on {p}", e.key()));
-                }
+        let mut found = Ok(());
+        self.users.for_each(|_, u| {
+            let Some(e) = u.sessions.as_deref() else {
+                return;
+            };
+            if found.is_ok() {
+                found = check_user(&e.instances, policy);
             }
-            for a in list {
-                for b in list {
-                    if a.instance_id != b.instance_id
-                        && a.platform != b.platform
-                        && policy::class_of(policy.mode, a.platform)
-                            == policy::class_of(policy.mode, b.platform)
-                    {
-                        return Err(format!(
-                            "{:?}: {} and {} together",
-                            e.key(),
-                            a.platform,
-                            b.platform
-                        ));
-                    }
-                }
+        });
+        found
+    }
+}
+
+fn check_user(list: &[Instance], policy: &Policy) -> Result<(), String> {
+    for p in crate::platform::Platform::ALL {
+        let n = list.iter().filter(|i| i.platform == p).count();
+        if n > policy.limit(p) {
+            return Err(format!("{n} instances on {p}"));
+        }
+    }
+    for a in list {
+        for b in list {
+            if a.instance_id != b.instance_id
+                && a.platform != b.platform
+                && policy::class_of(policy.mode, a.platform)
+                    == policy::class_of(policy.mode, b.platform)
+            {
+                return Err(format!(
+                    "{}: {} and {} together",
+                    a.user_id, a.platform, b.platform
+                ));
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -175,14 +197,13 @@ impl Registry for MemoryRegistry {
 
     async fn get(&self, key: &InstanceKey) -> RegResult<Option<Instance>> {
         Ok(self
-            .users
-            .get(&(key.sdkappid, key.user_id.clone()))
-            .and_then(|e| {
+            .read(key.sdkappid, &key.user_id, |e| {
                 e.instances
                     .iter()
                     .find(|i| i.instance_id == key.instance_id)
                     .cloned()
-            }))
+            })
+            .flatten())
     }
 
     async fn attach(&self, key: &InstanceKey, conn: ConnRef, now_secs: i64) -> RegResult<Attach> {
@@ -287,38 +308,36 @@ impl Registry for MemoryRegistry {
 
     async fn user_instances(&self, sdkappid: u32, user_id: &str) -> RegResult<Vec<Instance>> {
         Ok(self
-            .users
-            .get(&(sdkappid, user_id.to_owned()))
-            .map(|e| e.instances.clone())
+            .read(sdkappid, user_id, |e| e.instances.clone())
             .unwrap_or_default())
     }
 
     async fn app_instances(&self, sdkappid: u32) -> RegResult<Vec<Instance>> {
-        Ok(self
-            .users
-            .iter()
-            .filter(|e| e.key().0 == sdkappid)
-            .flat_map(|e| e.value().instances.clone())
-            .collect())
+        let mut all = Vec::new();
+        self.users.for_each(|app, u| {
+            if let (true, Some(e)) = (app == sdkappid, u.sessions.as_deref()) {
+                all.extend(e.instances.iter().cloned());
+            }
+        });
+        Ok(all)
     }
 
     async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<KickReason>> {
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         Ok(self
-            .users
-            .get(&(key.sdkappid, key.user_id.clone()))
-            .and_then(|e| {
+            .read(key.sdkappid, &key.user_id, |e| {
                 e.kicked
                     .iter()
                     .find(|k| k.0 == key.instance_id && k.2 > now)
                     .map(|k| k.1)
-            }))
+            })
+            .flatten())
     }
 
     async fn reap(&self, now: i64, grace_ms: i64) -> RegResult<Vec<Reaped>> {
         let mut reaped = Vec::new();
-        let clock_now = self.clock.now_ms();
-        self.users.retain(|_, e| {
+        let clock_now = self.now_ms();
+        self.users.retain_sessions(|e| {
             e.forget_old_kicks(now);
             let mut i = 0;
             while i < e.instances.len() {
@@ -346,6 +365,7 @@ impl Registry for MemoryRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
     use crate::platform::Platform;
     use crate::registry::policy::Mode;
     use proptest::prelude::*;
@@ -393,7 +413,7 @@ mod tests {
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
             let pol = Policy { mode: [Mode::Single, Mode::Dual, Mode::Triple, Mode::Multi][mode], web_instances: web, instances_per_platform: per };
-            let reg = MemoryRegistry::new(Clock::system());
+            let reg = MemoryRegistry::new(Users::new(Clock::system()));
             let mut kicked_ids: HashSet<String> = HashSet::new();
             let mut created = 0usize;
             rt.block_on(async {
@@ -434,7 +454,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let reg = MemoryRegistry::new(Clock::system());
+            let reg = MemoryRegistry::new(Users::new(Clock::system()));
             let pol = Policy {
                 mode: Mode::Multi,
                 web_instances: 10,
@@ -516,7 +536,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_change_of_a_user_is_numbered_in_order_even_across_a_dropped_entry() {
-        let reg = MemoryRegistry::new(Clock::following_tokio(1_000_000));
+        let reg = MemoryRegistry::new(Users::new(Clock::following_tokio(1_000_000)));
         let pol = Policy {
             mode: Mode::Multi,
             web_instances: 10,

@@ -312,7 +312,8 @@ impl TestApp {
 
 /// The accounts service on `store`, its registration worker running until the test ends.
 pub fn accounts(store: Arc<dyn AccountStore>) -> Accounts {
-    let (accounts, worker) = Accounts::new(store);
+    let users = imlogin::users::Users::new(imlogin::clock::Clock::system());
+    let (accounts, worker) = Accounts::new(store, users);
     tokio::spawn(worker.run(tokio_util::sync::CancellationToken::new()));
     accounts
 }

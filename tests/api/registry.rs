@@ -11,6 +11,7 @@ use imlogin::registry::memory::MemoryRegistry;
 use imlogin::registry::policy::{KickReason, Mode, Policy};
 use imlogin::registry::redis::{connect, RedisRegistry};
 use imlogin::registry::{Attach, ConnRef, Instance, Registry, RemoveIf};
+use imlogin::users::Users;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -70,7 +71,7 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
             Duration::from_secs(10),
             Clock::system(),
         ));
-        let memory: Arc<dyn Registry> = Arc::new(MemoryRegistry::new(Clock::system()));
+        let memory: Arc<dyn Registry> = Arc::new(MemoryRegistry::new(Users::new(Clock::system())));
         let mut created = 0;
         for step in 0..120 {
             let user = USERS[rng.random_range(0..USERS.len())];
