@@ -14,7 +14,7 @@ use super::{
 };
 use crate::users::Users;
 
-/// Kick records kept per user (the newest).
+/// Kick records kept per user at most (the newest; past it, the oldest go, down to half of it).
 pub const MAX_KICKS_REMEMBERED: usize = 16;
 
 /// A user's part of the registry.
@@ -34,8 +34,11 @@ impl UserEntry {
 
     fn remember(&mut self, instance_id: String, reason: KickReason, until: i64) {
         // Bounded per user: a user who logs in again and again must not pile up records for the whole grace.
+        // Past the bound the oldest go, down to half of it, as in the Redis registry (where trimming reads and
+        // sorts the records, so it is done once every few kicks).
         if self.kicked.len() >= MAX_KICKS_REMEMBERED {
-            self.kicked.remove(0);
+            self.kicked
+                .drain(..self.kicked.len() + 1 - MAX_KICKS_REMEMBERED / 2);
         }
         self.kicked.push((instance_id, reason, until));
     }
