@@ -577,4 +577,42 @@ mod tests {
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
         assert_eq!(seqs[0], 1_000_000 << 10);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_user_record_outlives_its_instances_while_the_cache_or_the_mark_needs_it() {
+        // Noon UTC on some day.
+        let users = Users::new(Clock::following_tokio(
+            1_700_000_000_000 / 86_400_000 * 86_400_000 + 43_200_000,
+        ));
+        let reg = MemoryRegistry::new(users.clone());
+        let a = instance(1, Platform::Web, None, None);
+        reg.admit(a.clone(), &Policy::default(), 0).await.unwrap();
+        let state = crate::accounts::LoginState {
+            disabled: false,
+            revoked_at: 0,
+        };
+        users.remember_login(1, "u", state);
+        users.mark_active(1, "u", users.clock().now_secs(), || true);
+        assert_eq!(users.len(), 1, "one record for the three");
+
+        reg.remove(&a.key(), RemoveIf::Always)
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::advance(std::time::Duration::from_millis(5)).await;
+        let now = users.clock().now_ms();
+        assert!(reg.reap(now, 60_000).await.unwrap().is_empty());
+        assert!(reg.user_instances(1, "u").await.unwrap().is_empty());
+        assert_eq!(users.login_state(1, "u"), Some(state), "the cache keeps it");
+
+        tokio::time::advance(crate::users::LOGIN_TTL).await;
+        users.sweep();
+        assert_eq!(users.login_state(1, "u"), None);
+        assert!(users.is_marked(1, "u"), "today's mark keeps it");
+        assert_eq!(users.len(), 1);
+
+        tokio::time::advance(std::time::Duration::from_secs(86_400)).await;
+        users.sweep();
+        assert_eq!(users.len(), 0, "nothing left: the record is dropped");
+    }
 }
