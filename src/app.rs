@@ -118,7 +118,7 @@ impl Application {
         );
         workers.start("webhook delivery", |stop| delivery.run(stop));
         workers.start("webhook outbox writer", |stop| outbox_writer.run(stop));
-        let (dau, dau_worker) = Dau::new(db.accounts.clone(), users.clone(), clock.clone());
+        let (dau, dau_worker) = Dau::new(db.accounts.clone(), users.clone());
         let dau_worker = dau_worker.counting(metrics.clone());
         workers.start("daily-active writer", |stop| dau_worker.run(stop));
         let (accounts, registrations) = Accounts::new(db.accounts.clone(), users.clone());

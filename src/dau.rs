@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountStore;
-use crate::clock::{utc_date, Clock};
+use crate::clock::utc_date;
 use crate::metrics::Metrics;
 use crate::users::Users;
 
@@ -26,7 +26,6 @@ type Row = (u32, String, i64);
 pub struct Dau {
     users: Arc<Users>,
     queue: mpsc::Sender<Row>,
-    clock: Clock,
 }
 
 /// The task that writes queued marks, owned by the application (see [`crate::workers`]).
@@ -39,7 +38,7 @@ pub struct DauWorker {
 
 impl Dau {
     /// The service, and the worker that writes its rows (the caller runs it).
-    pub fn new(store: Arc<dyn AccountStore>, users: Arc<Users>, clock: Clock) -> (Dau, DauWorker) {
+    pub fn new(store: Arc<dyn AccountStore>, users: Arc<Users>) -> (Dau, DauWorker) {
         let (queue, rx) = mpsc::channel(QUEUE);
         let worker = DauWorker {
             store,
@@ -47,19 +46,12 @@ impl Dau {
             rx,
             metrics: None,
         };
-        (
-            Dau {
-                users,
-                queue,
-                clock,
-            },
-            worker,
-        )
+        (Dau { users, queue }, worker)
     }
 
     /// Counts the user active today.
     pub fn mark(&self, sdkappid: u32, user_id: &str) {
-        let now = self.clock.now_secs();
+        let now = self.users.clock().now_secs();
         self.users.mark_active(sdkappid, user_id, now, || {
             let queued = self
                 .queue
@@ -134,6 +126,7 @@ impl DauWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
     use crate::db::sqlite::SqliteStore;
     use std::time::Duration;
 
@@ -145,8 +138,8 @@ mod tests {
         // Noon UTC on some day.
         let clock =
             Clock::following_tokio(1_700_000_000_000 / 86_400_000 * 86_400_000 + 43_200_000);
-        let users = Users::new(clock.clone());
-        let (dau, _worker) = Dau::new(store, users.clone(), clock);
+        let users = Users::new(clock);
+        let (dau, _worker) = Dau::new(store, users.clone());
         for u in ["a", "b", "c"] {
             dau.mark(1, u);
         }

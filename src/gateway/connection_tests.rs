@@ -165,7 +165,7 @@ async fn sessions(users: &[&str]) -> Arc<Sessions> {
         clock.clone(),
     ));
     // The writers are not run: their rows wait in memory, and no test here reads them.
-    let (dau, _writer) = Dau::new(db.accounts.clone(), records.clone(), clock.clone());
+    let (dau, _writer) = Dau::new(db.accounts.clone(), records.clone());
     let (outbox, _writer, _written) = Outbox::new(db.outbox.clone(), "test".into());
     let timing = SessionTiming {
         reconnect_grace: Duration::from_secs(120),
