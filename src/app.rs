@@ -158,6 +158,11 @@ impl Application {
             workers.start("bus follower", |stop| {
                 sessions.clone().follow_bus(incoming, stop)
             });
+            // Started last, so stopped first: the ends of the connections closed at shutdown are written before
+            // the node leaves the cluster.
+            workers.start("connection ends", |stop| {
+                sessions.clone().detach_until(stop)
+            });
         }
         let admin = Arc::new(Admin::new(sessions.clone(), db.clone()));
         let listener = bind(settings.server.listen)?;

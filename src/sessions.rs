@@ -2,7 +2,7 @@
 //! connections (PROTOCOL §4). The WebSocket gateway and the HTTP API both call it, so the two cannot differ.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -28,6 +28,8 @@ use crate::webhooks::outbox::Outbox;
 
 /// How long a login waits for kicked connections to write their `kicked_offline` before it answers anyway.
 const KICK_ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connection ends written to the registry in one step at most (see [`Sessions::detach_until`]).
+const DETACH_BATCH: usize = 256;
 /// Kicks are remembered for the grace, and at least this long, so a `resume` learns why.
 const MIN_KICK_MEMORY_MS: i64 = 60 * 1000;
 
@@ -107,7 +109,12 @@ pub struct Sessions {
     tokens: TokenSigner,
     /// Logins in progress per app (`limits.logins_in_progress_per_app`).
     in_progress: Arc<Counted<u32>>,
+    /// Connection ends waiting for [`Sessions::detach_until`], while it runs.
+    ended: OnceLock<mpsc::UnboundedSender<Ended>>,
 }
+
+/// A connection that ended holding an instance, and why.
+type Ended = (InstanceKey, ConnRef, Cause);
 
 /// A new random instance id (96 bits, hex).
 fn new_instance_id() -> String {
@@ -142,6 +149,7 @@ impl Sessions {
             clock: parts.clock,
             metrics: parts.metrics,
             in_progress: Counted::new(parts.logins_in_progress_per_app),
+            ended: OnceLock::new(),
         })
     }
 
@@ -479,6 +487,65 @@ impl Sessions {
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "could not mark an instance disconnected"),
+        }
+    }
+
+    /// [`Sessions::detach`] without waiting: the connection ends now, and its instance is marked disconnected with
+    /// others that ended meanwhile, in one call to the registry. `Err` gives the key back when that does not run
+    /// (the memory registry, where a detach is cheap, or when stopping): detach it then.
+    pub fn detach_later(
+        &self,
+        key: InstanceKey,
+        conn: ConnRef,
+        cause: Cause,
+    ) -> Result<(), InstanceKey> {
+        match self.ended.get() {
+            Some(tx) => tx.send((key, conn, cause)).map_err(|e| e.0 .0),
+            None => Err(key),
+        }
+    }
+
+    /// Marks the instances of connections that ended disconnected (see [`Sessions::detach_later`]) until `stop`,
+    /// then those still queued. For the cluster registry: one script call for every end queued while the call
+    /// before it ran, instead of a round trip each; an end waits at most for the call in flight.
+    pub async fn detach_until(self: Arc<Self>, stop: CancellationToken) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        if self.ended.set(tx).is_err() {
+            return;
+        }
+        let mut batch = Vec::with_capacity(DETACH_BATCH);
+        loop {
+            let n = tokio::select! {
+                n = rx.recv_many(&mut batch, DETACH_BATCH) => n,
+                // Connections are closed before workers stop: what is queued now is the last of them.
+                _ = stop.cancelled() => {
+                    rx.close();
+                    rx.recv_many(&mut batch, DETACH_BATCH).await
+                }
+            };
+            if n == 0 {
+                return;
+            }
+            self.write_detaches(&mut batch).await;
+        }
+    }
+
+    async fn write_detaches(&self, batch: &mut Vec<Ended>) {
+        let (ended, causes): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .map(|(key, conn, cause)| ((key, conn), cause))
+            .unzip();
+        match self.registry.detach_many(&ended, self.clock.now_ms()).await {
+            Ok(results) => {
+                for (r, cause) in results.into_iter().zip(causes) {
+                    if let Some((inst, seq)) = r {
+                        self.emit(&inst, seq, cause, Actor::Client(inst.ip), Vec::new());
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, count = ended.len(), "could not mark instances disconnected")
+            }
         }
     }
 

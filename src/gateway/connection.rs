@@ -8,9 +8,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::oneshot;
 
-use super::driver::{poll_login_result, start, Dialect, Flow, Shell, Started, Transport};
+use super::driver::{start, Dialect, Flow, Running, Shell, Started, Transport};
 use super::io::{Inbound, Outbound};
 use super::protocol::{self, close, BadFrame, Event, LoginStatus, Op, Request};
 use crate::error::{Code, Failure};
@@ -63,7 +62,7 @@ enum State {
 /// A `login` or `resume` running in a task of its own.
 struct LoggingIn {
     id: u64,
-    result: oneshot::Receiver<Box<Result<LoginOk, Failure>>>,
+    result: Running,
     /// `renew_sig` and `logout` sent meanwhile, answered after it in order.
     queue: VecDeque<Request>,
     /// The instance held meanwhile: a repeat login of it, or a resume of it.
@@ -136,8 +135,24 @@ impl Dialect for Native {
 
     fn poll_login(&mut self, cx: &mut Context<'_>) -> Poll<Result<LoginOk, Failure>> {
         match &mut self.state {
-            State::LoggingIn(l) => poll_login_result(&mut l.result, cx),
+            State::LoggingIn(l) => l.result.poll_result(cx),
             _ => Poll::Pending,
+        }
+    }
+
+    fn take_login(&mut self) -> Option<Running> {
+        match std::mem::take(&mut self.state) {
+            // The instance it keeps meanwhile stays the connection's (detached as it ends).
+            State::LoggingIn(l) => {
+                if let Some(c) = l.keeps {
+                    self.state = State::LoggedIn(c);
+                }
+                Some(l.result)
+            }
+            other => {
+                self.state = other;
+                None
+            }
         }
     }
 
@@ -421,7 +436,7 @@ impl Native {
             let keeps = self.state.take_current();
             let key = keeps.as_ref().expect("logged in").key.clone();
             let work = Box::pin(async move { sessions.repeat_login(request, ip, &key).await });
-            return self.started(sh, id, keeps, start(conn, sh.sessions.clone(), work).await);
+            return self.started(sh, id, keeps, start(work).await);
         }
         // Switching: the current instance is logged out first, without an event to this connection. A request
         // whose fields are malformed changes nothing: it is answered with its error (after the throttle).
@@ -430,7 +445,7 @@ impl Native {
         }
         let keeps = self.state.take_current();
         let work = Box::pin(async move { sessions.login(request, ip, Some(conn)).await });
-        self.started(sh, id, keeps, start(conn, sh.sessions.clone(), work).await)
+        self.started(sh, id, keeps, start(work).await)
     }
 
     async fn start_resume<T: Transport>(
@@ -451,7 +466,7 @@ impl Native {
         let keeps = self.state.take_current();
         let ip = sh.ip;
         let work = Box::pin(async move { sessions.resume(&token, conn, ip).await });
-        self.started(sh, id, keeps, start(conn, sh.sessions.clone(), work).await)
+        self.started(sh, id, keeps, start(work).await)
     }
 
     async fn leave_current<T: Transport>(&mut self, sh: &mut Shell<'_, T>) {

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::{Sink, Stream};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -24,7 +23,7 @@ use super::connection::Limits;
 use super::io::{Inbound, Outbound};
 use super::protocol::close;
 use super::wire::{Ending, Wire, WireEvent};
-use crate::error::{Code, Failure};
+use crate::error::Failure;
 use crate::hub::{Mailbox, Push};
 use crate::registry::{ConnRef, InstanceKey};
 use crate::sessions::{LoginOk, Sessions};
@@ -90,6 +89,8 @@ pub trait Dialect: Default {
     fn take_current(&mut self) -> Option<InstanceKey>;
     /// The login in progress, if any, when it finishes.
     fn poll_login(&mut self, cx: &mut Context<'_>) -> Poll<Result<LoginOk, Failure>>;
+    /// Takes the login in progress out of its state (the connection ends).
+    fn take_login(&mut self) -> Option<Running>;
     /// When the next UserSig step is due (unix ms): a notice or the expiry.
     fn sig_due_ms(&self, sessions: &Sessions) -> Option<i64>;
     /// The UserSig step that was due.
@@ -159,13 +160,16 @@ where
     } else {
         Ending::Linger
     };
-    // The usual end: detach here rather than from Drop (which needs a task of its own).
+    // The usual end: detach here rather than from Drop (which needs a task of its own); queued with other ends
+    // where the registry takes them in one step.
     if let Some(key) = c.d.take_current() {
-        let span = D::span(c.sh.conn, c.sh.ip);
-        // Boxed: this future's size is every idle connection's, and a detach waits only at the end.
-        Box::pin(c.sh.sessions.detach(&key, c.sh.conn, c.sh.end))
-            .instrument(span)
-            .await;
+        if let Err(key) = c.sh.sessions.detach_later(key, c.sh.conn, c.sh.end) {
+            let span = D::span(c.sh.conn, c.sh.ip);
+            // Boxed: this future's size is every idle connection's, and a detach waits only at the end.
+            Box::pin(c.sh.sessions.detach(&key, c.sh.conn, c.sh.end))
+                .instrument(span)
+                .await;
+        }
     }
     ending
 }
@@ -176,9 +180,18 @@ impl<T, D: Dialect> Drop for Connection<'_, T, D> {
     fn drop(&mut self) {
         self.sh.sessions.hub.unregister(self.sh.conn);
         // Outside a runtime (it is shutting down) there is nothing left to keep resumable.
-        if let (Some(key), Ok(rt)) = (self.d.current(), tokio::runtime::Handle::try_current()) {
-            let (sessions, key, conn) = (self.sh.sessions.clone(), key.clone(), self.sh.conn);
-            rt.spawn(async move { sessions.detach(&key, conn, Cause::Disconnect).await });
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (sessions, conn) = (&self.sh.sessions, self.sh.conn);
+        if let Some(running) = self.d.take_login() {
+            running.abandon(sessions.clone(), conn, &rt);
+        }
+        if let Some(key) = self.d.current() {
+            if let Err(key) = sessions.detach_later(key.clone(), conn, Cause::Disconnect) {
+                let sessions = sessions.clone();
+                rt.spawn(async move { sessions.detach(&key, conn, Cause::Disconnect).await });
+            }
         }
     }
 }
@@ -301,49 +314,49 @@ impl<T: Transport, D: Dialect + Send> Connection<'_, T, D> {
     }
 }
 
-/// A running login's result (a task that ended without one is 70169).
-pub fn poll_login_result(
-    rx: &mut oneshot::Receiver<Box<Result<LoginOk, Failure>>>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<LoginOk, Failure>> {
-    Pin::new(rx)
-        .poll(cx)
-        .map(|r| r.map_or_else(|_| Err(Failure::new(Code::InternalTimeout)), |r| *r))
-}
+/// A login or resume, boxed (a connection holds it only while it runs).
+pub type LoginWork = Pin<Box<dyn Future<Output = Result<LoginOk, Failure>> + Send>>;
 
-/// A login or resume that finished during its first poll, or one left running in its own task.
-pub enum Started {
-    Done(Result<LoginOk, Failure>),
-    Running(oneshot::Receiver<Box<Result<LoginOk, Failure>>>),
-}
+/// A login or resume that did not finish on its first poll: the connection polls it from then on (its task is
+/// woken when the login can go on; no task of its own, no channel), in the span of the step that started it.
+pub struct Running(tracing::instrument::Instrumented<LoginWork>);
 
-/// Polls a login once here: a known user's login usually completes at once (no I/O), and then costs no task.
-/// One that waits (a database write, kicked connections writing their events) moves to a task of its own, so
-/// it completes even if this connection drops meanwhile; if nobody is there to take its result, the new
-/// instance is detached (it stays resumable for the grace).
-pub async fn start(
-    conn: ConnRef,
-    sessions: Arc<Sessions>,
-    mut work: Pin<Box<dyn Future<Output = Result<LoginOk, Failure>> + Send>>,
-) -> Started {
-    let first = poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
-    if let Poll::Ready(res) = first {
-        return Started::Done(res);
+impl Running {
+    pub fn poll_result(&mut self, cx: &mut Context<'_>) -> Poll<Result<LoginOk, Failure>> {
+        Pin::new(&mut self.0).poll(cx)
     }
-    let (tx, rx) = oneshot::channel();
-    // The task polls it again at once, with its own waker, in the connection's span (its log lines carry it).
-    tokio::spawn(
-        async move {
-            let res = Box::new(work.await);
-            if let Err(Ok(ok)) = tx.send(res).map_err(|r| *r) {
+
+    /// The connection ended while the login ran: it finishes in a task of its own (a login is never cut off
+    /// halfway through its writes), and the instance it made, which no connection holds, is detached (it stays
+    /// resumable for the grace).
+    fn abandon(self, sessions: Arc<Sessions>, conn: ConnRef, rt: &tokio::runtime::Handle) {
+        rt.spawn(async move {
+            if let Ok(ok) = self.0.await {
                 if !ok.repeat_login {
-                    sessions
-                        .detach(&ok.instance.key(), conn, Cause::Disconnect)
-                        .await;
+                    if let Err(key) =
+                        sessions.detach_later(ok.instance.key(), conn, Cause::Disconnect)
+                    {
+                        sessions.detach(&key, conn, Cause::Disconnect).await;
+                    }
                 }
             }
-        }
-        .in_current_span(),
-    );
-    Started::Running(rx)
+        });
+    }
+}
+
+/// A login or resume that finished during its first poll, or one still running.
+pub enum Started {
+    Done(Result<LoginOk, Failure>),
+    Running(Running),
+}
+
+/// Polls a login once here: a known user's login usually completes at once (no I/O). One that waits (the
+/// registry, a database write, kicked connections writing their events) is left to the connection to poll on.
+pub async fn start(work: LoginWork) -> Started {
+    let mut work = work.in_current_span();
+    let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut work).poll(cx))).await;
+    match first {
+        Poll::Ready(res) => Started::Done(res),
+        Poll::Pending => Started::Running(Running(work)),
+    }
 }

@@ -140,6 +140,19 @@ pub trait Registry: Send + Sync + 'static {
         conn: ConnRef,
         now_ms: i64,
     ) -> RegResult<Option<(Instance, Seq)>>;
+    /// [`Registry::detach`] for each of `ended` (connections that ended meanwhile), in one step where the backend
+    /// can; the results in order.
+    async fn detach_many(
+        &self,
+        ended: &[(InstanceKey, ConnRef)],
+        now_ms: i64,
+    ) -> RegResult<Vec<Option<(Instance, Seq)>>> {
+        let mut out = Vec::with_capacity(ended.len());
+        for (key, conn) in ended {
+            out.push(self.detach(key, *conn, now_ms).await?);
+        }
+        Ok(out)
+    }
     /// Removes the instance (logout, expiry) if `cond` holds.
     async fn remove(&self, key: &InstanceKey, cond: RemoveIf)
         -> RegResult<Option<(Instance, Seq)>>;

@@ -50,6 +50,7 @@ struct Scripts {
     admit: Script,
     attach: Script,
     detach: Script,
+    detach_many: Script,
     remove: Script,
     remove_user: Script,
     set_sig: Script,
@@ -63,6 +64,7 @@ impl Scripts {
             admit: script!("lua/admit.lua"),
             attach: script!("lua/attach.lua"),
             detach: script!("lua/detach.lua"),
+            detach_many: script!("lua/detach_many.lua"),
             remove: script!("lua/remove.lua"),
             remove_user: script!("lua/remove_user.lua"),
             set_sig: script!("lua/set_sig.lua"),
@@ -103,6 +105,48 @@ fn from_hex(s: &str) -> Option<u64> {
 /// A time (never negative here) in hexadecimal.
 fn hexi(n: i64) -> String {
     hex(n.max(0) as u64)
+}
+
+/// A number as a script argument in hexadecimal, written straight into the command (no string of its own).
+struct Hex(u64);
+
+impl redis::ToRedisArgs for Hex {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        out.write_arg_fmt(format_args!("{:x}", self.0));
+    }
+}
+
+/// A time (never negative here) in hexadecimal, as an argument.
+fn hex_arg(n: i64) -> Hex {
+    Hex(n.max(0) as u64)
+}
+
+/// The floor of a change number made at `now_ms` (see [`super::next_seq`]), as an argument: the scripts take it
+/// formatted, so most changes format no number in Lua.
+fn floor_arg(now_ms: i64) -> Hex {
+    Hex(super::next_seq(0, now_ms))
+}
+
+/// `APP:ID:USER`, an instance's member of the reap index, as an argument.
+struct Member<'a>(&'a InstanceKey);
+
+impl redis::ToRedisArgs for Member<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        let k = self.0;
+        out.write_arg_fmt(format_args!(
+            "{}:{}:{}",
+            k.sdkappid, k.instance_id, k.user_id
+        ));
+    }
+}
+
+/// A user's key, `NS:u:APP:USER`, as an argument.
+struct UserKey<'a>(&'a str, u32, &'a str);
+
+impl redis::ToRedisArgs for UserKey<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        out.write_arg_fmt(format_args!("{}:u:{}:{}", self.0, self.1, self.2));
+    }
 }
 
 /// A node's number for this cluster (1, 2, …: short in every stored instance).
@@ -175,6 +219,30 @@ impl RedisRegistry {
 
     async fn run(&self, inv: &mut redis::ScriptInvocation<'_>) -> RegResult<Value> {
         inv.invoke_async(&mut self.conn.clone()).await.map_err(err)
+    }
+
+    /// `EVALSHA` of `script` (no keys) with the arguments `args` writes, loading the script if Redis does not
+    /// have it. The hot paths build their command this way: one buffer for every argument.
+    async fn eval(&self, script: &Script, args: impl FnOnce(&mut redis::Cmd)) -> RegResult<Value> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash()).arg(0);
+        args(&mut cmd);
+        let mut conn = self.conn.clone();
+        match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(err)?;
+                cmd.query_async(&mut conn).await.map_err(err)
+            }
+            r => r.map_err(err),
+        }
+    }
+
+    fn user_key_arg<'a>(&'a self, sdkappid: u32, user_id: &'a str) -> UserKey<'a> {
+        UserKey(&self.ns, sdkappid, user_id)
     }
 
     /// The nodes that have not heartbeat within the timeout (never this one).
@@ -355,17 +423,24 @@ fn user_state(sdkappid: u32, user_id: &str, fields: Vec<(String, String)>) -> Us
     UserState { instances }
 }
 
-fn parse_kick(v: &str) -> Option<(KickReason, i64)> {
-    let (reason, until) = v.split_once('|')?;
-    Some((
-        KickReason::from_index(reason.parse().ok()?)?,
-        from_hex(until)? as i64,
-    ))
+/// Why instance `id` was kicked, and until when that is remembered, from a user's kick records (`k`:
+/// `ID,reason,until;` each, the newest last).
+fn find_kick(records: &str, id: &str) -> Option<(KickReason, i64)> {
+    records.split(';').rev().find_map(|r| {
+        let mut f = r.split(',');
+        if f.next()? != id {
+            return None;
+        }
+        Some((
+            KickReason::from_index(f.next()?.parse().ok()?)?,
+            from_hex(f.next()?)? as i64,
+        ))
+    })
 }
 
-/// `reason|until` as the scripts store a kick record.
+/// `reason,until;` as the scripts store a kick record (after the instance's id).
 fn kick_record(reason: KickReason, until_ms: i64) -> String {
-    format!("{}|{}", reason.index(), hexi(until_ms))
+    format!("{},{};", reason.index(), hexi(until_ms))
 }
 
 fn member(sdkappid: u32, instance_id: &str, user_id: &str) -> String {
@@ -411,7 +486,7 @@ fn stored(r: &[Value]) -> Option<Instance> {
     decode(app, &text(r.get(1)?)?, &text(r.get(2)?)?, &text(r.get(3)?)?)
 }
 
-/// `{0}` or `{1, value, s}` from the remove and detach scripts.
+/// `{0}` or `{1, value, s}` from the remove script.
 fn removed(key: &InstanceKey, v: &Value) -> RegResult<Option<(Instance, Seq)>> {
     let r = items(v);
     if r.first().and_then(int) != Some(1) {
@@ -422,6 +497,27 @@ fn removed(key: &InstanceKey, v: &Value) -> RegResult<Option<(Instance, Seq)>> {
     let inst =
         decode(key.sdkappid, &key.user_id, &key.instance_id, &value).ok_or_else(malformed)?;
     Ok(Some((inst, seq)))
+}
+
+/// `{0}` or `{1, value, s}` (s in hexadecimal) from the detach scripts.
+fn detached(key: &InstanceKey, v: &Value) -> RegResult<Option<(Instance, Seq)>> {
+    let r = items(v);
+    if r.first().and_then(int) != Some(1) {
+        return Ok(None);
+    }
+    let value = r.get(1).and_then(text).ok_or_else(malformed)?;
+    let seq = r.get(2).and_then(hex_int).ok_or_else(malformed)?;
+    let inst =
+        decode(key.sdkappid, &key.user_id, &key.instance_id, &value).ok_or_else(malformed)?;
+    Ok(Some((inst, seq)))
+}
+
+/// A number a script returns in hexadecimal.
+fn hex_int(v: &Value) -> Option<u64> {
+    match v {
+        Value::BulkString(b) => from_hex(std::str::from_utf8(b).ok()?),
+        _ => None,
+    }
 }
 
 #[async_trait]
@@ -439,30 +535,29 @@ impl Registry for RedisRegistry {
                     .to_string()
             }
         };
-        let classes: String = Platform::ALL
-            .iter()
-            .map(|p| char::from(b'0' + policy::class_of(pol.mode, *p)))
-            .collect();
-        let mut inv = self.scripts.admit.prepare_invoke();
-        inv.arg(&self.ns)
-            .arg(self.user_key(sdkappid, user_id))
-            .arg(sdkappid)
-            .arg(user_id)
-            .arg(now)
-            .arg(now + remember_ms)
-            .arg(&new.instance_id)
-            .arg(new.platform.index())
-            .arg(new.device_id.as_deref().unwrap_or(""))
-            .arg(&head)
-            .arg(&tail)
-            .arg(due)
-            .arg(pol.limit(new.platform))
-            .arg(classes)
-            .arg(self.grace_ms + KEY_SLACK_MS)
-            .arg(MAX_KICKS_REMEMBERED);
-        let reply = self.run(&mut inv).await?;
+        let classes = Platform::ALL.map(|p| b'0' + policy::class_of(pol.mode, p));
+        let reply = self
+            .eval(&self.scripts.admit, |c| {
+                c.arg(&self.ns)
+                    .arg(self.user_key_arg(sdkappid, user_id))
+                    .arg(sdkappid)
+                    .arg(user_id)
+                    .arg(floor_arg(now))
+                    .arg(hex_arg(now + remember_ms))
+                    .arg(&new.instance_id)
+                    .arg(new.platform.index())
+                    .arg(new.device_id.as_deref().unwrap_or(""))
+                    .arg(&head)
+                    .arg(&tail)
+                    .arg(due)
+                    .arg(pol.limit(new.platform))
+                    .arg(&classes[..])
+                    .arg(self.keep_until(new.sig_expires_at, now, remember_ms))
+                    .arg(MAX_KICKS_REMEMBERED);
+            })
+            .await?;
         let r = items(&reply);
-        let seq = r.first().and_then(int).ok_or_else(malformed)? as Seq;
+        let seq = r.first().and_then(hex_int).ok_or_else(malformed)?;
         let mut kicked = Vec::new();
         for k in r.get(1).map(items).unwrap_or_default().chunks(3) {
             let parsed = (|| {
@@ -535,16 +630,51 @@ impl Registry for RedisRegistry {
         conn: ConnRef,
         now_ms: i64,
     ) -> RegResult<Option<(Instance, Seq)>> {
-        let mut inv = self.scripts.detach.prepare_invoke();
-        inv.arg(&self.ns)
-            .arg(self.user_key(key.sdkappid, &key.user_id))
-            .arg(&key.instance_id)
-            .arg(hex(conn.node))
-            .arg(hex(conn.conn))
-            .arg(now_ms)
-            .arg(self.grace_ms)
-            .arg(member_of(key));
-        removed(key, &self.run(&mut inv).await?)
+        let reply = self
+            .eval(&self.scripts.detach, |c| {
+                c.arg(&self.ns)
+                    .arg(self.user_key_arg(key.sdkappid, &key.user_id))
+                    .arg(&key.instance_id)
+                    .arg(Hex(conn.node))
+                    .arg(Hex(conn.conn))
+                    .arg(hex_arg(now_ms))
+                    .arg(floor_arg(now_ms))
+                    .arg(now_ms + self.grace_ms)
+                    .arg(Member(key));
+            })
+            .await?;
+        detached(key, &reply)
+    }
+
+    async fn detach_many(
+        &self,
+        ended: &[(InstanceKey, ConnRef)],
+        now_ms: i64,
+    ) -> RegResult<Vec<Option<(Instance, Seq)>>> {
+        let reply = self
+            .eval(&self.scripts.detach_many, |c| {
+                c.arg(&self.ns)
+                    .arg(hex_arg(now_ms))
+                    .arg(floor_arg(now_ms))
+                    .arg(now_ms + self.grace_ms);
+                for (key, conn) in ended {
+                    c.arg(self.user_key_arg(key.sdkappid, &key.user_id))
+                        .arg(&key.instance_id)
+                        .arg(Hex(conn.node))
+                        .arg(Hex(conn.conn))
+                        .arg(Member(key));
+                }
+            })
+            .await?;
+        let rows = items(&reply);
+        if rows.len() != ended.len() {
+            return Err(malformed());
+        }
+        ended
+            .iter()
+            .zip(rows)
+            .map(|((key, _), row)| detached(key, row))
+            .collect()
     }
 
     async fn remove(
@@ -563,7 +693,8 @@ impl Registry for RedisRegistry {
             .arg(sig)
             .arg(self.clock.now_ms())
             .arg(member_of(key))
-            .arg("");
+            .arg("")
+            .arg(MAX_KICKS_REMEMBERED);
         removed(key, &self.run(&mut inv).await?)
     }
 
@@ -581,7 +712,8 @@ impl Registry for RedisRegistry {
             .arg("")
             .arg(now)
             .arg(member_of(key))
-            .arg(kick_record(reason, now + remember_ms));
+            .arg(kick_record(reason, now + remember_ms))
+            .arg(MAX_KICKS_REMEMBERED);
         removed(key, &self.run(&mut inv).await?)
     }
 
@@ -599,7 +731,9 @@ impl Registry for RedisRegistry {
             .arg(sdkappid)
             .arg(user_id)
             .arg(now)
-            .arg(kick_record(reason, now + remember_ms));
+            .arg(kick_record(reason, now + remember_ms))
+            .arg(self.keep_until(0, now, remember_ms))
+            .arg(MAX_KICKS_REMEMBERED);
         let reply = self.run(&mut inv).await?;
         let r = items(&reply);
         let seq = r.first().and_then(int).ok_or_else(malformed)? as Seq;
@@ -676,13 +810,13 @@ impl Registry for RedisRegistry {
     async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<KickReason>> {
         let v: Option<String> = redis::cmd("HGET")
             .arg(self.user_key(key.sdkappid, &key.user_id))
-            .arg(format!("k:{}", key.instance_id))
+            .arg("k")
             .query_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
         let now = self.clock.now_ms();
         Ok(v.as_deref()
-            .and_then(parse_kick)
+            .and_then(|k| find_kick(k, &key.instance_id))
             .filter(|(_, until)| *until > now)
             .map(|(reason, _)| reason))
     }

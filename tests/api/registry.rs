@@ -108,12 +108,35 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
                     let r = redis.remove(&i.key(), RemoveIf::Always).await.unwrap();
                     assert_eq!(m.is_some(), r.is_some(), "{ctx}");
                 }
-                (6, Some(i)) => {
+                (6, Some(i)) if rng.random_bool(0.5) => {
                     if let Some(c) = i.conn {
                         let m = memory.detach(&i.key(), c, 5).await.unwrap();
                         let r = redis.detach(&i.key(), c, 5).await.unwrap();
                         assert_eq!(m.is_some(), r.is_some(), "{ctx}");
                     }
+                }
+                (6, Some(_)) => {
+                    // Connection ends taken together (the cluster's batched detach): each instance of the user,
+                    // by its own connection or by one it is no longer attached to.
+                    let ended: Vec<_> = existing
+                        .iter()
+                        .map(|i| {
+                            let stale = ConnRef {
+                                node: 0xfeed,
+                                conn: 99_999,
+                            };
+                            let c = i.conn.filter(|_| rng.random_bool(0.7)).unwrap_or(stale);
+                            (i.key(), c)
+                        })
+                        .collect();
+                    let m = memory.detach_many(&ended, 5).await.unwrap();
+                    let r = redis.detach_many(&ended, 5).await.unwrap();
+                    let done = |v: &[Option<(Instance, u64)>]| {
+                        v.iter()
+                            .map(|x| x.as_ref().map(|(i, _)| i.instance_id.clone()))
+                            .collect::<Vec<_>>()
+                    };
+                    assert_eq!(done(&m), done(&r), "{ctx}");
                 }
                 (7, Some(i)) => {
                     let c = ConnRef {

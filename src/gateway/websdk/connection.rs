@@ -13,12 +13,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use super::frames::{self, Command, LoginAnswer, Request};
 use super::{inst_id, kick_type, tiny_id, HELLO_INTERVAL_SECS};
 use crate::error::{Code, Failure};
-use crate::gateway::driver::{poll_login_result, start, Dialect, Flow, Shell, Started, Transport};
+use crate::gateway::driver::{start, Dialect, Flow, Running, Shell, Started, Transport};
 use crate::gateway::io::{Inbound, Outbound};
 use crate::gateway::protocol::close;
 use crate::hub::Push;
@@ -50,7 +49,7 @@ enum State {
 struct LoggingIn {
     servcmd: String,
     seq: Value,
-    result: oneshot::Receiver<Box<Result<LoginOk, Failure>>>,
+    result: Running,
     attempt: Attempt,
     /// A kick that arrived for the instance before its login answered: (instance_id, KickType).
     early_kick: Option<(String, u8)>,
@@ -101,8 +100,18 @@ impl Dialect for WebSdk {
 
     fn poll_login(&mut self, cx: &mut Context<'_>) -> Poll<Result<LoginOk, Failure>> {
         match &mut self.state {
-            State::LoggingIn(l) => poll_login_result(&mut l.result, cx),
+            State::LoggingIn(l) => l.result.poll_result(cx),
             _ => Poll::Pending,
+        }
+    }
+
+    fn take_login(&mut self) -> Option<Running> {
+        match std::mem::take(&mut self.state) {
+            State::LoggingIn(l) => Some(l.result),
+            other => {
+                self.state = other;
+                None
+            }
         }
     }
 
@@ -310,7 +319,7 @@ impl WebSdk {
                 (Attempt::Fresh, work as _)
             }
         };
-        match start(conn, sh.sessions.clone(), work).await {
+        match start(work).await {
             Started::Done(res) => {
                 self.answer_login(sh, servcmd, seq, attempt, res, None)
                     .await

@@ -2,8 +2,9 @@
 -- instance stored as
 --   platform|login_ms|order|sig_expires_at|node|conn|disconnected_ms|ip|device
 -- (numbers in hexadecimal to stay short: a hash of short values is stored compactly; node and conn empty while
--- disconnected, disconnected_ms empty while connected; device last, as it may hold `|`), and `k:ID` a kick
--- remembered as reason|until_ms. Disconnected instances are in `NS:reap` as APP:ID:USER, scored by when due.
+-- disconnected, disconnected_ms empty while connected; device last, as it may hold `|`), and `k` the kicks
+-- remembered, as `ID,reason,until_ms;` records in the order they were made (one field, so reading a user often
+-- kicked stays short). Disconnected instances are in `NS:reap` as APP:ID:USER, scored by when due.
 local function hex(n)
   return string.format('%x', n)
 end
@@ -34,9 +35,66 @@ local function next_seq(last, now)
   return math.max(last + 1, now * 1024)
 end
 
+-- The same in hexadecimal, from `last` (hexadecimal, or nil for none) and `floor`, the time in ms × 1024 that the
+-- node passes formatted: most changes then format no number (Lua's `string.format` is a large part of a
+-- script's cost).
+local function next_hex(last, floor)
+  if last and num(last) >= num(floor) then
+    return hex(num(last) + 1)
+  end
+  return floor
+end
+
 -- When a disconnected instance is due: the end of its grace, or its UserSig's expiry, whichever is first.
 local function due(f, grace)
   return math.min(num(f[7]) + grace, (num(f[4]) + 1) * 1000)
+end
+
+-- Marks instance `id` of the user at `key` disconnected if it is still attached to connection `conn` of `node`.
+-- `now` and `floor` (the time in ms, × 1024) in hexadecimal, `due` (now + grace, ms) in decimal. Returns {0} or
+-- {1, value, s} (s in hexadecimal).
+local function detach(ns, key, id, node, conn, now, floor, due_by, member)
+  local got = redis.call('HMGET', key, 'i:' .. id, 's')
+  if not got[1] then
+    return {0}
+  end
+  local f = parse(got[1])
+  if f[5] ~= node or f[6] ~= conn then
+    return {0}
+  end
+  f[5], f[6], f[7] = '', '', now
+  local nv = format(f)
+  local s = next_hex(got[2], floor)
+  redis.call('HSET', key, 'i:' .. id, nv, 's', s)
+  -- Due at the end of the grace, or when the UserSig expires if that is first (formatted only then).
+  local sig_end = (num(f[4]) + 1) * 1000
+  if sig_end < tonumber(due_by) then
+    due_by = sig_end
+  end
+  redis.call('ZADD', ns .. ':reap', due_by, member)
+  return {1, nv, s}
+end
+
+-- Appends `records` (`ID,reason,until;` each) to the kick records `k` (nil for none). Past `max` records, the
+-- oldest go, down to half of `max`, as in the memory registry; until then an old record is harmless: a
+-- record is only believed before its time.
+local function remember_kicks(k, records, max)
+  k = k or ''
+  local _, n = string.gsub(k, ';', ';')
+  for _, r in ipairs(records) do
+    if n >= max then
+      local drop = n + 1 - math.floor(max / 2)
+      local at = 0
+      for _ = 1, drop do
+        at = string.find(k, ';', at + 1, true)
+      end
+      k = string.sub(k, at + 1)
+      n = n - drop
+    end
+    k = k .. r
+    n = n + 1
+  end
+  return k
 end
 
 local function split_member(m)

@@ -1,5 +1,6 @@
 -- Removes an instance (logout, expiry, an admin's kick). ARGV: ns, key, id, required sig_expires_at ('' for
--- any, hexadecimal), now_ms, member, kick record to keep ('' for none). Returns {0} or {1, value, s}.
+-- any, hexadecimal), now_ms, member, kick record to keep (`reason,until;`, '' for none), kick records kept per
+-- user at most. Returns {0} or {1, value, s}.
 local ns, key = ARGV[1], ARGV[2]
 local v, f, last = lookup(key, ARGV[3])
 if not v then
@@ -14,7 +15,8 @@ if f[5] == '' then
 end
 local s = next_seq(last, tonumber(ARGV[5]))
 if ARGV[7] ~= '' then
-  redis.call('HSET', key, 's', hex(s), 'k:' .. ARGV[3], ARGV[7])
+  local k = remember_kicks(redis.call('HGET', key, 'k'), {ARGV[3] .. ',' .. ARGV[7]}, tonumber(ARGV[8]))
+  redis.call('HSET', key, 's', hex(s), 'k', k)
 else
   redis.call('HSET', key, 's', hex(s))
 end
