@@ -59,7 +59,7 @@ enum State {
     LoggingIn(Box<LoggingIn>),
 }
 
-/// A `login` or `resume` running in a task of its own.
+/// A `login` or `resume` still running (polled by the connection).
 struct LoggingIn {
     id: u64,
     result: Running,

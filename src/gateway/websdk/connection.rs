@@ -45,7 +45,7 @@ enum State {
     Expired,
 }
 
-/// A `wslogin` running in a task of its own.
+/// A `wslogin` still running (polled by the connection).
 struct LoggingIn {
     servcmd: String,
     seq: Value,
