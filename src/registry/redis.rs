@@ -49,7 +49,6 @@ macro_rules! script {
 struct Scripts {
     admit: Script,
     attach: Script,
-    detach: Script,
     detach_many: Script,
     remove: Script,
     remove_user: Script,
@@ -63,7 +62,6 @@ impl Scripts {
         Scripts {
             admit: script!("lua/admit.lua"),
             attach: script!("lua/attach.lua"),
-            detach: script!("lua/detach.lua"),
             detach_many: script!("lua/detach_many.lua"),
             remove: script!("lua/remove.lua"),
             remove_user: script!("lua/remove_user.lua"),
@@ -194,10 +192,6 @@ impl RedisRegistry {
         }
     }
 
-    fn user_key(&self, sdkappid: u32, user_id: &str) -> String {
-        format!("{}:u:{sdkappid}:{user_id}", self.ns)
-    }
-
     fn nodes_key(&self) -> String {
         format!("{}:nodes", self.ns)
     }
@@ -241,7 +235,7 @@ impl RedisRegistry {
         }
     }
 
-    fn user_key_arg<'a>(&'a self, sdkappid: u32, user_id: &'a str) -> UserKey<'a> {
+    fn user_key<'a>(&'a self, sdkappid: u32, user_id: &'a str) -> UserKey<'a> {
         UserKey(&self.ns, sdkappid, user_id)
     }
 
@@ -443,14 +437,6 @@ fn kick_record(reason: KickReason, until_ms: i64) -> String {
     format!("{},{};", reason.index(), hexi(until_ms))
 }
 
-fn member(sdkappid: u32, instance_id: &str, user_id: &str) -> String {
-    format!("{sdkappid}:{instance_id}:{user_id}")
-}
-
-fn member_of(key: &InstanceKey) -> String {
-    member(key.sdkappid, &key.instance_id, &key.user_id)
-}
-
 fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(n) => Some(*n),
@@ -539,7 +525,7 @@ impl Registry for RedisRegistry {
         let reply = self
             .eval(&self.scripts.admit, |c| {
                 c.arg(&self.ns)
-                    .arg(self.user_key_arg(sdkappid, user_id))
+                    .arg(self.user_key(sdkappid, user_id))
                     .arg(sdkappid)
                     .arg(user_id)
                     .arg(floor_arg(now))
@@ -589,7 +575,7 @@ impl Registry for RedisRegistry {
             .arg(hex(conn.conn))
             .arg(now_secs)
             .arg(self.clock.now_ms())
-            .arg(member_of(key));
+            .arg(Member(key));
         let reply = self.run(&mut inv).await?;
         let r = items(&reply);
         let value = || {
@@ -630,20 +616,8 @@ impl Registry for RedisRegistry {
         conn: ConnRef,
         now_ms: i64,
     ) -> RegResult<Option<(Instance, Seq)>> {
-        let reply = self
-            .eval(&self.scripts.detach, |c| {
-                c.arg(&self.ns)
-                    .arg(self.user_key_arg(key.sdkappid, &key.user_id))
-                    .arg(&key.instance_id)
-                    .arg(Hex(conn.node))
-                    .arg(Hex(conn.conn))
-                    .arg(hex_arg(now_ms))
-                    .arg(floor_arg(now_ms))
-                    .arg(now_ms + self.grace_ms)
-                    .arg(Member(key));
-            })
-            .await?;
-        detached(key, &reply)
+        let mut one = self.detach_many(&[(key.clone(), conn)], now_ms).await?;
+        one.pop().ok_or_else(malformed)
     }
 
     async fn detach_many(
@@ -658,7 +632,7 @@ impl Registry for RedisRegistry {
                     .arg(floor_arg(now_ms))
                     .arg(now_ms + self.grace_ms);
                 for (key, conn) in ended {
-                    c.arg(self.user_key_arg(key.sdkappid, &key.user_id))
+                    c.arg(self.user_key(key.sdkappid, &key.user_id))
                         .arg(&key.instance_id)
                         .arg(Hex(conn.node))
                         .arg(Hex(conn.conn))
@@ -692,7 +666,7 @@ impl Registry for RedisRegistry {
             .arg(&key.instance_id)
             .arg(sig)
             .arg(self.clock.now_ms())
-            .arg(member_of(key))
+            .arg(Member(key))
             .arg("")
             .arg(MAX_KICKS_REMEMBERED);
         removed(key, &self.run(&mut inv).await?)
@@ -711,7 +685,7 @@ impl Registry for RedisRegistry {
             .arg(&key.instance_id)
             .arg("")
             .arg(now)
-            .arg(member_of(key))
+            .arg(Member(key))
             .arg(kick_record(reason, now + remember_ms))
             .arg(MAX_KICKS_REMEMBERED);
         removed(key, &self.run(&mut inv).await?)
@@ -756,7 +730,7 @@ impl Registry for RedisRegistry {
             .arg(self.user_key(key.sdkappid, &key.user_id))
             .arg(&key.instance_id)
             .arg(hexi(expires_at))
-            .arg(member_of(key))
+            .arg(Member(key))
             .arg(self.grace_ms)
             .arg(self.keep_until(expires_at, now, 0));
         Ok(int(&self.run(&mut inv).await?) == Some(1))

@@ -50,31 +50,6 @@ local function due(f, grace)
   return math.min(num(f[7]) + grace, (num(f[4]) + 1) * 1000)
 end
 
--- Marks instance `id` of the user at `key` disconnected if it is still attached to connection `conn` of `node`.
--- `now` and `floor` (the time in ms, × 1024) in hexadecimal, `due` (now + grace, ms) in decimal. Returns {0} or
--- {1, value, s} (s in hexadecimal).
-local function detach(ns, key, id, node, conn, now, floor, due_by, member)
-  local got = redis.call('HMGET', key, 'i:' .. id, 's')
-  if not got[1] then
-    return {0}
-  end
-  local f = parse(got[1])
-  if f[5] ~= node or f[6] ~= conn then
-    return {0}
-  end
-  f[5], f[6], f[7] = '', '', now
-  local nv = format(f)
-  local s = next_hex(got[2], floor)
-  redis.call('HSET', key, 'i:' .. id, nv, 's', s)
-  -- Due at the end of the grace, or when the UserSig expires if that is first (formatted only then).
-  local sig_end = (num(f[4]) + 1) * 1000
-  if sig_end < tonumber(due_by) then
-    due_by = sig_end
-  end
-  redis.call('ZADD', ns .. ':reap', due_by, member)
-  return {1, nv, s}
-end
-
 -- Appends `records` (`ID,reason,until;` each) to the kick records `k` (nil for none). Past `max` records, the
 -- oldest go, down to half of `max`, as in the memory registry; until then an old record is harmless: a
 -- record is only believed before its time.
