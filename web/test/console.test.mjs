@@ -249,8 +249,9 @@ test("webhook dead letters: retried or dropped from the console", async () => {
     await eventually(async () => (await letters()).length === 3, "three dead letters");
     const console_ = await open(context, `http://${s.addr}/console`);
     await signIn(console_);
-    const rows = console_.locator("#dead-letters tr[data-event]");
-    assert.equal(await rows.count(), 3);
+    // The table is filled by its own request after sign-in: wait for it, then count.
+    await console_.waitForSelector("#dead-letters tr[data-event]", { timeout: WAIT_MS });
+    assert.equal(await console_.locator("#dead-letters tr[data-event]").count(), 3);
     const [first, second] = (await letters()).map((d) => d.event_id);
     await console_.locator(`tr[data-event="${second}"] button`, { hasText: "Drop" }).click();
     await console_.waitForSelector(`tr[data-event="${second}"]`, { state: "detached", timeout: WAIT_MS });
