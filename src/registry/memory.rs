@@ -181,13 +181,14 @@ impl Registry for MemoryRegistry {
             kicks.sort_by_key(|k| std::cmp::Reverse(k.0));
             let mut kicked: Vec<(Instance, KickReason)> = kicks
                 .into_iter()
-                .map(|(i, reason)| {
-                    let inst = e.instances.remove(i);
-                    e.remember(inst.instance_id.clone(), reason, now + remember_ms);
-                    (inst, reason)
-                })
+                .map(|(i, reason)| (e.instances.remove(i), reason))
                 .collect();
             kicked.reverse();
+            // Remembered oldest login first, as everywhere (and in the Redis registry), so trimming past the
+            // bound forgets the same ones.
+            for (inst, reason) in &kicked {
+                e.remember(inst.instance_id.clone(), *reason, now + remember_ms);
+            }
             // Most users hold one instance: do not let the first push reserve room for four.
             e.instances.reserve_exact(1);
             e.instances.push(new);

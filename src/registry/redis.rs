@@ -525,11 +525,11 @@ impl Registry for RedisRegistry {
         let reply = self
             .eval(&self.scripts.admit, |c| {
                 c.arg(&self.ns)
+                    .arg(floor_arg(now))
+                    .arg(MAX_KICKS_REMEMBERED)
                     .arg(self.user_key(sdkappid, user_id))
                     .arg(sdkappid)
                     .arg(user_id)
-                    .arg(floor_arg(now))
-                    .arg(hex_arg(now + remember_ms))
                     .arg(&new.instance_id)
                     .arg(new.platform.index())
                     .arg(new.device_id.as_deref().unwrap_or(""))
@@ -539,7 +539,7 @@ impl Registry for RedisRegistry {
                     .arg(pol.limit(new.platform))
                     .arg(&classes[..])
                     .arg(self.keep_until(new.sig_expires_at, now, remember_ms))
-                    .arg(MAX_KICKS_REMEMBERED);
+                    .arg(hex_arg(now + remember_ms));
             })
             .await?;
         let r = items(&reply);

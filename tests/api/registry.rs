@@ -73,6 +73,9 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
         ));
         let memory: Arc<dyn Registry> = Arc::new(MemoryRegistry::new(Users::new(Clock::system())));
         let mut created = 0;
+        // Every instance ever kicked: at the end both must remember the same kicks (the newest 16 or fewer per
+        // user, trimmed alike).
+        let mut kicked = Vec::new();
         for step in 0..120 {
             let user = USERS[rng.random_range(0..USERS.len())];
             let existing = memory.user_instances(7, user).await.unwrap();
@@ -95,6 +98,7 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
                         v
                     };
                     assert_eq!(ids(&m.kicked), ids(&r.kicked), "{ctx}");
+                    kicked.extend(r.kicked.iter().map(|(i, _)| i.key()));
                     for (i, reason) in &r.kicked {
                         assert_eq!(
                             redis.kicked(&i.key()).await.unwrap(),
@@ -169,6 +173,7 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
                         redis.kicked(&i.key()).await.unwrap(),
                         Some(KickReason::AdminKick)
                     );
+                    kicked.push(i.key());
                 }
                 (_, Some(i)) => {
                     let (m, _) = memory
@@ -180,6 +185,7 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
                         .await
                         .unwrap();
                     assert_eq!(m.len(), r.len(), "{ctx}");
+                    kicked.extend(r.iter().map(Instance::key));
                 }
             }
             for u in USERS {
@@ -189,6 +195,14 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
                     "{ctx} user {u}"
                 );
             }
+        }
+        for k in &kicked {
+            assert_eq!(
+                memory.kicked(k).await.unwrap(),
+                redis.kicked(k).await.unwrap(),
+                "seed {seed}: the kick of {}",
+                k.instance_id
+            );
         }
         // Every instance as stored reads back whole.
         for u in USERS {

@@ -7,19 +7,20 @@
 -- {1, value, s} (s in hexadecimal).
 local function detach(ns, key, id, node, conn, now, floor, due_by, member)
   local got = redis.call('HMGET', key, 'i:' .. id, 's')
-  if not got[1] then
+  local v = got[1]
+  if not v then
     return {0}
   end
-  local f = parse(got[1])
-  if f[5] ~= node or f[6] ~= conn then
+  -- The value around its node, connection and disconnection time (fields 5 to 7), and the UserSig's expiry.
+  local head, sig, n, c, tail = string.match(v, '^([^|]*|[^|]*|[^|]*|([^|]*))|([^|]*)|([^|]*)|[^|]*|(.*)$')
+  if n ~= node or c ~= conn then
     return {0}
   end
-  f[5], f[6], f[7] = '', '', now
-  local nv = format(f)
+  local nv = head .. '|||' .. now .. '|' .. tail
   local s = next_hex(got[2], floor)
   redis.call('HSET', key, 'i:' .. id, nv, 's', s)
   -- Due at the end of the grace, or when the UserSig expires if that is first (formatted only then).
-  local sig_end = (num(f[4]) + 1) * 1000
+  local sig_end = (num(sig) + 1) * 1000
   if sig_end < tonumber(due_by) then
     due_by = sig_end
   end

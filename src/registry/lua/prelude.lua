@@ -4,7 +4,8 @@
 -- (numbers in hexadecimal to stay short: a hash of short values is stored compactly; node and conn empty while
 -- disconnected, disconnected_ms empty while connected; device last, as it may hold `|`), and `k` the kicks
 -- remembered, as `ID,reason,until_ms;` records in the order they were made (one field, so reading a user often
--- kicked stays short). Disconnected instances are in `NS:reap` as APP:ID:USER, scored by when due.
+-- kicked stays short), and `n` how many (so adding one counts nothing). Disconnected instances are in
+-- `NS:reap` as APP:ID:USER, scored by when due.
 local function hex(n)
   return string.format('%x', n)
 end
@@ -50,12 +51,12 @@ local function due(f, grace)
   return math.min(num(f[7]) + grace, (num(f[4]) + 1) * 1000)
 end
 
--- Appends `records` (`ID,reason,until;` each) to the kick records `k` (nil for none). Past `max` records, the
--- oldest go, down to half of `max`, as in the memory registry; until then an old record is harmless: a
--- record is only believed before its time.
-local function remember_kicks(k, records, max)
-  k = k or ''
-  local _, n = string.gsub(k, ';', ';')
+-- Appends `records` (`ID,reason,until;` each) to the kick records `k` (nil for none), of which there are `n`
+-- (the user's field `n`; nil for none). Past `max` records, the oldest go, down to half of `max`, as in the
+-- memory registry; until then an old record is harmless: a record is only believed before its time. Returns
+-- the records and their number.
+local function remember_kicks(k, n, records, max)
+  k, n = k or '', tonumber(n) or 0
   for _, r in ipairs(records) do
     if n >= max then
       local drop = n + 1 - math.floor(max / 2)
@@ -69,7 +70,7 @@ local function remember_kicks(k, records, max)
     k = k .. r
     n = n + 1
   end
-  return k
+  return k, n
 end
 
 local function split_member(m)

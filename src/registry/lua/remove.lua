@@ -15,8 +15,9 @@ if f[5] == '' then
 end
 local s = next_seq(last, tonumber(ARGV[5]))
 if ARGV[7] ~= '' then
-  local k = remember_kicks(redis.call('HGET', key, 'k'), {ARGV[3] .. ',' .. ARGV[7]}, tonumber(ARGV[8]))
-  redis.call('HSET', key, 's', hex(s), 'k', k)
+  local got = redis.call('HMGET', key, 'k', 'n')
+  local k, n = remember_kicks(got[1], got[2], {ARGV[3] .. ',' .. ARGV[7]}, tonumber(ARGV[8]))
+  redis.call('HSET', key, 's', hex(s), 'k', k, 'n', n)
 else
   redis.call('HSET', key, 's', hex(s))
 end
