@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The registry's admission and detach scripts in a loop inside Redis, without the network or the node: N logins
+# of USERS users in turn, each kicking the user's previous (disconnected) instance, then detaching, as
+# `imlogin-bench logins` does through a node. Prints the time per login (admit + detach); take the least of
+# several runs, the machine's noise only adds.
+#
+#   scripts/redis-script-loop.sh [N=20000] [USERS=2000] [REDIS_URL=redis://127.0.0.1:6379]
+#
+# It runs the Lua functions of src/registry/lua/ (the prelude, `admit` of admit.lua, `detach` of
+# detach_many.lua) under keys `imlogin-loop:*`, which it removes afterwards.
+set -euo pipefail
+n=${1:-20000}
+users=${2:-2000}
+url=${3:-redis://127.0.0.1:6379}
+lua=$(dirname "$0")/../src/registry/lua
+script="$(cat "$lua/prelude.lua")
+$(sed '/^return admit(/,$d' "$lua/admit.lua")
+$(sed '/^local ns, now, floor, due_by = ARGV/,$d' "$lua/detach_many.lua")
+local t0 = 1764500000000
+for i = 1, $n do
+  local now = t0 + i
+  local id = string.format('%024x', i)
+  local u = 'u' .. (i % $users)
+  local key = 'imlogin-loop:u:1:' .. u
+  admit('imlogin-loop', hex(now * 1024), 16, key, '1', u, id, '0', '', '0|' .. hex(now) .. '|',
+    '|6a5b4c3d|1|' .. hex(i) .. '||127.0.0.1|', '', '1', '0111111', '99999999999999', hex(now + 60000))
+  detach('imlogin-loop', key, id, '1', hex(i), hex(now), hex(now * 1024), tostring(now + 30000),
+    '1:' .. id .. ':' .. u)
+end
+return 0"
+cleanup() {
+  redis-cli -u "$url" EVAL "for _, k in ipairs(redis.call('KEYS', 'imlogin-loop:*')) do redis.call('DEL', k) end" 0 >/dev/null
+}
+trap cleanup EXIT
+# The first pass fills every user's state (an instance to kick, kick records); the second is measured.
+redis-cli -u "$url" EVAL "$script" 0 >/dev/null
+start=$(date +%s%N)
+redis-cli -u "$url" EVAL "$script" 0 >/dev/null
+end=$(date +%s%N)
+echo "$(( (end - start) / n )) ns per login (admit + detach; $n logins over $users users)"
