@@ -32,9 +32,18 @@ cleanup() {
   redis-cli -u "$url" EVAL "for _, k in ipairs(redis.call('KEYS', 'imlogin-loop:*')) do redis.call('DEL', k) end" 0 >/dev/null
 }
 trap cleanup EXIT
+# redis-cli exits 0 on an error reply too: the loop's answer (0) tells it ran.
+run() {
+  local out
+  out=$(redis-cli -u "$url" EVAL "$script" 0)
+  if [ "$out" != 0 ]; then
+    echo "the loop failed: $out" >&2
+    exit 1
+  fi
+}
 # The first pass fills every user's state (an instance to kick, kick records); the second is measured.
-redis-cli -u "$url" EVAL "$script" 0 >/dev/null
+run
 start=$(date +%s%N)
-redis-cli -u "$url" EVAL "$script" 0 >/dev/null
+run
 end=$(date +%s%N)
 echo "$(( (end - start) / n )) ns per login (admit + detach; $n logins over $users users)"

@@ -273,3 +273,25 @@ async fn the_reaper_removes_what_is_due_and_numbers_changes_in_order() {
     assert_eq!(view(&r, "ann").await.len(), 1);
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 }
+
+/// `scripts/redis-script-loop.sh` (a benchmark of the admission and detach scripts inside Redis) still runs the
+/// registry's scripts as they are, and leaves nothing behind.
+#[test]
+fn the_script_loop_benchmark_runs_the_current_scripts() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join("scripts/redis-script-loop.sh"))
+        .args(["200", "20"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ns per login"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left = std::process::Command::new("redis-cli")
+        .args(["--scan", "--pattern", "imlogin-loop:*"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
+}
