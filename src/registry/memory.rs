@@ -34,8 +34,8 @@ impl UserEntry {
 
     fn remember(&mut self, instance_id: String, reason: KickReason, until: i64) {
         // Bounded per user: a user who logs in again and again must not pile up records for the whole grace.
-        // Past the bound the oldest go, down to half of it, as in the Redis registry (where trimming reads and
-        // sorts the records, so it is done once every few kicks).
+        // Past the bound the oldest go, down to half of it, as in the Redis registry (where trimming rewrites
+        // the records, so it is done once every few kicks).
         if self.kicked.len() >= MAX_KICKS_REMEMBERED {
             self.kicked
                 .drain(..self.kicked.len() + 1 - MAX_KICKS_REMEMBERED / 2);
