@@ -295,3 +295,73 @@ fn the_script_loop_benchmark_runs_the_current_scripts() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
 }
+
+/// Kick records written before their count was kept (no field `n`) are counted once, so the bound still holds
+/// after an upgrade: a kick that finds 16 records trims them to 7 before adding its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kick_records_without_a_count_are_counted_once() {
+    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let ns = format!("t{:016x}", rand::random::<u64>());
+    let r = RedisRegistry::new(
+        conn.clone(),
+        &ns,
+        0xfeed,
+        Duration::from_secs(60),
+        Duration::from_secs(10),
+        Clock::system(),
+    );
+    let policy = Policy {
+        mode: Mode::Multi,
+        web_instances: 10,
+        instances_per_platform: 10,
+    };
+    let key = format!("{ns}:u:7:ann");
+    let old: String = (0..14)
+        .map(|i| format!("{i:024x},2,ffffffffffff;"))
+        .collect();
+    redis::cmd("HSET")
+        .arg(&key)
+        .arg("k")
+        .arg(&old)
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .unwrap();
+    let field = |f: &'static str| {
+        let (mut c, key) = (conn.clone(), key.clone());
+        async move {
+            redis::cmd("HGET")
+                .arg(key)
+                .arg(f)
+                .query_async::<Option<String>>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    let mut kicked = Vec::new();
+    for n in 100..103 {
+        let i = instance(n, "ann", Platform::Web, None, true);
+        r.admit(i.clone(), &policy, 60_000).await.unwrap();
+        r.kick(&i.key(), KickReason::AdminKick, 60_000)
+            .await
+            .unwrap()
+            .unwrap();
+        kicked.push(i);
+    }
+    // 14 old + 1 = 15, + 1 = 16; the next finds the bound reached: the oldest go, leaving 7, then it is added.
+    assert_eq!(field("n").await.as_deref(), Some("8"));
+    let k = field("k").await.unwrap();
+    assert_eq!(k.matches(';').count(), 8, "{k}");
+    for i in &kicked {
+        assert_eq!(
+            r.kicked(&i.key()).await.unwrap(),
+            Some(KickReason::AdminKick)
+        );
+    }
+    redis::cmd("DEL")
+        .arg(&key)
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .unwrap();
+}

@@ -52,11 +52,12 @@ local function due(f, grace)
 end
 
 -- Appends `records` (`ID,reason,until;` each) to the kick records `k` (nil for none), of which there are `n`
--- (the user's field `n`; nil for none). Past `max` records, the oldest go, down to half of `max`, as in the
--- memory registry; until then an old record is harmless: a record is only believed before its time. Returns
--- the records and their number.
+-- (the user's field `n`; nil if not kept yet, as by a version before it: then they are counted). Past `max`
+-- records, the oldest go, down to half of `max`, as in the memory registry; until then an old record is
+-- harmless: a record is only believed before its time. Returns the records and their number.
 local function remember_kicks(k, n, records, max)
-  k, n = k or '', tonumber(n) or 0
+  k = k or ''
+  n = tonumber(n) or select(2, string.gsub(k, ';', ''))
   for _, r in ipairs(records) do
     if n >= max then
       local drop = n + 1 - math.floor(max / 2)
