@@ -459,6 +459,43 @@ async fn baseline_logins_on(base: &Server, o: &SuiteOptions, out: &mut Vec<Value
     rate
 }
 
+/// Known-user logins on `t` taking turns with the same logins on a baseline, run by run: `repeats` pairs, each
+/// pair's ratio, and their median. This machine's speed drifts by ±15 % over minutes, and the two runs of a pair
+/// are seconds apart, so the median of pairs says more than a ratio of medians measured minutes apart.
+async fn paired_with_baseline(
+    o: &SuiteOptions,
+    t: &Target,
+    out: &mut Vec<Value>,
+) -> anyhow::Result<()> {
+    let base = start_baseline(o.pin)?;
+    let bt = target(&base, o.sources);
+    known_logins(&bt, o, o.known_users, None).await;
+    let (mut ratios, mut rates, mut baseline_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..o.repeats {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let b = throughput(&known_logins(&bt, o, o.logins, None).await);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let r = throughput(&known_logins(t, o, o.logins, None).await);
+        ratios.push(r / b.max(f64::MIN_POSITIVE));
+        rates.push(r);
+        baseline_rates.push(b);
+    }
+    let v = json!({
+        "scenario": "logins_known_redis_paired",
+        "server": "imlogin",
+        "pairs": o.repeats,
+        "per_second": median(rates.clone()),
+        "baseline_per_second": median(baseline_rates.clone()),
+        "ratio": median(ratios.clone()),
+        "ratios": ratios,
+        "rates": rates,
+        "baseline_rates": baseline_rates,
+    });
+    println!("{v}");
+    out.push(v);
+    Ok(())
+}
+
 /// The environment of a cluster node: the Redis registry in namespace `ns`.
 fn cluster_env(o: &SuiteOptions, ns: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -527,6 +564,7 @@ async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
     })
     .await;
     emit(out, "logins_known_redis", "imlogin", v, g, s);
+    paired_with_baseline(o, &ft, out).await?;
 
     let second = start_imlogin_with(o.pin, Some(url.clone()), &env)?;
     let st = target(&second, o.sources);
@@ -935,6 +973,11 @@ pub fn table(lines: &[Value], baseline_rate: f64) -> String {
             (Some("logins_known_native"), _) => format!(
                 "{:.0} µs CPU/login",
                 l["server_cpu_us_per_login"].as_f64().unwrap_or(0.0)
+            ),
+            (Some("logins_known_redis_paired"), _) => format!(
+                "{:.2}x paired (median of {} pairs)",
+                l["ratio"].as_f64().unwrap_or(0.0),
+                l["pairs"].as_u64().unwrap_or(0)
             ),
             (Some("hold_cluster"), _) => format!(
                 "{:.0} B/session in Redis",
