@@ -1039,11 +1039,11 @@ pub async fn soak(minutes: u64) -> anyhow::Result<()> {
             // every change.
             let new_users = Users::New(format!("soak-new-{minute}"));
             let (logins, new, kicks, resumes, queries) = tokio::join!(
-                logins_via(&t, Gateway::Native, &known, 12_000, 50, Some(200.0)),
+                logins_via(t, Gateway::Native, known, 12_000, 50, Some(200.0)),
                 logins_via(t, Gateway::Native, &new_users, 180, 5, Some(3.0)),
-                kick(&t, 300, "soak-kick"),
-                resume(&t, 300, 20, "soak-resume"),
-                query_online_status(&t, &held, 100, 60),
+                kick(t, 300, "soak-kick"),
+                resume(t, 300, 20, "soak-resume"),
+                query_online_status(t, &held, 100, 60),
             );
             let line = json!({
                 "minute": minute,
