@@ -14,6 +14,7 @@ use imlogin::registry::{Attach, ConnRef, Instance, Registry, RemoveIf};
 use imlogin::users::Users;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use redis::aio::ConnectionManager;
 
 const USERS: [&str; 3] = ["ann", "bob|x:y", "cy"];
 
@@ -34,6 +35,20 @@ fn instance(n: usize, user: &str, platform: Platform, device: Option<u8>, conn: 
         disconnected_at_ms: (!conn).then_some(1),
         ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
     }
+}
+
+/// A Redis registry of node 0xfeed in a namespace of its own, with the given reconnect grace.
+fn fresh_registry(conn: &ConnectionManager, grace: Duration) -> (RedisRegistry, String) {
+    let ns = format!("t{:016x}", rand::random::<u64>());
+    let r = RedisRegistry::new(
+        conn.clone(),
+        &ns,
+        0xfeed,
+        grace,
+        Duration::from_secs(10),
+        Clock::system(),
+    );
+    (r, ns)
 }
 
 /// What a user's instances look like, comparable across backends.
@@ -62,15 +77,7 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
             web_instances: rng.random_range(1..=3),
             instances_per_platform: rng.random_range(1..=2),
         };
-        let ns = format!("t{:016x}", rand::random::<u64>());
-        let redis: Arc<dyn Registry> = Arc::new(RedisRegistry::new(
-            conn.clone(),
-            &ns,
-            0xfeed,
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            Clock::system(),
-        ));
+        let redis: Arc<dyn Registry> = Arc::new(fresh_registry(&conn, Duration::from_secs(60)).0);
         let memory: Arc<dyn Registry> = Arc::new(MemoryRegistry::new(Users::new(Clock::system())));
         let mut created = 0;
         // Every instance ever kicked: at the end both must remember the same kicks (the newest 16 or fewer per
@@ -227,16 +234,8 @@ async fn the_reaper_removes_what_is_due_and_numbers_changes_in_order() {
     let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
         .await
         .unwrap();
-    let ns = format!("t{:016x}", rand::random::<u64>());
     let grace = 5_000;
-    let r = RedisRegistry::new(
-        conn,
-        &ns,
-        0xfeed,
-        Duration::from_millis(grace as u64),
-        Duration::from_secs(10),
-        Clock::system(),
-    );
+    let (r, _) = fresh_registry(&conn, Duration::from_millis(grace as u64));
     let policy = Policy {
         mode: Mode::Multi,
         web_instances: 10,
@@ -303,15 +302,7 @@ async fn kick_records_without_a_count_are_counted_once() {
     let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
         .await
         .unwrap();
-    let ns = format!("t{:016x}", rand::random::<u64>());
-    let r = RedisRegistry::new(
-        conn.clone(),
-        &ns,
-        0xfeed,
-        Duration::from_secs(60),
-        Duration::from_secs(10),
-        Clock::system(),
-    );
+    let (r, ns) = fresh_registry(&conn, Duration::from_secs(60));
     let policy = Policy {
         mode: Mode::Multi,
         web_instances: 10,
