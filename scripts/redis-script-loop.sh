@@ -28,8 +28,10 @@ for i = 1, $n do
     '1:' .. id .. ':' .. u)
 end
 return 0"
+# The loop's keys are known: delete them by name (no KEYS scan of a Redis that may hold much else).
 cleanup() {
-  redis-cli -u "$url" EVAL "for _, k in ipairs(redis.call('KEYS', 'imlogin-loop:*')) do redis.call('DEL', k) end" 0 >/dev/null
+  redis-cli -u "$url" EVAL "redis.call('DEL', 'imlogin-loop:reap')
+for u = 0, $users - 1 do redis.call('DEL', 'imlogin-loop:u:1:u' .. u) end" 0 >/dev/null
 }
 trap cleanup EXIT
 # redis-cli exits 0 on an error reply too: the loop's answer (0) tells it ran.
