@@ -15,7 +15,7 @@ url=${3:-redis://127.0.0.1:6379}
 lua=$(dirname "$0")/../src/registry/lua
 script="$(cat "$lua/prelude.lua")
 $(sed '/^return admit(/,$d' "$lua/admit.lua")
-$(sed '/^local ns, now, floor, due_by = ARGV/,$d' "$lua/detach_many.lua")
+$(sed '/^local ns, now, floor, due = ARGV/,$d' "$lua/detach_many.lua")
 local t0 = 1764500000000
 for i = 1, $n do
   local now = t0 + i
@@ -24,13 +24,13 @@ for i = 1, $n do
   local key = 'imlogin-loop:u:1:' .. u
   admit('imlogin-loop', hex(now * 1024), 16, key, '1', u, id, '0', '', '0|' .. hex(now) .. '|',
     '|6a5b4c3d|1|' .. hex(i) .. '||127.0.0.1|', '', '1', '0111111', '99999999999999', hex(now + 60000))
-  detach('imlogin-loop', key, id, '1', hex(i), hex(now), hex(now * 1024), tostring(now + 30000),
-    '1:' .. id .. ':' .. u)
+  detach('imlogin-loop', key, id, '1', hex(i), hex(now), hex(now * 1024), now + 30000,
+    '1:' .. u)
 end
 return 0"
 # The loop's keys are known: delete them by name (no KEYS scan of a Redis that may hold much else).
 cleanup() {
-  redis-cli -u "$url" EVAL "redis.call('DEL', 'imlogin-loop:reap')
+  redis-cli -u "$url" EVAL "redis.call('DEL', 'imlogin-loop:due')
 for u = 0, $users - 1 do redis.call('DEL', 'imlogin-loop:u:1:u' .. u) end" 0 >/dev/null
 }
 trap cleanup EXIT

@@ -7,8 +7,9 @@
 //! and a test runs random sequences through both backends and requires the same kicks.
 //!
 //! Values are kept short (numbers in hexadecimal, nodes numbered from 1) so a user's hash stays in Redis's compact
-//! encoding. Disconnected instances are indexed by when they are due (`NS:reap`), so reaping costs what is
-//! due, not a scan. Nodes heartbeat into `NS:nodes`; the instances of a node silent for `node_timeout` are
+//! encoding. Users with disconnected instances are indexed by when the first is due (`NS:due`, kept lazily: a
+//! login or a resume leaves the entry, and the reaper finds nothing due then), so reaping costs what is due, not
+//! a scan, and the usual login writes no index. Nodes heartbeat into `NS:nodes`; the instances of a node silent for `node_timeout` are
 //! marked disconnected by whichever node notices first (resumable elsewhere, removed after the grace) — found by
 //! a scan of the users, which only a node's death costs. User keys expire after the last UserSig they hold,
 //! so nothing is left behind by a node that dies mid-operation. Redis Cluster is not supported (scripts touch
@@ -30,7 +31,7 @@ use super::{
 use crate::clock::Clock;
 use crate::platform::Platform;
 
-/// Instances one reap takes at most; users one scan step looks at.
+/// Users one reap step and one scan step look at.
 const BATCH: usize = 500;
 /// A user key outlives the last UserSig it holds by this much (beyond the grace and the kick records).
 const KEY_SLACK_MS: i64 = 60_000;
@@ -125,16 +126,12 @@ fn floor_arg(now_ms: i64) -> Hex {
     Hex(super::next_seq(0, now_ms))
 }
 
-/// `APP:ID:USER`, an instance's member of the reap index, as an argument.
+/// `APP:USER`, a user's member of the index of when users are due (`NS:due`), as an argument.
 struct Member<'a>(&'a InstanceKey);
 
 impl redis::ToRedisArgs for Member<'_> {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
-        let k = self.0;
-        out.write_arg_fmt(format_args!(
-            "{}:{}:{}",
-            k.sdkappid, k.instance_id, k.user_id
-        ));
+        out.write_arg_fmt(format_args!("{}:{}", self.0.sdkappid, self.0.user_id));
     }
 }
 
@@ -574,8 +571,7 @@ impl Registry for RedisRegistry {
             .arg(hex(conn.node))
             .arg(hex(conn.conn))
             .arg(now_secs)
-            .arg(self.clock.now_ms())
-            .arg(Member(key));
+            .arg(self.clock.now_ms());
         let reply = self.run(&mut inv).await?;
         let r = items(&reply);
         let value = || {
@@ -666,7 +662,6 @@ impl Registry for RedisRegistry {
             .arg(&key.instance_id)
             .arg(sig)
             .arg(self.clock.now_ms())
-            .arg(Member(key))
             .arg("")
             .arg(MAX_KICKS_REMEMBERED);
         removed(key, &self.run(&mut inv).await?)
@@ -685,7 +680,6 @@ impl Registry for RedisRegistry {
             .arg(&key.instance_id)
             .arg("")
             .arg(now)
-            .arg(Member(key))
             .arg(kick_record(reason, now + remember_ms))
             .arg(MAX_KICKS_REMEMBERED);
         removed(key, &self.run(&mut inv).await?)
@@ -702,8 +696,6 @@ impl Registry for RedisRegistry {
         let mut inv = self.scripts.remove_user.prepare_invoke();
         inv.arg(&self.ns)
             .arg(self.user_key(sdkappid, user_id))
-            .arg(sdkappid)
-            .arg(user_id)
             .arg(now)
             .arg(kick_record(reason, now + remember_ms))
             .arg(self.keep_until(0, now, remember_ms))
@@ -805,8 +797,9 @@ impl Registry for RedisRegistry {
             let mut inv = self.scripts.reap.prepare_invoke();
             inv.arg(&self.ns).arg(now).arg(grace_ms).arg(BATCH);
             let reply = self.run(&mut inv).await?;
-            let rows = items(&reply);
-            for row in rows {
+            let r = items(&reply);
+            let looked_at = r.first().and_then(int).ok_or_else(malformed)?;
+            for row in r.get(1).map(items).unwrap_or_default() {
                 let r = items(row);
                 let inst = stored(r).ok_or_else(malformed)?;
                 out.push(match r.get(4).and_then(int) {
@@ -816,7 +809,7 @@ impl Registry for RedisRegistry {
                     _ => Reaped::GraceEnded(inst),
                 });
             }
-            if rows.len() < BATCH {
+            if looked_at < BATCH as i64 {
                 return Ok(out);
             }
         }

@@ -356,3 +356,159 @@ async fn kick_records_without_a_count_are_counted_once() {
         .await
         .unwrap();
 }
+
+/// A field of a user's hash, read directly.
+async fn hget(conn: &ConnectionManager, key: &str, field: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg(key)
+        .arg(field)
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap()
+}
+
+/// The users in `NS:due` and their scores.
+async fn due_index(conn: &ConnectionManager, ns: &str) -> Vec<(String, i64)> {
+    redis::cmd("ZRANGE")
+        .arg(format!("{ns}:due"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap()
+}
+
+/// A user who disconnects again and again is in the index of due users once, at its first instance's due time
+/// (`r` says it, so later disconnections write no index); the reaper takes what is due, puts the user back for
+/// the next, and forgets it when none is left. The key's expiry is written once while it covers the logins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_is_due_once_however_often_it_disconnects() {
+    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let grace = 5_000;
+    let (r, ns) = fresh_registry(&conn, Duration::from_millis(grace as u64));
+    let policy = Policy {
+        mode: Mode::Multi,
+        web_instances: 3,
+        instances_per_platform: 3,
+    };
+    let key = format!("{ns}:u:7:bob|x:y");
+    let now = imlogin::clock::unix_now() * 1000;
+    let mut expiry = None;
+    // Ten logins of one user, each disconnected a second after the one before; the web keeps the last three.
+    for n in 0..10 {
+        let i = instance(n, "bob|x:y", Platform::Web, None, true);
+        r.admit(i.clone(), &policy, 1000).await.unwrap();
+        r.detach(&i.key(), i.conn.unwrap(), now + n as i64 * 1000)
+            .await
+            .unwrap()
+            .unwrap();
+        let e = hget(&conn, &key, "e").await.unwrap();
+        assert_eq!(
+            *expiry.get_or_insert(e.clone()),
+            e,
+            "the expiry was rewritten"
+        );
+    }
+    let pexpiretime: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&key)
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        Some(pexpiretime),
+        i64::from_str_radix(&expiry.unwrap(), 16).ok()
+    );
+    assert!(pexpiretime >= 4_000_000_000_000 + grace);
+    // In the index once, due when the first (long kicked) instance's grace would have ended.
+    let member = "7:bob|x:y".to_string();
+    assert_eq!(due_index(&conn, &ns).await, [(member.clone(), now + grace)]);
+    assert_eq!(
+        hget(&conn, &key, "r").await,
+        Some(format!("{:x}", now + grace))
+    );
+    // Then the reaper finds nothing due (instance 0 was kicked), and puts the user back for instance 7's end.
+    assert!(r.reap(now + grace, grace).await.unwrap().is_empty());
+    assert_eq!(
+        due_index(&conn, &ns).await,
+        [(member.clone(), now + 7000 + grace)]
+    );
+    let reaped = r.reap(now + 8000 + grace, grace).await.unwrap();
+    let mut ids: Vec<_> = reaped
+        .iter()
+        .map(|x| match x {
+            imlogin::registry::Reaped::GraceEnded(i) => i.instance_id.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [format!("{:024x}", 7), format!("{:024x}", 8)]);
+    assert_eq!(due_index(&conn, &ns).await, [(member, now + 9000 + grace)]);
+    assert_eq!(r.reap(now + 9000 + grace, grace).await.unwrap().len(), 1);
+    assert!(due_index(&conn, &ns).await.is_empty());
+    assert_eq!(hget(&conn, &key, "r").await, None);
+    assert!(view(&r, "bob|x:y").await.is_empty());
+    redis::cmd("DEL")
+        .arg(&key)
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .unwrap();
+}
+
+/// An earlier version indexed each disconnected instance in `NS:reap` (APP:ID:USER); the reaper still takes
+/// those entries, so a cluster upgraded node by node frees what the old nodes left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_of_the_earlier_index_are_still_reaped() {
+    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let grace = 5_000;
+    let (r, ns) = fresh_registry(&conn, Duration::from_millis(grace as u64));
+    let policy = Policy {
+        mode: Mode::Multi,
+        web_instances: 3,
+        instances_per_platform: 3,
+    };
+    let now = imlogin::clock::unix_now() * 1000;
+    let i = instance(1, "bob|x:y", Platform::Web, None, true);
+    r.admit(i.clone(), &policy, 1000).await.unwrap();
+    r.detach(&i.key(), i.conn.unwrap(), now)
+        .await
+        .unwrap()
+        .unwrap();
+    // As an old node would have left it: the instance in the old index only.
+    let key = format!("{ns}:u:7:bob|x:y");
+    redis::pipe()
+        .cmd("DEL")
+        .arg(format!("{ns}:due"))
+        .cmd("HDEL")
+        .arg(&key)
+        .arg("r")
+        .cmd("ZADD")
+        .arg(format!("{ns}:reap"))
+        .arg(now + grace)
+        .arg(format!("7:{}:bob|x:y", i.instance_id))
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .unwrap();
+    assert!(r.reap(now + grace - 1, grace).await.unwrap().is_empty());
+    let reaped = r.reap(now + grace, grace).await.unwrap();
+    assert!(
+        matches!(&reaped[..], [imlogin::registry::Reaped::GraceEnded(x)] if x.instance_id == i.instance_id),
+        "{reaped:?}"
+    );
+    let left: i64 = redis::cmd("EXISTS")
+        .arg(format!("{ns}:reap"))
+        .arg(format!("{ns}:due"))
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    redis::cmd("DEL")
+        .arg(&key)
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .unwrap();
+}

@@ -17,7 +17,7 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
                      keep_until, until_hex)
   local all = redis.call('HGETALL', key)
   -- The user's instances as {id, value, platform, order, node, device}: only the fields the rules read.
-  local last, mine, krec, kn = nil, {}, nil, nil
+  local last, mine, krec, kn, r, e = nil, {}, nil, nil, nil, nil
   for i = 1, #all, 2 do
     local field = all[i]
     if string.byte(field, 1) == I then
@@ -30,6 +30,10 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
       krec = all[i + 1]
     elseif field == 'n' then
       kn = all[i + 1]
+    elseif field == 'r' then
+      r = all[i + 1]
+    elseif field == 'e' then
+      e = all[i + 1]
     end
   end
   local out, gone = {}, {}
@@ -80,9 +84,6 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
     for _, m in ipairs(out) do
       local reason = gone[m[1]]
       del[#del + 1] = 'i:' .. m[1]
-      if m[5] == '' then
-        redis.call('ZREM', ns .. ':reap', app .. ':' .. m[1] .. ':' .. user)
-      end
       records[#records + 1] = m[1] .. ',' .. reason .. ',' .. until_hex .. ';'
       kicked[#kicked + 1] = m[1]
       kicked[#kicked + 1] = reason
@@ -92,17 +93,18 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
     set[5], set[6], set[7], set[8] = 'k', k, 'n', n
     redis.call('HDEL', key, unpack(del))
   end
-  redis.call('HSET', key, unpack(set))
+  -- An instance admitted disconnected is due at the end of its grace (a kicked one's entry is left to the reaper).
   if due_at ~= '' then
-    redis.call('ZADD', ns .. ':reap', due_at, app .. ':' .. id .. ':' .. user)
+    local nr = due_by(ns, app .. ':' .. user, tonumber(due_at), r)
+    if nr then
+      set[#set + 1] = 'r'
+      set[#set + 1] = nr
+    end
   end
+  redis.call('HSET', key, unpack(set))
   -- The key outlives every UserSig it holds, the kick records, and a grace after either: the node passes that
-  -- time for this login, and an existing key's expiry is only ever extended (GT), so it still covers the others.
-  if #all > 0 then
-    redis.call('PEXPIREAT', key, keep_until, 'GT')
-  else
-    redis.call('PEXPIREAT', key, keep_until)
-  end
+  -- time for this login.
+  extend(key, tonumber(keep_until), e, #all > 0)
   return {s, kicked}
 end
 

@@ -1,7 +1,8 @@
 -- Attaches an instance to a connection unless its UserSig has expired. ARGV: ns, key, id, node, conn, now_s,
--- now_ms, member (node and conn in hexadecimal). Returns {0} gone, {1, value} expired,
--- {2, value, previous node, previous conn, s}.
-local ns, key = ARGV[1], ARGV[2]
+-- now_ms (node and conn in hexadecimal). Returns {0} gone, {1, value} expired,
+-- {2, value, previous node, previous conn, s}. (A disconnected instance's entry in `NS:due` is left to the
+-- reaper, which finds it connected.)
+local key = ARGV[2]
 local v, f, last = lookup(key, ARGV[3])
 if not v then
   return {0}
@@ -10,9 +11,6 @@ if tonumber(ARGV[6]) > num(f[4]) then
   return {1, v}
 end
 local prev_node, prev_conn = f[5], f[6]
-if prev_node == '' then
-  redis.call('ZREM', ns .. ':reap', ARGV[8])
-end
 f[5], f[6], f[7] = ARGV[4], ARGV[5], ''
 local nv = format(f)
 local s = next_seq(last, tonumber(ARGV[7]))

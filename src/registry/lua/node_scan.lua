@@ -5,14 +5,16 @@ local ns, node, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local prefix = ns .. ':u:'
 local out = {}
 for _, key in ipairs(KEYS) do
-  local rest = string.sub(key, #prefix + 1)
-  local colon = string.find(rest, ':', 1, true)
-  local app, user = string.sub(rest, 1, colon - 1), string.sub(rest, colon + 1)
+  local member = string.sub(key, #prefix + 1)
+  local colon = string.find(member, ':', 1, true)
+  local app, user = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
   local all = redis.call('HGETALL', key)
-  local last = 0
+  local last, r, first_due = 0, nil, nil
   for i = 1, #all, 2 do
     if all[i] == 's' then
       last = num(all[i + 1])
+    elseif all[i] == 'r' then
+      r = all[i + 1]
     end
   end
   for i = 1, #all, 2 do
@@ -27,10 +29,19 @@ for _, key in ipairs(KEYS) do
           local nv = format(f)
           last = next_seq(last, now)
           redis.call('HSET', key, all[i], nv, 's', hex(last))
-          redis.call('ZADD', ns .. ':reap', due(f, tonumber(ARGV[4])), app .. ':' .. id .. ':' .. user)
+          local d = due(f, tonumber(ARGV[4]))
+          if not first_due or d < first_due then
+            first_due = d
+          end
           out[#out + 1] = {app, user, id, nv, last}
         end
       end
+    end
+  end
+  if first_due then
+    local nr = due_by(ns, member, first_due, r)
+    if nr then
+      redis.call('HSET', key, 'r', nr)
     end
   end
 end

@@ -4,8 +4,11 @@
 -- (numbers in hexadecimal to stay short: a hash of short values is stored compactly; node and conn empty while
 -- disconnected, disconnected_ms empty while connected; device last, as it may hold `|`), and `k` the kicks
 -- remembered, as `ID,reason,until_ms;` records in the order they were made (one field, so reading a user often
--- kicked stays short), and `n` how many (so adding one counts nothing). Disconnected instances are in
--- `NS:reap` as APP:ID:USER, scored by when due.
+-- kicked stays short), and `n` how many (so adding one counts nothing). A user with disconnected instances is
+-- in `NS:due` as APP:USER, scored by when its first is due, and `r` is that score (so a disconnection that is
+-- due later writes no index); entries are removed lazily: the reaper looks at the user when its score comes and
+-- finds what is due then. `e` is when the key expires (so a change that needs it no longer writes no expiry).
+-- Numbers kept in fields are hexadecimal.
 local function hex(n)
   return string.format('%x', n)
 end
@@ -78,4 +81,31 @@ local function split_member(m)
   local a = string.find(m, ':', 1, true)
   local b = string.find(m, ':', a + 1, true)
   return string.sub(m, 1, a - 1), string.sub(m, a + 1, b - 1), string.sub(m, b + 1)
+end
+
+-- Makes sure the reaper looks at the user by `due` (ms): adds the user (`member`, APP:USER) to `NS:due` unless
+-- its field `r` (nil for none) is already as early. Returns the new `r` to store, or nil if it stays.
+local function due_by(ns, member, due, r)
+  if r and num(r) <= due then
+    return nil
+  end
+  redis.call('ZADD', ns .. ':due', due, member)
+  return hex(due)
+end
+
+-- A user key lives at least until `keep` (ms): if its field `e` (nil for unknown) says it expires earlier, it is
+-- given a minute more than that, so the changes of the next minute write no expiry. `existed` tells whether the
+-- key was there before this change: a new key gets its first expiry; an old one's is only ever extended, so it
+-- still covers what an older version asked. Call after the key is written.
+local function extend(key, keep, e, existed)
+  if e and num(e) >= keep then
+    return
+  end
+  local t = keep + 60000
+  if existed then
+    redis.call('PEXPIREAT', key, t, 'GT')
+  else
+    redis.call('PEXPIREAT', key, t)
+  end
+  redis.call('HSET', key, 'e', hex(t))
 end

@@ -1,24 +1,24 @@
--- Removes every instance of a user, remembering why. ARGV: ns, key, app, user, now_ms, kick record
--- (`reason,until;`), the time a key it makes must live until (ms), kick records kept per user at most.
--- Returns {s, {id, value, …}}.
-local ns, key = ARGV[1], ARGV[2]
+-- Removes every instance of a user, remembering why. ARGV: ns, key, now_ms, kick record (`reason,until;`), the
+-- time the key must live until for the records (ms), kick records kept per user at most. Returns
+-- {s, {id, value, …}}. (Entries in `NS:due` are left to the reaper.)
+local key = ARGV[2]
 local all = redis.call('HGETALL', key)
-local out, del, set, records, last, krec, kn = {}, {}, {}, {}, 0, nil, nil
+local out, del, set, records, last, krec, kn, e = {}, {}, {}, {}, 0, nil, nil, nil
 for i = 1, #all, 2 do
-  if all[i] == 's' then
+  local field = all[i]
+  if field == 's' then
     last = num(all[i + 1])
-  elseif all[i] == 'k' then
+  elseif field == 'k' then
     krec = all[i + 1]
-  elseif all[i] == 'n' then
+  elseif field == 'n' then
     kn = all[i + 1]
-  elseif string.sub(all[i], 1, 2) == 'i:' then
-    local id = string.sub(all[i], 3)
+  elseif field == 'e' then
+    e = all[i + 1]
+  elseif string.sub(field, 1, 2) == 'i:' then
+    local id = string.sub(field, 3)
     local f = parse(all[i + 1])
-    if f[5] == '' then
-      redis.call('ZREM', ns .. ':reap', ARGV[3] .. ':' .. id .. ':' .. ARGV[4])
-    end
-    del[#del + 1] = all[i]
-    records[#records + 1] = {num(f[3]), id .. ',' .. ARGV[6]}
+    del[#del + 1] = field
+    records[#records + 1] = {num(f[3]), id .. ',' .. ARGV[4]}
     out[#out + 1] = id
     out[#out + 1] = all[i + 1]
   end
@@ -31,19 +31,17 @@ end
 if #del > 0 then
   redis.call('HDEL', key, unpack(del))
 end
-local s = next_seq(last, tonumber(ARGV[5]))
+local s = next_seq(last, tonumber(ARGV[3]))
 set[#set + 1] = 's'
 set[#set + 1] = hex(s)
 if #records > 0 then
-  local k, n = remember_kicks(krec, kn, records, tonumber(ARGV[8]))
+  local k, n = remember_kicks(krec, kn, records, tonumber(ARGV[6]))
   set[#set + 1] = 'k'
   set[#set + 1] = k
   set[#set + 1] = 'n'
   set[#set + 1] = n
 end
 redis.call('HSET', key, unpack(set))
--- A user with no key gets one here (its change number): it expires too (admission only ever extends it).
-if #all == 0 then
-  redis.call('PEXPIREAT', key, ARGV[7])
-end
+-- The key (made here for its change number if the user had none) outlives the records.
+extend(key, tonumber(ARGV[5]), e, #all > 0)
 return {s, out}

@@ -1,15 +1,20 @@
--- Sets an instance's UserSig expiry (renew_sig). ARGV: ns, key, id, sig_expires_at (hexadecimal), member,
--- grace_ms, keep key until (ms). Returns 0 if the instance is gone.
+-- Sets an instance's UserSig expiry (renew_sig). ARGV: ns, key, id, sig_expires_at (hexadecimal), member
+-- (APP:USER), grace_ms, keep key until (ms). Returns 0 if the instance is gone.
 local ns, key = ARGV[1], ARGV[2]
-local v = redis.call('HGET', key, 'i:' .. ARGV[3])
-if not v then
+local got = redis.call('HMGET', key, 'i:' .. ARGV[3], 'r', 'e')
+if not got[1] then
   return 0
 end
-local f = parse(v)
+local f = parse(got[1])
 f[4] = ARGV[4]
-redis.call('HSET', key, 'i:' .. ARGV[3], format(f))
+local set = {'i:' .. ARGV[3], format(f)}
+-- A disconnected instance is due by its new expiry (if that is first).
 if f[5] == '' then
-  redis.call('ZADD', ns .. ':reap', due(f, tonumber(ARGV[6])), ARGV[5])
+  local r = due_by(ns, ARGV[5], due(f, tonumber(ARGV[6])), got[2])
+  if r then
+    set[3], set[4] = 'r', r
+  end
 end
-redis.call('PEXPIREAT', key, ARGV[7], 'GT')
+redis.call('HSET', key, unpack(set))
+extend(key, tonumber(ARGV[7]), got[3], true)
 return 1
