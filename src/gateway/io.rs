@@ -52,26 +52,38 @@ pub struct WsIo<S> {
     ws: WebSocketStream<S>,
     /// Sends [`Outbound::Text`] as binary frames (the Web SDK's `/binfo` takes nothing else).
     binary: bool,
+    /// The client sent its close frame.
+    peer_closed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     pub fn new(ws: WebSocketStream<S>) -> Self {
-        WsIo { ws, binary: false }
+        WsIo {
+            ws,
+            binary: false,
+            peer_closed: false,
+        }
     }
 
     /// Like [`WsIo::new`], but what is sent as text goes out in binary frames.
     pub fn binary(ws: WebSocketStream<S>) -> Self {
-        WsIo { ws, binary: true }
+        WsIo {
+            ws,
+            binary: true,
+            peer_closed: false,
+        }
     }
 
     /// Ends the connection so that what the server sent last (its close frame) reaches the client: flushes
     /// (for at most `linger`), half-closes, then reads and discards whatever the client still sends until it
     /// closes too, for at most `linger`. Closing with unread input instead makes the kernel answer with a reset,
     /// which can destroy the close frame before the client reads it (the "lingering close" of web servers).
+    /// When the client closed first, nothing follows its close frame (RFC 6455 §5.5.1), so the socket is closed
+    /// as soon as the answer to it is flushed, as the RFC asks of a server.
     pub async fn close_lingering(&mut self, linger: Duration) {
         let deadline = tokio::time::Instant::now() + linger;
         let flushed = tokio::time::timeout_at(deadline, self.ws.flush()).await;
-        if !matches!(flushed, Ok(Ok(()))) {
+        if !matches!(flushed, Ok(Ok(()))) || self.peer_closed {
             return;
         }
         let raw = self.ws.get_mut();
@@ -108,7 +120,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsIo<S> {
                 Some(Ok(Message::Text(t))) => Inbound::Text(t),
                 Some(Ok(Message::Binary(b))) => Inbound::Binary(b),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Control,
-                Some(Ok(Message::Close(_))) => Inbound::Close,
+                Some(Ok(Message::Close(_))) => {
+                    self.peer_closed = true;
+                    Inbound::Close
+                }
                 Some(Ok(Message::Frame(_))) => continue,
                 Some(Err(WsError::Capacity(_))) => Inbound::TooLarge,
                 Some(Err(_)) => return Poll::Ready(None),

@@ -280,6 +280,41 @@ async fn a_1_mib_message_gets_1009_every_time() {
     }
 }
 
+/// A client that closes first gets its close frame answered with the same code, then the server closes the
+/// socket itself (RFC 6455 §7.1.1): the client reads the end of the stream, not a reset, and need not wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_from_the_client_is_answered_then_the_server_closes_the_socket() {
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let (_db, app) = spawn_on(Backend::Sqlite, &[]).await;
+    for _ in 0..10 {
+        let mut ws = raw_ws(&app).await;
+        ws.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        })))
+        .await
+        .unwrap();
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an answer within 5 s")
+        {
+            Some(Ok(Message::Close(Some(f)))) => assert_eq!(f.code, CloseCode::Normal),
+            other => panic!("expected the close frame answered, got {other:?}"),
+        }
+        let mut raw = match ws.into_inner() {
+            tokio_tungstenite::MaybeTlsStream::Plain(s) => s,
+            _ => unreachable!("plain TCP"),
+        };
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut rest))
+            .await
+            .expect("the server closes the socket within 5 s");
+        assert_eq!(read.unwrap(), 0, "{rest:?}");
+    }
+}
+
 /// Over a real socket (the timing cases run on a paused clock in the connection's unit tests).
 async fn heartbeat_timeout_closes_4003(backend: Backend) {
     let (_db, app) = spawn_on(backend, &[("SESSION__HEARTBEAT_TIMEOUT_SECS", "1")]).await;
