@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -80,7 +80,7 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<(Arc<RedisBus>, BusWorker, mpsc::Receiver<Incoming>), RegistryError> {
     let err = |e: redis::RedisError| RegistryError(e.to_string());
-    let info = url.into_connection_info().map_err(err)?;
+    let info = crate::registry::redis::connection_info(url)?;
     let settings = info
         .redis_settings()
         .clone()

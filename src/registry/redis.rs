@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use redis::{Script, Value};
+use redis::{IntoConnectionInfo, Script, Value};
 
 use super::memory::MAX_KICKS_REMEMBERED;
 use super::policy::{self, KickReason, Policy};
@@ -76,7 +76,7 @@ impl Scripts {
 /// Opens a connection to Redis that reconnects by itself; a request waits at most `timeout` (then the login
 /// that made it answers 70169), and reconnecting never holds requests for long.
 pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager, RegistryError> {
-    let client = redis::Client::open(url).map_err(err)?;
+    let client = redis::Client::open(connection_info(url)?).map_err(err)?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))
@@ -86,6 +86,15 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager, 
         .get_connection_manager_with_config(config)
         .await
         .map_err(err)
+}
+
+/// Where Redis is (`url`), to be reached with Nagle's algorithm off (as Redis itself does on its side): a
+/// request is small and waits for its answer, so holding it back until the previous one is acknowledged only
+/// adds latency and leaves the CPU idle meanwhile.
+pub fn connection_info(url: &str) -> Result<redis::ConnectionInfo, RegistryError> {
+    let info = url.into_connection_info().map_err(err)?;
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    Ok(info.set_tcp_settings(tcp))
 }
 
 fn err(e: redis::RedisError) -> RegistryError {
