@@ -51,6 +51,32 @@ fn fresh_registry(conn: &ConnectionManager, grace: Duration) -> (RedisRegistry, 
     (r, ns)
 }
 
+/// For the reaper's tests: a connection, a registry with a grace of [`GRACE_MS`] in a namespace of its own, and
+/// the multi mode with `web` instances on the web and 3 on other platforms.
+async fn reaper_setup(web: u8) -> (ConnectionManager, RedisRegistry, String, Policy) {
+    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let (r, ns) = fresh_registry(&conn, Duration::from_millis(GRACE_MS as u64));
+    let policy = Policy {
+        mode: Mode::Multi,
+        web_instances: web,
+        instances_per_platform: 3,
+    };
+    (conn, r, ns, policy)
+}
+
+const GRACE_MS: i64 = 5_000;
+
+/// Deletes a key the test wrote.
+async fn del(conn: &ConnectionManager, key: &str) {
+    redis::cmd("DEL")
+        .arg(key)
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .unwrap();
+}
+
 /// What a user's instances look like, comparable across backends.
 async fn view(r: &dyn Registry, user: &str) -> Vec<(String, Platform, Option<String>, bool)> {
     let mut v: Vec<_> = r
@@ -231,16 +257,8 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reaper_removes_what_is_due_and_numbers_changes_in_order() {
-    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
-        .await
-        .unwrap();
-    let grace = 5_000;
-    let (r, _) = fresh_registry(&conn, Duration::from_millis(grace as u64));
-    let policy = Policy {
-        mode: Mode::Multi,
-        web_instances: 10,
-        instances_per_platform: 3,
-    };
+    let (_conn, r, _, policy) = reaper_setup(10).await;
+    let grace = GRACE_MS;
     let now = imlogin::clock::unix_now() * 1000;
     let mut expiring = instance(1, "ann", Platform::Web, None, true);
     expiring.sig_expires_at = now / 1000 + 2;
@@ -350,11 +368,7 @@ async fn kick_records_without_a_count_are_counted_once() {
             Some(KickReason::AdminKick)
         );
     }
-    redis::cmd("DEL")
-        .arg(&key)
-        .query_async::<()>(&mut conn.clone())
-        .await
-        .unwrap();
+    del(&conn, &key).await;
 }
 
 /// A field of a user's hash, read directly.
@@ -384,16 +398,8 @@ async fn due_index(conn: &ConnectionManager, ns: &str) -> Vec<(String, i64)> {
 /// the next, and forgets it when none is left. The key's expiry is written once while it covers the logins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_is_due_once_however_often_it_disconnects() {
-    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
-        .await
-        .unwrap();
-    let grace = 5_000;
-    let (r, ns) = fresh_registry(&conn, Duration::from_millis(grace as u64));
-    let policy = Policy {
-        mode: Mode::Multi,
-        web_instances: 3,
-        instances_per_platform: 3,
-    };
+    let (conn, r, ns, policy) = reaper_setup(3).await;
+    let grace = GRACE_MS;
     let key = format!("{ns}:u:7:bob|x:y");
     let now = imlogin::clock::unix_now() * 1000;
     let mut expiry = None;
@@ -450,27 +456,15 @@ async fn a_user_is_due_once_however_often_it_disconnects() {
     assert!(due_index(&conn, &ns).await.is_empty());
     assert_eq!(hget(&conn, &key, "r").await, None);
     assert!(view(&r, "bob|x:y").await.is_empty());
-    redis::cmd("DEL")
-        .arg(&key)
-        .query_async::<()>(&mut conn.clone())
-        .await
-        .unwrap();
+    del(&conn, &key).await;
 }
 
 /// An earlier version indexed each disconnected instance in `NS:reap` (APP:ID:USER); the reaper still takes
 /// those entries, so a cluster upgraded node by node frees what the old nodes left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_of_the_earlier_index_are_still_reaped() {
-    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
-        .await
-        .unwrap();
-    let grace = 5_000;
-    let (r, ns) = fresh_registry(&conn, Duration::from_millis(grace as u64));
-    let policy = Policy {
-        mode: Mode::Multi,
-        web_instances: 3,
-        instances_per_platform: 3,
-    };
+    let (conn, r, ns, policy) = reaper_setup(3).await;
+    let grace = GRACE_MS;
     let now = imlogin::clock::unix_now() * 1000;
     let i = instance(1, "bob|x:y", Platform::Web, None, true);
     r.admit(i.clone(), &policy, 1000).await.unwrap();
@@ -506,9 +500,5 @@ async fn entries_of_the_earlier_index_are_still_reaped() {
         .await
         .unwrap();
     assert_eq!(left, 0);
-    redis::cmd("DEL")
-        .arg(&key)
-        .query_async::<()>(&mut conn.clone())
-        .await
-        .unwrap();
+    del(&conn, &key).await;
 }
