@@ -9,11 +9,11 @@
 //! Values are kept short (numbers in hexadecimal, nodes numbered from 1) so a user's hash stays in Redis's compact
 //! encoding. Users with disconnected instances are indexed by when the first is due (`NS:due`, kept lazily: a
 //! login or a resume leaves the entry, and the reaper finds nothing due then), so reaping costs what is due, not
-//! a scan, and the usual login writes no index. Nodes heartbeat into `NS:nodes`; the instances of a node silent for `node_timeout` are
-//! marked disconnected by whichever node notices first (resumable elsewhere, removed after the grace) — found by
-//! a scan of the users, which only a node's death costs. User keys expire after the last UserSig they hold,
-//! so nothing is left behind by a node that dies mid-operation. Redis Cluster is not supported (scripts touch
-//! keys they compute): use one primary (with replicas or Sentinel for failover).
+//! a scan, and the usual login writes no index. Nodes heartbeat into `NS:nodes`; the instances of a node silent
+//! for `node_timeout` are marked disconnected by whichever node notices first (resumable elsewhere, removed after
+//! the grace) — found by a scan of the users, which only a node's death costs. User keys expire after the last
+//! UserSig they hold, so nothing is left behind by a node that dies mid-operation. Redis Cluster is not supported
+//! (scripts touch keys they compute): use one primary (with replicas or Sentinel for failover).
 
 use std::net::IpAddr;
 use std::time::Duration;

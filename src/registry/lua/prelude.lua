@@ -7,8 +7,8 @@
 -- kicked stays short), and `n` how many (so adding one counts nothing). A user with disconnected instances is
 -- in `NS:due` as APP:USER, scored by when its first is due, and `r` is that score (so a disconnection that is
 -- due later writes no index); entries are removed lazily: the reaper looks at the user when its score comes and
--- finds what is due then. `e` is when the key expires (so a change that needs it no longer writes no expiry).
--- Numbers kept in fields are hexadecimal.
+-- finds what is due then. `e` is when the key expires (so only a change that needs the key to live longer writes
+-- an expiry). Numbers kept in fields are hexadecimal.
 local function hex(n)
   return string.format('%x', n)
 end
