@@ -36,9 +36,21 @@ use crate::webhooks::outbox::Outbox;
 use crate::workers::Workers;
 use crate::{gateway, http};
 
-/// Everything a handler may need. Cheap to clone.
+/// Everything a handler may need: one shared pointer, so that a request (whose handler clones the state, as
+/// the router does) copies one `Arc` instead of each of the parts.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub settings: Arc<Settings>,
     pub metrics: Option<Arc<Metrics>>,
     pub sessions: Arc<Sessions>,
@@ -186,7 +198,7 @@ impl Application {
         let abusive_per_ip = Arc::new(gateway::per_ip::RatePerIp::new(
             settings.limits.abusive_closes_per_ip_per_second,
         ));
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             per_ip,
             new_per_ip,
             abusive_per_ip,
@@ -197,7 +209,7 @@ impl Application {
             db,
             connections: TaskTracker::new(),
             connection_limits,
-        };
+        }));
         Ok(Application {
             listener,
             metrics_listener,
