@@ -33,7 +33,8 @@ use crate::platform::Platform;
 
 /// Users one reap step and one scan step look at.
 const BATCH: usize = 500;
-/// A user key outlives the last UserSig it holds by this much (beyond the grace and the kick records).
+/// A user key outlives the last UserSig it holds by at least this much (beyond the grace and the kick records;
+/// the scripts extend it a minute further, so that the next minute's changes need not).
 const KEY_SLACK_MS: i64 = 60_000;
 /// How long one node has to mark a silent node's instances disconnected before another may take over.
 const SWEEP_LOCK_MS: i64 = 60_000;
