@@ -17,23 +17,14 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
                      keep_until, until_hex)
   local all = redis.call('HGETALL', key)
   -- The user's instances as {id, value, platform, order, node, device}: only the fields the rules read.
-  local last, mine, krec, kn, r, e = nil, {}, nil, nil, nil, nil
+  local last, krec, kn, r, e = user_fields(all)
+  local mine = {}
   for i = 1, #all, 2 do
     local field = all[i]
     if string.byte(field, 1) == I then
       local v = all[i + 1]
       local p, order, node, device = string.match(v, '^([^|]*)|[^|]*|([^|]*)|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|(.*)$')
       mine[#mine + 1] = {string.sub(field, 3), v, p, order, node, device}
-    elseif field == 's' then
-      last = all[i + 1]
-    elseif field == 'k' then
-      krec = all[i + 1]
-    elseif field == 'n' then
-      kn = all[i + 1]
-    elseif field == 'r' then
-      r = all[i + 1]
-    elseif field == 'e' then
-      e = all[i + 1]
     end
   end
   local out, gone = {}, {}

@@ -9,14 +9,8 @@ for _, key in ipairs(KEYS) do
   local colon = string.find(member, ':', 1, true)
   local app, user = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
   local all = redis.call('HGETALL', key)
-  local last, r, first_due = 0, nil, nil
-  for i = 1, #all, 2 do
-    if all[i] == 's' then
-      last = num(all[i + 1])
-    elseif all[i] == 'r' then
-      r = all[i + 1]
-    end
-  end
+  local s, _, _, r = user_fields(all)
+  local last, first_due = num(s or '0'), nil
   for i = 1, #all, 2 do
     if string.sub(all[i], 1, 2) == 'i:' then
       local f = parse(all[i + 1])

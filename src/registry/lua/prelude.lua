@@ -83,6 +83,26 @@ local function split_member(m)
   return string.sub(m, 1, a - 1), string.sub(m, a + 1, b - 1), string.sub(m, b + 1)
 end
 
+-- The user's own fields in `all` (its HGETALL, as field, value, …): s, k, n, r, e, each nil if absent.
+local function user_fields(all)
+  local s, k, n, r, e
+  for i = 1, #all, 2 do
+    local field = all[i]
+    if field == 's' then
+      s = all[i + 1]
+    elseif field == 'k' then
+      k = all[i + 1]
+    elseif field == 'n' then
+      n = all[i + 1]
+    elseif field == 'r' then
+      r = all[i + 1]
+    elseif field == 'e' then
+      e = all[i + 1]
+    end
+  end
+  return s, k, n, r, e
+end
+
 -- Makes sure the reaper looks at the user by `due` (ms): adds the user (`member`, APP:USER) to `NS:due` unless
 -- its field `r` (nil for none) is already as early. Returns the new `r` to store, or nil if it stays.
 local function due_by(ns, member, due, r)

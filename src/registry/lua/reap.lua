@@ -21,12 +21,8 @@ for _, m in ipairs(users) do
   local app, user = string.sub(m, 1, colon - 1), string.sub(m, colon + 1)
   local key = ns .. ':u:' .. m
   local all = redis.call('HGETALL', key)
-  local last, del, next_due, expired_any = 0, {}, nil, false
-  for i = 1, #all, 2 do
-    if all[i] == 's' then
-      last = num(all[i + 1])
-    end
-  end
+  local changed = user_fields(all)
+  local last, del, next_due, expired_any = num(changed or '0'), {}, nil, false
   for i = 1, #all, 2 do
     local field = all[i]
     if string.sub(field, 1, 2) == 'i:' then

@@ -3,18 +3,12 @@
 -- {s, {id, value, …}}. (Entries in `NS:due` are left to the reaper.)
 local key = ARGV[2]
 local all = redis.call('HGETALL', key)
-local out, del, set, records, last, krec, kn, e = {}, {}, {}, {}, 0, nil, nil, nil
+local s0, krec, kn, _, e = user_fields(all)
+local last = num(s0 or '0')
+local out, del, set, records = {}, {}, {}, {}
 for i = 1, #all, 2 do
   local field = all[i]
-  if field == 's' then
-    last = num(all[i + 1])
-  elseif field == 'k' then
-    krec = all[i + 1]
-  elseif field == 'n' then
-    kn = all[i + 1]
-  elseif field == 'e' then
-    e = all[i + 1]
-  elseif string.sub(field, 1, 2) == 'i:' then
+  if string.sub(field, 1, 2) == 'i:' then
     local id = string.sub(field, 3)
     local f = parse(all[i + 1])
     del[#del + 1] = field
