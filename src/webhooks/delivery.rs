@@ -257,6 +257,9 @@ impl Delivery {
                 while self.written.try_recv().is_ok() {}
                 if stop.is_cancelled() {
                     if asked_at_stop {
+                        tracing::debug!(
+                            "webhook delivery stops without the lease (another node delivers)"
+                        );
                         return;
                     }
                     // One more try at stopping: if nobody delivers (the lease was free, or taking it failed
@@ -303,6 +306,10 @@ impl Delivery {
                 self.flush(&mut q).await;
             }
             if stopping_done {
+                tracing::debug!(
+                    waiting = q.pending,
+                    "webhook delivery stops; what waits for a retry stays in the outbox"
+                );
                 return;
             }
             let wake = q

@@ -177,9 +177,16 @@ impl OutboxWriter {
             self.write(&mut group).await;
         }
         self.rx.close();
+        let mut last = 0;
         while self.rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+            last += group.len();
             self.write(&mut group).await;
         }
+        // Said so that a shutdown's log shows what reached the outbox at the end.
+        tracing::debug!(
+            events = last,
+            "webhook outbox writer: the last events are written"
+        );
     }
 
     /// Writes a group, retrying while the database refuses (the queue behind it waits, bounded; at shutdown the
