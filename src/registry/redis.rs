@@ -479,30 +479,26 @@ fn stored(r: &[Value]) -> Option<Instance> {
     decode(app, &text(r.get(1)?)?, &text(r.get(2)?)?, &text(r.get(3)?)?)
 }
 
-/// `{0}` or `{1, value, s}` from the remove script.
-fn removed(key: &InstanceKey, v: &Value) -> RegResult<Option<(Instance, Seq)>> {
+/// `{0}` or `{1, value, s}` from the remove and detach scripts.
+fn changed(key: &InstanceKey, v: &Value) -> RegResult<Option<(Instance, Seq)>> {
     let r = items(v);
     if r.first().and_then(int) != Some(1) {
         return Ok(None);
     }
     let value = r.get(1).and_then(text).ok_or_else(malformed)?;
-    let seq = r.get(2).and_then(int).ok_or_else(malformed)? as Seq;
+    let seq = r.get(2).and_then(seq_of).ok_or_else(malformed)?;
     let inst =
         decode(key.sdkappid, &key.user_id, &key.instance_id, &value).ok_or_else(malformed)?;
     Ok(Some((inst, seq)))
 }
 
-/// `{0}` or `{1, value, s}` (s in hexadecimal) from the detach scripts.
-fn detached(key: &InstanceKey, v: &Value) -> RegResult<Option<(Instance, Seq)>> {
-    let r = items(v);
-    if r.first().and_then(int) != Some(1) {
-        return Ok(None);
+/// A change number as a script returns it: a Lua number, or hexadecimal text (the scripts that pass it on as
+/// they got it, formatted).
+fn seq_of(v: &Value) -> Option<Seq> {
+    match v {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        v => hex_int(v),
     }
-    let value = r.get(1).and_then(text).ok_or_else(malformed)?;
-    let seq = r.get(2).and_then(hex_int).ok_or_else(malformed)?;
-    let inst =
-        decode(key.sdkappid, &key.user_id, &key.instance_id, &value).ok_or_else(malformed)?;
-    Ok(Some((inst, seq)))
 }
 
 /// A number a script returns in hexadecimal.
@@ -653,7 +649,7 @@ impl Registry for RedisRegistry {
         ended
             .iter()
             .zip(rows)
-            .map(|((key, _), row)| detached(key, row))
+            .map(|((key, _), row)| changed(key, row))
             .collect()
     }
 
@@ -674,7 +670,7 @@ impl Registry for RedisRegistry {
             .arg(self.clock.now_ms())
             .arg("")
             .arg(MAX_KICKS_REMEMBERED);
-        removed(key, &self.run(&mut inv).await?)
+        changed(key, &self.run(&mut inv).await?)
     }
 
     async fn kick(
@@ -692,7 +688,7 @@ impl Registry for RedisRegistry {
             .arg(now)
             .arg(kick_record(reason, now + remember_ms))
             .arg(MAX_KICKS_REMEMBERED);
-        removed(key, &self.run(&mut inv).await?)
+        changed(key, &self.run(&mut inv).await?)
     }
 
     async fn remove_user(
