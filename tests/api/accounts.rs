@@ -6,7 +6,7 @@ use imlogin::accounts::{AccountStore, Profile};
 
 use crate::helpers::{Backend, TestDb};
 
-crate::both_stores!(
+crate::both_configs!(
     register_is_idempotent_and_durable,
     concurrent_first_registrations_create_one_account,
     apps_are_isolated,

@@ -10,16 +10,15 @@ use crate::helpers::{
     OTHER_APP_ENV,
 };
 
-crate::both_stores!(
+crate::both_configs!(
     users_are_created_listed_paged_and_deleted,
     disable_and_enable,
     kick_one_instance_or_all_with_or_without_revocation,
     instances_and_online_counts,
     daily_active_users_over_a_range,
     policy_set_by_an_admin_applies_at_once_and_survives_a_restart,
+    every_route_refuses_missing_wrong_and_other_apps_keys,
 );
-
-crate::on_sqlite!(every_route_refuses_missing_wrong_and_other_apps_keys);
 
 /// Every operation of the OpenAPI document, with its path parameters filled in.
 async fn operations(app: &TestApp) -> Vec<(Method, String)> {
@@ -362,7 +361,7 @@ async fn daily_active_users_over_a_range(backend: Backend) {
 
 async fn policy_set_by_an_admin_applies_at_once_and_survives_a_restart(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let settings = crate::helpers::test_settings(&db.url());
+    let settings = db.settings(&[]);
     let app = TestApp::spawn(settings.clone(), db.database().await).await;
     let (s, p) = app.native(Method::GET, "/policy", None).await;
     assert_eq!(

@@ -9,7 +9,7 @@ use crate::helpers::{
     event, params, sig, spawn_on, Backend, APP, OTHER_APP, OTHER_APP_ENV, OTHER_KEY,
 };
 
-crate::both_stores!(
+crate::both_configs!(
     the_query_string_is_checked_in_order,
     account_import_is_idempotent_and_takes_the_legacy_field,
     multiaccount_import_takes_both_forms,

@@ -14,7 +14,7 @@ use crate::helpers::{accounts, sig, test_settings, Backend, Proxy, TestDb, APP, 
 
 const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-crate::both_stores!(
+crate::both_configs!(
     first_login_registers_durably,
     every_code_in_order,
     revocation_is_by_whole_seconds,

@@ -15,7 +15,7 @@ use sqlx::Connection;
 use crate::helpers::{params, Backend, TestDb, APP};
 use crate::server::start_binary;
 
-crate::both_stores!(every_login_acknowledged_before_a_sigkill_is_in_the_database);
+crate::both_configs!(every_login_acknowledged_before_a_sigkill_is_in_the_database);
 
 /// What the storm's logins got.
 #[derive(Debug, Default, Clone)]

@@ -1,5 +1,10 @@
-//! Test harness: fresh databases on real PostgreSQL and SQLite, a TCP proxy that can cut a connection, and the
-//! real server on port 0.
+//! Test harness: fresh databases on real PostgreSQL and SQLite, a Redis namespace of each test's own, a TCP proxy
+//! that can cut or delay a connection, and the real server on port 0.
+//!
+//! Behaviour tests run on both configurations (see [`both_configs!`]): the **embedded** default (SQLite and the
+//! in-memory registry, what `imlogin serve` starts with) and the **production** one (PostgreSQL and the Redis
+//! registry, what operators deploy), each server with a database and a Redis namespace of its own, beside the
+//! keys of every other test in the same Redis (as on a shared Redis).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,17 +28,26 @@ pub fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// The Redis the production configuration's tests share (CI starts it).
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The store of a test database, and with it the configuration a test server runs: `Postgres` is the
+/// production configuration (PostgreSQL + the Redis registry), `Sqlite` the embedded default (SQLite + the
+/// in-memory registry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
     Sqlite,
 }
 
-/// A fresh, empty database, dropped (PostgreSQL) or deleted (SQLite) at the end of the test.
+/// A fresh, empty database, dropped (PostgreSQL) or deleted (SQLite) at the end of the test; with PostgreSQL,
+/// a Redis namespace of its own too, whose keys are deleted at the end.
 pub struct TestDb {
     pub backend: Backend,
     /// Where the database listens (PostgreSQL), for a proxy in front of it.
     pub pg_addr: Option<SocketAddr>,
+    /// The registry's namespace in Redis (production configuration only).
+    pub redis_ns: Option<String>,
     name: String,
     dir: tempfile::TempDir,
 }
@@ -67,9 +81,26 @@ impl TestDb {
         TestDb {
             backend,
             pg_addr,
+            redis_ns: (backend == Backend::Postgres)
+                .then(|| format!("t{:016x}", rand::random::<u64>())),
             name,
             dir,
         }
+    }
+
+    /// Settings for a test server on this database (and, in the production configuration, the Redis registry
+    /// in this test's namespace), with overrides given as `("SECTION__KEY", value)`.
+    pub fn settings(&self, overrides: &[(&str, &str)]) -> Settings {
+        let mut all: Vec<(&str, &str)> = Vec::new();
+        if let Some(ns) = &self.redis_ns {
+            all.extend([
+                ("REGISTRY__BACKEND", "redis"),
+                ("REGISTRY__REDIS_URL", REDIS_URL),
+                ("REGISTRY__NAMESPACE", ns.as_str()),
+            ]);
+        }
+        all.extend_from_slice(overrides);
+        test_settings_with(&self.url(), &all)
     }
 
     /// The database URL, optionally through `via` (a proxy's address) instead of the server's.
@@ -115,6 +146,7 @@ impl Drop for TestDb {
             return;
         }
         let name = self.name.clone();
+        let ns = self.redis_ns.clone();
         // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -127,9 +159,43 @@ impl Drop for TestDb {
                         .execute(&mut conn)
                         .await;
                 }
+                if let Some(ns) = ns {
+                    delete_redis_namespace(&ns).await;
+                }
             });
         })
         .join();
+    }
+}
+
+/// Deletes every key of a Redis namespace (by name, through SCAN: other tests' keys stay).
+pub async fn delete_redis_namespace(ns: &str) {
+    let Ok(client) = redis::Client::open(REDIS_URL) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let mut cursor = 0u64;
+    loop {
+        let Ok((next, keys)): Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{ns}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+        else {
+            return;
+        };
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
     }
 }
 
@@ -364,40 +430,39 @@ pub fn sig(user: &str, time: Option<u64>, expire: u64) -> String {
     imlogin::usersig::tls::generate(APP, KEY, user, expire, time)
 }
 
-/// Runs the async test body once against PostgreSQL and once against SQLite.
+/// Runs the async test body on both configurations: `production::NAME` (PostgreSQL + Redis registry) and
+/// `embedded::NAME` (SQLite + memory registry). Every behaviour test is registered here.
 #[macro_export]
-macro_rules! both_stores {
+macro_rules! both_configs {
     ($($name:ident),* $(,)?) => {
-        mod postgres {
+        mod production {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { super::$name($crate::helpers::Backend::Postgres).await })*
         }
-        mod sqlite {
+        mod embedded {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
         }
     };
 }
 
-/// Runs the async test body once, on SQLite: for behaviour the store does not change.
+/// Runs the async test body once, on the embedded configuration: for what neither the store nor the registry
+/// changes (frame parsing, limits in front of the login, the CLI).
 #[macro_export]
-macro_rules! on_sqlite {
+macro_rules! embedded_only {
     ($($name:ident),* $(,)?) => {
-        mod once {
+        mod embedded {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
         }
     };
 }
 
-/// A fresh database of `backend` and the server on it, with config overrides.
+/// A fresh database of `backend` and the server on it (with the registry of that configuration), with config
+/// overrides.
 pub async fn spawn_on(backend: Backend, overrides: &[(&str, &str)]) -> (TestDb, TestApp) {
     let db = TestDb::new(backend).await;
-    let app = TestApp::spawn(
-        test_settings_with(&db.url(), overrides),
-        db.database().await,
-    )
-    .await;
+    let app = TestApp::spawn(db.settings(overrides), db.database().await).await;
     (db, app)
 }
 

@@ -5,15 +5,13 @@ use serde_json::{json, Value};
 
 use crate::helpers::{event, params, sig, spawn_on, Backend, TestApp, APP};
 
-crate::on_sqlite!(
+crate::both_configs!(
     http_login_then_resume_on_the_websocket,
     http_logout_tells_the_attached_connection,
     http_statuses_follow_the_codes,
     http_login_counts_under_the_policy,
+    daily_active_users_count_logins_once,
 );
-
-// What the store writes: on both.
-crate::both_stores!(daily_active_users_count_logins_once);
 
 async fn post_login(app: &TestApp, body: Value) -> (u16, Value) {
     let r = app

@@ -6,7 +6,7 @@ use imlogin::client::{Client, ClientEvent};
 
 use crate::helpers::{event, params, spawn_on, Backend, APP};
 
-crate::on_sqlite!(
+crate::both_configs!(
     fifty_racing_logins_leave_one_per_slot,
     racing_logins_respect_per_platform_limits,
 );

@@ -131,8 +131,8 @@ async fn spawn_with_webhook(
     spawn_on(backend, &env).await
 }
 
-crate::both_stores!(every_state_change_arrives_in_seq_order_signed);
-crate::on_sqlite!(
+crate::both_configs!(
+    every_state_change_arrives_in_seq_order_signed,
     a_failing_receiver_gets_retries_then_a_dead_letter,
     garbage_and_hangs_count_as_failures,
     connections_reset_by_the_receiver_are_retried_until_delivered,

@@ -11,8 +11,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{event, params, sig, spawn_on, Backend, TestApp, APP};
 
-crate::both_stores!(a_login_answers_what_the_sdk_needs_and_is_an_instance_like_any_other);
-crate::on_sqlite!(
+crate::both_configs!(
+    a_login_answers_what_the_sdk_needs_and_is_an_instance_like_any_other,
     every_command_gets_an_answer,
     login_failures_come_in_the_sdk_shape,
     kicks_reach_the_sdk_with_their_kick_type,

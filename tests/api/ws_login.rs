@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::helpers::{event, eventually, params, sig, spawn_on, Backend, APP};
 
-crate::on_sqlite!(
+crate::both_configs!(
     a_second_login_kicks_the_first_before_its_answer,
     switching_users_logs_the_old_instance_out_silently,
     repeat_login_answers_the_current_instance,

@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{event, params, spawn_on, Backend, TestApp};
 
-crate::on_sqlite!(
+crate::both_configs!(
     ops_before_login,
     bad_frames_get_6017_with_or_without_id,
     missing_and_mistyped_login_fields,
