@@ -743,6 +743,11 @@ impl Registry for RedisRegistry {
         sdkappid: u32,
         user_ids: &[String],
     ) -> RegResult<Vec<Vec<Instance>>> {
+        // An empty pipeline is an error of the client's, not Redis's answer: a scan step that found none of an
+        // app's users (on a Redis shared with others, most do) reads nothing.
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for u in user_ids {
             pipe.cmd("HGETALL").arg(self.user_key(sdkappid, u));

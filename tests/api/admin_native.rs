@@ -6,8 +6,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    event, params, spawn_on, Backend, TestApp, TestDb, ADMIN_KEY, APP, OTHER_ADMIN_KEY,
-    OTHER_APP_ENV,
+    event, other_params, params, spawn_on, Backend, TestApp, TestDb, ADMIN_KEY, APP,
+    OTHER_ADMIN_KEY, OTHER_APP, OTHER_APP_ENV,
 };
 
 crate::both_configs!(
@@ -279,9 +279,18 @@ async fn kick_one_instance_or_all_with_or_without_revocation(backend: Backend) {
     );
 }
 
+/// Counted among other apps' users (the same UserIDs in another app), and, in the production configuration,
+/// beside other deployments' keys in the same Redis (see `helpers::crowd_redis`).
 async fn instances_and_online_counts(backend: Backend) {
-    let (_db, app) = spawn_on(backend, &[("APPS__0__POLICY__MODE", "multi")]).await;
+    let mut env = OTHER_APP_ENV.to_vec();
+    env.push(("APPS__0__POLICY__MODE", "multi"));
+    let (_db, app) = spawn_on(backend, &env).await;
     let mut clients = Vec::new();
+    for user in ["i1", "o2"] {
+        let c = app.connect().await;
+        c.login(&other_params(user, "web")).await.unwrap();
+        clients.push(c);
+    }
     for (user, platform) in [
         ("i1", "web"),
         ("i1", "android"),
@@ -325,6 +334,19 @@ async fn instances_and_online_counts(backend: Backend) {
         .native(Method::GET, "/instances?platform=ios", None)
         .await;
     assert_eq!((s, e["code"].as_u64()), (400, Some(70402)));
+    let other = app
+        .http
+        .get(app.url(&format!("/admin/v1/apps/{OTHER_APP}/stats/online")))
+        .bearer_auth(OTHER_ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    let other: Value = other.json().await.unwrap();
+    assert_eq!(
+        (&other["total"], &other["by_platform"]["web"]),
+        (&json!(2), &json!(2))
+    );
 }
 
 async fn daily_active_users_over_a_range(backend: Backend) {

@@ -68,6 +68,7 @@ impl TestDb {
         );
         let mut pg_addr = None;
         if backend == Backend::Postgres {
+            crowd_redis().await;
             let mut conn = sqlx::PgConnection::connect(&pg_admin_url())
                 .await
                 .expect("PostgreSQL must be running for the tests (see .ci/run)");
@@ -166,6 +167,43 @@ impl Drop for TestDb {
         })
         .join();
     }
+}
+
+/// Fills the shared Redis with keys that are not a test server's, once per test run: unrelated keys, and users
+/// of the demo app in another namespace, enough that scanning a namespace takes many steps, most of which find
+/// none of its keys (as on a Redis that other services and deployments use). They expire within the hour.
+async fn crowd_redis() {
+    static CROWDED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    CROWDED
+        .get_or_init(|| async {
+            let client = redis::Client::open(REDIS_URL).unwrap();
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("Redis must be running for the tests (see .ci/run)");
+            let mut pipe = redis::pipe();
+            for i in 0..1500 {
+                pipe.cmd("SET")
+                    .arg(format!("crowd:session:{i}"))
+                    .arg("x")
+                    .arg("EX")
+                    .arg(3600)
+                    .ignore();
+                // A user of the demo app, online, in a deployment of another namespace.
+                let key = format!("crowd-ns:u:{APP}:user{i}");
+                pipe.cmd("HSET")
+                    .arg(&key)
+                    .arg("i:0123456789abcdef01234567")
+                    .arg("6|18f0000000|1|7fffffff|1|1||127.0.0.1|")
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(&key)
+                    .arg(3600)
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn).await.unwrap();
+        })
+        .await;
 }
 
 /// Deletes every key of a Redis namespace (by name, through SCAN: other tests' keys stay).
@@ -503,6 +541,16 @@ pub const OTHER_APP_ENV: [(&str, &str); 4] = [
     ("APPS__1__ADMINS", r#"["administrator"]"#),
     ("APPS__1__ADMIN_API_KEY", OTHER_ADMIN_KEY),
 ];
+
+/// Login fields for the second app ([`OTHER_APP_ENV`]) with a fresh one-hour ticket.
+pub fn other_params(user: &str, platform: &str) -> LoginParams {
+    let time = imlogin::clock::unix_now() as u64;
+    LoginParams {
+        sdkappid: OTHER_APP,
+        user_sig: imlogin::usersig::tls::generate(OTHER_APP, OTHER_KEY, user, 3600, time),
+        ..params(user, platform)
+    }
+}
 
 /// The query string of a `/v4` call by the demo app's admin.
 pub fn v4_query_for_admin() -> String {
