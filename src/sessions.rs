@@ -356,11 +356,21 @@ impl Sessions {
         self.tokens.verify(token)
     }
 
+    /// The instance a session token names, if it verifies and its app is still configured: a reload that
+    /// removes an app ends its sessions as it ends its tickets (70020), whatever the registry still holds.
+    fn token_instance(&self, token: &str) -> Result<InstanceKey, Failure> {
+        let key = self.tokens.verify(token).ok_or(Code::NoPreviousLogin)?;
+        if self.auth.apps().get(key.sdkappid).is_none() {
+            return Err(Code::SdkAppIdNotFound.into());
+        }
+        Ok(key)
+    }
+
     /// `resume` from `ip`: attaches the instance named by `token` to `conn`; the connection it was attached to
     /// is closed with 4002. An instance whose UserSig has expired is not attached (6026): a disconnected one is
     /// removed, an attached one is left to its connection, which tells its client `user_sig_expired`.
     pub async fn resume(&self, token: &str, conn: ConnRef, ip: IpAddr) -> Result<LoginOk, Failure> {
-        let key = self.tokens.verify(token).ok_or(Code::NoPreviousLogin)?;
+        let key = self.token_instance(token)?;
         let attached = self
             .registry
             .attach(&key, conn, self.clock.now_secs())
@@ -551,7 +561,7 @@ impl Sessions {
 
     /// The instance a session token names (HTTP API).
     pub async fn session(&self, token: &str) -> Result<Instance, Failure> {
-        let key = self.tokens.verify(token).ok_or(Code::NoPreviousLogin)?;
+        let key = self.token_instance(token)?;
         let inst = self
             .registry
             .get(&key)

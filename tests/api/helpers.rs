@@ -89,6 +89,20 @@ impl TestDb {
         }
     }
 
+    /// The environment that starts the real binary on this database (and, in the production configuration, the
+    /// Redis registry in this test's namespace).
+    pub fn binary_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("IMLOGIN__DATABASE__URL", self.url())];
+        if let Some(ns) = &self.redis_ns {
+            env.extend([
+                ("IMLOGIN__REGISTRY__BACKEND", "redis".to_owned()),
+                ("IMLOGIN__REGISTRY__REDIS_URL", REDIS_URL.to_owned()),
+                ("IMLOGIN__REGISTRY__NAMESPACE", ns.clone()),
+            ]);
+        }
+        env
+    }
+
     /// Settings for a test server on this database (and, in the production configuration, the Redis registry
     /// in this test's namespace), with overrides given as `("SECTION__KEY", value)`.
     pub fn settings(&self, overrides: &[(&str, &str)]) -> Settings {

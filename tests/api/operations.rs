@@ -6,7 +6,7 @@ use imlogin::client::{Client, ClientEvent, LoginParams};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{eventually, params, sig, APP, KEY, OTHER_APP, OTHER_KEY};
+use crate::helpers::{eventually, params, sig, Backend, TestDb, APP, KEY, OTHER_APP, OTHER_KEY};
 use crate::server::{signal, start_binary, start_binary_with, Binary};
 
 fn sqlite_env(dir: &tempfile::TempDir) -> (&'static str, String) {
@@ -315,14 +315,18 @@ async fn wait_for_log(b: &Binary, message: &str) -> Value {
     found.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_applies_apps_added_removed_and_rekeyed_without_dropping_connections() {
+crate::both_configs!(sighup_applies_apps_added_removed_and_rekeyed_without_dropping_connections);
+
+async fn sighup_applies_apps_added_removed_and_rekeyed_without_dropping_connections(
+    backend: Backend,
+) {
     const THIRD_APP: u32 = 1_400_000_002;
     const NEW_KEY: &str = "the-rotated-secret-key-of-the-demo-app";
+    let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("imlogin.toml");
     write_config(&file, "", &[(APP, KEY, None), (OTHER_APP, OTHER_KEY, None)]);
-    let b = start_binary_with(&["--config", file.to_str().unwrap()], &[sqlite_env(&dir)]);
+    let b = start_binary_with(&["--config", file.to_str().unwrap()], &db.binary_env());
     let ws = format!("ws://{}/v1/ws", b.addr);
     let stays = Client::connect(&ws).await.unwrap();
     stays.login(&login_params(APP, KEY, "stays")).await.unwrap();
@@ -331,6 +335,14 @@ async fn sighup_applies_apps_added_removed_and_rekeyed_without_dropping_connecti
         .login(&login_params(OTHER_APP, OTHER_KEY, "removed"))
         .await
         .unwrap();
+    // A user of the app to remove whose connection dropped: disconnected, within the grace.
+    let away = Client::connect(&ws).await.unwrap();
+    let token = away
+        .login(&login_params(OTHER_APP, OTHER_KEY, "away"))
+        .await
+        .unwrap()
+        .session_token;
+    drop(away);
 
     // Re-key APP keeping the old key as the previous one, remove OTHER_APP, add a third; a database change
     // cannot apply live.
@@ -344,7 +356,10 @@ async fn sighup_applies_apps_added_removed_and_rekeyed_without_dropping_connecti
     assert_eq!(reloaded["added"], format!("[{THIRD_APP}]"));
     assert_eq!(reloaded["removed"], format!("[{OTHER_APP}]"));
     assert_eq!(reloaded["changed"], format!("[{APP}]"));
-    assert_eq!(reloaded["kicked"], 1);
+    assert_eq!(
+        reloaded["kicked"], 2,
+        "the online and the disconnected instance"
+    );
     let restart = wait_for_log(
         &b,
         "config reload: this section needs a restart; the running values are kept",
@@ -374,6 +389,12 @@ async fn sighup_applies_apps_added_removed_and_rekeyed_without_dropping_connecti
     assert_eq!(login(login_params(APP, KEY, "previous-key")).await, Ok(()));
     assert_eq!(
         login(login_params(OTHER_APP, OTHER_KEY, "gone")).await,
+        Err(Some(70020))
+    );
+    // The removed app's session tokens died with it, as its tickets did.
+    let c = Client::connect(&ws).await.unwrap();
+    assert_eq!(
+        c.resume(&token).await.map(|_| ()).map_err(|e| e.code()),
         Err(Some(70020))
     );
     assert_eq!(

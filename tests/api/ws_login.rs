@@ -6,7 +6,9 @@ use imlogin::client::{ClientEvent, Reconnecting};
 use imlogin::registry::policy::KickReason;
 use serde_json::json;
 
-use crate::helpers::{event, eventually, params, sig, spawn_on, Backend, APP};
+use crate::helpers::{
+    event, eventually, other_params, params, sig, spawn_on, Backend, APP, OTHER_APP, OTHER_APP_ENV,
+};
 
 crate::both_configs!(
     a_second_login_kicks_the_first_before_its_answer,
@@ -21,6 +23,7 @@ crate::both_configs!(
     renew_sig_extends_and_rearms,
     logout_keeps_the_connection_open,
     reconnecting_client_resumes_by_itself,
+    a_removed_apps_session_tokens_are_refused,
 );
 
 async fn instances(app: &crate::helpers::TestApp, user: &str) -> Vec<imlogin::registry::Instance> {
@@ -391,4 +394,32 @@ async fn event_r(r: &mut Reconnecting) -> ClientEvent {
         .await
         .expect("an event")
         .expect("open")
+}
+
+/// An instance the registry still holds after its app was removed (a login that was in flight during the reload,
+/// past the reload's kicks): its session token neither resumes nor reads the session (70020, as its tickets).
+async fn a_removed_apps_session_tokens_are_refused(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &OTHER_APP_ENV).await;
+    let c = app.connect().await;
+    let token = c
+        .login(&other_params("left-behind", "android"))
+        .await
+        .unwrap()
+        .session_token;
+    drop(c);
+    let mut apps = app.state.settings.apps.clone();
+    apps.retain(|a| a.sdkappid != OTHER_APP);
+    app.state.sessions.auth.apps().replace(&apps);
+    let c = app.connect().await;
+    assert_eq!(c.resume(&token).await.unwrap_err().code(), Some(70020));
+    let r = app
+        .http
+        .get(app.url("/v1/session"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], 70020);
 }
