@@ -164,6 +164,10 @@ impl Application {
         });
         workers.start("reaper", |stop| sessions.clone().reap_until(stop));
         if let Some(incoming) = incoming {
+            // Stopped after the connection ends, so that those the registry could not take are tried once more.
+            workers.start("unsettled writes", |stop| {
+                crate::settle::settle_until(sessions.clone(), stop)
+            });
             workers.start("cluster heartbeat", |stop| {
                 sessions.clone().heartbeat_until(stop)
             });

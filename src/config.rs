@@ -344,8 +344,9 @@ impl Settings {
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
             .collect();
-        // Sorted so that `APPS__0__…` creates the entry before `APPS__1__…`.
-        overrides.sort();
+        // Sorted so that `APPS__0__…` creates the entry before `APPS__1__…`; stably, by name only, so that of a
+        // name given twice the later wins.
+        overrides.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, value) in overrides {
             apply_env(&mut tree, &name, &value)?;
         }

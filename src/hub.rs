@@ -220,6 +220,19 @@ impl Hub {
         self.conns.is_empty()
     }
 
+    /// Moves a connection to a new number (its mailbox goes with it): the old number is no longer held here.
+    pub fn rebind(&self, conn: ConnRef) -> ConnRef {
+        let Some((_, mailbox)) = self.conns.remove(&conn.conn) else {
+            return conn;
+        };
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.conns.insert(n, mailbox);
+        ConnRef {
+            node: self.node,
+            conn: n,
+        }
+    }
+
     pub fn unregister(&self, conn: ConnRef) {
         self.conns.remove(&conn.conn);
     }

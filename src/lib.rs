@@ -35,6 +35,7 @@ pub mod request;
 pub mod sdkapps;
 pub mod secret;
 pub mod sessions;
+pub mod settle;
 pub mod telemetry;
 pub mod token;
 pub mod users;

@@ -22,6 +22,7 @@ use crate::policies::Policies;
 use crate::registry::policy::KickReason;
 use crate::registry::{Attach, ConnRef, Instance, InstanceKey, Reaped, Registry, RemoveIf, Seq};
 use crate::request::LoginRequest;
+use crate::settle::{Unsettled, Write};
 use crate::token::TokenSigner;
 use crate::webhooks::event::{Cause, StateChange};
 use crate::webhooks::outbox::Outbox;
@@ -111,6 +112,8 @@ pub struct Sessions {
     in_progress: Arc<Counted<u32>>,
     /// Connection ends waiting for [`Sessions::detach_until`], while it runs.
     ended: OnceLock<mpsc::UnboundedSender<Ended>>,
+    /// Registry writes to do again once the registry answers (see [`crate::settle`]).
+    unsettled: Unsettled,
 }
 
 /// A connection that ended holding an instance, and why.
@@ -150,19 +153,42 @@ impl Sessions {
             metrics: parts.metrics,
             in_progress: Counted::new(parts.logins_in_progress_per_app),
             ended: OnceLock::new(),
+            unsettled: Unsettled::default(),
         })
     }
 
+    /// The registry writes this node has yet to settle.
+    pub fn unsettled(&self) -> &Unsettled {
+        &self.unsettled
+    }
+
     fn registry_down(&self, e: impl std::fmt::Display) -> Failure {
-        tracing::warn!(error = %e, "session registry unreachable");
+        self.registry_failed(e, "session registry unreachable");
+        Failure::new(Code::InternalTimeout)
+    }
+
+    /// A registry request failed (`what`): it may have committed all the same, so the node sweeps later.
+    fn registry_failed(&self, e: impl std::fmt::Display, what: &'static str) {
+        tracing::warn!(error = %e, "{what}");
         if let Some(m) = &self.metrics {
             m.registry_errors.inc();
         }
-        Failure::new(Code::InternalTimeout)
+        self.unsettled.suspect();
+    }
+
+    /// A registry write that failed (or whose answer did not come) is done again until the registry answers.
+    fn retry_later(&self, e: impl std::fmt::Display, what: &'static str, w: Write) {
+        self.registry_failed(e, what);
+        self.unsettled.push(w);
     }
 
     fn remember_ms(&self) -> i64 {
         (self.timing.reconnect_grace.as_millis() as i64).max(MIN_KICK_MEMORY_MS)
+    }
+
+    /// Emits a state change caused by the instance's own client (see [`Sessions::emit`]).
+    pub(crate) fn emit_change(&self, instance: &Instance, seq: Seq, cause: Cause, actor: Actor) {
+        self.emit(instance, seq, cause, actor, Vec::new());
     }
 
     /// Emits a state change of `user` if the app has a webhook.
@@ -260,11 +286,23 @@ impl Sessions {
             ip,
         };
         let policy = self.policies.effective(&a.app);
-        let admitted = self
+        let admitted = match self
             .registry
             .admit(instance.clone(), &policy, self.remember_ms())
             .await
-            .map_err(|e| self.registry_down(e))?;
+        {
+            Ok(a) => a,
+            Err(e) => {
+                // It may have committed: the login is answered with an error, so the instance must not stay.
+                let undo = Write::Remove {
+                    key: instance.key(),
+                    cond: RemoveIf::Always,
+                    cause: None,
+                };
+                self.retry_later(e, "session registry unreachable", undo);
+                return Err(Failure::new(Code::InternalTimeout));
+            }
+        };
         self.deliver_kicks(&admitted.kicked, Some(instance.platform))
             .await;
         self.dau.mark(instance.sdkappid, &instance.user_id);
@@ -371,11 +409,23 @@ impl Sessions {
     /// removed, an attached one is left to its connection, which tells its client `user_sig_expired`.
     pub async fn resume(&self, token: &str, conn: ConnRef, ip: IpAddr) -> Result<LoginOk, Failure> {
         let key = self.token_instance(token)?;
-        let attached = self
+        let attached = match self
             .registry
             .attach(&key, conn, self.clock.now_secs())
             .await
-            .map_err(|e| self.registry_down(e))?;
+        {
+            Ok(a) => a,
+            Err(e) => {
+                // It may have committed: undone on this connection number, which the connection gives up.
+                let undo = Write::Detach {
+                    key,
+                    conn,
+                    cause: None,
+                };
+                self.retry_later(e, "session registry unreachable", undo);
+                return Err(Failure::new(Code::InternalTimeout));
+            }
+        };
         let (instance, previous, seq) = match attached {
             Attach::Attached {
                 instance,
@@ -483,7 +533,35 @@ impl Sessions {
             ),
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "could not remove an instance whose UserSig expired")
+                let w = Write::Remove {
+                    key: key.clone(),
+                    cond: RemoveIf::SigExpiresAt(expires_at),
+                    cause: Some(Cause::UserSigExpired),
+                };
+                self.retry_later(e, "could not remove an instance whose UserSig expired", w)
+            }
+        }
+    }
+
+    /// Logs out the instance a connection switches away from (a login as someone else, a resume of another
+    /// instance); the connection no longer holds it, so a removal that fails is done again later.
+    pub async fn switch_away(&self, key: &InstanceKey, ip: IpAddr) {
+        match self.registry.remove(key, RemoveIf::Always).await {
+            Ok(Some((inst, seq))) => {
+                self.emit(&inst, seq, Cause::Switch, Actor::Client(ip), Vec::new())
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let w = Write::Remove {
+                    key: key.clone(),
+                    cond: RemoveIf::Always,
+                    cause: Some(Cause::Switch),
+                };
+                self.retry_later(
+                    e,
+                    "could not log out the instance being switched away from",
+                    w,
+                )
             }
         }
     }
@@ -496,7 +574,14 @@ impl Sessions {
                 self.emit(&inst, seq, cause, Actor::Client(inst.ip), Vec::new())
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not mark an instance disconnected"),
+            Err(e) => {
+                let w = Write::Detach {
+                    key: key.clone(),
+                    conn,
+                    cause: Some(cause),
+                };
+                self.retry_later(e, "could not mark an instance disconnected", w)
+            }
         }
     }
 
@@ -554,7 +639,11 @@ impl Sessions {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, count = ended.len(), "could not mark instances disconnected")
+                self.registry_failed(e, "could not mark instances disconnected");
+                for ((key, conn), cause) in ended.into_iter().zip(causes) {
+                    let cause = Some(cause);
+                    self.unsettled.push(Write::Detach { key, conn, cause });
+                }
             }
         }
     }
@@ -758,6 +847,13 @@ impl Sessions {
     /// that no longer exist, are marked disconnected.
     pub async fn reconcile(&self) {
         self.hub.recheck_all();
+        self.sweep_ghosts().await;
+    }
+
+    /// Marks disconnected every instance the registry holds as attached to a connection number this node does
+    /// not hold (a connection that ended while the registry could not be told, an attempt that failed); the
+    /// reaper removes them after the grace. `false` if the registry could not be read.
+    pub async fn sweep_ghosts(&self) -> bool {
         match self.registry.node_instances().await {
             Ok(instances) => {
                 for inst in instances {
@@ -765,8 +861,12 @@ impl Sessions {
                         self.detach(&inst.key(), conn, Cause::Disconnect).await;
                     }
                 }
+                true
             }
-            Err(e) => tracing::warn!(error = %e, "could not list this node's instances"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list this node's instances");
+                false
+            }
         }
     }
 

@@ -513,6 +513,9 @@ impl Native {
         let ok = match res {
             Ok(ok) => ok,
             Err(f) => {
+                if self.state.current().is_none() {
+                    sh.retire_conn();
+                }
                 self.reply(sh, id, Err(f));
                 return Flow::Continue;
             }

@@ -67,14 +67,16 @@ impl<T: Transport> Shell<'_, T> {
         // Owns what it needs: the shell (and its transport) is not borrowed across the wait.
         let (sessions, ip) = (self.sessions.clone(), self.ip);
         async move {
-            let Some(key) = left else { return };
-            if let Err(f) = sessions.logout(&key, Cause::Switch, ip).await {
-                tracing::warn!(
-                    code = f.code.number(),
-                    "could not log out the instance being switched away from"
-                );
+            if let Some(key) = left {
+                sessions.switch_away(&key, ip).await;
             }
         }
+    }
+
+    /// A login or resume failed, and the connection holds no instance: it takes a new number, so that whatever
+    /// the attempt may have written under the old one is known for a ghost (see [`crate::settle`]).
+    pub fn retire_conn(&mut self) {
+        self.conn = self.sessions.hub.rebind(self.conn);
     }
 }
 

@@ -139,11 +139,10 @@ fn assert_none_lost(acknowledged: &BTreeSet<String>, stored: &BTreeSet<String>) 
 
 async fn every_login_acknowledged_before_a_sigkill_is_in_the_database(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let mut b = start_binary(&[
-        ("IMLOGIN__DATABASE__URL", db.url()),
-        // Each client logs in as fast as it is answered: more frames a second than a real client sends.
-        ("IMLOGIN__LIMITS__FRAMES_PER_SECOND", "100000".into()),
-    ]);
+    let mut env = db.binary_env();
+    // Each client logs in as fast as it is answered: more frames a second than a real client sends.
+    env.push(("IMLOGIN__LIMITS__FRAMES_PER_SECOND", "100000".into()));
+    let mut b = start_binary(&env);
     let storm = Storm::start(&format!("ws://{}/v1/ws", b.addr), 40, "storm").await;
     // Killed once a good number of registrations were acknowledged, with more in flight.
     storm

@@ -278,11 +278,36 @@ mod url_lite {
 }
 
 /// A TCP proxy that forwards to `target` until cut; cutting drops every open connection and refuses new ones.
+/// It can also hold every chunk back for a while, in both directions (a server that answers late).
 pub struct Proxy {
     pub addr: SocketAddr,
     up: Arc<AtomicBool>,
     stalled: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
     cut_tx: watch::Sender<u64>,
+}
+
+/// Copies `from` to `to`, holding each chunk back by `delay_ms` as it is when the chunk arrives.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay_ms: Arc<AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let delay = delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Proxy {
@@ -291,12 +316,13 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
         let stalled = Arc::new(AtomicBool::new(false));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let (cut_tx, cut_rx) = watch::channel(0u64);
-        let (up2, stalled2) = (up.clone(), stalled.clone());
+        let (up2, stalled2, delay2) = (up.clone(), stalled.clone(), delay_ms.clone());
         tokio::spawn(async move {
             let mut held = Vec::new();
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 if stalled2.load(Ordering::SeqCst) {
@@ -310,12 +336,18 @@ impl Proxy {
                 }
                 let mut cut = cut_rx.clone();
                 cut.mark_unchanged();
+                let delay = delay2.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let (in_read, in_write) = inbound.into_split();
+                    let (out_read, out_write) = outbound.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = pump(in_read, out_write, delay.clone()) => {}
+                        _ = pump(out_read, in_write, delay) => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -325,8 +357,15 @@ impl Proxy {
             addr,
             up,
             stalled,
+            delay_ms,
             cut_tx,
         }
+    }
+
+    /// Holds every chunk back by `delay` from now on (zero: forwards at once again).
+    pub fn delay(&self, delay: std::time::Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Drops open connections and leaves new ones hanging unanswered (a database that stopped responding).

@@ -15,6 +15,7 @@ mod limits;
 mod operations;
 mod races;
 mod registry;
+mod registry_faults;
 mod security;
 mod server;
 mod web;

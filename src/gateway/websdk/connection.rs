@@ -355,6 +355,9 @@ impl WebSdk {
         let ok = match res {
             Ok(ok) => ok,
             Err(f) => {
+                if self.state.current().is_none() {
+                    sh.retire_conn();
+                }
                 let text = match attempt {
                     Attempt::Resume(key) => self.resume_failed(sh, &servcmd, &seq, key, f).await,
                     Attempt::Fresh => frames::fail(&servcmd, &seq, &f),

@@ -1,0 +1,139 @@
+//! The Redis registry answering late (behind a proxy that holds its replies back past the client's timeout) or
+//! not at all: a login or resume answered with an error leaves no instance behind, and an instance whose
+//! connection ended while Redis could not be told is still disconnected, then removed after the grace
+//! (PROTOCOL §4). Redis only: the memory registry cannot fail.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{eventually, params, Backend, Proxy, TestApp, TestDb};
+
+/// Redis holds every reply back this long: past the client's timeout (1 s), so the request's outcome is unknown.
+const LATE: Duration = Duration::from_millis(2500);
+
+/// The production configuration with the registry's Redis behind a proxy, and a reconnect grace of `grace` s.
+async fn behind_a_slow_redis(grace: &str) -> (TestDb, Proxy, TestApp) {
+    let db = TestDb::new(Backend::Postgres).await;
+    let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let redis = format!("redis://{}", proxy.addr);
+    let settings = db.settings(&[
+        ("REGISTRY__REDIS_URL", &redis),
+        ("SESSION__RECONNECT_GRACE_SECS", grace),
+    ]);
+    assert_eq!(settings.registry.redis_url.expose(), redis);
+    let app = TestApp::spawn(settings, db.database().await).await;
+    (db, proxy, app)
+}
+
+/// The user's instances as the native admin API lists them: (instance_id, state); `None` while it answers
+/// 503 (Redis is slow).
+async fn try_instances(app: &TestApp, user: &str) -> Option<Vec<(String, String)>> {
+    let (status, body) = app
+        .native(Method::GET, &format!("/users/{user}"), None)
+        .await;
+    if status == 503 {
+        return None;
+    }
+    assert_eq!(status, 200, "{body}");
+    let list = body["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i: &Value| {
+            let field = |f: &str| i[f].as_str().unwrap().to_owned();
+            (field("instance_id"), field("state"))
+        })
+        .collect();
+    Some(list)
+}
+
+async fn instances(app: &TestApp, user: &str) -> Vec<(String, String)> {
+    try_instances(app, user)
+        .await
+        .expect("the admin API answers")
+}
+
+/// Whether every instance of the user is disconnected (and there is one).
+async fn all_disconnected(app: &TestApp, user: &str) -> bool {
+    try_instances(app, user)
+        .await
+        .is_some_and(|l| !l.is_empty() && l.iter().all(|(_, s)| s == "disconnected"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_answered_70169_leaves_no_instance_behind() {
+    let (_db, proxy, app) = behind_a_slow_redis("120").await;
+    let c = app.connect().await;
+    // Registered first, so that the late login is a known user's: only the registry is slow.
+    c.login(&params("ghost", "android")).await.unwrap();
+    c.logout().await.unwrap();
+
+    proxy.delay(LATE);
+    let refused = c.login(&params("ghost", "android")).await.unwrap_err();
+    assert_eq!(refused.code(), Some(70169));
+    proxy.delay(Duration::ZERO);
+
+    // The admission Redis ran after the node gave up on it is undone.
+    eventually("the refused login's instance is gone", || async {
+        try_instances(&app, "ghost").await == Some(Vec::new())
+    })
+    .await;
+    // The same connection logs in again, and is the user's only instance.
+    let ok = c.login(&params("ghost", "android")).await.unwrap();
+    assert_eq!(
+        instances(&app, "ghost").await,
+        [(ok.instance_id, "online".to_owned())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_answered_70169_leaves_the_instance_resumable_and_not_attached() {
+    let (_db, proxy, app) = behind_a_slow_redis("120").await;
+    let first = app.connect().await;
+    let token = first
+        .login(&params("comeback", "web"))
+        .await
+        .unwrap()
+        .session_token;
+    drop(first);
+    eventually("the instance is disconnected", || async {
+        all_disconnected(&app, "comeback").await
+    })
+    .await;
+
+    let second = app.connect().await;
+    proxy.delay(LATE);
+    assert_eq!(second.resume(&token).await.unwrap_err().code(), Some(70169));
+    proxy.delay(Duration::ZERO);
+    // The attachment Redis made after the node gave up is undone: nobody holds it, so it is not online.
+    tokio::time::sleep(LATE).await;
+    eventually("the instance is disconnected again", || async {
+        all_disconnected(&app, "comeback").await
+    })
+    .await;
+    let resumed = second.resume(&token).await.unwrap();
+    assert_eq!(
+        instances(&app, "comeback").await,
+        [(resumed.instance_id, "online".to_owned())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_ends_while_redis_is_slow_is_disconnected_then_removed() {
+    let (_db, proxy, app) = behind_a_slow_redis("2").await;
+    let c = app.connect().await;
+    c.login(&params("leaver", "iphone")).await.unwrap();
+    // Redis is out of reach when the connection ends: its end is not written then. (The node also sweeps when
+    // its bus comes back, which catches this too.)
+    proxy.cut();
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.restore();
+    // It is written once Redis answers, and the grace (2 s) then ends.
+    eventually("the instance is removed after the grace", || async {
+        try_instances(&app, "leaver").await == Some(Vec::new())
+    })
+    .await;
+}
