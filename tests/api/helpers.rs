@@ -557,15 +557,12 @@ pub async fn spawn_on(backend: Backend, overrides: &[(&str, &str)]) -> (TestDb, 
     (db, app)
 }
 
-/// A fresh PostgreSQL database and the server on it, reaching it through a [`Proxy`] the test can cut.
+/// A fresh PostgreSQL database and the server on it (the production configuration), reaching the database
+/// through a [`Proxy`] the test can cut.
 pub async fn spawn_behind_proxy() -> (TestDb, Proxy, TestApp) {
     let db = TestDb::new(Backend::Postgres).await;
     let proxy = Proxy::start(db.pg_addr.unwrap()).await;
-    let app = TestApp::spawn(
-        test_settings(&db.url()),
-        db.database_via(Some(proxy.addr)).await,
-    )
-    .await;
+    let app = TestApp::spawn(db.settings(&[]), db.database_via(Some(proxy.addr)).await).await;
     (db, proxy, app)
 }
 

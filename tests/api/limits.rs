@@ -309,10 +309,9 @@ async fn a_request_body_that_arrives_too_slowly_gets_408() {
 async fn logins_in_progress_per_app_are_bounded() {
     use sqlx::Connection;
     let db = TestDb::new(Backend::Postgres).await;
-    let b = start_binary(&env(&[
-        ("DATABASE__URL", &db.url()),
-        ("LIMITS__LOGINS_IN_PROGRESS_PER_APP", "1"),
-    ]));
+    let mut env = db.binary_env();
+    env.push(("IMLOGIN__LIMITS__LOGINS_IN_PROGRESS_PER_APP", "1".into()));
+    let b = start_binary(&env);
     let http = reqwest::Client::new();
     let url = format!("http://{}/v1/login", b.addr);
     let login = |user: &str| http.post(&url).json(&params(user, "web")).send();

@@ -56,10 +56,9 @@ fn login_params(sdkappid: u32, key: &str, user: &str) -> LoginParams {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_metrics_scrape_parses_and_follows_logins_and_kicks() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = start_binary(&[sqlite_env(&dir)]);
+async fn the_metrics_scrape_parses_and_follows_logins_and_kicks(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let b = start_binary(&db.binary_env());
     let ws = format!("ws://{}/v1/ws", b.addr);
     let app = APP.to_string();
     let first = Client::connect(&ws).await.unwrap();
@@ -205,12 +204,11 @@ async fn a_forwarded_header_from_an_untrusted_peer_is_ignored() {
 }
 
 /// The webhook's ClientIP and the connection's log span carry the forwarded address.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_forwarded_address_reaches_webhooks_and_logs() {
+async fn the_forwarded_address_reaches_webhooks_and_logs(backend: Backend) {
+    let db = TestDb::new(backend).await;
     let r = crate::webhooks::Receiver::start(crate::webhooks::Mode::Ok).await;
-    let dir = tempfile::tempdir().unwrap();
-    let b = start_binary(&[
-        sqlite_env(&dir),
+    let mut env = db.binary_env();
+    env.extend([
         (
             "IMLOGIN__SERVER__TRUSTED_PROXIES",
             r#"["127.0.0.1/32"]"#.into(),
@@ -218,6 +216,7 @@ async fn the_forwarded_address_reaches_webhooks_and_logs() {
         ("IMLOGIN__APPS__0__WEBHOOK__URL", r.url()),
         ("IMLOGIN__LOG__LEVEL", "debug".into()),
     ]);
+    let b = start_binary(&env);
     let mut request = format!("ws://{}/v1/ws", b.addr)
         .into_client_request()
         .unwrap();
@@ -315,7 +314,12 @@ async fn wait_for_log(b: &Binary, message: &str) -> Value {
     found.unwrap()
 }
 
-crate::both_configs!(sighup_applies_apps_added_removed_and_rekeyed_without_dropping_connections);
+crate::both_configs!(
+    the_metrics_scrape_parses_and_follows_logins_and_kicks,
+    the_forwarded_address_reaches_webhooks_and_logs,
+    webhook_deliveries_are_counted,
+    sighup_applies_apps_added_removed_and_rekeyed_without_dropping_connections,
+);
 
 async fn sighup_applies_apps_added_removed_and_rekeyed_without_dropping_connections(
     backend: Backend,
@@ -487,14 +491,12 @@ fn check_config_shows_which_previous_keys_are_set_masked() {
     assert!(!printed.contains("secret-value") && !printed.contains("secret-key-value"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhook_deliveries_are_counted() {
+async fn webhook_deliveries_are_counted(backend: Backend) {
+    let db = TestDb::new(backend).await;
     let r = crate::webhooks::Receiver::start(crate::webhooks::Mode::Ok).await;
-    let dir = tempfile::tempdir().unwrap();
-    let b = start_binary(&[
-        sqlite_env(&dir),
-        ("IMLOGIN__APPS__0__WEBHOOK__URL", r.url()),
-    ]);
+    let mut env = db.binary_env();
+    env.extend([("IMLOGIN__APPS__0__WEBHOOK__URL", r.url())]);
+    let b = start_binary(&env);
     let c = Client::connect(&format!("ws://{}/v1/ws", b.addr))
         .await
         .unwrap();
