@@ -9,25 +9,22 @@
 //! a fresh `Sign`; after `max_attempts` the event becomes a dead letter. A row is deleted once all its events are
 //! delivered or dead-lettered; attempt counts live in memory (a restart starts them again).
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::event::STATE_CHANGE;
+use super::attempt::send;
+pub use super::attempt::sign;
 use super::outbox::{Batch, DeadLetter, OutboxEvent, OutboxStore};
+pub use super::queues::SETTLE;
+use super::queues::{Queues, UserKey};
 use crate::clock::Clock;
-use crate::config::WebhookConfig;
 use crate::metrics::{Metrics, Outcome};
 use crate::sdkapps::SdkApps;
-
-/// How long an event waits after it happened before it may be sent (see the module docs).
-pub const SETTLE: Duration = Duration::from_millis(100);
 /// Deliveries in flight at once, over every user.
 const MAX_IN_FLIGHT: usize = 256;
 /// Events held in memory at most; the rest wait in the outbox until there is room.
@@ -43,133 +40,6 @@ const LEASE_TTL_MS: i64 = 5_000;
 const LEASE_RENEW: Duration = Duration::from_secs(1);
 const LEASE_RETRY: Duration = Duration::from_millis(100);
 const LEASE_MARGIN_MS: i64 = 1_000;
-
-type UserKey = (u32, String);
-
-/// One event waiting, with the row it came in.
-struct Pending {
-    row: i64,
-    event: OutboxEvent,
-    attempts: i32,
-}
-
-#[derive(Default)]
-struct UserQueue {
-    /// Pending events by `Seq`.
-    events: BTreeMap<u64, Pending>,
-    /// An attempt of its head is in flight.
-    busy: bool,
-    /// It is in `runnable` or `delayed`.
-    scheduled: bool,
-    /// The head's next attempt may not start before this (unix ms).
-    not_before_ms: i64,
-}
-
-/// What the deliverer holds while it holds the lease.
-#[derive(Default)]
-struct Queues {
-    users: HashMap<UserKey, UserQueue>,
-    /// Rows loaded, with how many of their events are not finished.
-    rows: HashMap<i64, usize>,
-    /// Every row with an id up to this is loaded or finished.
-    cursor: i64,
-    /// Finished rows whose deletion is not written yet (a read of the outbox must not load them again).
-    finished: HashSet<i64>,
-    runnable: VecDeque<UserKey>,
-    delayed: BinaryHeap<Reverse<(i64, UserKey)>>,
-    dead: Vec<DeadLetter>,
-    in_flight: usize,
-    pending: usize,
-}
-
-impl Queues {
-    fn knows(&self, row: i64) -> bool {
-        self.rows.contains_key(&row) || self.finished.contains(&row)
-    }
-
-    /// Takes a row's events.
-    fn load(&mut self, batch: Batch, now_ms: i64) {
-        if self.knows(batch.id) {
-            return;
-        }
-        let mut count = 0;
-        for event in batch.events {
-            let key = (event.sdkappid, event.user_id.clone());
-            let q = self.users.entry(key.clone()).or_default();
-            // A retried dead letter may come back while a copy is known: keep one per `Seq`.
-            if q.events.contains_key(&event.seq) {
-                continue;
-            }
-            q.events.insert(
-                event.seq,
-                Pending {
-                    row: batch.id,
-                    event,
-                    attempts: 0,
-                },
-            );
-            count += 1;
-            self.schedule(key, now_ms);
-        }
-        self.pending += count;
-        if count == 0 {
-            self.finished.insert(batch.id);
-        } else {
-            self.rows.insert(batch.id, count);
-        }
-    }
-
-    /// An event is delivered or dead-lettered: its row is finished when it was the row's last.
-    fn finish(&mut self, row: i64) {
-        self.pending -= 1;
-        if let Some(left) = self.rows.get_mut(&row) {
-            *left -= 1;
-            if *left == 0 {
-                self.rows.remove(&row);
-                self.finished.insert(row);
-            }
-        }
-    }
-
-    /// Puts a user whose head can go (not busy, not yet scheduled) in line, now or when it is due.
-    fn schedule(&mut self, key: UserKey, now_ms: i64) {
-        let Some(q) = self.users.get_mut(&key) else {
-            return;
-        };
-        if q.busy || q.scheduled {
-            return;
-        }
-        let Some(head) = q.events.values().next() else {
-            self.users.remove(&key);
-            return;
-        };
-        q.scheduled = true;
-        let due = (head.event.created_at_ms + SETTLE.as_millis() as i64).max(q.not_before_ms);
-        if due <= now_ms {
-            self.runnable.push_back(key);
-        } else {
-            self.delayed.push(Reverse((due, key)));
-        }
-    }
-
-    fn promote_due(&mut self, now_ms: i64) {
-        while let Some(Reverse((due, _))) = self.delayed.peek() {
-            if *due > now_ms {
-                break;
-            }
-            let Reverse((_, key)) = self.delayed.pop().expect("peeked");
-            self.runnable.push_back(key);
-        }
-    }
-
-    fn next_due_ms(&self) -> Option<i64> {
-        self.delayed.peek().map(|Reverse((due, _))| *due)
-    }
-
-    fn idle(&self) -> bool {
-        self.runnable.is_empty() && self.in_flight == 0
-    }
-}
 
 /// The outcome of one attempt.
 struct Attempt {
@@ -513,127 +383,5 @@ impl Delivery {
             q.finish(row);
         }
         q.schedule(a.key, now_ms);
-    }
-}
-
-/// `Sign` = lowercase hex SHA-256 of the token followed by the request time (decimal unix seconds).
-pub fn sign(token: &str, request_time: i64) -> String {
-    let digest = Sha256::digest(format!("{token}{request_time}").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// One attempt: POST the body with the query fields; delivered when the receiver answers 200 with JSON.
-async fn send(
-    client: &reqwest::Client,
-    hook: &WebhookConfig,
-    ev: &OutboxEvent,
-    request_time: i64,
-) -> Result<(), String> {
-    let mut query: Vec<(&str, String)> = vec![
-        ("SdkAppid", ev.sdkappid.to_string()),
-        ("CallbackCommand", STATE_CHANGE.to_owned()),
-        ("contenttype", "json".to_owned()),
-        ("ClientIP", ev.client_ip.clone()),
-        ("OptPlatform", ev.opt_platform.clone()),
-    ];
-    if let Some(token) = &hook.token {
-        query.push(("Sign", sign(token.expose(), request_time)));
-        query.push(("RequestTime", request_time.to_string()));
-    }
-    let response = client
-        .post(&hook.url)
-        .query(&query)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .timeout(Duration::from_millis(hook.timeout_ms))
-        .body(ev.body.get().to_owned())
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {}", without_url(e)))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("reading the answer failed: {}", without_url(e)))?;
-    if status != reqwest::StatusCode::OK {
-        return Err(format!("answered HTTP {}", status.as_u16()));
-    }
-    serde_json::from_slice::<serde_json::Value>(&body)
-        .map(|_| ())
-        .map_err(|_| "answered 200 with a body that is not JSON".to_owned())
-}
-
-/// An error's text without its URL, whose query carries the signature.
-fn without_url(e: reqwest::Error) -> String {
-    e.without_url().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sign_matches_the_documented_vector() {
-        assert_eq!(
-            sign("xxxxyyyy", 1_669_872_112),
-            "17773bc39a671d7b9aa835458704d2a6db81360a5940292b587d6d760d484061"
-        );
-    }
-
-    fn ev(user: &str, seq: u64, created: i64) -> OutboxEvent {
-        OutboxEvent {
-            event_id: format!("e{seq}"),
-            sdkappid: 1,
-            user_id: user.into(),
-            seq,
-            client_ip: String::new(),
-            opt_platform: String::new(),
-            created_at_ms: created,
-            body: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
-        }
-    }
-
-    #[test]
-    fn a_user_is_scheduled_once_by_its_lowest_seq_after_the_settle_time() {
-        let mut q = Queues::default();
-        q.load(
-            Batch {
-                id: 1,
-                events: vec![ev("a", 20, 1000), ev("b", 5, 1000)],
-            },
-            1000,
-        );
-        q.load(
-            Batch {
-                id: 2,
-                events: vec![ev("a", 10, 1000)],
-            },
-            1000,
-        );
-        q.load(
-            Batch {
-                id: 2,
-                events: vec![ev("a", 10, 1000)],
-            },
-            1000,
-        );
-        assert_eq!(q.pending, 3, "a row is loaded once");
-        assert!(q.runnable.is_empty(), "nothing before the settle time");
-        assert_eq!(q.delayed.len(), 2, "one entry per user");
-        q.promote_due(1000 + SETTLE.as_millis() as i64);
-        assert_eq!(q.runnable.len(), 2);
-        let head = q.users[&(1, "a".to_string())]
-            .events
-            .values()
-            .next()
-            .unwrap();
-        assert_eq!(
-            head.event.seq, 10,
-            "the lower Seq goes first, though written later"
-        );
-        // A row is finished once each of its events is.
-        q.finish(1);
-        assert!(!q.finished.contains(&1));
-        q.finish(1);
-        assert!(q.finished.contains(&1) && q.knows(1));
     }
 }
