@@ -33,7 +33,7 @@ pub(super) async fn send(
         query.push(("RequestTime", request_time.to_string()));
     }
     let response = client
-        .post(&hook.url)
+        .post(hook.url.expose())
         .query(&query)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .timeout(Duration::from_millis(hook.timeout_ms))

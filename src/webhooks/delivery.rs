@@ -354,14 +354,14 @@ impl Delivery {
             Ok(()) => done = Some(head.row),
             Err(why) => {
                 head.attempts += 1;
-                let max = self
-                    .apps
-                    .get(a.key.0)
-                    .and_then(|app| app.webhook.as_ref().map(|h| h.max_attempts))
-                    .unwrap_or(1) as i32;
+                let app = self.apps.get(a.key.0);
+                let hook = app.as_ref().and_then(|app| app.webhook.as_ref());
+                let max = hook.map_or(1, |h| h.max_attempts) as i32;
+                // Where it went, with any password in the URL masked.
+                let url = hook.map(|h| h.url.masked()).unwrap_or_default();
                 if head.attempts >= max {
                     tracing::warn!(sdkappid = a.key.0, event_id = %head.event.event_id, attempts = head.attempts,
-                        error = %why, "webhook event dead-lettered");
+                        url, error = %why, "webhook event dead-lettered");
                     if let Some(m) = &self.metrics {
                         m.webhook_dead_letters.inc();
                     }
@@ -372,6 +372,8 @@ impl Delivery {
                     });
                     done = Some(head.row);
                 } else {
+                    tracing::debug!(sdkappid = a.key.0, event_id = %head.event.event_id, attempt = head.attempts,
+                        url, error = %why, "webhook attempt failed; it is retried");
                     // 1 s after the first failure, doubling.
                     user.not_before_ms = now_ms + (1000i64 << (head.attempts - 1).min(20));
                 }
