@@ -14,6 +14,18 @@ pub fn sign(token: &str, request_time: i64) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The HTTP client of one app's deliveries (its connection pool). It follows no redirect: a receiver's 3xx would
+/// have the event re-POSTed wherever it points (with a `Referer` carrying the signed URL); it is a failed
+/// attempt instead. No `Referer` is ever sent.
+pub(super) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .build()
+        .expect("an HTTP client")
+}
+
 /// One attempt: POST the body with the query fields; delivered when the receiver answers 200 with JSON.
 pub(super) async fn send(
     client: &reqwest::Client,
@@ -46,6 +58,9 @@ pub(super) async fn send(
         .bytes()
         .await
         .map_err(|e| format!("reading the answer failed: {}", without_url(e)))?;
+    if status.is_redirection() {
+        return Err(format!("redirect ({}) not followed", status.as_u16()));
+    }
     if status != reqwest::StatusCode::OK {
         return Err(format!("answered HTTP {}", status.as_u16()));
     }

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::attempt::send;
 pub use super::attempt::sign;
+use super::attempt::{self, send};
 use super::outbox::{Batch, DeadLetter, OutboxEvent, OutboxStore};
 pub use super::queues::SETTLE;
 use super::queues::{Queues, UserKey};
@@ -315,12 +315,7 @@ impl Delivery {
         let client = self
             .clients
             .entry(event.sdkappid)
-            .or_insert_with(|| {
-                reqwest::Client::builder()
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .build()
-                    .expect("an HTTP client")
-            })
+            .or_insert_with(attempt::client)
             .clone();
         let request_time = self.clock.now_secs();
         tasks.spawn(async move {
