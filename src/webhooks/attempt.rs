@@ -8,6 +8,11 @@ use super::event::STATE_CHANGE;
 use super::outbox::OutboxEvent;
 use crate::config::WebhookConfig;
 
+/// How much of a receiver's answer is read. An acknowledgement is a few bytes of JSON; past this the attempt
+/// counts by its status alone and the rest is not read (dropping the response drops its connection), so a
+/// receiver answering without end costs at most this much per attempt in flight.
+pub const MAX_ANSWER: usize = 64 * 1024;
+
 /// `Sign` = lowercase hex SHA-256 of the token followed by the request time (decimal unix seconds).
 pub fn sign(token: &str, request_time: i64) -> String {
     let digest = Sha256::digest(format!("{token}{request_time}").as_bytes());
@@ -26,7 +31,8 @@ pub(super) fn client() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
-/// One attempt: POST the body with the query fields; delivered when the receiver answers 200 with JSON.
+/// One attempt: POST the body with the query fields; delivered when the receiver answers 200 with JSON (or with
+/// more than [`MAX_ANSWER`] bytes, not read to the end).
 pub(super) async fn send(
     client: &reqwest::Client,
     hook: &WebhookConfig,
@@ -54,8 +60,7 @@ pub(super) async fn send(
         .await
         .map_err(|e| format!("request failed: {}", without_url(e)))?;
     let status = response.status();
-    let body = response
-        .bytes()
+    let body = read_answer(response)
         .await
         .map_err(|e| format!("reading the answer failed: {}", without_url(e)))?;
     if status.is_redirection() {
@@ -64,9 +69,30 @@ pub(super) async fn send(
     if status != reqwest::StatusCode::OK {
         return Err(format!("answered HTTP {}", status.as_u16()));
     }
+    let Some(body) = body else {
+        return Ok(());
+    };
     serde_json::from_slice::<serde_json::Value>(&body)
         .map(|_| ())
         .map_err(|_| "answered 200 with a body that is not JSON".to_owned())
+}
+
+/// The answer's body, or `None` when it is longer than [`MAX_ANSWER`] (then it is not read further).
+async fn read_answer(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// An error's text without its URL, whose query carries the signature.

@@ -462,6 +462,24 @@ async fn sigterm_flushes_the_outbox() {
     );
 }
 
+/// A fresh database of `backend` and the binary serving on it, the demo app's webhook pointed at `url`.
+async fn binary_on(
+    backend: Backend,
+    url: &str,
+    extra: &[(&'static str, &str)],
+) -> (crate::helpers::TestDb, crate::server::Binary) {
+    let db = crate::helpers::TestDb::new(backend).await;
+    let mut env: Vec<(&str, String)> = vec![
+        ("IMLOGIN__DATABASE__URL", db.url()),
+        ("IMLOGIN__APPS__0__WEBHOOK__URL", url.to_owned()),
+        // Its log (printed by a failing test) says what delivery did and why.
+        ("RUST_LOG", "imlogin=debug".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    let b = crate::server::start_binary(&env);
+    (db, b)
+}
+
 /// In front of a receiver: resets (RST) the first `resets` connections without answering, then relays to it.
 async fn resetting_relay(to: SocketAddr, resets: usize) -> (String, Arc<Mutex<usize>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
