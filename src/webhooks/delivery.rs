@@ -5,7 +5,8 @@
 //! outbox by row id for the others (written by other nodes, before a restart, or while it had no room); it keeps
 //! a queue per user ordered by `Seq`, and sends each user's head when it is due: an event waits [`SETTLE`] after
 //! it happened (so that an event of the same user numbered lower, written a moment later by another node, still
-//! goes first), and a failed one waits its backoff (1 s, doubling). Each attempt gets the app's `timeout_ms` and
+//! goes first), and a failed one waits its backoff (1 s, doubling). Apps with users due take turns, each within
+//! its own share of attempts in flight (see [`super::queues`]). Each attempt gets the app's `timeout_ms` and
 //! a fresh `Sign`; after `max_attempts` the event becomes a dead letter. A row is deleted once all its events are
 //! delivered or dead-lettered; attempt counts live in memory (a restart starts them again).
 
@@ -25,8 +26,7 @@ use super::queues::{Queues, UserKey};
 use crate::clock::Clock;
 use crate::metrics::{Metrics, Outcome};
 use crate::sdkapps::SdkApps;
-/// Deliveries in flight at once, over every user.
-const MAX_IN_FLIGHT: usize = 256;
+
 /// Events held in memory at most; the rest wait in the outbox until there is room.
 const MAX_PENDING: usize = 50_000;
 /// Rows looked at per read of the outbox.
@@ -161,10 +161,7 @@ impl Delivery {
                 0
             };
             q.promote_due(now_ms + settle);
-            while q.in_flight < MAX_IN_FLIGHT {
-                let Some(key) = q.runnable.pop_front() else {
-                    break;
-                };
+            while let Some(key) = q.take_turn() {
                 self.start(&mut q, key, &mut tasks, now_ms);
             }
             if let Some(m) = &self.metrics {
@@ -288,13 +285,17 @@ impl Delivery {
         }
     }
 
+    /// Sends the head of `key`, in the slot [`Queues::take_turn`] took for it (given back if nothing is sent).
     fn start(&mut self, q: &mut Queues, key: UserKey, tasks: &mut JoinSet<Attempt>, now_ms: i64) {
+        let app = key.0;
         let Some(user) = q.users.get_mut(&key) else {
+            q.ended(app);
             return;
         };
         user.scheduled = false;
         let Some((&seq, head)) = user.events.iter().next() else {
             q.users.remove(&key);
+            q.ended(app);
             return;
         };
         let Some(hook) = self
@@ -306,12 +307,12 @@ impl Delivery {
             let row = head.row;
             user.events.remove(&seq);
             q.finish(row);
+            q.ended(app);
             q.schedule(key, now_ms);
             return;
         };
         let event = head.event.clone();
         user.busy = true;
-        q.in_flight += 1;
         let client = self
             .clients
             .entry(event.sdkappid)
@@ -325,7 +326,7 @@ impl Delivery {
     }
 
     fn finished(&self, q: &mut Queues, a: Attempt) {
-        q.in_flight -= 1;
+        q.ended(a.key.0);
         let now_ms = self.clock.now_ms();
         let Some(user) = q.users.get_mut(&a.key) else {
             return;

@@ -1,6 +1,7 @@
-//! What the deliverer holds: a queue per user ordered by `Seq`, the users whose head may be sent now
-//! (`runnable`) or later (`delayed`, by due time), the rows loaded and those finished. Pure bookkeeping: no I/O,
-//! no clock of its own, so it is unit-tested here.
+//! What the deliverer holds: a queue per user ordered by `Seq`, the users whose head may be sent now (in their
+//! app's lane) or later (`delayed`, by due time), the rows loaded and those finished. Apps with a user ready take
+//! turns, one attempt a turn, each within its share of attempts in flight, so one app's stalled receiver never
+//! holds another app's events. Pure bookkeeping: no I/O, no clock of its own, so it is unit-tested here.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -10,6 +11,12 @@ use super::outbox::{Batch, DeadLetter, OutboxEvent};
 
 /// How long an event waits after it happened before it may be sent (see [`super::delivery`]).
 pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// Attempts in flight at once, over every app.
+pub(super) const MAX_IN_FLIGHT: usize = 256;
+/// Attempts in flight at once for one app: a receiver that hangs holds at most these (each until its
+/// `timeout_ms`), and the other apps keep the rest (docs/admin.md).
+pub(super) const PER_APP_IN_FLIGHT: usize = 32;
 
 pub(super) type UserKey = (u32, String);
 
@@ -26,10 +33,19 @@ pub(super) struct UserQueue {
     pub(super) events: BTreeMap<u64, Pending>,
     /// An attempt of its head is in flight.
     pub(super) busy: bool,
-    /// It is in `runnable` or `delayed`.
+    /// It is in its app's lane or in `delayed`.
     pub(super) scheduled: bool,
     /// The head's next attempt may not start before this (unix ms).
     pub(super) not_before_ms: i64,
+}
+
+/// One app's users whose head may be sent now, and its attempts in flight.
+#[derive(Default)]
+struct Lane {
+    ready: VecDeque<UserKey>,
+    in_flight: usize,
+    /// It is in `Queues::turns`.
+    in_turns: bool,
 }
 
 /// What the deliverer holds while it holds the lease.
@@ -42,9 +58,13 @@ pub(super) struct Queues {
     pub(super) cursor: i64,
     /// Finished rows whose deletion is not written yet (a read of the outbox must not load them again).
     pub(super) finished: HashSet<i64>,
-    pub(super) runnable: VecDeque<UserKey>,
+    /// Per app (a few, as configured; kept once seen).
+    lanes: HashMap<u32, Lane>,
+    /// Apps with a user ready and room in their share, in the order of their next turn.
+    turns: VecDeque<u32>,
     pub(super) delayed: BinaryHeap<Reverse<(i64, UserKey)>>,
     pub(super) dead: Vec<DeadLetter>,
+    /// Attempts in flight, over every app.
     pub(super) in_flight: usize,
     pub(super) pending: usize,
 }
@@ -113,7 +133,7 @@ impl Queues {
         q.scheduled = true;
         let due = (head.event.created_at_ms + SETTLE.as_millis() as i64).max(q.not_before_ms);
         if due <= now_ms {
-            self.runnable.push_back(key);
+            self.ready(key);
         } else {
             self.delayed.push(Reverse((due, key)));
         }
@@ -125,16 +145,69 @@ impl Queues {
                 break;
             }
             let Reverse((_, key)) = self.delayed.pop().expect("peeked");
-            self.runnable.push_back(key);
+            self.ready(key);
         }
+    }
+
+    /// A user's head may be sent now: it waits in its app's lane.
+    fn ready(&mut self, key: UserKey) {
+        let app = key.0;
+        self.lanes.entry(app).or_default().ready.push_back(key);
+        self.offer_turn(app);
+    }
+
+    /// Puts an app in line for a turn when it has a user ready and room in its share.
+    fn offer_turn(&mut self, app: u32) {
+        let Some(lane) = self.lanes.get_mut(&app) else {
+            return;
+        };
+        if !lane.in_turns && !lane.ready.is_empty() && lane.in_flight < PER_APP_IN_FLIGHT {
+            lane.in_turns = true;
+            self.turns.push_back(app);
+        }
+    }
+
+    /// The next user whose head to send, with a slot taken for its attempt (give it back with
+    /// [`Queues::ended`]): apps take turns, one user a turn, each within its share, all within
+    /// [`MAX_IN_FLIGHT`].
+    pub(super) fn take_turn(&mut self) -> Option<UserKey> {
+        if self.in_flight >= MAX_IN_FLIGHT {
+            return None;
+        }
+        while let Some(app) = self.turns.pop_front() {
+            let lane = self
+                .lanes
+                .get_mut(&app)
+                .expect("an app in turns has a lane");
+            lane.in_turns = false;
+            let Some(key) = lane.ready.pop_front() else {
+                continue;
+            };
+            lane.in_flight += 1;
+            self.in_flight += 1;
+            // To the back of the line, if it has more ready and room.
+            self.offer_turn(app);
+            return Some(key);
+        }
+        None
+    }
+
+    /// The slot an attempt of `app` took is free again.
+    pub(super) fn ended(&mut self, app: u32) {
+        self.in_flight -= 1;
+        if let Some(lane) = self.lanes.get_mut(&app) {
+            lane.in_flight -= 1;
+        }
+        self.offer_turn(app);
     }
 
     pub(super) fn next_due_ms(&self) -> Option<i64> {
         self.delayed.peek().map(|Reverse((due, _))| *due)
     }
 
+    /// Nothing in flight and nobody ready (with nothing in flight, every app with a user ready is in `turns`).
     pub(super) fn idle(&self) -> bool {
-        self.runnable.is_empty() && self.in_flight == 0
+        self.turns.is_empty() && self.in_flight == 0
     }
 }
 
@@ -143,9 +216,13 @@ mod tests {
     use super::*;
 
     fn ev(user: &str, seq: u64, created: i64) -> OutboxEvent {
+        ev_of(1, user, seq, created)
+    }
+
+    fn ev_of(sdkappid: u32, user: &str, seq: u64, created: i64) -> OutboxEvent {
         OutboxEvent {
             event_id: format!("e{seq}"),
-            sdkappid: 1,
+            sdkappid,
             user_id: user.into(),
             seq,
             client_ip: String::new(),
@@ -180,10 +257,10 @@ mod tests {
             1000,
         );
         assert_eq!(q.pending, 3, "a row is loaded once");
-        assert!(q.runnable.is_empty(), "nothing before the settle time");
+        assert!(q.idle(), "nothing before the settle time");
         assert_eq!(q.delayed.len(), 2, "one entry per user");
         q.promote_due(1000 + SETTLE.as_millis() as i64);
-        assert_eq!(q.runnable.len(), 2);
+        assert_eq!(q.lanes[&1].ready.len(), 2);
         let head = q.users[&(1, "a".to_string())]
             .events
             .values()
@@ -198,5 +275,56 @@ mod tests {
         assert!(!q.finished.contains(&1));
         q.finish(1);
         assert!(q.finished.contains(&1) && q.knows(1));
+    }
+
+    /// `users` users of each app, each with one event due now.
+    fn ready_queues(apps: &[(u32, usize)]) -> Queues {
+        let mut q = Queues::default();
+        for (id, &(app, users)) in apps.iter().enumerate() {
+            let events = (0..users)
+                .map(|u| ev_of(app, &format!("u{u}"), 1, 0))
+                .collect();
+            q.load(
+                Batch {
+                    id: id as i64,
+                    events,
+                },
+                1000,
+            );
+        }
+        q
+    }
+
+    #[test]
+    fn apps_take_turns_each_within_its_share() {
+        let mut q = ready_queues(&[(1, 600), (2, 3)]);
+        let mut taken = Vec::new();
+        while let Some((app, _)) = q.take_turn() {
+            taken.push(app);
+        }
+        assert_eq!(&taken[..6], [1, 2, 1, 2, 1, 2], "one turn each");
+        assert_eq!(taken.iter().filter(|a| **a == 1).count(), PER_APP_IN_FLIGHT);
+        assert_eq!(
+            taken.len(),
+            PER_APP_IN_FLIGHT + 3,
+            "app 2 got all of its own"
+        );
+        assert!(!q.idle());
+        // An attempt of app 1 ends: app 1 gets that slot back, and only that one.
+        q.ended(1);
+        assert_eq!(q.take_turn().map(|k| k.0), Some(1));
+        assert_eq!(q.take_turn(), None);
+    }
+
+    #[test]
+    fn every_app_together_stays_within_the_global_bound() {
+        let apps: Vec<(u32, usize)> = (1..=10).map(|app| (app, 100)).collect();
+        let mut q = ready_queues(&apps);
+        let mut taken = HashMap::<u32, usize>::new();
+        while let Some((app, _)) = q.take_turn() {
+            *taken.entry(app).or_default() += 1;
+        }
+        assert_eq!(taken.values().sum::<usize>(), MAX_IN_FLIGHT);
+        assert!(taken.values().all(|n| *n <= PER_APP_IN_FLIGHT), "{taken:?}");
     }
 }

@@ -1,7 +1,8 @@
 //! PROTOCOL §9: State.StateChange webhooks to a real HTTP receiver: order, fields, signing, retries, dead
 //! letters, a crash with events in the outbox, and the flush at SIGTERM; receivers that answer badly
-//! ([`receivers`]).
+//! ([`receivers`]) and one app's stalled receiver beside another's ([`fairness`]).
 
+mod fairness;
 mod receivers;
 
 use std::collections::HashMap;
