@@ -8,7 +8,8 @@
 //! goes first), and a failed one waits its backoff (1 s, doubling). Apps with users due take turns, each within
 //! its own share of attempts in flight (see [`super::queues`]). Each attempt gets the app's `timeout_ms` and
 //! a fresh `Sign`; after `max_attempts` the event becomes a dead letter. A row is deleted once all its events are
-//! delivered or dead-lettered; attempt counts live in memory (a restart starts them again).
+//! delivered or dead-lettered; attempt counts live in memory (a restart starts them again). At shutdown it goes
+//! on until nothing else falls due before the deadline (retries included), and leaves the rest in the outbox.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use super::attempt::sign;
@@ -26,6 +28,7 @@ use super::queues::{Queues, UserKey};
 use crate::clock::Clock;
 use crate::metrics::{Metrics, Outcome};
 use crate::sdkapps::SdkApps;
+use crate::workers::Deadline;
 
 /// Events held in memory at most; the rest wait in the outbox until there is room.
 const MAX_PENDING: usize = 50_000;
@@ -40,6 +43,8 @@ const LEASE_TTL_MS: i64 = 5_000;
 const LEASE_RENEW: Duration = Duration::from_secs(1);
 const LEASE_RETRY: Duration = Duration::from_millis(100);
 const LEASE_MARGIN_MS: i64 = 1_000;
+/// Stopping, delivery ends this long before the shutdown's deadline: time to record what it finished.
+const STOP_MARGIN: Duration = Duration::from_millis(500);
 
 /// The outcome of one attempt.
 struct Attempt {
@@ -58,6 +63,8 @@ pub struct Delivery {
     holder: String,
     clients: HashMap<u32, reqwest::Client>,
     metrics: Option<Arc<Metrics>>,
+    /// The shutdown's deadline (never set: it stops at once, leaving everything in the outbox).
+    deadline: Deadline,
 }
 
 impl Delivery {
@@ -78,22 +85,41 @@ impl Delivery {
             holder: node,
             clients: HashMap::new(),
             metrics,
+            deadline: Deadline::default(),
         }
     }
 
-    /// Delivers until `stop`; then delivers what is due (no waiting for retries) and returns, leaving the rest
-    /// in the outbox for the next start.
+    /// Once stopped, it makes the attempts that fall due until `deadline` (less a margin).
+    pub fn stopping_by(self, deadline: Deadline) -> Self {
+        Delivery { deadline, ..self }
+    }
+
+    /// Delivers until `stop`; then, until the shutdown's deadline less [`STOP_MARGIN`], makes every attempt that
+    /// falls due (events waiting for their settle time at once, retries at their backoff) and returns when none
+    /// is left before it; what is left stays in the outbox for the next start or another node.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut q = Queues::default();
         let mut tasks: JoinSet<Attempt> = JoinSet::new();
         let mut leader = false;
-        let mut asked_at_stop = false;
         let mut held_until_ms = 0;
-        let now = tokio::time::Instant::now();
+        // The last answer about the lease named another holder.
+        let mut held_elsewhere = false;
+        // Once stopping: when delivery ends (instant, unix ms).
+        let mut until: Option<(Instant, i64)> = None;
+        let now = Instant::now();
         let (mut lease_due, mut tail_due, mut flush_due) = (now, now, now + FLUSH);
         loop {
             let now_ms = self.clock.now_ms();
-            let now = tokio::time::Instant::now();
+            let now = Instant::now();
+            if until.is_none() && stop.is_cancelled() {
+                let end = self.end_of_stop(now);
+                until = Some((end, now_ms + (end - now).as_millis() as i64));
+                // What the writer wrote last, if it was not handed over, is read at once; and a node without the
+                // lease asks for it once more: if nobody delivers (the lease was free, or asking failed), what is
+                // due goes out now rather than at the next start.
+                tail_due = now;
+                lease_due = lease_due.min(now);
+            }
             if now >= lease_due {
                 lease_due = now + LEASE_RENEW;
                 let held = match self
@@ -105,6 +131,7 @@ impl Delivery {
                         if held {
                             held_until_ms = now_ms + LEASE_TTL_MS;
                         }
+                        held_elsewhere = !held;
                         held
                     }
                     Err(e) => {
@@ -112,6 +139,7 @@ impl Delivery {
                         // Soon again rather than a whole period later; meanwhile a lease this node holds is
                         // still its own until it expires (less a margin for clocks).
                         lease_due = now + LEASE_RETRY;
+                        held_elsewhere = false;
                         leader && now_ms + LEASE_MARGIN_MS < held_until_ms
                     }
                 };
@@ -125,23 +153,19 @@ impl Delivery {
             if !leader {
                 // What this node writes waits in the outbox for the node that delivers.
                 while self.written.try_recv().is_ok() {}
-                if stop.is_cancelled() {
-                    if asked_at_stop {
+                if let Some((end, _)) = until {
+                    if held_elsewhere || now >= end {
                         tracing::debug!(
                             "webhook delivery stops without the lease (another node delivers)"
                         );
                         return;
                     }
-                    // One more try at stopping: if nobody delivers (the lease was free, or taking it failed
-                    // earlier), what is due goes out now rather than at the next start.
-                    asked_at_stop = true;
-                    lease_due = now;
-                    continue;
                 }
+                let wake = until.map_or(lease_due, |(end, _)| lease_due.min(end));
                 tokio::select! {
-                    _ = tokio::time::sleep_until(lease_due) => {}
+                    _ = tokio::time::sleep_until(wake) => {}
                     Some(_) = self.written.recv() => {}
-                    _ = stop.cancelled() => {}
+                    _ = stop.cancelled(), if !stop.is_cancelled() => {}
                 }
                 continue;
             }
@@ -150,12 +174,18 @@ impl Delivery {
                     q.load(batch, now_ms);
                 }
             }
-            if now >= tail_due || stop.is_cancelled() {
+            if now >= tail_due {
                 tail_due = now + POLL;
                 self.tail(&mut q, now_ms).await;
             }
-            // Stopping, events waiting only for their settle time go now; retries keep their backoff.
-            let settle = if stop.is_cancelled() {
+            if until.is_some_and(|(end, _)| now >= end) {
+                // Attempts still in flight are abandoned: their events stay in the outbox too.
+                tasks.abort_all();
+                self.stopped(&mut q, "the time is up").await;
+                return;
+            }
+            // Stopping, events waiting only for their settle time go now (a retry then goes as much early).
+            let settle = if until.is_some() {
                 SETTLE.as_millis() as i64
             } else {
                 0
@@ -167,23 +197,23 @@ impl Delivery {
             if let Some(m) = &self.metrics {
                 m.sampled.webhook_pending.set(q.pending as i64);
             }
-            let stopping_done = stop.is_cancelled() && q.idle();
-            if now >= flush_due || q.finished.len() >= 64 || stopping_done {
+            if let Some((_, end_ms)) = until {
+                if q.idle() && q.next_due_ms().is_none_or(|due| due - settle > end_ms) {
+                    self.stopped(&mut q, "nothing else falls due in time").await;
+                    return;
+                }
+            }
+            if now >= flush_due || q.finished.len() >= 64 {
                 flush_due = now + FLUSH;
                 self.flush(&mut q).await;
             }
-            if stopping_done {
-                tracing::debug!(
-                    waiting = q.pending,
-                    "webhook delivery stops; what waits for a retry stays in the outbox"
-                );
-                return;
-            }
             let wake = q
                 .next_due_ms()
-                .map(|due| Duration::from_millis((due - now_ms).max(1) as u64))
+                .map(|due| Duration::from_millis((due - settle - now_ms).max(1) as u64))
                 .unwrap_or(POLL)
                 .min(FLUSH);
+            // Stopping, it wakes at its end too (else this is just the lease's time again).
+            let end = until.map_or(lease_due, |(end, _)| end);
             tokio::select! {
                 done = tasks.join_next(), if !tasks.is_empty() => {
                     if let Some(Ok(attempt)) = done {
@@ -203,9 +233,30 @@ impl Delivery {
                 }
                 _ = tokio::time::sleep(wake) => {}
                 _ = tokio::time::sleep_until(lease_due) => {}
+                _ = tokio::time::sleep_until(end) => {}
                 _ = stop.cancelled(), if !stop.is_cancelled() => {}
             }
         }
+    }
+
+    /// Records what is finished and says what is left (in the outbox, for the next start or another node).
+    async fn stopped(&self, q: &mut Queues, why: &str) {
+        self.flush(q).await;
+        tracing::debug!(
+            abandoned = q.in_flight,
+            waiting = q.pending,
+            why,
+            "webhook delivery stops; what is left stays in the outbox"
+        );
+    }
+
+    /// When delivery ends once stopping: [`STOP_MARGIN`] before the shutdown's deadline (not before `now`);
+    /// `now` when no deadline is set.
+    fn end_of_stop(&self, now: Instant) -> Instant {
+        self.deadline
+            .get()
+            .and_then(|d| d.checked_sub(STOP_MARGIN))
+            .map_or(now, |end| end.max(now))
     }
 
     /// Writes dead letters and deletes finished rows.
