@@ -127,7 +127,8 @@ impl Application {
             written,
             node_name,
             metrics.clone(),
-        );
+        )
+        .stopping_by(workers.deadline());
         workers.start("webhook delivery", |stop| delivery.run(stop));
         workers.start("webhook outbox writer", |stop| outbox_writer.run(stop));
         let (dau, dau_worker) = Dau::new(db.accounts.clone(), users.clone());
@@ -255,7 +256,8 @@ impl Application {
 
     /// Serves until `shutdown` completes. Then, within `server.shutdown_grace_secs` in all: stops accepting,
     /// closes every WebSocket with 1012, lets HTTP requests in flight finish, and stops the workers in order
-    /// (queued registrations and daily-active rows are written).
+    /// (queued registrations and daily-active rows are written; webhook attempts that fall due within the grace
+    /// are made).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -299,10 +301,13 @@ impl Application {
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
         let sessions = state.sessions.clone();
         let connections = state.connections.clone();
+        let stop_by = workers.deadline();
         let http = serve(listener, router(state), options, async move {
             shutdown.await;
             tracing::info!("shutting down");
-            let _ = stopping_tx.send(tokio::time::Instant::now() + grace);
+            let at = tokio::time::Instant::now() + grace;
+            stop_by.set(at);
+            let _ = stopping_tx.send(at);
             // Every WebSocket closes with 1012 (the HTTP server does not see upgraded ones).
             sessions.hub.shutdown();
         });

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::registry::policy::Policy;
-pub use crate::secret::Secret;
+pub use crate::secret::{MaskedUrl, Secret};
 use crate::usersig::jwt::{JwtAlgorithm, JwtVerifier};
 use crate::usersig::validate_user_id;
 
@@ -284,7 +284,9 @@ impl JwtConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    pub url: String,
+    /// Shown with any `user:password@` masked.
+    pub url: MaskedUrl,
+    /// When present, not empty (a `Sign` of the time alone would prove nothing).
     #[serde(default)]
     pub token: Option<Secret>,
     #[serde(default = "default_webhook_timeout")]
@@ -502,10 +504,20 @@ impl Settings {
                     .map_err(|(k, m)| key_err(at(&format!("jwt.{k}")), m))?;
             }
             if let Some(hook) = &app.webhook {
-                if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                // The message never repeats the URL: it may carry a password.
+                match reqwest::Url::parse(hook.url.expose()) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+                    _ => {
+                        return Err(key_err(
+                            at("webhook.url"),
+                            "must be an http:// or https:// URL",
+                        ))
+                    }
+                }
+                if hook.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
                     return Err(key_err(
-                        at("webhook.url"),
-                        "must be an http:// or https:// URL",
+                        at("webhook.token"),
+                        "must not be empty (leave it out to send no Sign)",
                     ));
                 }
                 if hook.timeout_ms == 0 {
@@ -780,6 +792,24 @@ mod tests {
                 err.contains(key),
                 "{k}={v}: error {err:?} should name {key}"
             );
+        }
+    }
+
+    #[test]
+    fn a_webhook_needs_a_real_url_and_a_token_that_is_not_empty() {
+        let hook = |url: &str, token: Option<&str>| {
+            let mut e = vec![("IMLOGIN__APPS__0__WEBHOOK__URL", url)];
+            e.extend(token.map(|t| ("IMLOGIN__APPS__0__WEBHOOK__TOKEN", t)));
+            Settings::load_with_env(None, env(&e))
+        };
+        assert!(hook("http://u:p@127.0.0.1:9/hook", Some("t")).is_ok());
+        assert!(hook("https://hooks.example.com/im", None).is_ok());
+        let err = hook("http://127.0.0.1:9/hook", Some("")).unwrap_err();
+        assert!(err.to_string().contains("apps[0].webhook.token"), "{err}");
+        for url in ["ftp://h/x", "http://", "http://u:secret-pw@exa mple/x"] {
+            let err = hook(url, Some("t")).unwrap_err().to_string();
+            assert!(err.contains("apps[0].webhook.url"), "{url}: {err}");
+            assert!(!err.contains("secret-pw"), "{err}");
         }
     }
 

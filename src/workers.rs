@@ -5,9 +5,28 @@
 //! can feed it any more.
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// When the application must have stopped, set once its shutdown begins. A worker that has more it could do
+/// after its stop signal (webhook delivery: retries that fall due) reads it to do what fits. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Deadline(Arc<OnceLock<Instant>>);
+
+impl Deadline {
+    /// Sets it (the first time only).
+    pub fn set(&self, at: Instant) {
+        let _ = self.0.set(at);
+    }
+
+    /// `None` until the shutdown begins.
+    pub fn get(&self) -> Option<Instant> {
+        self.0.get().copied()
+    }
+}
 
 struct Running {
     name: &'static str,
@@ -19,11 +38,18 @@ struct Running {
 #[derive(Default)]
 pub struct Workers {
     running: Vec<Running>,
+    deadline: Deadline,
 }
 
 impl Workers {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The shutdown's deadline, for the workers that pace their last work by it (set by whoever begins the
+    /// shutdown, before [`Workers::stop`]).
+    pub fn deadline(&self) -> Deadline {
+        self.deadline.clone()
     }
 
     /// Starts a worker; `work` gets the token that asks it to stop (it should then finish what is queued and

@@ -5,31 +5,31 @@
 //! outbox by row id for the others (written by other nodes, before a restart, or while it had no room); it keeps
 //! a queue per user ordered by `Seq`, and sends each user's head when it is due: an event waits [`SETTLE`] after
 //! it happened (so that an event of the same user numbered lower, written a moment later by another node, still
-//! goes first), and a failed one waits its backoff (1 s, doubling). Each attempt gets the app's `timeout_ms` and
+//! goes first), and a failed one waits its backoff (1 s, doubling). Apps with users due take turns, each within
+//! its own share of attempts in flight (see [`super::queues`]). Each attempt gets the app's `timeout_ms` and
 //! a fresh `Sign`; after `max_attempts` the event becomes a dead letter. A row is deleted once all its events are
-//! delivered or dead-lettered; attempt counts live in memory (a restart starts them again).
+//! delivered or dead-lettered; attempt counts live in memory (a restart starts them again). At shutdown it goes
+//! on until nothing else falls due before the deadline (retries included), and leaves the rest in the outbox.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::event::STATE_CHANGE;
+pub use super::attempt::sign;
+use super::attempt::{self, send};
 use super::outbox::{Batch, DeadLetter, OutboxEvent, OutboxStore};
+pub use super::queues::SETTLE;
+use super::queues::{Queues, UserKey};
 use crate::clock::Clock;
-use crate::config::WebhookConfig;
 use crate::metrics::{Metrics, Outcome};
 use crate::sdkapps::SdkApps;
+use crate::workers::Deadline;
 
-/// How long an event waits after it happened before it may be sent (see the module docs).
-pub const SETTLE: Duration = Duration::from_millis(100);
-/// Deliveries in flight at once, over every user.
-const MAX_IN_FLIGHT: usize = 256;
 /// Events held in memory at most; the rest wait in the outbox until there is room.
 const MAX_PENDING: usize = 50_000;
 /// Rows looked at per read of the outbox.
@@ -43,133 +43,8 @@ const LEASE_TTL_MS: i64 = 5_000;
 const LEASE_RENEW: Duration = Duration::from_secs(1);
 const LEASE_RETRY: Duration = Duration::from_millis(100);
 const LEASE_MARGIN_MS: i64 = 1_000;
-
-type UserKey = (u32, String);
-
-/// One event waiting, with the row it came in.
-struct Pending {
-    row: i64,
-    event: OutboxEvent,
-    attempts: i32,
-}
-
-#[derive(Default)]
-struct UserQueue {
-    /// Pending events by `Seq`.
-    events: BTreeMap<u64, Pending>,
-    /// An attempt of its head is in flight.
-    busy: bool,
-    /// It is in `runnable` or `delayed`.
-    scheduled: bool,
-    /// The head's next attempt may not start before this (unix ms).
-    not_before_ms: i64,
-}
-
-/// What the deliverer holds while it holds the lease.
-#[derive(Default)]
-struct Queues {
-    users: HashMap<UserKey, UserQueue>,
-    /// Rows loaded, with how many of their events are not finished.
-    rows: HashMap<i64, usize>,
-    /// Every row with an id up to this is loaded or finished.
-    cursor: i64,
-    /// Finished rows whose deletion is not written yet (a read of the outbox must not load them again).
-    finished: HashSet<i64>,
-    runnable: VecDeque<UserKey>,
-    delayed: BinaryHeap<Reverse<(i64, UserKey)>>,
-    dead: Vec<DeadLetter>,
-    in_flight: usize,
-    pending: usize,
-}
-
-impl Queues {
-    fn knows(&self, row: i64) -> bool {
-        self.rows.contains_key(&row) || self.finished.contains(&row)
-    }
-
-    /// Takes a row's events.
-    fn load(&mut self, batch: Batch, now_ms: i64) {
-        if self.knows(batch.id) {
-            return;
-        }
-        let mut count = 0;
-        for event in batch.events {
-            let key = (event.sdkappid, event.user_id.clone());
-            let q = self.users.entry(key.clone()).or_default();
-            // A retried dead letter may come back while a copy is known: keep one per `Seq`.
-            if q.events.contains_key(&event.seq) {
-                continue;
-            }
-            q.events.insert(
-                event.seq,
-                Pending {
-                    row: batch.id,
-                    event,
-                    attempts: 0,
-                },
-            );
-            count += 1;
-            self.schedule(key, now_ms);
-        }
-        self.pending += count;
-        if count == 0 {
-            self.finished.insert(batch.id);
-        } else {
-            self.rows.insert(batch.id, count);
-        }
-    }
-
-    /// An event is delivered or dead-lettered: its row is finished when it was the row's last.
-    fn finish(&mut self, row: i64) {
-        self.pending -= 1;
-        if let Some(left) = self.rows.get_mut(&row) {
-            *left -= 1;
-            if *left == 0 {
-                self.rows.remove(&row);
-                self.finished.insert(row);
-            }
-        }
-    }
-
-    /// Puts a user whose head can go (not busy, not yet scheduled) in line, now or when it is due.
-    fn schedule(&mut self, key: UserKey, now_ms: i64) {
-        let Some(q) = self.users.get_mut(&key) else {
-            return;
-        };
-        if q.busy || q.scheduled {
-            return;
-        }
-        let Some(head) = q.events.values().next() else {
-            self.users.remove(&key);
-            return;
-        };
-        q.scheduled = true;
-        let due = (head.event.created_at_ms + SETTLE.as_millis() as i64).max(q.not_before_ms);
-        if due <= now_ms {
-            self.runnable.push_back(key);
-        } else {
-            self.delayed.push(Reverse((due, key)));
-        }
-    }
-
-    fn promote_due(&mut self, now_ms: i64) {
-        while let Some(Reverse((due, _))) = self.delayed.peek() {
-            if *due > now_ms {
-                break;
-            }
-            let Reverse((_, key)) = self.delayed.pop().expect("peeked");
-            self.runnable.push_back(key);
-        }
-    }
-
-    fn next_due_ms(&self) -> Option<i64> {
-        self.delayed.peek().map(|Reverse((due, _))| *due)
-    }
-
-    fn idle(&self) -> bool {
-        self.runnable.is_empty() && self.in_flight == 0
-    }
-}
+/// Stopping, delivery ends this long before the shutdown's deadline: time to record what it finished.
+const STOP_MARGIN: Duration = Duration::from_millis(500);
 
 /// The outcome of one attempt.
 struct Attempt {
@@ -188,6 +63,8 @@ pub struct Delivery {
     holder: String,
     clients: HashMap<u32, reqwest::Client>,
     metrics: Option<Arc<Metrics>>,
+    /// The shutdown's deadline (never set: it stops at once, leaving everything in the outbox).
+    deadline: Deadline,
 }
 
 impl Delivery {
@@ -208,22 +85,41 @@ impl Delivery {
             holder: node,
             clients: HashMap::new(),
             metrics,
+            deadline: Deadline::default(),
         }
     }
 
-    /// Delivers until `stop`; then delivers what is due (no waiting for retries) and returns, leaving the rest
-    /// in the outbox for the next start.
+    /// Once stopped, it makes the attempts that fall due until `deadline` (less a margin).
+    pub fn stopping_by(self, deadline: Deadline) -> Self {
+        Delivery { deadline, ..self }
+    }
+
+    /// Delivers until `stop`; then, until the shutdown's deadline less [`STOP_MARGIN`], makes every attempt that
+    /// falls due (events waiting for their settle time at once, retries at their backoff) and returns when none
+    /// is left before it; what is left stays in the outbox for the next start or another node.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut q = Queues::default();
         let mut tasks: JoinSet<Attempt> = JoinSet::new();
         let mut leader = false;
-        let mut asked_at_stop = false;
         let mut held_until_ms = 0;
-        let now = tokio::time::Instant::now();
+        // The last answer about the lease named another holder.
+        let mut held_elsewhere = false;
+        // Once stopping: when delivery ends (instant, unix ms).
+        let mut until: Option<(Instant, i64)> = None;
+        let now = Instant::now();
         let (mut lease_due, mut tail_due, mut flush_due) = (now, now, now + FLUSH);
         loop {
             let now_ms = self.clock.now_ms();
-            let now = tokio::time::Instant::now();
+            let now = Instant::now();
+            if until.is_none() && stop.is_cancelled() {
+                let end = self.end_of_stop(now);
+                until = Some((end, now_ms + (end - now).as_millis() as i64));
+                // What the writer wrote last, if it was not handed over, is read at once; and a node without the
+                // lease asks for it once more: if nobody delivers (the lease was free, or asking failed), what is
+                // due goes out now rather than at the next start.
+                tail_due = now;
+                lease_due = lease_due.min(now);
+            }
             if now >= lease_due {
                 lease_due = now + LEASE_RENEW;
                 let held = match self
@@ -235,6 +131,7 @@ impl Delivery {
                         if held {
                             held_until_ms = now_ms + LEASE_TTL_MS;
                         }
+                        held_elsewhere = !held;
                         held
                     }
                     Err(e) => {
@@ -242,6 +139,7 @@ impl Delivery {
                         // Soon again rather than a whole period later; meanwhile a lease this node holds is
                         // still its own until it expires (less a margin for clocks).
                         lease_due = now + LEASE_RETRY;
+                        held_elsewhere = false;
                         leader && now_ms + LEASE_MARGIN_MS < held_until_ms
                     }
                 };
@@ -255,23 +153,19 @@ impl Delivery {
             if !leader {
                 // What this node writes waits in the outbox for the node that delivers.
                 while self.written.try_recv().is_ok() {}
-                if stop.is_cancelled() {
-                    if asked_at_stop {
+                if let Some((end, _)) = until {
+                    if held_elsewhere || now >= end {
                         tracing::debug!(
                             "webhook delivery stops without the lease (another node delivers)"
                         );
                         return;
                     }
-                    // One more try at stopping: if nobody delivers (the lease was free, or taking it failed
-                    // earlier), what is due goes out now rather than at the next start.
-                    asked_at_stop = true;
-                    lease_due = now;
-                    continue;
                 }
+                let wake = until.map_or(lease_due, |(end, _)| lease_due.min(end));
                 tokio::select! {
-                    _ = tokio::time::sleep_until(lease_due) => {}
+                    _ = tokio::time::sleep_until(wake) => {}
                     Some(_) = self.written.recv() => {}
-                    _ = stop.cancelled() => {}
+                    _ = stop.cancelled(), if !stop.is_cancelled() => {}
                 }
                 continue;
             }
@@ -280,43 +174,46 @@ impl Delivery {
                     q.load(batch, now_ms);
                 }
             }
-            if now >= tail_due || stop.is_cancelled() {
+            if now >= tail_due {
                 tail_due = now + POLL;
                 self.tail(&mut q, now_ms).await;
             }
-            // Stopping, events waiting only for their settle time go now; retries keep their backoff.
-            let settle = if stop.is_cancelled() {
+            if until.is_some_and(|(end, _)| now >= end) {
+                // Attempts still in flight are abandoned: their events stay in the outbox too.
+                tasks.abort_all();
+                self.stopped(&mut q, "the time is up").await;
+                return;
+            }
+            // Stopping, events waiting only for their settle time go now (a retry then goes as much early).
+            let settle = if until.is_some() {
                 SETTLE.as_millis() as i64
             } else {
                 0
             };
             q.promote_due(now_ms + settle);
-            while q.in_flight < MAX_IN_FLIGHT {
-                let Some(key) = q.runnable.pop_front() else {
-                    break;
-                };
+            while let Some(key) = q.take_turn() {
                 self.start(&mut q, key, &mut tasks, now_ms);
             }
             if let Some(m) = &self.metrics {
                 m.sampled.webhook_pending.set(q.pending as i64);
             }
-            let stopping_done = stop.is_cancelled() && q.idle();
-            if now >= flush_due || q.finished.len() >= 64 || stopping_done {
+            if let Some((_, end_ms)) = until {
+                if q.idle() && q.next_due_ms().is_none_or(|due| due - settle > end_ms) {
+                    self.stopped(&mut q, "nothing else falls due in time").await;
+                    return;
+                }
+            }
+            if now >= flush_due || q.finished.len() >= 64 {
                 flush_due = now + FLUSH;
                 self.flush(&mut q).await;
             }
-            if stopping_done {
-                tracing::debug!(
-                    waiting = q.pending,
-                    "webhook delivery stops; what waits for a retry stays in the outbox"
-                );
-                return;
-            }
             let wake = q
                 .next_due_ms()
-                .map(|due| Duration::from_millis((due - now_ms).max(1) as u64))
+                .map(|due| Duration::from_millis((due - settle - now_ms).max(1) as u64))
                 .unwrap_or(POLL)
                 .min(FLUSH);
+            // Stopping, it wakes at its end too (else this is just the lease's time again).
+            let end = until.map_or(lease_due, |(end, _)| end);
             tokio::select! {
                 done = tasks.join_next(), if !tasks.is_empty() => {
                     if let Some(Ok(attempt)) = done {
@@ -336,9 +233,30 @@ impl Delivery {
                 }
                 _ = tokio::time::sleep(wake) => {}
                 _ = tokio::time::sleep_until(lease_due) => {}
+                _ = tokio::time::sleep_until(end) => {}
                 _ = stop.cancelled(), if !stop.is_cancelled() => {}
             }
         }
+    }
+
+    /// Records what is finished and says what is left (in the outbox, for the next start or another node).
+    async fn stopped(&self, q: &mut Queues, why: &str) {
+        self.flush(q).await;
+        tracing::debug!(
+            abandoned = q.in_flight,
+            waiting = q.pending,
+            why,
+            "webhook delivery stops; what is left stays in the outbox"
+        );
+    }
+
+    /// When delivery ends once stopping: [`STOP_MARGIN`] before the shutdown's deadline (not before `now`);
+    /// `now` when no deadline is set.
+    fn end_of_stop(&self, now: Instant) -> Instant {
+        self.deadline
+            .get()
+            .and_then(|d| d.checked_sub(STOP_MARGIN))
+            .map_or(now, |end| end.max(now))
     }
 
     /// Writes dead letters and deletes finished rows.
@@ -418,13 +336,17 @@ impl Delivery {
         }
     }
 
+    /// Sends the head of `key`, in the slot [`Queues::take_turn`] took for it (given back if nothing is sent).
     fn start(&mut self, q: &mut Queues, key: UserKey, tasks: &mut JoinSet<Attempt>, now_ms: i64) {
+        let app = key.0;
         let Some(user) = q.users.get_mut(&key) else {
+            q.ended(app);
             return;
         };
         user.scheduled = false;
         let Some((&seq, head)) = user.events.iter().next() else {
             q.users.remove(&key);
+            q.ended(app);
             return;
         };
         let Some(hook) = self
@@ -436,21 +358,16 @@ impl Delivery {
             let row = head.row;
             user.events.remove(&seq);
             q.finish(row);
+            q.ended(app);
             q.schedule(key, now_ms);
             return;
         };
         let event = head.event.clone();
         user.busy = true;
-        q.in_flight += 1;
         let client = self
             .clients
             .entry(event.sdkappid)
-            .or_insert_with(|| {
-                reqwest::Client::builder()
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .build()
-                    .expect("an HTTP client")
-            })
+            .or_insert_with(attempt::client)
             .clone();
         let request_time = self.clock.now_secs();
         tasks.spawn(async move {
@@ -460,7 +377,7 @@ impl Delivery {
     }
 
     fn finished(&self, q: &mut Queues, a: Attempt) {
-        q.in_flight -= 1;
+        q.ended(a.key.0);
         let now_ms = self.clock.now_ms();
         let Some(user) = q.users.get_mut(&a.key) else {
             return;
@@ -484,14 +401,14 @@ impl Delivery {
             Ok(()) => done = Some(head.row),
             Err(why) => {
                 head.attempts += 1;
-                let max = self
-                    .apps
-                    .get(a.key.0)
-                    .and_then(|app| app.webhook.as_ref().map(|h| h.max_attempts))
-                    .unwrap_or(1) as i32;
+                let app = self.apps.get(a.key.0);
+                let hook = app.as_ref().and_then(|app| app.webhook.as_ref());
+                let max = hook.map_or(1, |h| h.max_attempts) as i32;
+                // Where it went, with any password in the URL masked.
+                let url = hook.map(|h| h.url.masked()).unwrap_or_default();
                 if head.attempts >= max {
                     tracing::warn!(sdkappid = a.key.0, event_id = %head.event.event_id, attempts = head.attempts,
-                        error = %why, "webhook event dead-lettered");
+                        url, error = %why, "webhook event dead-lettered");
                     if let Some(m) = &self.metrics {
                         m.webhook_dead_letters.inc();
                     }
@@ -502,6 +419,8 @@ impl Delivery {
                     });
                     done = Some(head.row);
                 } else {
+                    tracing::debug!(sdkappid = a.key.0, event_id = %head.event.event_id, attempt = head.attempts,
+                        url, error = %why, "webhook attempt failed; it is retried");
                     // 1 s after the first failure, doubling.
                     user.not_before_ms = now_ms + (1000i64 << (head.attempts - 1).min(20));
                 }
@@ -513,127 +432,5 @@ impl Delivery {
             q.finish(row);
         }
         q.schedule(a.key, now_ms);
-    }
-}
-
-/// `Sign` = lowercase hex SHA-256 of the token followed by the request time (decimal unix seconds).
-pub fn sign(token: &str, request_time: i64) -> String {
-    let digest = Sha256::digest(format!("{token}{request_time}").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// One attempt: POST the body with the query fields; delivered when the receiver answers 200 with JSON.
-async fn send(
-    client: &reqwest::Client,
-    hook: &WebhookConfig,
-    ev: &OutboxEvent,
-    request_time: i64,
-) -> Result<(), String> {
-    let mut query: Vec<(&str, String)> = vec![
-        ("SdkAppid", ev.sdkappid.to_string()),
-        ("CallbackCommand", STATE_CHANGE.to_owned()),
-        ("contenttype", "json".to_owned()),
-        ("ClientIP", ev.client_ip.clone()),
-        ("OptPlatform", ev.opt_platform.clone()),
-    ];
-    if let Some(token) = &hook.token {
-        query.push(("Sign", sign(token.expose(), request_time)));
-        query.push(("RequestTime", request_time.to_string()));
-    }
-    let response = client
-        .post(&hook.url)
-        .query(&query)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .timeout(Duration::from_millis(hook.timeout_ms))
-        .body(ev.body.get().to_owned())
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {}", without_url(e)))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("reading the answer failed: {}", without_url(e)))?;
-    if status != reqwest::StatusCode::OK {
-        return Err(format!("answered HTTP {}", status.as_u16()));
-    }
-    serde_json::from_slice::<serde_json::Value>(&body)
-        .map(|_| ())
-        .map_err(|_| "answered 200 with a body that is not JSON".to_owned())
-}
-
-/// An error's text without its URL, whose query carries the signature.
-fn without_url(e: reqwest::Error) -> String {
-    e.without_url().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sign_matches_the_documented_vector() {
-        assert_eq!(
-            sign("xxxxyyyy", 1_669_872_112),
-            "17773bc39a671d7b9aa835458704d2a6db81360a5940292b587d6d760d484061"
-        );
-    }
-
-    fn ev(user: &str, seq: u64, created: i64) -> OutboxEvent {
-        OutboxEvent {
-            event_id: format!("e{seq}"),
-            sdkappid: 1,
-            user_id: user.into(),
-            seq,
-            client_ip: String::new(),
-            opt_platform: String::new(),
-            created_at_ms: created,
-            body: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
-        }
-    }
-
-    #[test]
-    fn a_user_is_scheduled_once_by_its_lowest_seq_after_the_settle_time() {
-        let mut q = Queues::default();
-        q.load(
-            Batch {
-                id: 1,
-                events: vec![ev("a", 20, 1000), ev("b", 5, 1000)],
-            },
-            1000,
-        );
-        q.load(
-            Batch {
-                id: 2,
-                events: vec![ev("a", 10, 1000)],
-            },
-            1000,
-        );
-        q.load(
-            Batch {
-                id: 2,
-                events: vec![ev("a", 10, 1000)],
-            },
-            1000,
-        );
-        assert_eq!(q.pending, 3, "a row is loaded once");
-        assert!(q.runnable.is_empty(), "nothing before the settle time");
-        assert_eq!(q.delayed.len(), 2, "one entry per user");
-        q.promote_due(1000 + SETTLE.as_millis() as i64);
-        assert_eq!(q.runnable.len(), 2);
-        let head = q.users[&(1, "a".to_string())]
-            .events
-            .values()
-            .next()
-            .unwrap();
-        assert_eq!(
-            head.event.seq, 10,
-            "the lower Seq goes first, though written later"
-        );
-        // A row is finished once each of its events is.
-        q.finish(1);
-        assert!(!q.finished.contains(&1));
-        q.finish(1);
-        assert!(q.finished.contains(&1) && q.knows(1));
     }
 }

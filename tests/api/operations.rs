@@ -511,3 +511,74 @@ async fn webhook_deliveries_are_counted(backend: Backend) {
     })
     .await;
 }
+
+#[test]
+fn check_config_refuses_an_empty_webhook_token() {
+    // Were it accepted, every Sign would be a hash of the time alone.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_imlogin"))
+        .arg("check-config")
+        .env("IMLOGIN__APPS__0__WEBHOOK__URL", "http://127.0.0.1:9/hook")
+        .env("IMLOGIN__APPS__0__WEBHOOK__TOKEN", "")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("apps[0].webhook.token"), "{err}");
+}
+
+#[test]
+fn check_config_masks_a_webhook_urls_userinfo() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_imlogin"))
+        .arg("check-config")
+        .env(
+            "IMLOGIN__APPS__0__WEBHOOK__URL",
+            "https://hook-user:hook-pass-xyz@hooks.example.com:8443/im/callback?x=1",
+        )
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        printed.contains(r#"url = "https://***@hooks.example.com:8443/im/callback?x=1""#),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("hook-pass-xyz") && !printed.contains("hook-user"),
+        "{printed}"
+    );
+}
+
+/// The one log line that names a webhook's URL (an event given up on) shows its userinfo masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_log_line_shows_the_webhook_url_masked() {
+    let r = crate::webhooks::Receiver::start(crate::webhooks::Mode::Fail).await;
+    let dir = tempfile::tempdir().unwrap();
+    let b = start_binary(&[
+        sqlite_env(&dir),
+        (
+            "IMLOGIN__APPS__0__WEBHOOK__URL",
+            format!("http://hook-user:hook-pass-xyz@{}/hook", r.addr),
+        ),
+        ("IMLOGIN__APPS__0__WEBHOOK__MAX_ATTEMPTS", "1".to_owned()),
+    ]);
+    let login = reqwest::Client::new()
+        .post(format!("http://{}/v1/login", b.addr))
+        .json(&params("masked", "web"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    eventually("the event is dead-lettered", || async {
+        b.log().contains("dead-lettered")
+    })
+    .await;
+    let log = b.log();
+    let line = log.lines().find(|l| l.contains("dead-lettered")).unwrap();
+    let v: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        v["url"].as_str(),
+        Some(format!("http://***@{}/hook", r.addr).as_str()),
+        "{line}"
+    );
+    assert!(!log.contains("hook-pass-xyz"), "{log}");
+}

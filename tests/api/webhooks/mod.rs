@@ -1,5 +1,10 @@
 //! PROTOCOL §9: State.StateChange webhooks to a real HTTP receiver: order, fields, signing, retries, dead
-//! letters, a crash with events in the outbox, and the flush at SIGTERM.
+//! letters, a crash with events in the outbox; the flush at SIGTERM ([`shutdown`]), receivers that answer badly
+//! ([`receivers`]) and one app's stalled receiver beside another's ([`fairness`]).
+
+mod fairness;
+mod receivers;
+mod shutdown;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -426,37 +431,22 @@ async fn events_in_the_outbox_survive_a_crash() {
     .await;
 }
 
-/// At SIGTERM, what can be delivered is delivered before the process exits (the disconnections too).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_flushes_the_outbox() {
-    let r = Receiver::start(Mode::Ok).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut env: Vec<(&str, String)> = vec![(
-        "IMLOGIN__DATABASE__URL",
-        format!("sqlite://{}/x.db", dir.path().display()),
-    )];
-    env.push(("IMLOGIN__APPS__0__WEBHOOK__URL", r.url()));
-    // Its log says where a shutdown went if this ever fails.
-    env.push(("RUST_LOG", "imlogin=debug".to_owned()));
-    let mut b = crate::server::start_binary(&env);
-    let c = imlogin::client::Client::connect(&format!("ws://{}/v1/ws", b.addr))
-        .await
-        .unwrap();
-    c.login(&params("flushed", "web")).await.unwrap();
-    crate::server::sigterm(&b.child);
-    let status = crate::server::wait_exit(&mut b.child).await;
-    assert!(status.success());
-    let events = r.delivered("flushed");
-    let causes: Vec<&str> = events
-        .iter()
-        .map(|e| e["Cause"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        causes,
-        ["login", "disconnect"],
-        "delivered before the exit; the server said:\n{}",
-        b.log()
-    );
+/// A fresh database of `backend` and the binary serving on it, the demo app's webhook pointed at `url`.
+async fn binary_on(
+    backend: Backend,
+    url: &str,
+    extra: &[(&'static str, &str)],
+) -> (crate::helpers::TestDb, crate::server::Binary) {
+    let db = crate::helpers::TestDb::new(backend).await;
+    let mut env: Vec<(&str, String)> = vec![
+        ("IMLOGIN__DATABASE__URL", db.url()),
+        ("IMLOGIN__APPS__0__WEBHOOK__URL", url.to_owned()),
+        // Its log (printed by a failing test) says what delivery did and why.
+        ("RUST_LOG", "imlogin=debug".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    let b = crate::server::start_binary(&env);
+    (db, b)
 }
 
 /// In front of a receiver: resets (RST) the first `resets` connections without answering, then relays to it.
