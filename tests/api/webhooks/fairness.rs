@@ -10,7 +10,7 @@ use imlogin::client::LoginParams;
 use super::{Mode, Receiver};
 use crate::helpers::{eventually, params, spawn_on, Backend, OTHER_APP, OTHER_APP_ENV, OTHER_KEY};
 
-crate::both_stores!(a_hanging_receiver_does_not_delay_another_apps_events);
+crate::both_configs!(a_hanging_receiver_does_not_delay_another_apps_events);
 
 /// The documented share of one app.
 const PER_APP_IN_FLIGHT: usize = 32;

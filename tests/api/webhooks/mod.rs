@@ -386,7 +386,7 @@ async fn garbage_and_hangs_count_as_failures(backend: Backend) {
 async fn events_in_the_outbox_survive_a_crash() {
     let r = Receiver::start(Mode::Hang).await;
     let db = crate::helpers::TestDb::new(Backend::Postgres).await;
-    let mut env: Vec<(&str, String)> = vec![("IMLOGIN__DATABASE__URL", db.url())];
+    let mut env = db.binary_env();
     env.extend(
         webhook_env(&r, &[("APPS__0__WEBHOOK__TIMEOUT_MS", "200")])
             .into_iter()
@@ -431,19 +431,20 @@ async fn events_in_the_outbox_survive_a_crash() {
     .await;
 }
 
-/// A fresh database of `backend` and the binary serving on it, the demo app's webhook pointed at `url`.
+/// A fresh database of `backend` and the binary serving on it (in that configuration), the demo app's webhook
+/// pointed at `url`.
 async fn binary_on(
     backend: Backend,
     url: &str,
     extra: &[(&'static str, &str)],
 ) -> (crate::helpers::TestDb, crate::server::Binary) {
     let db = crate::helpers::TestDb::new(backend).await;
-    let mut env: Vec<(&str, String)> = vec![
-        ("IMLOGIN__DATABASE__URL", db.url()),
+    let mut env = db.binary_env();
+    env.extend([
         ("IMLOGIN__APPS__0__WEBHOOK__URL", url.to_owned()),
         // Its log (printed by a failing test) says what delivery did and why.
         ("RUST_LOG", "imlogin=debug".to_owned()),
-    ];
+    ]);
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     let b = crate::server::start_binary(&env);
     (db, b)

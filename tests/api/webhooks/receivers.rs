@@ -13,7 +13,7 @@ use reqwest::Method;
 
 use crate::helpers::{eventually, params, spawn_on, Backend};
 
-crate::both_stores!(
+crate::both_configs!(
     a_huge_answer_is_read_only_up_to_its_bound,
     a_redirect_is_a_failed_attempt_not_followed,
 );

@@ -15,7 +15,7 @@ fn delivered_causes(r: &Receiver, user: &str) -> Vec<String> {
         .collect()
 }
 
-crate::both_stores!(
+crate::both_configs!(
     a_failed_attempt_is_retried_within_the_grace,
     what_is_not_due_within_the_grace_stays_in_the_outbox,
 );
