@@ -107,6 +107,9 @@ impl Reloader {
             .auth
             .throttle()
             .set_limit(new.limits.login_failures_per_minute);
+        self.admin
+            .failed_auth()
+            .set_limit(new.limits.login_failures_per_minute);
         if let Err(e) = self.log.set_level(&new.log.level) {
             tracing::warn!(error = %e, "config reload: the log level was not applied");
         }
