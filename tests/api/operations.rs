@@ -488,3 +488,58 @@ async fn webhook_deliveries_are_counted() {
     })
     .await;
 }
+
+/// PROTOCOL §10: an app using a public example key is warned about at start, naming the key.
+#[tokio::test]
+async fn the_start_warns_about_a_public_admin_api_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start_binary(&[
+        sqlite_env(&dir),
+        (
+            "IMLOGIN__SESSION__SECRET",
+            "our-own-session-secret-value".into(),
+        ),
+        (
+            "IMLOGIN__APPS__0__SECRET_KEY",
+            "our-own-secret-key-value".into(),
+        ),
+    ]);
+    let warned: Vec<Value> = json_lines(&b)
+        .into_iter()
+        .filter(|v| v["level"] == "WARN" && v["message"].as_str().unwrap_or("").contains("public"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(warned[0]["key"], "apps[0].admin_api_key", "{warned:?}");
+    assert!(!b.log().contains("demo-admin-api-key-FOR-TRYING-ONLY"));
+}
+
+/// Two apps with one admin API key: the key would act for one of them only, so the server does not start.
+#[tokio::test]
+async fn the_server_does_not_start_with_one_admin_api_key_for_two_apps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db_key, db_url) = sqlite_env(&dir);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_imlogin"))
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .env(db_key, db_url)
+        .env("IMLOGIN__SERVER__LISTEN", "127.0.0.1:0")
+        .env("IMLOGIN__SERVER__METRICS_LISTEN", "127.0.0.1:0")
+        .env("IMLOGIN__APPS__1__SDKAPPID", OTHER_APP.to_string())
+        .env("IMLOGIN__APPS__1__SECRET_KEY", OTHER_KEY)
+        .env("IMLOGIN__APPS__1__ADMINS", r#"["administrator"]"#)
+        .env("IMLOGIN__APPS__1__ADMIN_API_KEY", crate::helpers::ADMIN_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed (and failed) if it serves instead.
+    let status = crate::server::wait_exit(&mut child).await;
+    assert_eq!(status.code(), Some(2));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("`apps[1].admin_api_key`: the same key as apps[0] (1400000000)"),
+        "{err}"
+    );
+    assert!(!err.contains(crate::helpers::ADMIN_KEY), "{err}");
+}
