@@ -113,6 +113,9 @@ impl Reloader {
         if let Err(e) = self.log.set_level(&new.log.level) {
             tracing::warn!(error = %e, "config reload: the log level was not applied");
         }
+        if let Some(m) = &sessions.metrics {
+            report.apps_added.iter().for_each(|id| m.add_app(*id));
+        }
         for app in &report.apps_removed {
             report.kicked += self.kick_app(*app).await;
         }
