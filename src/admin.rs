@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::accounts::{Account, Profile};
+use crate::auth::throttle::Throttle;
 use crate::clock::{days_from_date, utc_date};
 use crate::db::{Database, StoreError};
 use crate::platform::Platform;
@@ -99,6 +100,9 @@ pub struct Admin {
     db: Database,
     /// SHA-256 of each app's admin API key → the app: a key is found without comparing secrets one by one.
     keys: std::sync::RwLock<std::collections::HashMap<[u8; 32], u32>>,
+    /// Failed `/v4` admin authentications, counted per source address only (PROTOCOL §7), apart from failed
+    /// logins: a caller without a valid ticket can throttle nobody but itself.
+    failed_auth: Throttle,
 }
 
 fn key_hash(key: &str) -> [u8; 32] {
@@ -132,10 +136,12 @@ fn check_profile(profile: &Profile<'_>) -> AdminResult<()> {
 
 impl Admin {
     pub fn new(sessions: Arc<Sessions>, db: Database) -> Admin {
+        let failed_auth = Throttle::new(sessions.auth.throttle().limit(), sessions.clock.clone());
         let admin = Admin {
             sessions,
             db,
             keys: Default::default(),
+            failed_auth,
         };
         admin.load_keys();
         admin
@@ -161,6 +167,11 @@ impl Admin {
             .expect("not poisoned")
             .get(&key_hash(key))
             .copied()
+    }
+
+    /// The counters of failed admin authentications (limit: `limits.login_failures_per_minute`).
+    pub fn failed_auth(&self) -> &Throttle {
+        &self.failed_auth
     }
 
     pub fn sessions(&self) -> &Arc<Sessions> {

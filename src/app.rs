@@ -110,10 +110,11 @@ impl Application {
             cluster(&settings, &clock, &users, &mut workers).await?;
         let apps = SdkApps::from_config(&settings.apps);
         let policies = Policies::load(db.policies.clone()).await?;
-        let metrics = settings
-            .server
-            .metrics_enabled
-            .then(|| Arc::new(Metrics::new()));
+        let metrics = settings.server.metrics_enabled.then(|| {
+            let m = Metrics::new();
+            settings.apps.iter().for_each(|a| m.add_app(a.sdkappid));
+            Arc::new(m)
+        });
         // Started in the order of what feeds what, so they stop (in reverse) only once nothing feeds them:
         // the bus ← webhook delivery ← the outbox writer ← the daily-active writer ← registrations ← the
         // reaper, the heartbeat and what the bus brings.

@@ -95,8 +95,11 @@ pub fn run_offline(command: Command) -> ExitCode {
         Command::CheckConfig { config } => match Settings::load(config.as_deref()) {
             Ok(settings) => {
                 print!("{}", settings.masked_toml());
-                if settings.uses_demo_secrets() {
-                    eprintln!("warning: the demo secrets of config/default.toml are in use; they are for trying only");
+                for public in settings.public_secrets() {
+                    eprintln!(
+                        "warning: `{}` is the public example value of {}: for trying only, replace it",
+                        public.key, public.from
+                    );
                 }
                 eprintln!("config OK");
                 ExitCode::SUCCESS

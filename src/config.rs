@@ -490,6 +490,19 @@ impl Settings {
                 if key.expose().len() < 16 {
                     return Err(key_err(at("admin_api_key"), "must be at least 16 bytes"));
                 }
+                // A key finds one app: shared, it would act for one of them only.
+                let earlier = self.apps[..i].iter().enumerate().find(|(_, a)| {
+                    a.admin_api_key.as_ref().map(Secret::expose) == Some(key.expose())
+                });
+                if let Some((j, first)) = earlier {
+                    return Err(key_err(
+                        at("admin_api_key"),
+                        format!(
+                            "the same key as apps[{j}] ({}); each app needs its own",
+                            first.sdkappid
+                        ),
+                    ));
+                }
             }
             app.policy
                 .validate()
@@ -536,10 +549,10 @@ impl Settings {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
-    /// True when the app still uses the demo key shipped in `config/default.toml`.
-    pub fn uses_demo_secrets(&self) -> bool {
-        let demo = Self::from_toml_str(DEFAULT_TOML).expect("embedded default config is valid");
-        self.session.secret == demo.session.secret || self.apps.iter().any(AppConfig::is_demo)
+    /// The keys that hold a secret this repository publishes (the demo's, the deployment examples'): for
+    /// trying only, warned about at start and by `check-config`.
+    pub fn public_secrets(&self) -> Vec<crate::public_secrets::PublicSecret> {
+        crate::public_secrets::find(self)
     }
 }
 
@@ -702,7 +715,11 @@ mod tests {
         assert_eq!(s.registry.backend, RegistryBackend::Memory);
         assert!(s.database.url.expose().starts_with("sqlite://data/"));
         assert_eq!(s.apps.len(), 1);
-        assert!(s.uses_demo_secrets());
+        assert_eq!(
+            s.public_secrets().len(),
+            3,
+            "the demo's three public secrets"
+        );
         // The limits PROTOCOL §10 names, at its values; the per-address rate of new sockets is opt-in.
         assert_eq!(s.limits.login_failures_per_minute, 20);
         assert_eq!(s.limits.connections_per_ip, 10_000);

@@ -29,6 +29,7 @@ pub mod hub;
 pub mod metrics;
 pub mod platform;
 pub mod policies;
+pub mod public_secrets;
 pub mod registry;
 pub mod reload;
 pub mod request;

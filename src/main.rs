@@ -37,9 +37,11 @@ fn serve(config: Option<std::path::PathBuf>) -> ExitCode {
     runtime.block_on(async move {
         let shutdown = shutdown_signal();
         imlogin::app::raise_open_files_limit();
-        if settings.uses_demo_secrets() {
+        for public in settings.public_secrets() {
             tracing::warn!(
-                "the demo secrets of config/default.toml are in use: for trying only, replace them"
+                key = %public.key,
+                from = public.from,
+                "a public example secret is in use: for trying only, replace it"
             );
         }
         let app = match Application::build(settings).await {

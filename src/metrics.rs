@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::platform::Platform;
+use crate::registry::policy::KickReason;
 
 impl EncodeLabelValue for Platform {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
@@ -199,6 +200,22 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// Creates the series of a configured app at zero (instances on each platform, successful logins, kicks for
+    /// each reason), so that alerts and dashboards read 0 rather than "no data" before its first login: at start,
+    /// and for an app a reload adds.
+    pub fn add_app(&self, sdkappid: u32) {
+        for platform in Platform::ALL {
+            let _ = self
+                .sessions_online
+                .get_or_create(&AppPlatform { sdkappid, platform });
+        }
+        let _ = self.logins.get_or_create(&AppCode { sdkappid, code: 0 });
+        for reason in KickReason::ALL {
+            let reason = reason.as_str();
+            let _ = self.kicks.get_or_create(&AppReason { sdkappid, reason });
+        }
+    }
+
     /// Counts a login's answer and how long it took. `sdkappid` must be a configured app (else 0).
     pub fn login(&self, sdkappid: u32, code: u32, took: Duration) {
         self.logins.get_or_create(&AppCode { sdkappid, code }).inc();
@@ -313,5 +330,20 @@ mod tests {
         assert!(m
             .render()
             .contains("imlogin_sessions_online{sdkappid=\"7\",platform=\"web\"} 0"));
+    }
+
+    #[test]
+    fn an_apps_series_exist_at_zero_once_it_is_added() {
+        let m = Metrics::new();
+        assert!(!m.render().contains("sdkappid=\"8\""));
+        m.add_app(8);
+        let text = m.render();
+        for series in [
+            "imlogin_sessions_online{sdkappid=\"8\",platform=\"iphone\"} 0",
+            "imlogin_logins_total{sdkappid=\"8\",code=\"0\"} 0",
+            "imlogin_kicks_total{sdkappid=\"8\",reason=\"app_removed\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} in\n{text}");
+        }
     }
 }

@@ -107,8 +107,14 @@ impl Reloader {
             .auth
             .throttle()
             .set_limit(new.limits.login_failures_per_minute);
+        self.admin
+            .failed_auth()
+            .set_limit(new.limits.login_failures_per_minute);
         if let Err(e) = self.log.set_level(&new.log.level) {
             tracing::warn!(error = %e, "config reload: the log level was not applied");
+        }
+        if let Some(m) = &sessions.metrics {
+            report.apps_added.iter().for_each(|id| m.add_app(*id));
         }
         for app in &report.apps_removed {
             report.kicked += self.kick_app(*app).await;

@@ -75,6 +75,17 @@ impl Throttle {
 
     /// 70050 (with the seconds to wait) if the client or the user is throttled now.
     pub fn check(&self, ip: IpAddr, user: Option<(u32, &str)>) -> Result<(), Failure> {
+        match self.wait_secs(ip, user) {
+            None => Ok(()),
+            Some(secs) => Err(Failure::with_message(
+                Code::FrequencyLimit,
+                format!("too many failed logins; retry after {secs} seconds"),
+            )),
+        }
+    }
+
+    /// The seconds (rounded up) until neither the client nor the user is throttled; `None` if neither is now.
+    pub fn wait_secs(&self, ip: IpAddr, user: Option<(u32, &str)>) -> Option<i64> {
         let now = self.clock.now_ms();
         let mut wait = self.remaining(&self.by_client, &Client::from(ip), now);
         if let Some((app, uid)) = user {
@@ -82,16 +93,7 @@ impl Throttle {
                 wait = wait.max(self.remaining(&self.by_user, &self.user_key(app, uid), now));
             }
         }
-        match wait {
-            None => Ok(()),
-            Some(ms) => {
-                let secs = (ms + 999) / 1000;
-                Err(Failure::with_message(
-                    Code::FrequencyLimit,
-                    format!("too many failed logins; retry after {secs} seconds"),
-                ))
-            }
-        }
+        wait.map(|ms| (ms + 999) / 1000)
     }
 
     /// Counts one failed login against the client and, when known, the user.
@@ -102,6 +104,10 @@ impl Throttle {
         if let Some((app, uid)) = user {
             bump(&self.by_user, self.user_key(app, uid), now);
         }
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Relaxed)
     }
 
     /// Changes the limit (a reload); windows already open keep their counts.

@@ -18,6 +18,7 @@ crate::both_configs!(
     daily_active_users_over_a_range,
     policy_set_by_an_admin_applies_at_once_and_survives_a_restart,
     every_route_refuses_missing_wrong_and_other_apps_keys,
+    every_user_route_takes_the_user_id_in_the_query_string_too,
 );
 
 /// Every operation of the OpenAPI document, with its path parameters filled in.
@@ -49,7 +50,7 @@ async fn every_route_refuses_missing_wrong_and_other_apps_keys(backend: Backend)
     let env: Vec<(&str, &str)> = OTHER_APP_ENV.to_vec();
     let (_db, app) = spawn_on(backend, &env).await;
     let ops = operations(&app).await;
-    assert!(ops.len() >= 16, "every route is documented: {ops:?}");
+    assert!(ops.len() >= 22, "every route is documented: {ops:?}");
     for (method, path) in &ops {
         let url = app.url(path);
         let none = app.http.request(method.clone(), &url).send().await.unwrap();
@@ -430,4 +431,76 @@ async fn policy_set_by_an_admin_applies_at_once_and_survives_a_restart(backend: 
         (200, Some("dual")),
         "back to the file's"
     );
+}
+
+/// `?user_id=…` with the UserID percent-encoded as a query value.
+fn user_query(user_id: &str) -> String {
+    serde_urlencoded::to_string([("user_id", user_id)]).unwrap()
+}
+
+/// UserIDs `.` and `..` cannot be carried in a path (clients resolve them as dot segments): every user route has
+/// a sibling under `/user` that takes the UserID in the query string, with the same answers.
+async fn every_user_route_takes_the_user_id_in_the_query_string_too(backend: Backend) {
+    let (db, app) = spawn_on(backend, &[]).await;
+    for id in [".", "..", "a/b?c#d%e&f=g+h"] {
+        let q = user_query(id);
+        let mut c = app.connect().await;
+        let login = c.login(&params(id, "web")).await.unwrap();
+        let (s, u) = app.native(Method::GET, &format!("/user?{q}"), None).await;
+        assert_eq!((s, u["user_id"].as_str()), (200, Some(id)), "{id}: {u}");
+        assert_eq!(u["instances"][0]["instance_id"], login.instance_id.as_str());
+        let (s, k) = app
+            .native(Method::POST, &format!("/user/kick?{q}"), Some(json!({})))
+            .await;
+        assert_eq!((s, k["kicked"].as_u64()), (200, Some(1)), "{id}");
+        assert!(matches!(
+            event(&mut c).await,
+            ClientEvent::KickedOffline { code: 6208, .. }
+        ));
+        let (s, _) = app
+            .native(Method::POST, &format!("/user/disable?{q}"), None)
+            .await;
+        assert_eq!(s, 204);
+        let (_, u) = app.native(Method::GET, &format!("/user?{q}"), None).await;
+        assert_eq!(u["disabled"], true, "{id}");
+        let (s, _) = app
+            .native(Method::POST, &format!("/user/enable?{q}"), None)
+            .await;
+        assert_eq!(s, 204);
+        let (s, u) = app
+            .native(
+                Method::PUT,
+                &format!("/user?{q}"),
+                Some(json!({"nick": "Dot"})),
+            )
+            .await;
+        assert_eq!(
+            (s, u["nick"].as_str(), u["disabled"].as_bool()),
+            (200, Some("Dot"), Some(false))
+        );
+        let (s, _) = app
+            .native(Method::DELETE, &format!("/user?{q}"), None)
+            .await;
+        assert_eq!(s, 204);
+        assert!(
+            db.store().await.get(APP, id).await.unwrap().is_none(),
+            "{id} deleted"
+        );
+        let (s, e) = app.native(Method::GET, &format!("/user?{q}"), None).await;
+        assert_eq!((s, e["code"].as_u64()), (404, Some(70107)), "{id}");
+    }
+    // Percent-encoded dots are dots; a missing or invalid UserID is 400.
+    let (s, u) = app
+        .native(Method::PUT, "/user?user_id=%2E%2e", Some(json!({})))
+        .await;
+    assert_eq!((s, u["user_id"].as_str()), (200, Some("..")));
+    for bad in [
+        "/user",
+        "/user?userid=x",
+        "/user?user_id=",
+        "/user?user_id=%40TLS%23x",
+    ] {
+        let (s, e) = app.native(Method::GET, bad, None).await;
+        assert_eq!((s, e["code"].as_u64()), (400, Some(70402)), "{bad}: {e}");
+    }
 }

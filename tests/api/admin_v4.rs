@@ -18,6 +18,7 @@ crate::both_configs!(
     kick_revokes_every_ticket_issued_so_far,
     query_online_status_reports_online_pushonline_offline,
     frequency_limits_answer_60007,
+    bad_tickets_from_one_address_never_refuse_a_valid_ticket,
 );
 
 fn code(v: &Value) -> u64 {
@@ -409,4 +410,62 @@ async fn frequency_limits_answer_60007(backend: Backend) {
         &app.v4("openim/query_online_status", json!({"To_Account": ["a"]}))
             .await,
     );
+}
+
+/// An HTTP client whose requests come from `from` (a loopback address).
+fn client_from(from: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(from))
+        .build()
+        .unwrap()
+}
+
+/// `account_check` by the demo app's admin with `usersig`, sent from `from`.
+async fn check_as_admin(app: &crate::helpers::TestApp, from: [u8; 4], usersig: &str) -> Value {
+    let http = client_from(from);
+    let query = format!(
+        "sdkappid={APP}&identifier=administrator&usersig={usersig}&random=1&contenttype=json"
+    );
+    http.post(app.url(&format!("/v4/im_open_login_svc/account_check?{query}")))
+        .body(r#"{"CheckItem":[{"UserID":"a"}]}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// PROTOCOL §7: failed admin authentication is throttled per source address, and a valid ticket is never
+/// refused for failures someone else caused (loopback has all of 127/8: each address is another client).
+async fn bad_tickets_from_one_address_never_refuse_a_valid_ticket(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &[("LIMITS__LOGIN_FAILURES_PER_MINUTE", "3")]).await;
+    let now = imlogin::clock::unix_now() as u64;
+    let forged = tls::generate(APP, "a-guessed-key", "administrator", 3600, now);
+    const STRANGER: [u8; 4] = [127, 0, 0, 2];
+    const ADMIN: [u8; 4] = [127, 0, 0, 1];
+    for _ in 0..4 {
+        assert_fail(&check_as_admin(&app, STRANGER, &forged).await, 70009);
+    }
+    // The stranger's address is throttled, whatever ticket it forges next.
+    assert_fail(&check_as_admin(&app, STRANGER, &forged).await, 70050);
+    assert_fail(&check_as_admin(&app, STRANGER, "garbage").await, 70050);
+    // The admin, elsewhere, is not: a valid ticket works, a bad one gets its own code.
+    let good = sig("administrator", None, 3600);
+    assert_ok(&check_as_admin(&app, ADMIN, &good).await);
+    assert_fail(&check_as_admin(&app, ADMIN, &forged).await, 70009);
+    // Nor is a valid ticket refused from the throttled address (one address may be many callers: a NAT, or a
+    // proxy not listed in `server.trusted_proxies`).
+    assert_ok(&check_as_admin(&app, STRANGER, &good).await);
+    // Failed admin calls are not failed logins: a user at the stranger's address still logs in.
+    let login: Value = client_from(STRANGER)
+        .post(app.url("/v1/login"))
+        .json(&params("a-user", "web"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(login["code"], 0, "{login}");
 }

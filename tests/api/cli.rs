@@ -145,3 +145,97 @@ fn help_lists_every_subcommand() {
         assert!(out.contains(sub), "{out}");
     }
 }
+
+/// `imlogin check-config` with only these `IMLOGIN__…` variables (and the embedded defaults).
+fn check_config(env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_imlogin"))
+        .arg("check-config")
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// Keys of our own for every secret the embedded defaults fill with a public one.
+const OWN_SECRETS: [(&str, &str); 3] = [
+    ("IMLOGIN__SESSION__SECRET", "our-own-session-secret-value"),
+    ("IMLOGIN__APPS__0__SECRET_KEY", "our-own-secret-key-value"),
+    (
+        "IMLOGIN__APPS__0__ADMIN_API_KEY",
+        "our-own-admin-api-key-value",
+    ),
+];
+
+/// The lines of stderr that warn.
+fn warnings(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| l.starts_with("warning"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn check_config_warns_about_each_public_example_secret_by_its_key() {
+    let all = warnings(&check_config(&[]));
+    for key in [
+        "session.secret",
+        "apps[0].secret_key",
+        "apps[0].admin_api_key",
+    ] {
+        assert!(
+            all.iter().any(|w| w.contains(&format!("`{key}`"))),
+            "{key}: {all:?}"
+        );
+    }
+    assert!(!all.iter().any(|w| w.contains(KEY)), "never the value");
+    // Only the admin API key left at the demo's, or at the compose example's: that key is named, alone.
+    for public in [
+        "demo-admin-api-key-FOR-TRYING-ONLY",
+        "compose-admin-api-key-for-trying-only",
+    ] {
+        let mut env = OWN_SECRETS.to_vec();
+        env[2].1 = public;
+        let o = check_config(&env);
+        assert!(o.status.success());
+        let w = warnings(&o);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("`apps[0].admin_api_key`"), "{w:?}");
+        assert!(!w[0].contains(public), "never the value: {w:?}");
+    }
+    // The demo's secret key under another SDKAppID is as public.
+    let mut env = OWN_SECRETS.to_vec();
+    env[1].1 = KEY;
+    env.push(("IMLOGIN__APPS__0__SDKAPPID", "1400000042"));
+    let w = warnings(&check_config(&env));
+    assert!(
+        w.len() == 1 && w[0].contains("`apps[0].secret_key`"),
+        "{w:?}"
+    );
+    assert_eq!(warnings(&check_config(&OWN_SECRETS)), Vec::<String>::new());
+}
+
+#[test]
+fn check_config_refuses_two_apps_with_one_admin_api_key_naming_both() {
+    let mut env = OWN_SECRETS.to_vec();
+    env.extend([
+        ("IMLOGIN__APPS__1__SDKAPPID", "1400000001"),
+        ("IMLOGIN__APPS__1__SECRET_KEY", "the-second-apps-secret-key"),
+        ("IMLOGIN__APPS__1__ADMINS", r#"["administrator"]"#),
+        (
+            "IMLOGIN__APPS__1__ADMIN_API_KEY",
+            "our-own-admin-api-key-value",
+        ),
+    ]);
+    let o = check_config(&env);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`apps[1].admin_api_key`: the same key as apps[0] (1400000000)"),
+        "{err}"
+    );
+    assert!(!err.contains("our-own-admin-api-key-value"), "{err}");
+    // Each its own: accepted.
+    env.last_mut().unwrap().1 = "the-second-apps-admin-api-key";
+    assert!(check_config(&env).status.success());
+}

@@ -107,6 +107,34 @@ fn compose_environment_passes_check_config() {
     }
 }
 
+/// The secrets the compose file falls back to, and those of `.env.example`, are public: `check-config` warns about
+/// each by its key (the server's start does the same).
+#[test]
+fn check_config_warns_about_the_secrets_the_compose_file_and_its_env_example_publish() {
+    for env_file in [None, Some(".env.example")] {
+        let c = compose_config(env_file);
+        let env = environment(&c, &nodes(&c)[0]);
+        let out = Command::new(env!("CARGO_BIN_EXE_imlogin"))
+            .arg("check-config")
+            .env_clear()
+            .envs(&env)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        for key in [
+            "session.secret",
+            "apps[0].secret_key",
+            "apps[0].admin_api_key",
+        ] {
+            assert!(
+                err.contains(&format!("warning: `{key}` is the public example value")),
+                "{env_file:?}: {key} not warned about: {err}"
+            );
+        }
+    }
+}
+
 #[test]
 fn compose_publishes_only_the_proxy_and_checks_every_service_health() {
     let c = compose_config(None);

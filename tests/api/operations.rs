@@ -125,6 +125,104 @@ async fn the_metrics_scrape_parses_and_follows_logins_and_kicks(backend: Backend
     assert_eq!(main.status(), 404);
 }
 
+/// The metric names of docs/operations.md's table ("Metrics"), as a scrape names its samples.
+fn documented_metrics() -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let table = doc
+        .split("## Metrics")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let names: Vec<String> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .flat_map(|l| {
+            let first_column = l.split(" |").next().unwrap();
+            first_column
+                .split('`')
+                .filter(|n| n.starts_with("imlogin_") || n.starts_with("process_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // PROTOCOL §10's five are among them.
+    for name in [
+        "imlogin_sessions_online",
+        "imlogin_logins_total",
+        "imlogin_kicks_total",
+        "imlogin_login_duration_seconds",
+        "imlogin_ws_connections",
+    ] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} documented: {names:?}"
+        );
+    }
+    names
+}
+
+/// A scrape's samples of `name` whose labels include `labels`.
+fn samples<'a>(
+    s: &'a prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Vec<&'a prometheus_parse::Sample> {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .collect()
+}
+
+/// An alert or a dashboard reads "no data" from a family without samples: on a fresh server every documented
+/// family has them, with the label sets of every configured app at zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_server_exposes_every_documented_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start_binary(&[sqlite_env(&dir)]);
+    let s = scrape(&b).await;
+    for name in documented_metrics() {
+        assert!(
+            !samples(&s, &name, &[]).is_empty(),
+            "{name} has samples on a fresh server"
+        );
+    }
+    let app = APP.to_string();
+    let of_app = |label: &'static str, value: &'static str| {
+        [("sdkappid", app.clone()), (label, value.to_owned())]
+    };
+    let one = |name: &str, labels: [(&str, String); 2]| {
+        let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(samples(&s, name, &labels).len(), 1, "{name} {labels:?}");
+    };
+    for platform in [
+        "android", "iphone", "ipad", "windows", "mac", "linux", "web",
+    ] {
+        one("imlogin_sessions_online", of_app("platform", platform));
+    }
+    for reason in [
+        "multi_terminal",
+        "same_device",
+        "admin_kick",
+        "account_deleted",
+        "account_disabled",
+        "app_removed",
+    ] {
+        one("imlogin_kicks_total", of_app("reason", reason));
+    }
+    one("imlogin_logins_total", of_app("code", "0"));
+    for name in [
+        "imlogin_logins_total",
+        "imlogin_kicks_total",
+        "imlogin_sessions_online",
+    ] {
+        assert_eq!(value(&s, name, &[]), 0.0, "{name} at zero");
+    }
+}
+
 #[tokio::test]
 async fn metrics_off_opens_no_listener() {
     let dir = tempfile::tempdir().unwrap();
@@ -405,6 +503,21 @@ async fn sighup_applies_apps_added_removed_and_rekeyed_without_dropping_connecti
         login(login_params(THIRD_APP, "third-key", "new-app")).await,
         Ok(())
     );
+    // The app added has its series from the reload on, as the configured ones have from the start.
+    let third = THIRD_APP.to_string();
+    let s = scrape(&b).await;
+    for (name, label, value) in [
+        ("imlogin_sessions_online", "platform", "ipad"),
+        ("imlogin_kicks_total", "reason", "same_device"),
+        ("imlogin_logins_total", "code", "0"),
+    ] {
+        let labels = [("sdkappid", third.as_str()), (label, value)];
+        assert_eq!(
+            samples(&s, name, &labels).len(),
+            1,
+            "{name} of the app added"
+        );
+    }
 
     // An invalid file is refused, naming the key; the running configuration stays.
     std::fs::write(
@@ -581,4 +694,59 @@ async fn a_dead_letter_log_line_shows_the_webhook_url_masked() {
         "{line}"
     );
     assert!(!log.contains("hook-pass-xyz"), "{log}");
+}
+
+/// PROTOCOL §10: an app using a public example key is warned about at start, naming the key.
+#[tokio::test]
+async fn the_start_warns_about_a_public_admin_api_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start_binary(&[
+        sqlite_env(&dir),
+        (
+            "IMLOGIN__SESSION__SECRET",
+            "our-own-session-secret-value".into(),
+        ),
+        (
+            "IMLOGIN__APPS__0__SECRET_KEY",
+            "our-own-secret-key-value".into(),
+        ),
+    ]);
+    let warned: Vec<Value> = json_lines(&b)
+        .into_iter()
+        .filter(|v| v["level"] == "WARN" && v["message"].as_str().unwrap_or("").contains("public"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(warned[0]["key"], "apps[0].admin_api_key", "{warned:?}");
+    assert!(!b.log().contains("demo-admin-api-key-FOR-TRYING-ONLY"));
+}
+
+/// Two apps with one admin API key: the key would act for one of them only, so the server does not start.
+#[tokio::test]
+async fn the_server_does_not_start_with_one_admin_api_key_for_two_apps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db_key, db_url) = sqlite_env(&dir);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_imlogin"))
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .env(db_key, db_url)
+        .env("IMLOGIN__SERVER__LISTEN", "127.0.0.1:0")
+        .env("IMLOGIN__SERVER__METRICS_LISTEN", "127.0.0.1:0")
+        .env("IMLOGIN__APPS__1__SDKAPPID", OTHER_APP.to_string())
+        .env("IMLOGIN__APPS__1__SECRET_KEY", OTHER_KEY)
+        .env("IMLOGIN__APPS__1__ADMINS", r#"["administrator"]"#)
+        .env("IMLOGIN__APPS__1__ADMIN_API_KEY", crate::helpers::ADMIN_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed (and failed) if it serves instead.
+    let status = crate::server::wait_exit(&mut child).await;
+    assert_eq!(status.code(), Some(2));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("`apps[1].admin_api_key`: the same key as apps[0] (1400000000)"),
+        "{err}"
+    );
+    assert!(!err.contains(crate::helpers::ADMIN_KEY), "{err}");
 }

@@ -124,5 +124,5 @@ fn the_javascript_client_passes_its_tests_against_this_binary() {
 #[test]
 fn the_console_and_the_demo_pass_their_browser_tests() {
     let text = crate::helpers::node_suite("web", "playwright-core");
-    assert!(text.contains("# pass 6"), "all six ran:\n{text}");
+    assert!(text.contains("# pass 7"), "all seven ran:\n{text}");
 }

@@ -3,4 +3,5 @@
 
 pub mod native;
 pub mod rate;
+pub mod user_query;
 pub mod v4;

@@ -20,6 +20,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::user_query as by_query;
 use crate::accounts::{Account, Profile};
 use crate::admin::{Admin, AdminActor, AdminError};
 use crate::app::AppState;
@@ -95,7 +96,7 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// The key check in front of every route of an app: a missing or unknown key is 401, another app's key 403.
 pub async fn require_app_key(
@@ -280,6 +281,15 @@ pub async fn get_user(
     Extension(who): Extension<AdminActor>,
     Path((_, user_id)): Path<(u32, String)>,
 ) -> ApiResult<Json<UserDetail>> {
+    user_detail(&admin, &who, user_id).await
+}
+
+/// What `GET /users/{user_id}` and `GET /user?user_id=` answer.
+pub(super) async fn user_detail(
+    admin: &Admin,
+    who: &AdminActor,
+    user_id: String,
+) -> ApiResult<Json<UserDetail>> {
     let account = admin.account(who.sdkappid, &user_id).await?;
     let online = admin.online(who.sdkappid, &[user_id]).await?;
     let instances = online
@@ -312,12 +322,22 @@ pub async fn put_user(
     Path((_, user_id)): Path<(u32, String)>,
     body: Result<Json<ProfileBody>, JsonRejection>,
 ) -> ApiResult<Json<User>> {
+    set_profile(&admin, &who, &user_id, body).await
+}
+
+/// What `PUT /users/{user_id}` and `PUT /user?user_id=` do.
+pub(super) async fn set_profile(
+    admin: &Admin,
+    who: &AdminActor,
+    user_id: &str,
+    body: Result<Json<ProfileBody>, JsonRejection>,
+) -> ApiResult<Json<User>> {
     let Json(p) = body?;
     let profile = Profile {
         nick: p.nick.as_deref(),
         face_url: p.face_url.as_deref(),
     };
-    Ok(Json(admin.import(&who, &user_id, profile).await?.into()))
+    Ok(Json(admin.import(who, user_id, profile).await?.into()))
 }
 
 /// Deletes the account; its live instances are kicked with `account_deleted`.
@@ -391,6 +411,16 @@ pub async fn kick_user(
     Path((_, user_id)): Path<(u32, String)>,
     body: Result<Json<KickBody>, JsonRejection>,
 ) -> ApiResult<Json<Kicked>> {
+    kick(&admin, &who, &user_id, body).await
+}
+
+/// What `POST /users/{user_id}/kick` and `POST /user/kick?user_id=` do.
+pub(super) async fn kick(
+    admin: &Admin,
+    who: &AdminActor,
+    user_id: &str,
+    body: Result<Json<KickBody>, JsonRejection>,
+) -> ApiResult<Json<Kicked>> {
     let body = match body {
         Ok(Json(b)) => b,
         // An empty body kicks every instance.
@@ -398,12 +428,7 @@ pub async fn kick_user(
         Err(e) => return Err(e.into()),
     };
     let kicked = admin
-        .kick(
-            &who,
-            &user_id,
-            body.instance_id.as_deref(),
-            body.revoke_sigs,
-        )
+        .kick(who, user_id, body.instance_id.as_deref(), body.revoke_sigs)
         .await?;
     Ok(Json(Kicked { kicked }))
 }
@@ -738,6 +763,15 @@ pub fn routes(admin: Arc<Admin>) -> (axum::Router<AppState>, utoipa::openapi::Op
         .routes(routes!(disable_user))
         .routes(routes!(enable_user))
         .routes(routes!(kick_user))
+        // The same user routes with the UserID in the query string, for `.` and `..` (see user_query).
+        .routes(routes!(
+            by_query::get_user_by_query,
+            by_query::put_user_by_query,
+            by_query::delete_user_by_query
+        ))
+        .routes(routes!(by_query::disable_user_by_query))
+        .routes(routes!(by_query::enable_user_by_query))
+        .routes(routes!(by_query::kick_user_by_query))
         .routes(routes!(list_instances))
         .routes(routes!(online_stats))
         .routes(routes!(dau_stats))

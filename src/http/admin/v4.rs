@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use crate::accounts::Profile;
 use crate::admin::{Admin, AdminActor, AdminError, OnlineState};
+use crate::error::Code;
 use crate::http::admin::rate::RateLimiter;
 use crate::http::serve::ClientIp;
 use crate::platform::Platform;
@@ -193,7 +194,8 @@ async fn dispatch(
 
 /// The query string's app, admin and ticket, checked: 60012 no sdkappid · 60006 bad or unknown sdkappid · 60004
 /// no identifier · 60005 no usersig · 60002 `contenttype` not json or `random` not a 32-bit number · 60010 not
-/// an admin of the app · 70050 throttled · the ticket's own code (70001, 70003, 70009, …).
+/// an admin of the app · a bad ticket: 70050 if its address is throttled, else its own code (70001, 70003,
+/// 70009, …).
 async fn authenticate(
     v4: &V4,
     ip: std::net::IpAddr,
@@ -234,15 +236,20 @@ async fn authenticate(
     if !app.admins.iter().any(|a| a == identifier) {
         return Err(Fail::new(60010, "identifier is not an admin of this app"));
     }
-    let throttle = sessions.auth.throttle();
-    let user = Some((sdkappid, *identifier));
-    throttle
-        .check(ip, user)
-        .map_err(|f| Fail::new(f.code.number(), f.message))?;
+    // The ticket is checked first: a valid one always passes, so that failures (counted per source address)
+    // cannot lock an admin out, whoever causes them and from wherever. A bad one from an address over the limit
+    // answers 70050, not its own code (which would tell a guesser more), and is not counted again.
     let verified = Ticket::decode(usersig)
         .and_then(|t| t.verify(&app.keys, sdkappid, identifier, sessions.clock.now_secs()));
     if let Err(f) = verified {
-        throttle.record_failure(ip, user);
+        let failures = v4.admin.failed_auth();
+        if let Some(secs) = failures.wait_secs(ip, None) {
+            return Err(Fail::new(
+                Code::FrequencyLimit.number(),
+                format!("too many failed admin authentications from this address; retry after {secs} seconds"),
+            ));
+        }
+        failures.record_failure(ip, None);
         return Err(Fail::new(f.code.number(), f.message));
     }
     Ok(AdminActor {

@@ -41,6 +41,14 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * `?user_id=…`: users are named in the query string (the API's `/user` routes), where every UserID survives; in a
+ * path, `.` and `..` would be resolved as dot segments by the browser (percent-encoded too) and never arrive.
+ */
+function userQuery(id: string): string {
+  return `?${new URLSearchParams({ user_id: id })}`;
+}
+
 export class AdminApi {
   constructor(
     readonly sdkappid: number,
@@ -78,19 +86,19 @@ export class AdminApi {
     return this.call<{ users: User[]; next_cursor?: string }>("GET", `/users?limit=50${q}`);
   }
   user(id: string) {
-    return this.call<User & { instances: Instance[] }>("GET", `/users/${encodeURIComponent(id)}`);
+    return this.call<User & { instances: Instance[] }>("GET", `/user${userQuery(id)}`);
   }
   kick(id: string, instanceId: string | null, revoke: boolean) {
-    return this.call<{ kicked: number }>("POST", `/users/${encodeURIComponent(id)}/kick`, {
+    return this.call<{ kicked: number }>("POST", `/user/kick${userQuery(id)}`, {
       ...(instanceId ? { instance_id: instanceId } : {}),
       revoke_sigs: revoke,
     });
   }
   setDisabled(id: string, disabled: boolean) {
-    return this.call("POST", `/users/${encodeURIComponent(id)}/${disabled ? "disable" : "enable"}`);
+    return this.call("POST", `/user/${disabled ? "disable" : "enable"}${userQuery(id)}`);
   }
   deleteUser(id: string) {
-    return this.call("DELETE", `/users/${encodeURIComponent(id)}`);
+    return this.call("DELETE", `/user${userQuery(id)}`);
   }
   policy() {
     return this.call<Policy>("GET", "/policy");

@@ -351,7 +351,8 @@ byId("dau-form").addEventListener("submit", (ev) => {
 });
 byId("find-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  void showUser(byId<HTMLInputElement>("find-user").value.trim());
+  // As typed: a UserID may begin or end with a space.
+  void showUser(byId<HTMLInputElement>("find-user").value);
 });
 byId("online-refresh").addEventListener("click", () => void showOnline());
 
