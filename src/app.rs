@@ -357,7 +357,10 @@ pub fn router(state: AppState) -> Router {
         limits: Arc::default(),
     };
     let rest = Router::new()
-        .route("/v4/{service}/{command}", post(http::admin::v4::call))
+        .route(
+            "/v4/{service}/{command}",
+            post(http::admin::v4::call).get(http::admin::v4::call),
+        )
         .layer(DefaultBodyLimit::max(V4_BODY_LIMIT))
         .with_state(v4);
     let (native, openapi) = http::admin::native::routes(state.admin.clone());

@@ -19,6 +19,7 @@ crate::both_configs!(
     query_online_status_reports_online_pushonline_offline,
     frequency_limits_answer_60007,
     bad_tickets_from_one_address_never_refuse_a_valid_ticket,
+    clients_written_for_the_cloud_send_get_and_querystate,
 );
 
 fn code(v: &Value) -> u64 {
@@ -468,4 +469,96 @@ async fn bad_tickets_from_one_address_never_refuse_a_valid_ticket(backend: Backe
         .await
         .unwrap();
     assert_eq!(login["code"], 0, "{login}");
+}
+
+/// A REST client published for the cloud (on PyPI) sends `account_check` as GET with a JSON body, and asks the
+/// online status as `openim/querystate`, the international edition's name: every login-side command answers
+/// alike by either method, and `querystate` as `query_online_status` (plus the `State` older clients read).
+async fn clients_written_for_the_cloud_send_get_and_querystate(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &[]).await;
+    let c = app.connect().await;
+    c.login(&params("present", "web")).await.unwrap();
+    let get = |path: &str, body: Value| {
+        let url = app.url(&format!("/v4/{path}?{}", app.v4_query()));
+        let request = app.http.get(url).body(body.to_string());
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200, "the REST API always answers 200");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let check = json!({"CheckItem": [{"UserID": "present"}, {"UserID": "absent"}]});
+    let v = get("im_open_login_svc/account_check", check.clone()).await;
+    assert_ok(&v);
+    assert_eq!(v["ResultItem"][0]["AccountStatus"], "Imported");
+    assert_eq!(v["ResultItem"][1]["AccountStatus"], "NotImported");
+    assert_eq!(
+        v["ResultItem"],
+        app.v4("im_open_login_svc/account_check", check).await["ResultItem"]
+    );
+    for (path, body) in [
+        (
+            "im_open_login_svc/account_import",
+            json!({"UserID": "by-get"}),
+        ),
+        (
+            "im_open_login_svc/multiaccount_import",
+            json!({"Accounts": ["by-get-2"]}),
+        ),
+        (
+            "im_open_login_svc/account_delete",
+            json!({"DeleteItem": [{"UserID": "by-get-2"}]}),
+        ),
+        ("im_open_login_svc/kick", json!({"UserID": "by-get"})),
+        (
+            "openim/query_online_status",
+            json!({"To_Account": ["present"]}),
+        ),
+    ] {
+        assert_ok(&get(path, body).await);
+    }
+    for v in [
+        get(
+            "openim/querystate",
+            json!({"To_Account": ["present", "by-get", "nobody"]}),
+        )
+        .await,
+        app.v4(
+            "openim/querystate",
+            json!({"To_Account": ["present", "by-get", "nobody"]}),
+        )
+        .await,
+    ] {
+        assert_ok(&v);
+        assert_eq!(
+            v["QueryResult"],
+            json!([
+                {"To_Account": "present", "Status": "Online", "State": "Online"},
+                {"To_Account": "by-get", "Status": "Offline", "State": "Offline"}
+            ])
+        );
+        assert_eq!(
+            v["ErrorList"],
+            json!([{"To_Account": "nobody", "ErrorCode": 70107}])
+        );
+    }
+    let detail = app
+        .v4(
+            "openim/querystate",
+            json!({"To_Account": ["present"], "IsNeedDetail": 1}),
+        )
+        .await;
+    assert_eq!(
+        detail["QueryResult"][0]["Detail"],
+        json!([{"Platform": "Web", "Status": "Online"}])
+    );
+    assert_fail(&app.v4("openim/querystate", json!({})).await, 90001);
+    // Any other method is not the REST API's.
+    let put = app
+        .http
+        .put(app.url(&format!("/v4/openim/querystate?{}", app.v4_query())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 405);
 }

@@ -95,6 +95,8 @@ enum Command {
     AccountCheck,
     Kick,
     QueryOnlineStatus,
+    /// `query_online_status` by its other name; its answer also says `State`, as the cloud's did under it.
+    QueryState,
 }
 
 impl Command {
@@ -106,6 +108,8 @@ impl Command {
             ("im_open_login_svc", "account_check") => Command::AccountCheck,
             ("im_open_login_svc", "kick") => Command::Kick,
             ("openim", "query_online_status") => Command::QueryOnlineStatus,
+            // The name the international edition of the cloud's documents gives it (and older clients use).
+            ("openim", "querystate") => Command::QueryState,
             _ => return None,
         })
     }
@@ -117,12 +121,14 @@ impl Command {
             Command::AccountDelete => "account_delete",
             Command::AccountCheck => "account_check",
             Command::Kick => "kick",
-            Command::QueryOnlineStatus => "query_online_status",
+            // One command by either name, and one limit.
+            Command::QueryOnlineStatus | Command::QueryState => "query_online_status",
         }
     }
 }
 
-/// `POST /v4/{service}/{command}`.
+/// `POST /v4/{service}/{command}`, or `GET` with the same query and body: clients written against the cloud send
+/// both.
 pub async fn call(
     State(v4): State<V4>,
     ClientIp(ip): ClientIp,
@@ -158,7 +164,7 @@ async fn dispatch(
         Command::AccountDelete => l.account_delete,
         Command::AccountCheck => l.account_check,
         Command::Kick => l.kick,
-        Command::QueryOnlineStatus => l.query_online_status,
+        Command::QueryOnlineStatus | Command::QueryState => l.query_online_status,
     };
     if !v4.limits.allow(
         who.sdkappid,
@@ -172,12 +178,16 @@ async fn dispatch(
         ));
     }
     let body: Value = serde_json::from_slice(body).map_err(|_| match cmd {
-        Command::QueryOnlineStatus => Fail::new(90001, "the body is not valid JSON"),
+        Command::QueryOnlineStatus | Command::QueryState => {
+            Fail::new(90001, "the body is not valid JSON")
+        }
         _ => Fail::new(60003, "the body is not valid JSON"),
     })?;
     let Value::Object(body) = body else {
         return Err(match cmd {
-            Command::QueryOnlineStatus => Fail::new(90001, "the body must be a JSON object"),
+            Command::QueryOnlineStatus | Command::QueryState => {
+                Fail::new(90001, "the body must be a JSON object")
+            }
             _ => Fail::new(60003, "the body must be a JSON object"),
         });
     };
@@ -188,7 +198,8 @@ async fn dispatch(
         Command::AccountDelete => account_delete(admin, &who, &body).await,
         Command::AccountCheck => account_check(admin, &who, &body).await,
         Command::Kick => kick(admin, &who, &body).await,
-        Command::QueryOnlineStatus => query_online_status(admin, &who, &body).await,
+        Command::QueryOnlineStatus => query_online_status(admin, &who, &body, false).await,
+        Command::QueryState => query_online_status(admin, &who, &body, true).await,
     }
 }
 
@@ -464,10 +475,12 @@ fn flag(body: &Map<String, Value>, name: &str) -> Result<bool, Fail> {
     }
 }
 
+/// `legacy_state`: each result also says its status as `State` (called as `querystate`).
 async fn query_online_status(
     admin: &Admin,
     who: &AdminActor,
     body: &Map<String, Value>,
+    legacy_state: bool,
 ) -> Result<Map<String, Value>, Fail> {
     let users = match body.get("To_Account") {
         Some(Value::Array(list)) if !list.is_empty() => list,
@@ -500,6 +513,9 @@ async fn query_online_status(
             OnlineState::Offline => "Offline",
         };
         let mut item = json!({"To_Account": u.user_id, "Status": status(u.state)});
+        if legacy_state {
+            item["State"] = json!(status(u.state));
+        }
         if detail || instid {
             let details: Vec<Value> = u
                 .instances
