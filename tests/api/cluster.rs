@@ -35,7 +35,7 @@ impl PrivateRedis {
             .args(["--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
             .spawn()
-            .expect("redis-server is installed (.ci/run installs it)");
+            .expect("redis-server is installed (scripts/test.sh installs it)");
         self.child = Some(child);
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {

@@ -35,7 +35,7 @@ fn compose_config(env_file: Option<&str>) -> Value {
     let out = cmd
         .args(["--profile", "monitoring", "config"])
         .output()
-        .expect("docker-compose is installed (.ci/run installs it)");
+        .expect("docker-compose is installed (scripts/test.sh installs it)");
     assert!(
         out.status.success(),
         "docker-compose config refused the file: {}",
@@ -222,7 +222,7 @@ impl Nginx {
         let binary = ["/usr/sbin/nginx", "nginx"]
             .into_iter()
             .find(|b| Command::new(b).arg("-v").output().is_ok())
-            .expect("nginx is installed (.ci/run installs it)");
+            .expect("nginx is installed (scripts/test.sh installs it)");
         let globals = format!(
             "daemon off; pid {}/nginx.pid; error_log stderr;",
             dir.path().display()

@@ -71,7 +71,7 @@ impl TestDb {
             crowd_redis().await;
             let mut conn = sqlx::PgConnection::connect(&pg_admin_url())
                 .await
-                .expect("PostgreSQL must be running for the tests (see .ci/run)");
+                .expect("PostgreSQL must be running for the tests (scripts/test.sh starts it)");
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut conn)
                 .await
@@ -194,7 +194,7 @@ async fn crowd_redis() {
             let mut conn = client
                 .get_multiplexed_async_connection()
                 .await
-                .expect("Redis must be running for the tests (see .ci/run)");
+                .expect("Redis must be running for the tests (scripts/test.sh starts it)");
             let mut pipe = redis::pipe();
             for i in 0..1500 {
                 pipe.cmd("SET")
@@ -676,7 +676,7 @@ pub fn node_suite(dir: &str, needs: &str) -> String {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     assert!(
         dir.join("node_modules").join(needs).exists(),
-        "these tests need their packages: run `npm ci` in {} (.ci/run does)",
+        "these tests need their packages: run `npm ci` in {} (scripts/test.sh does)",
         dir.display()
     );
     let out = std::process::Command::new("npm")

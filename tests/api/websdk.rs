@@ -501,7 +501,7 @@ async fn oversize_frames_close_1009_and_info_speaks_text(backend: Backend) {
     }
 }
 
-/// The real SDK in Chromium against the real binary (tests/websdk; `npm ci` there first, as .ci/run does).
+/// The real SDK in Chromium against the real binary (tests/websdk; `npm ci` there first, as scripts/test.sh does).
 #[test]
 fn the_official_web_sdk_logs_in_unchanged() {
     let text = crate::helpers::node_suite("tests/websdk", "tim-js-sdk");
