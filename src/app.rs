@@ -340,8 +340,7 @@ impl Application {
 /// The largest body of a client HTTP request: a login with a long JWT fits in a few KiB.
 pub const CLIENT_BODY_LIMIT: usize = 8 * 1024;
 
-/// The largest body of a `/v4` REST call (100 accounts with their profiles) and of a native admin call.
-pub const V4_BODY_LIMIT: usize = 256 * 1024;
+/// The largest body of a native admin call (`/v4` reads its own, see `http::admin::v4::V4_BODY_LIMIT`).
 pub const ADMIN_BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router(state: AppState) -> Router {
@@ -361,7 +360,7 @@ pub fn router(state: AppState) -> Router {
             "/v4/{service}/{command}",
             post(http::admin::v4::call).get(http::admin::v4::call),
         )
-        .layer(DefaultBodyLimit::max(V4_BODY_LIMIT))
+        .layer(DefaultBodyLimit::disable())
         .with_state(v4);
     let (native, openapi) = http::admin::native::routes(state.admin.clone());
     let openapi = Arc::new(

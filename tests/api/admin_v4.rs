@@ -553,12 +553,32 @@ async fn clients_written_for_the_cloud_send_get_and_querystate(backend: Backend)
         json!([{"Platform": "Web", "Status": "Online"}])
     );
     assert_fail(&app.v4("openim/querystate", json!({})).await, 90001);
-    // Any other method is not the REST API's.
-    let put = app
-        .http
-        .put(app.url(&format!("/v4/openim/querystate?{}", app.v4_query())))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 405);
+    // Any other method is not the REST API's: HEAD neither (axum would run the GET handler for it, unseen).
+    let import = format!("/v4/im_open_login_svc/account_import?{}", app.v4_query());
+    for method in [reqwest::Method::PUT, reqwest::Method::HEAD] {
+        let r = app
+            .http
+            .request(method.clone(), app.url(&import))
+            .body(json!({"UserID": "by-head"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method}");
+    }
+    let check = json!({"CheckItem": [{"UserID": "by-head"}]});
+    let v = app.v4("im_open_login_svc/account_check", check).await;
+    assert_eq!(v["ResultItem"][0]["AccountStatus"], "NotImported");
+    // A body over the limit is answered in the envelope, by either method.
+    let huge = format!(r#"{{"UserID": "x", "Nick": "{}"}}"#, "n".repeat(300 * 1024));
+    for v in [
+        app.v4_with("im_open_login_svc/account_import", &app.v4_query(), &huge)
+            .await,
+        get(
+            "im_open_login_svc/account_import",
+            Value::String(huge.clone()),
+        )
+        .await,
+    ] {
+        assert_fail(&v, 60003);
+    }
 }

@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -132,12 +133,35 @@ impl Command {
 pub async fn call(
     State(v4): State<V4>,
     ClientIp(ip): ClientIp,
+    method: Method,
     Path((service, command)): Path<(String, String)>,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    // axum answers HEAD with the GET handler (and no body): a command must not run unseen.
+    if method != Method::GET && method != Method::POST {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, POST")],
+        )
+            .into_response();
+    }
+    // Read here, not by an extractor, so that a body over the limit is answered in the envelope too.
+    let body = match axum::body::to_bytes(body, V4_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            let f = Fail::new(
+                60003,
+                format!("the body is larger than {} KiB", V4_BODY_LIMIT / 1024),
+            );
+            return envelope(Err(f));
+        }
+    };
     envelope(dispatch(&v4, ip, &service, &command, query.as_deref(), &body).await)
 }
+
+/// The largest body of a call (100 accounts with their profiles).
+pub const V4_BODY_LIMIT: usize = 256 * 1024;
 
 async fn dispatch(
     v4: &V4,
