@@ -130,8 +130,20 @@ fn check_profile(profile: &Profile<'_>) -> AdminResult<()> {
                 "{name} is longer than {MAX_PROFILE_BYTES} bytes"
             )));
         }
+        // PostgreSQL cannot store it in text (SQLite can): refused alike on both.
+        if value.is_some_and(|v| v.contains('\0')) {
+            return Err(AdminError::Invalid(format!(
+                "{name} must not contain a NUL character"
+            )));
+        }
     }
     Ok(())
+}
+
+/// Whether `id` can name a dead letter (event ids are short hex): anything else is no dead letter, and never
+/// reaches the store (PostgreSQL refuses a NUL in text with an error, not an empty answer).
+fn is_event_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 impl Admin {
@@ -481,11 +493,12 @@ impl Admin {
 
     /// Puts a dead letter back in the outbox, in its user's order.
     pub async fn retry_dead_letter(&self, who: &AdminActor, event_id: &str) -> AdminResult<()> {
-        if !self
-            .db
-            .outbox
-            .retry_dead_letter(who.sdkappid, event_id)
-            .await?
+        if !is_event_id(event_id)
+            || !self
+                .db
+                .outbox
+                .retry_dead_letter(who.sdkappid, event_id)
+                .await?
         {
             return Err(AdminError::NotFound("dead letter"));
         }
@@ -495,11 +508,12 @@ impl Admin {
 
     /// Forgets a dead letter.
     pub async fn drop_dead_letter(&self, who: &AdminActor, event_id: &str) -> AdminResult<()> {
-        if !self
-            .db
-            .outbox
-            .drop_dead_letter(who.sdkappid, event_id)
-            .await?
+        if !is_event_id(event_id)
+            || !self
+                .db
+                .outbox
+                .drop_dead_letter(who.sdkappid, event_id)
+                .await?
         {
             return Err(AdminError::NotFound("dead letter"));
         }

@@ -19,6 +19,7 @@ crate::both_configs!(
     policy_set_by_an_admin_applies_at_once_and_survives_a_restart,
     every_route_refuses_missing_wrong_and_other_apps_keys,
     every_user_route_takes_the_user_id_in_the_query_string_too,
+    what_postgresql_cannot_store_is_refused_alike_on_both_stores,
 );
 
 /// Every operation of the OpenAPI document, with its path parameters filled in.
@@ -503,4 +504,31 @@ async fn every_user_route_takes_the_user_id_in_the_query_string_too(backend: Bac
         let (s, e) = app.native(Method::GET, bad, None).await;
         assert_eq!((s, e["code"].as_u64()), (400, Some(70402)), "{bad}: {e}");
     }
+}
+
+/// A NUL reaches PostgreSQL as an error, not an empty answer: a cursor, a dead letter's id or a profile field
+/// holding one is refused as bad input (never 503 "unreachable"), on both stores alike.
+async fn what_postgresql_cannot_store_is_refused_alike_on_both_stores(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &[]).await;
+    // "AA" is the cursor of a NUL.
+    let (s, e) = app.native(Method::GET, "/users?cursor=AA", None).await;
+    assert_eq!((s, e["code"].as_u64()), (400, Some(70402)), "{e}");
+    for (method, path) in [
+        (Method::POST, "/webhooks/dead_letters/%00/retry"),
+        (Method::DELETE, "/webhooks/dead_letters/%00"),
+        (Method::DELETE, "/webhooks/dead_letters/a%20b"),
+    ] {
+        assert_eq!(app.native(method, path, None).await.0, 404, "{path}");
+    }
+    for body in [json!({"nick": "a\0b"}), json!({"face_url": "\0"})] {
+        let (s, e) = app.native(Method::PUT, "/users/nul", Some(body)).await;
+        assert_eq!((s, e["code"].as_u64()), (400, Some(70402)), "{e}");
+    }
+    let v = app
+        .v4(
+            "im_open_login_svc/account_import",
+            json!({"UserID": "nul", "Nick": "a\0b"}),
+        )
+        .await;
+    assert_eq!(v["ErrorCode"], 70402, "{v}");
 }

@@ -257,7 +257,14 @@ pub async fn list_users(
 ) -> ApiResult<Json<UsersPage>> {
     let Query(q) = query?;
     let limit = limit(q.limit)?;
-    let after = decode_cursor(&q.cursor)?;
+    // A user list's cursor is a UserID: anything else (a NUL, which PostgreSQL cannot compare as text) is not one
+    // this API gave.
+    let after = decode_cursor(&q.cursor)?
+        .map(|u| match crate::usersig::is_valid_user_id(&u) {
+            true => Ok(u),
+            false => Err(ApiError::invalid("`cursor` is not one this API gave")),
+        })
+        .transpose()?;
     let users = admin
         .accounts(who.sdkappid, after.as_deref(), limit)
         .await?;
