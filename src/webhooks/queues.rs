@@ -17,6 +17,10 @@ pub(super) const MAX_IN_FLIGHT: usize = 256;
 /// Attempts in flight at once for one app: a receiver that hangs holds at most these (each until its
 /// `timeout_ms`), and the other apps keep the rest (docs/admin.md).
 pub(super) const PER_APP_IN_FLIGHT: usize = 32;
+/// Attempts in flight an app may always start, even when [`MAX_IN_FLIGHT`] are: eight apps whose receivers hang
+/// hold every shared slot (8 × 32), and must not hold the other apps' events with them. So at most
+/// `MAX_IN_FLIGHT` + this × apps are in flight.
+pub(super) const GUARANTEED_IN_FLIGHT: usize = 4;
 
 pub(super) type UserKey = (u32, String);
 
@@ -169,12 +173,21 @@ impl Queues {
 
     /// The next user whose head to send, with a slot taken for its attempt (give it back with
     /// [`Queues::ended`]): apps take turns, one user a turn, each within its share, all within
-    /// [`MAX_IN_FLIGHT`].
+    /// [`MAX_IN_FLIGHT`] but for each app's [`GUARANTEED_IN_FLIGHT`].
     pub(super) fn take_turn(&mut self) -> Option<UserKey> {
-        if self.in_flight >= MAX_IN_FLIGHT {
-            return None;
-        }
-        while let Some(app) = self.turns.pop_front() {
+        loop {
+            // The first in line; when every shared slot is taken, the first still within its guarantee.
+            let at = if self.in_flight < MAX_IN_FLIGHT {
+                (!self.turns.is_empty()).then_some(0)
+            } else {
+                let lanes = &self.lanes;
+                self.turns.iter().position(|app| {
+                    lanes
+                        .get(app)
+                        .is_some_and(|l| l.in_flight < GUARANTEED_IN_FLIGHT)
+                })
+            };
+            let app = self.turns.remove(at?).expect("a position in turns");
             let lane = self
                 .lanes
                 .get_mut(&app)
@@ -189,7 +202,6 @@ impl Queues {
             self.offer_turn(app);
             return Some(key);
         }
-        None
     }
 
     /// The slot an attempt of `app` took is free again.
@@ -326,5 +338,31 @@ mod tests {
         }
         assert_eq!(taken.values().sum::<usize>(), MAX_IN_FLIGHT);
         assert!(taken.values().all(|n| *n <= PER_APP_IN_FLIGHT), "{taken:?}");
+    }
+
+    #[test]
+    fn apps_that_hold_every_shared_slot_leave_each_other_app_its_guarantee() {
+        // Eight apps whose receivers hang take every shared slot (8 × 32)...
+        let apps: Vec<(u32, usize)> = (1..=8).map(|app| (app, 100)).collect();
+        let mut q = ready_queues(&apps);
+        while q.take_turn().is_some() {}
+        assert_eq!(q.in_flight, MAX_IN_FLIGHT);
+        // ... and a ninth still sends, up to its guarantee, while they hang.
+        let events = (0..10).map(|u| ev_of(9, &format!("u{u}"), 1, 0)).collect();
+        q.load(Batch { id: 9, events }, 1000);
+        let mut taken = Vec::new();
+        while let Some((app, _)) = q.take_turn() {
+            taken.push(app);
+        }
+        assert_eq!(taken, vec![9; GUARANTEED_IN_FLIGHT]);
+        // Its attempt ends: it takes that slot again; the hung apps still cannot.
+        q.ended(9);
+        assert_eq!(q.take_turn().map(|k| k.0), Some(9));
+        q.ended(1);
+        assert_eq!(
+            q.take_turn(),
+            None,
+            "over the shared bound, a hung app gets no more"
+        );
     }
 }
