@@ -328,7 +328,7 @@ impl Hub {
             Message::Ack { id } => {
                 self.acks.remove(&id);
             }
-            Message::Account { .. } | Message::Policies => {}
+            Message::Account { .. } | Message::Policies | Message::Recheck => {}
         }
     }
 }

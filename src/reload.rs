@@ -6,13 +6,11 @@
 //! the key, and the running configuration stays.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::admin::Admin;
 use crate::config::{ConfigError, LimitSettings, Settings};
-use crate::registry::policy::KickReason;
 use crate::telemetry::LogControl;
 
 /// What a reload changed.
@@ -117,7 +115,7 @@ impl Reloader {
             report.apps_added.iter().for_each(|id| m.add_app(*id));
         }
         for app in &report.apps_removed {
-            report.kicked += self.kick_app(*app).await;
+            report.kicked += sessions.end_app(*app).await;
         }
         tracing::info!(added = ?report.apps_added, removed = ?report.apps_removed, changed = ?report.apps_changed,
             kicked = report.kicked, "config reloaded");
@@ -126,34 +124,5 @@ impl Reloader {
         running.limits.login_failures_per_minute = new.limits.login_failures_per_minute;
         running.log = new.log;
         report
-    }
-
-    /// Kicks every instance of a removed app.
-    async fn kick_app(&self, sdkappid: u32) -> usize {
-        let sessions = self.admin.sessions();
-        let instances = match sessions.registry.app_instances(sdkappid).await {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::warn!(sdkappid, error = %e, "config reload: cannot list a removed app's instances");
-                return 0;
-            }
-        };
-        let users: BTreeSet<String> = instances.into_iter().map(|i| i.user_id).collect();
-        let server = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let mut kicked = 0;
-        for user in users {
-            match sessions
-                .kick_user(sdkappid, &user, KickReason::AppRemoved, server)
-                .await
-            {
-                Ok(n) => kicked += n,
-                Err(f) => tracing::warn!(
-                    sdkappid,
-                    code = f.code.number(),
-                    "config reload: a kick failed"
-                ),
-            }
-        }
-        kicked
     }
 }

@@ -20,7 +20,10 @@ use crate::metrics::Metrics;
 use crate::platform::Platform;
 use crate::policies::Policies;
 use crate::registry::policy::KickReason;
-use crate::registry::{Attach, ConnRef, Instance, InstanceKey, Reaped, Registry, RemoveIf, Seq};
+use crate::registry::{
+    Attach, ConnRef, Instance, InstanceKey, Reaped, RegResult, Registry, RegistryError, RemoveIf,
+    Seq,
+};
 use crate::request::LoginRequest;
 use crate::settle::{Unsettled, Write};
 use crate::token::TokenSigner;
@@ -305,6 +308,26 @@ impl Sessions {
         };
         self.deliver_kicks(&admitted.kicked, Some(instance.platform))
             .await;
+        // A reload may have removed the app while this login ran, after its kicks listed the app's instances.
+        if self.auth.apps().get(instance.sdkappid).is_none() {
+            let key = instance.key();
+            match self
+                .registry
+                .kick(&key, KickReason::AppRemoved, self.remember_ms())
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    let undo = Write::Remove {
+                        key,
+                        cond: RemoveIf::Always,
+                        cause: None,
+                    };
+                    self.retry_later(e, "session registry unreachable", undo);
+                }
+            }
+            return Err(Code::SdkAppIdNotFound.into());
+        }
         self.dau.mark(instance.sdkappid, &instance.user_id);
         let kicked = admitted.kicked.iter().map(|(i, _)| i.platform).collect();
         self.emit(
@@ -813,7 +836,9 @@ impl Sessions {
             };
             match next {
                 None => return,
-                Some(Incoming::Resynced) => self.reconcile().await,
+                Some(Incoming::Resynced) => {
+                    self.reconcile().await;
+                }
                 Some(Incoming::Message(e)) => match e.message {
                     Message::Account { sdkappid, user_id } => {
                         self.auth.accounts().invalidate(sdkappid, &user_id)
@@ -823,6 +848,8 @@ impl Sessions {
                             tracing::warn!(error = %e, "could not reload the admins' policies");
                         }
                     }
+                    // Rate-limited: the settler checks the connections at its next sweep.
+                    Message::Recheck => self.unsettled.recheck(),
                     message => self.hub.on_message(e.from, message),
                 },
             }
@@ -845,9 +872,45 @@ impl Sessions {
     /// Brings this node back in line with the registry after pushes may have been lost: every connection checks
     /// its instance ([`Sessions::recheck`]), and instances the registry holds as attached here, on connections
     /// that no longer exist, are marked disconnected.
-    pub async fn reconcile(&self) {
+    pub async fn reconcile(&self) -> bool {
         self.hub.recheck_all();
-        self.sweep_ghosts().await;
+        self.sweep_ghosts().await
+    }
+
+    /// Tells every node (this one too) to check its connections against the registry: an undone write may have
+    /// kicked instances anywhere.
+    pub(crate) fn recheck_everywhere(&self) {
+        self.unsettled.recheck();
+        self.hub.bus().broadcast(Message::Recheck);
+    }
+
+    /// Kicks every instance of an app the configuration no longer has (a reload removed it); when the registry
+    /// does not answer, this is done again until it does (unless the app is configured again meanwhile).
+    pub async fn end_app(&self, sdkappid: u32) -> usize {
+        match self.try_end_app(sdkappid).await {
+            Ok(n) => n,
+            Err(e) => {
+                let what = "could not kick a removed app's instances; trying again";
+                self.retry_later(e, what, Write::EndApp { sdkappid });
+                0
+            }
+        }
+    }
+
+    /// [`Sessions::end_app`], once: how many instances were kicked.
+    pub(crate) async fn try_end_app(&self, sdkappid: u32) -> RegResult<usize> {
+        let instances = self.registry.app_instances(sdkappid).await?;
+        let users: std::collections::BTreeSet<String> =
+            instances.into_iter().map(|i| i.user_id).collect();
+        let server = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let mut kicked = 0;
+        for user in users {
+            kicked += self
+                .kick_user(sdkappid, &user, KickReason::AppRemoved, server)
+                .await
+                .map_err(|f| RegistryError(format!("kick failed ({})", f.code.number())))?;
+        }
+        Ok(kicked)
     }
 
     /// Marks disconnected every instance the registry holds as attached to a connection number this node does
@@ -856,10 +919,20 @@ impl Sessions {
     pub async fn sweep_ghosts(&self) -> bool {
         match self.registry.node_instances().await {
             Ok(instances) => {
+                let mut ghosts = 0;
                 for inst in instances {
                     if let Some(conn) = inst.conn.filter(|c| !self.hub.holds(*c)) {
                         self.detach(&inst.key(), conn, Cause::Disconnect).await;
+                        ghosts += 1;
                     }
+                }
+                if ghosts > 0 {
+                    // Written by a request that reached the registry late, which may have kicked others too.
+                    tracing::warn!(
+                        ghosts,
+                        "instances of connections this node no longer holds were disconnected"
+                    );
+                    self.recheck_everywhere();
                 }
                 true
             }

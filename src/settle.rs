@@ -51,14 +51,19 @@ pub enum Write {
         conn: ConnRef,
         cause: Option<Cause>,
     },
+    /// Kick every instance of an app a reload removed (unless it is configured again by then).
+    EndApp { sdkappid: u32 },
 }
 
 /// The node's unsettled writes, and whether the registry may hold what the node does not know of.
 #[derive(Default)]
 pub struct Unsettled {
-    queue: Mutex<VecDeque<Write>>,
+    /// The writes, each with whether a try of it failed (it may have run all the same).
+    queue: Mutex<VecDeque<(Write, bool)>>,
     /// A registry error was seen (or the queue overflowed) since the last sweep.
     suspect: AtomicBool,
+    /// The next sweep also has every connection check its instance (instances may have been kicked unseen).
+    recheck: AtomicBool,
     wake: Notify,
 }
 
@@ -75,7 +80,7 @@ impl Unsettled {
                 self.suspect.store(true, Ordering::SeqCst);
                 return;
             }
-            q.push_back(w);
+            q.push_back((w, false));
         }
         self.wake.notify_one();
     }
@@ -83,6 +88,13 @@ impl Unsettled {
     /// The registry failed a request: it may hold what this node does not know of.
     pub fn suspect(&self) {
         self.suspect.store(true, Ordering::SeqCst);
+    }
+
+    /// Instances of this node's connections may have been kicked unseen (by a write undone after it ran): the
+    /// next sweep has every connection check its instance too.
+    pub fn recheck(&self) {
+        self.recheck.store(true, Ordering::SeqCst);
+        self.suspect();
     }
 
     /// Writes waiting.
@@ -94,8 +106,15 @@ impl Unsettled {
         self.len() == 0
     }
 
-    fn front(&self) -> Option<Write> {
+    fn front(&self) -> Option<(Write, bool)> {
         self.queue.lock().expect("not poisoned").front().cloned()
+    }
+
+    /// A try of the first write failed.
+    fn front_failed(&self) {
+        if let Some(front) = self.queue.lock().expect("not poisoned").front_mut() {
+            front.1 = true;
+        }
     }
 
     fn pop(&self) {
@@ -126,7 +145,12 @@ pub async fn settle_until(sessions: Arc<Sessions>, stop: CancellationToken) {
         let due = last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY);
         if due && sweeps_left > 0 {
             last_sweep = Some(tokio::time::Instant::now());
-            if sessions.sweep_ghosts().await {
+            let swept = if unsettled.recheck.swap(false, Ordering::SeqCst) {
+                sessions.reconcile().await
+            } else {
+                sessions.sweep_ghosts().await
+            };
+            if swept {
                 sweeps_left -= 1;
             }
         }
@@ -136,9 +160,10 @@ pub async fn settle_until(sessions: Arc<Sessions>, stop: CancellationToken) {
 /// Does the queued writes in order; `false` if the registry still fails (what is left waits for the next try).
 async fn settle_queued(sessions: &Sessions) -> bool {
     let unsettled = sessions.unsettled();
-    while let Some(w) = unsettled.front() {
-        if let Err(e) = settle(sessions, &w).await {
+    while let Some((w, failed_before)) = unsettled.front() {
+        if let Err(e) = settle(sessions, &w, failed_before).await {
             tracing::debug!(error = %e, left = unsettled.len(), "registry writes still unsettled");
+            unsettled.front_failed();
             return false;
         }
         unsettled.pop();
@@ -146,7 +171,12 @@ async fn settle_queued(sessions: &Sessions) -> bool {
     true
 }
 
-async fn settle(sessions: &Sessions, w: &Write) -> crate::registry::RegResult<()> {
+/// Does `w`; `failed_before`: an earlier try of it failed, and may have run all the same.
+async fn settle(
+    sessions: &Sessions,
+    w: &Write,
+    failed_before: bool,
+) -> crate::registry::RegResult<()> {
     let registry = &sessions.registry;
     let (done, cause) = match w {
         Write::Remove { key, cond, cause } => (registry.remove(key, *cond).await?, *cause),
@@ -159,16 +189,29 @@ async fn settle(sessions: &Sessions, w: &Write) -> crate::registry::RegResult<()
             registry.detach(key, *conn, sessions.clock.now_ms()).await?,
             *cause,
         ),
+        Write::EndApp { sdkappid } => {
+            if sessions.auth.apps().get(*sdkappid).is_none() {
+                let kicked = sessions.try_end_app(*sdkappid).await?;
+                tracing::info!(sdkappid, kicked, "a removed app's instances were kicked");
+            }
+            return Ok(());
+        }
     };
     match (done, cause) {
         (Some((inst, seq)), Some(cause)) => {
             let ip: IpAddr = inst.ip;
             sessions.emit_change(&inst, seq, cause, Actor::Client(ip));
         }
-        (Some((inst, _)), None) => tracing::info!(
-            sdkappid = inst.sdkappid,
-            "undid what a failed login or resume had written to the registry"
-        ),
+        (Some((inst, _)), None) => {
+            tracing::info!(
+                sdkappid = inst.sdkappid,
+                "undid what a failed login or resume had written to the registry"
+            );
+            // It ran after all: a login may have kicked instances, a resume moved one, on any node.
+            sessions.recheck_everywhere();
+        }
+        // An earlier try of the undo may have been what undid it: so it may have run too.
+        (None, None) if failed_before => sessions.recheck_everywhere(),
         (None, _) => {}
     }
     Ok(())

@@ -36,6 +36,9 @@ pub enum Message {
     Account { sdkappid: u32, user_id: String },
     /// To every node: read the admins' policies again.
     Policies,
+    /// To every node: a registry write that ran after its node gave up on it (and was undone) may have kicked
+    /// instances on any node: check your connections against the registry.
+    Recheck,
 }
 
 /// A message as received, with the node that sent it.

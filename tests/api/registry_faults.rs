@@ -5,23 +5,33 @@
 
 use std::time::Duration;
 
+use imlogin::client::ClientEvent;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{eventually, params, Backend, Proxy, TestApp, TestDb};
+use crate::helpers::{
+    eventually, other_params, params, spawn_behind_proxy, Backend, Proxy, TestApp, TestDb, APP,
+    OTHER_APP, OTHER_APP_ENV,
+};
 
 /// Redis holds every reply back this long: past the client's timeout (1 s), so the request's outcome is unknown.
 const LATE: Duration = Duration::from_millis(2500);
 
 /// The production configuration with the registry's Redis behind a proxy, and a reconnect grace of `grace` s.
 async fn behind_a_slow_redis(grace: &str) -> (TestDb, Proxy, TestApp) {
+    behind_a_slow_redis_with(grace, &[]).await
+}
+
+async fn behind_a_slow_redis_with(grace: &str, extra: &[(&str, &str)]) -> (TestDb, Proxy, TestApp) {
     let db = TestDb::new(Backend::Postgres).await;
     let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
     let redis = format!("redis://{}", proxy.addr);
-    let settings = db.settings(&[
-        ("REGISTRY__REDIS_URL", &redis),
+    let mut env = vec![
+        ("REGISTRY__REDIS_URL", redis.as_str()),
         ("SESSION__RECONNECT_GRACE_SECS", grace),
-    ]);
+    ];
+    env.extend_from_slice(extra);
+    let settings = db.settings(&env);
     assert_eq!(settings.registry.redis_url.expose(), redis);
     let app = TestApp::spawn(settings, db.database().await).await;
     (db, proxy, app)
@@ -136,4 +146,84 @@ async fn a_connection_that_ends_while_redis_is_slow_is_disconnected_then_removed
         try_instances(&app, "leaver").await == Some(Vec::new())
     })
     .await;
+}
+
+/// A login that Redis ran after the node gave up on it kicked the instance it displaced: that instance's client
+/// is told (`kicked_offline`), as for any kick (PROTOCOL §5), once the node learns the login ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_kicked_by_a_login_that_ran_late_is_told() {
+    let (_db, proxy, app) = behind_a_slow_redis("120").await;
+    let mut first = app.connect().await;
+    first.login(&params("displaced", "web")).await.unwrap();
+    let second = app.connect().await;
+    proxy.delay(LATE);
+    // The demo app allows one web instance: this login, had it been answered, would have kicked the first.
+    let late = second.login(&params("displaced", "web")).await.unwrap_err();
+    assert_eq!(late.code(), Some(70169));
+    proxy.delay(Duration::ZERO);
+    match tokio::time::timeout(Duration::from_secs(15), first.next_event()).await {
+        Ok(Some(ClientEvent::KickedOffline { code, reason, .. })) => {
+            assert_eq!((code, reason.as_str()), (6208, "multi_terminal"))
+        }
+        other => panic!("the displaced instance is told: {other:?}"),
+    }
+    eventually("neither instance is left", || async {
+        try_instances(&app, "displaced").await == Some(Vec::new())
+    })
+    .await;
+}
+
+/// A reload that removes an app while Redis does not answer kicks the app's users once it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_apps_users_are_kicked_once_redis_answers() {
+    let (_db, proxy, app) = behind_a_slow_redis_with("120", &OTHER_APP_ENV).await;
+    let mut c = app.connect().await;
+    c.login(&other_params("orphan", "android")).await.unwrap();
+    let mut apps = app.state.settings.apps.clone();
+    apps.retain(|a| a.sdkappid != OTHER_APP);
+    let sessions = &app.state.sessions;
+    sessions.auth.apps().replace(&apps);
+    proxy.delay(LATE);
+    assert_eq!(
+        sessions.end_app(OTHER_APP).await,
+        0,
+        "Redis does not answer in time"
+    );
+    proxy.delay(Duration::ZERO);
+    match tokio::time::timeout(Duration::from_secs(15), c.next_event()).await {
+        Ok(Some(ClientEvent::KickedOffline { code, reason, .. })) => {
+            assert_eq!((code, reason.as_str()), (70020, "app_removed"))
+        }
+        other => panic!("the removed app's user is kicked: {other:?}"),
+    }
+}
+
+/// A login still running when a reload removed its app (its registration waited on the database) is answered
+/// 70020, not admitted past the reload's kicks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_that_outlives_its_apps_removal_is_refused_and_leaves_nothing() {
+    let (_db, db_proxy, app) = spawn_behind_proxy().await;
+    let c = app.connect().await;
+    db_proxy.delay(Duration::from_millis(700));
+    let newcomer = params("newcomer", "web");
+    let login = c.login(&newcomer);
+    let remove = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut apps = app.state.settings.apps.clone();
+        apps.retain(|a| a.sdkappid != APP);
+        app.state.sessions.auth.apps().replace(&apps);
+        app.state.sessions.end_app(APP).await
+    };
+    let (answer, kicked) = tokio::join!(login, remove);
+    assert_eq!(kicked, 0, "nothing was admitted yet when the reload kicked");
+    assert_eq!(answer.unwrap_err().code(), Some(70020));
+    db_proxy.delay(Duration::ZERO);
+    let left = app
+        .state
+        .sessions
+        .registry
+        .user_instances(APP, "newcomer")
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }
