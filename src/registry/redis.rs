@@ -307,7 +307,15 @@ impl RedisRegistry {
         let mut cursor = 0u64;
         let mut out = Vec::new();
         loop {
-            let (next, keys) = scan_step(&mut conn, cursor, &format!("{}:u:*", self.ns)).await?;
+            let (next, mut keys) =
+                scan_step(&mut conn, cursor, &format!("{}:u:*", self.ns)).await?;
+            // Only user keys (`NS:u:APP:USER`): anything else under the prefix is not the registry's.
+            let prefix = format!("{}:u:", self.ns);
+            keys.retain(|k| {
+                k.strip_prefix(&prefix)
+                    .and_then(|m| m.split_once(':'))
+                    .is_some_and(|(app, _)| app.parse::<u32>().is_ok())
+            });
             if !keys.is_empty() {
                 let mut inv = self.scripts.node_scan.prepare_invoke();
                 for k in &keys {
@@ -752,14 +760,23 @@ impl Registry for RedisRegistry {
         for u in user_ids {
             pipe.cmd("HGETALL").arg(self.user_key(sdkappid, u));
         }
-        let all: Vec<Vec<(String, String)>> = pipe
+        // Each answer on its own: a key of another kind where a user's would be (written by something else)
+        // holds no instances, rather than failing every user read with it.
+        let all: Vec<redis::RedisResult<Vec<(String, String)>>> = pipe
+            .ignore_errors()
             .query_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
         Ok(all
             .into_iter()
             .zip(user_ids)
-            .map(|(fields, u)| user_state(sdkappid, u, fields).instances)
+            .map(|(fields, u)| match fields {
+                Ok(fields) => user_state(sdkappid, u, fields).instances,
+                Err(e) => {
+                    tracing::warn!(sdkappid, error = %e, "registry: a user's key that is not a hash is ignored");
+                    Vec::new()
+                }
+            })
             .collect())
     }
 

@@ -286,7 +286,20 @@ async fn kick_one_instance_or_all_with_or_without_revocation(backend: Backend) {
 async fn instances_and_online_counts(backend: Backend) {
     let mut env = OTHER_APP_ENV.to_vec();
     env.push(("APPS__0__POLICY__MODE", "multi"));
-    let (_db, app) = spawn_on(backend, &env).await;
+    let (db, app) = spawn_on(backend, &env).await;
+    if let Some(ns) = &db.redis_ns {
+        // Keys of another kind under the registry's prefix (written by something else): passed over.
+        let client = redis::Client::open(crate::helpers::REDIS_URL).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        for key in [format!("{ns}:u:{APP}:evil"), format!("{ns}:u:junk")] {
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg("x")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
     let mut clients = Vec::new();
     for user in ["i1", "o2"] {
         let c = app.connect().await;
@@ -349,6 +362,9 @@ async fn instances_and_online_counts(backend: Backend) {
         (&other["total"], &other["by_platform"]["web"]),
         (&json!(2), &json!(2))
     );
+    // The scan a node's death costs lists this node's instances as usual.
+    let mine = app.state.sessions.registry.node_instances().await.unwrap();
+    assert_eq!(mine.len(), if db.redis_ns.is_some() { 6 } else { 0 });
 }
 
 async fn daily_active_users_over_a_range(backend: Backend) {

@@ -8,7 +8,12 @@ for _, key in ipairs(KEYS) do
   local member = string.sub(key, #prefix + 1)
   local colon = string.find(member, ':', 1, true)
   local app, user = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
-  local all = redis.call('HGETALL', key)
+  -- A key of another kind under the prefix (written by something else) is passed over, not an error that
+  -- would stop the whole scan.
+  local all = redis.pcall('HGETALL', key)
+  if type(all) ~= 'table' or all.err then
+    all = {}
+  end
   local s, _, _, r = user_fields(all)
   local last, first_due = num(s or '0'), nil
   for i = 1, #all, 2 do
