@@ -22,7 +22,6 @@ use crate::gateway::io::{Inbound, Outbound};
 use crate::gateway::protocol::close;
 use crate::hub::Push;
 use crate::metrics::OnlineMark;
-use crate::registry::policy::KickReason;
 use crate::registry::{ConnRef, InstanceKey};
 use crate::sessions::{LoginOk, Recheck, Sessions};
 use crate::webhooks::event::Cause;
@@ -214,9 +213,10 @@ impl WebSdk {
         };
         match sh.sessions.recheck(&key, sh.conn).await {
             Recheck::Attached => Flow::Continue,
-            Recheck::Kicked(reason) => {
+            Recheck::Kicked(kick) => {
                 self.state.take_current();
-                sh.wire.text(frames::kick_push(kick_type(reason, None)));
+                sh.wire
+                    .text(frames::kick_push(kick_type(kick.reason, kick.by)));
                 Flow::Continue
             }
             Recheck::Gone => {
@@ -414,7 +414,8 @@ impl WebSdk {
                     Some(key) => sh.sessions.registry.kicked(key).await.ok().flatten(),
                     None => None,
                 };
-                let kick = kick_type(reason.unwrap_or(KickReason::AdminKick), None);
+                // The kicker's platform tells another web login (1) from another platform (2).
+                let kick = reason.map_or(3, |k| kick_type(k.reason, k.by));
                 frames::fail_with(servcmd, seq, KICKED_CODE, &f.message, Some(kick))
             }
         }
