@@ -1,6 +1,6 @@
 //! The Web SDK gateway (`/tim/binfo`, `/tim/info`) frame by frame, with a client that speaks the SDK's frames
-//! (`client`; what every SDK version tested reads: `all_sdks`); and the real SDK in Chromium (`tests/websdk`,
-//! run from here so the README's one test command runs it).
+//! (`client`; what every SDK version tested reads: `all_sdks`); and the real SDKs in Chromium (`tests/websdk`,
+//! run from here so the README's one test command runs them).
 
 mod all_sdks;
 mod client;
@@ -376,9 +376,10 @@ async fn oversize_frames_close_1009_and_info_speaks_text(backend: Backend) {
     }
 }
 
-/// The real SDK in Chromium against the real binary (tests/websdk; `npm ci` there first, as .ci/run does).
+/// The real SDKs in Chromium against the real binary (tests/websdk; `npm ci` there first, as .ci/run does):
+/// tim-js-sdk 2.27.6, @tencentcloud/chat 3.6.6 and @tencentcloud/lite-chat 4.2.1, eleven scenarios each.
 #[test]
 fn the_official_web_sdk_logs_in_unchanged() {
-    let text = crate::helpers::node_suite("tests/websdk", "tim-js-sdk");
-    assert!(text.contains("# pass 8"), "all eight ran:\n{text}");
+    let text = crate::helpers::node_suite("tests/websdk", "@tencentcloud/lite-chat");
+    assert!(text.contains("# pass 33"), "all 33 ran:\n{text}");
 }
