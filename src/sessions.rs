@@ -21,8 +21,8 @@ use crate::platform::Platform;
 use crate::policies::Policies;
 use crate::registry::policy::KickReason;
 use crate::registry::{
-    Attach, ConnRef, Instance, InstanceKey, Reaped, RegResult, Registry, RegistryError, RemoveIf,
-    Seq,
+    Attach, ConnRef, Instance, InstanceKey, Kick, Reaped, RegResult, Registry, RegistryError,
+    RemoveIf, Seq,
 };
 use crate::request::LoginRequest;
 use crate::settle::{Unsettled, Write};
@@ -472,7 +472,7 @@ impl Sessions {
                         .await
                         .map_err(|e| self.registry_down(e))?
                     {
-                        Some(reason) => Failure::with_message(
+                        Some(Kick { reason, .. }) => Failure::with_message(
                             reason.code(),
                             format!("kicked offline ({})", reason.as_str()),
                         ),
@@ -959,7 +959,7 @@ impl Sessions {
             // The connection's own timer tells its client.
             Ok(Attach::Expired(_)) => Recheck::Attached,
             Ok(Attach::Gone) => match self.registry.kicked(key).await {
-                Ok(Some(reason)) => Recheck::Kicked(reason),
+                Ok(Some(kick)) => Recheck::Kicked(kick),
                 _ => Recheck::Gone,
             },
             Err(e) => {
@@ -975,7 +975,7 @@ impl Sessions {
 pub enum Recheck {
     Attached,
     /// Removed by a kick this node did not hear of.
-    Kicked(KickReason),
+    Kicked(Kick),
     /// Removed (its grace ended while the node was cut off): the client must resume, which tells it to log in.
     Gone,
 }

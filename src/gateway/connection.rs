@@ -319,12 +319,12 @@ impl Native {
         };
         match sh.sessions.recheck(&key, sh.conn).await {
             Recheck::Attached => Flow::Continue,
-            Recheck::Kicked(reason) => {
+            Recheck::Kicked(kick) => {
                 self.state.take_current();
                 let event = Event::KickedOffline {
-                    code: reason.code().number(),
-                    reason: reason.as_str(),
-                    by_platform: None,
+                    code: kick.reason.code().number(),
+                    reason: kick.reason.as_str(),
+                    by_platform: kick.by,
                 };
                 sh.wire.text(event.to_text());
                 sh.close(close::KICKED, "kicked offline")

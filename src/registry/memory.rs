@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::policy::{self, KickReason, Policy, Slot};
 use super::{
-    next_seq, Admitted, Attach, ConnRef, Instance, InstanceKey, Reaped, RegResult, Registry,
+    next_seq, Admitted, Attach, ConnRef, Instance, InstanceKey, Kick, Reaped, RegResult, Registry,
     RemoveIf, Seq,
 };
 use crate::users::Users;
@@ -21,8 +21,8 @@ pub const MAX_KICKS_REMEMBERED: usize = 16;
 #[derive(Default)]
 pub struct UserEntry {
     instances: Vec<Instance>,
-    /// (instance_id, reason, forget at unix ms)
-    kicked: Vec<(String, KickReason, i64)>,
+    /// (instance_id, why, forget at unix ms)
+    kicked: Vec<(String, Kick, i64)>,
     /// The number of the user's last change.
     seq: Seq,
 }
@@ -32,7 +32,7 @@ impl UserEntry {
         self.kicked.retain(|k| k.2 > now);
     }
 
-    fn remember(&mut self, instance_id: String, reason: KickReason, until: i64) {
+    fn remember(&mut self, instance_id: String, kick: Kick, until: i64) {
         // Bounded per user: a user who logs in again and again must not pile up records for the whole grace.
         // Past the bound the oldest go, down to half of it, as in the Redis registry (where trimming rewrites
         // the records, so it is done once every few kicks).
@@ -40,7 +40,7 @@ impl UserEntry {
             self.kicked
                 .drain(..self.kicked.len() + 1 - MAX_KICKS_REMEMBERED / 2);
         }
-        self.kicked.push((instance_id, reason, until));
+        self.kicked.push((instance_id, kick, until));
     }
 
     fn next_seq(&mut self, now_ms: i64) -> Seq {
@@ -187,7 +187,11 @@ impl Registry for MemoryRegistry {
             // Remembered oldest login first, as everywhere (and in the Redis registry), so trimming past the
             // bound forgets the same ones.
             for (inst, reason) in &kicked {
-                e.remember(inst.instance_id.clone(), *reason, now + remember_ms);
+                let kick = Kick {
+                    reason: *reason,
+                    by: Some(new.platform),
+                };
+                e.remember(inst.instance_id.clone(), kick, now + remember_ms);
             }
             // Most users hold one instance: do not let the first push reserve room for four.
             e.instances.reserve_exact(1);
@@ -279,7 +283,8 @@ impl Registry for MemoryRegistry {
         Ok(self.with_existing(key.sdkappid, &key.user_id, |e, now| {
             let pos = e.position(&key.instance_id)?;
             let inst = e.instances.remove(pos);
-            e.remember(inst.instance_id.clone(), reason, now + remember_ms);
+            let kick = Kick { reason, by: None };
+            e.remember(inst.instance_id.clone(), kick, now + remember_ms);
             Some((inst, e.next_seq(now)))
         }))
     }
@@ -293,8 +298,9 @@ impl Registry for MemoryRegistry {
     ) -> RegResult<(Vec<Instance>, Seq)> {
         Ok(self.with_user(sdkappid, user_id, |e, now| {
             let removed: Vec<Instance> = std::mem::take(&mut e.instances);
+            let kick = Kick { reason, by: None };
             for i in &removed {
-                e.remember(i.instance_id.clone(), reason, now + remember_ms);
+                e.remember(i.instance_id.clone(), kick, now + remember_ms);
             }
             (removed, e.next_seq(now))
         }))
@@ -326,7 +332,7 @@ impl Registry for MemoryRegistry {
         Ok(all)
     }
 
-    async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<KickReason>> {
+    async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<Kick>> {
         let now = self.now_ms();
         Ok(self
             .read(key.sdkappid, &key.user_id, |e| {
@@ -429,7 +435,8 @@ mod tests {
                             let id = new.instance_id.clone();
                             for (inst, reason) in reg.admit(new, &pol, 60_000).await.unwrap().kicked {
                                 assert!(kicked_ids.insert(inst.instance_id.clone()), "kicked twice");
-                                assert_eq!(reg.kicked(&inst.key()).await.unwrap(), Some(reason));
+                                let kick = reg.kicked(&inst.key()).await.unwrap().unwrap();
+                                assert_eq!((kick.reason, kick.by), (reason, Some(p)));
                             }
                             let now: Vec<String> = reg.user_instances(1, "u").await.unwrap().into_iter().map(|i| i.instance_id).collect();
                             assert!(now.contains(&id), "the newest login survives");

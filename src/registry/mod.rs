@@ -65,6 +65,16 @@ pub struct InstanceKey {
     pub instance_id: String,
 }
 
+/// Why an instance was kicked, as remembered for a `resume` that comes after it (see [`Registry::kicked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kick {
+    pub reason: KickReason,
+    /// The platform of the login that displaced it (a policy kick), so a resume can tell "another instance on
+    /// the same platform" from "another platform of the class". `None` for a kick by the server, and for a record
+    /// written before this was kept.
+    pub by: Option<Platform>,
+}
+
 /// The registry backend is unreachable (Redis down); logins answer 70169.
 #[derive(Debug, thiserror::Error)]
 #[error("session registry: {0}")]
@@ -127,7 +137,8 @@ pub enum Reaped {
 #[async_trait]
 pub trait Registry: Send + Sync + 'static {
     /// Adds `new` under `policy` (see [`policy::admit`]) and removes what it displaces, returning the removed
-    /// instances with their reasons. Removed instances are remembered (see [`Registry::kicked`]) for `remember_ms`.
+    /// instances with their reasons. Removed instances are remembered (see [`Registry::kicked`]), with `new`'s
+    /// platform as the kicker's, for `remember_ms`.
     async fn admit(&self, new: Instance, policy: &Policy, remember_ms: i64) -> RegResult<Admitted>;
     async fn get(&self, key: &InstanceKey) -> RegResult<Option<Instance>>;
     /// Attaches the instance to `conn` (clearing its disconnected mark), unless its UserSig has expired by
@@ -187,8 +198,8 @@ pub trait Registry: Send + Sync + 'static {
         Ok(out)
     }
     async fn app_instances(&self, sdkappid: u32) -> RegResult<Vec<Instance>>;
-    /// Why the instance was kicked, while that is remembered.
-    async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<KickReason>>;
+    /// Why the instance was kicked (and by which platform's login), while that is remembered.
+    async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<Kick>>;
     /// Removes every disconnected instance whose grace (`grace_ms` from its disconnection) has ended or whose
     /// UserSig has expired, and forgets kick records past their time. Run periodically.
     async fn reap(&self, now_ms: i64, grace_ms: i64) -> RegResult<Vec<Reaped>>;

@@ -25,8 +25,8 @@ use redis::{IntoConnectionInfo, Script, Value};
 use super::memory::MAX_KICKS_REMEMBERED;
 use super::policy::{self, KickReason, Policy};
 use super::{
-    Admitted, Attach, ConnRef, Instance, InstanceKey, Reaped, RegResult, Registry, RegistryError,
-    RemoveIf, Seq,
+    Admitted, Attach, ConnRef, Instance, InstanceKey, Kick, Reaped, RegResult, Registry,
+    RegistryError, RemoveIf, Seq,
 };
 use crate::clock::Clock;
 use crate::platform::Platform;
@@ -433,21 +433,26 @@ fn user_state(sdkappid: u32, user_id: &str, fields: Vec<(String, String)>) -> Us
 }
 
 /// Why instance `id` was kicked, and until when that is remembered, from a user's kick records (`k`:
-/// `ID,reason,until;` each, the newest last).
-fn find_kick(records: &str, id: &str) -> Option<(KickReason, i64)> {
+/// `ID,reason,until[,by];` each, the newest last). `by`, the kicker's platform, is only in records of policy
+/// kicks, and not in those an earlier version wrote: a record without it (or with one this version does not
+/// know) reads as a kick by no known platform; an earlier version reading a record with it ignores the field.
+fn find_kick(records: &str, id: &str) -> Option<(Kick, i64)> {
     records.split(';').rev().find_map(|r| {
         let mut f = r.split(',');
         if f.next()? != id {
             return None;
         }
-        Some((
-            KickReason::from_index(f.next()?.parse().ok()?)?,
-            from_hex(f.next()?)? as i64,
-        ))
+        let reason = KickReason::from_index(f.next()?.parse().ok()?)?;
+        let until = from_hex(f.next()?)? as i64;
+        let by = f
+            .next()
+            .and_then(|p| p.parse::<usize>().ok())
+            .and_then(|p| Platform::ALL.get(p).copied());
+        Some((Kick { reason, by }, until))
     })
 }
 
-/// `reason,until;` as the scripts store a kick record (after the instance's id).
+/// `reason,until;` as the scripts store a kick by the server (after the instance's id; no kicker's platform).
 fn kick_record(reason: KickReason, until_ms: i64) -> String {
     format!("{},{};", reason.index(), hexi(until_ms))
 }
@@ -801,7 +806,7 @@ impl Registry for RedisRegistry {
         }
     }
 
-    async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<KickReason>> {
+    async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<Kick>> {
         let v: Option<String> = redis::cmd("HGET")
             .arg(self.user_key(key.sdkappid, &key.user_id))
             .arg("k")
@@ -812,7 +817,7 @@ impl Registry for RedisRegistry {
         Ok(v.as_deref()
             .and_then(|k| find_kick(k, &key.instance_id))
             .filter(|(_, until)| *until > now)
-            .map(|(reason, _)| reason))
+            .map(|(kick, _)| kick))
     }
 
     async fn reap(&self, now: i64, grace_ms: i64) -> RegResult<Vec<Reaped>> {

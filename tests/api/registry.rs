@@ -10,7 +10,7 @@ use imlogin::platform::Platform;
 use imlogin::registry::memory::MemoryRegistry;
 use imlogin::registry::policy::{KickReason, Mode, Policy};
 use imlogin::registry::redis::{connect, RedisRegistry};
-use imlogin::registry::{Attach, ConnRef, Instance, Registry, RemoveIf};
+use imlogin::registry::{Attach, ConnRef, Instance, Kick, Registry, RemoveIf};
 use imlogin::users::Users;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -122,6 +122,7 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
                     let p = Platform::ALL[rng.random_range(0..7)];
                     let device = rng.random_bool(0.3).then(|| rng.random_range(0..2));
                     let new = instance(created, user, p, device, rng.random_bool(0.8));
+                    let by = Some(new.platform);
                     let m = memory.admit(new.clone(), &policy, 60_000).await.unwrap();
                     let r = redis.admit(new, &policy, 60_000).await.unwrap();
                     let ids = |k: &[(Instance, KickReason)]| {
@@ -133,11 +134,11 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
                     assert_eq!(ids(&m.kicked), ids(&r.kicked), "{ctx}");
                     kicked.extend(r.kicked.iter().map(|(i, _)| i.key()));
                     for (i, reason) in &r.kicked {
-                        assert_eq!(
-                            redis.kicked(&i.key()).await.unwrap(),
-                            Some(*reason),
-                            "{ctx}"
-                        );
+                        let kick = Kick {
+                            reason: *reason,
+                            by,
+                        };
+                        assert_eq!(redis.kicked(&i.key()).await.unwrap(), Some(kick), "{ctx}");
                     }
                 }
                 (5, Some(i)) => {
@@ -202,10 +203,7 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
                         r.map(|x| x.0.instance_id),
                         "{ctx}"
                     );
-                    assert_eq!(
-                        redis.kicked(&i.key()).await.unwrap(),
-                        Some(KickReason::AdminKick)
-                    );
+                    assert_eq!(redis.kicked(&i.key()).await.unwrap(), Some(ADMIN_KICK));
                     kicked.push(i.key());
                 }
                 (_, Some(i)) => {
@@ -352,11 +350,82 @@ async fn kick_records_without_a_count_are_counted_once() {
     let k = hget(&conn, &key, "k").await.unwrap();
     assert_eq!(k.matches(';').count(), 8, "{k}");
     for i in &kicked {
-        assert_eq!(
-            r.kicked(&i.key()).await.unwrap(),
-            Some(KickReason::AdminKick)
-        );
+        assert_eq!(r.kicked(&i.key()).await.unwrap(), Some(ADMIN_KICK));
     }
+    del(&conn, &key).await;
+}
+
+/// A kick by an admin, as remembered: no kicker's platform.
+const ADMIN_KICK: Kick = Kick {
+    reason: KickReason::AdminKick,
+    by: None,
+};
+
+/// Kick records stay readable across a rolling upgrade both ways: those of an earlier version (`ID,reason,until;`)
+/// read as kicks by no known platform, and a policy kick now adds the kicker's platform as a fourth field after
+/// the three an earlier version reads, leaving the records before it as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kick_records_of_an_earlier_version_read_and_new_ones_keep_their_first_fields() {
+    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let (r, ns) = fresh_registry(&conn, Duration::from_secs(60));
+    let key = format!("{ns}:u:7:ann");
+    let id = |n: usize| format!("{n:024x}");
+    // Two records as an earlier version wrote them (a policy kick, reason 0; an admin's, 2), and one whose
+    // kicker's platform this version does not know.
+    let old = format!(
+        "{},0,ffffffffffff;{},2,ffffffffffff;{},0,ffffffffffff,9;",
+        id(1),
+        id(2),
+        id(3)
+    );
+    redis::cmd("HSET")
+        .arg(&key)
+        .arg("k")
+        .arg(&old)
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .unwrap();
+    let read = |n: usize| instance(n, "ann", Platform::Web, None, true);
+    let unknown_kicker = Kick {
+        reason: KickReason::MultiTerminal,
+        by: None,
+    };
+    assert_eq!(
+        r.kicked(&read(1).key()).await.unwrap(),
+        Some(unknown_kicker)
+    );
+    assert_eq!(r.kicked(&read(2).key()).await.unwrap(), Some(ADMIN_KICK));
+    assert_eq!(
+        r.kicked(&read(3).key()).await.unwrap(),
+        Some(unknown_kicker)
+    );
+    // A new web login displaces an Android one (single mode: one platform at a time).
+    let single = Policy {
+        mode: Mode::Single,
+        web_instances: 1,
+        instances_per_platform: 1,
+    };
+    let android = instance(10, "ann", Platform::Android, None, true);
+    r.admit(android.clone(), &single, 60_000).await.unwrap();
+    let web = instance(11, "ann", Platform::Web, None, true);
+    let kicked = r.admit(web, &single, 60_000).await.unwrap().kicked;
+    assert_eq!(kicked.len(), 1);
+    let by_web = Kick {
+        reason: KickReason::MultiTerminal,
+        by: Some(Platform::Web),
+    };
+    assert_eq!(r.kicked(&android.key()).await.unwrap(), Some(by_web));
+    let k = hget(&conn, &key, "k").await.unwrap();
+    let (before, added) = k.split_at(old.len());
+    assert_eq!(before, old, "the earlier records are left as they were");
+    let fields: Vec<&str> = added.trim_end_matches(';').split(',').collect();
+    assert_eq!(fields.len(), 4, "{added}");
+    assert_eq!(fields[0], android.instance_id);
+    assert_eq!(fields[1], KickReason::MultiTerminal.index().to_string());
+    assert!(u64::from_str_radix(fields[2], 16).is_ok(), "{added}");
+    assert_eq!(fields[3], Platform::Web.index().to_string());
     del(&conn, &key).await;
 }
 

@@ -3,9 +3,10 @@
 //! the login in progress, one timer) is the [`driver`](crate::gateway::driver)'s, shared with `/v1/ws`.
 //!
 //! Where the SDK differs from the native protocol: a kicked or expired connection stays open (the SDK answers a
-//! kick with `wslogout` and closes by itself), expiry is told as 70001 on the next request rather than as an
-//! event, and an A2Key that no longer names a live instance is answered 70001 so that the SDK asks the app for a
-//! new login.
+//! kick with `wslogout` and closes by itself), expiry is told as 70001 on the next request but a keepalive
+//! (once) rather than as an event, and an A2Key that no longer names a live instance is answered 70001 so that
+//! the SDK asks the app for a new login. A kick is told as the `stat_forceoffline` push, once: every SDK version
+//! tested reads that push (docs/websdk.md), while no answer code is read as a kick by all of them.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -23,7 +24,7 @@ use crate::gateway::protocol::close;
 use crate::hub::Push;
 use crate::metrics::OnlineMark;
 use crate::registry::policy::KickReason;
-use crate::registry::{ConnRef, InstanceKey};
+use crate::registry::{ConnRef, InstanceKey, Kick};
 use crate::sessions::{LoginOk, Recheck, Sessions};
 use crate::webhooks::event::Cause;
 
@@ -41,8 +42,41 @@ enum State {
     LoggedOut,
     LoggingIn(Box<LoggingIn>),
     LoggedIn(Current),
-    /// The UserSig expired while online: every request but a new login is answered 70001.
+    /// The UserSig expired while online, not told yet: the next request but a new login or a keepalive is
+    /// answered 70001.
     Expired,
+    /// The session ended on the server, and the SDK was told once. Told again, lite-chat 4.x (which stays logged
+    /// in after `REST_API_Kick` and `userSigExpired`) would fire `KICKED_OUT` again at each `wshello`: that is
+    /// answered with a code no SDK takes for a kick.
+    Ended(Ended),
+}
+
+/// How a connection's session ended (see [`State::Ended`]).
+#[derive(Clone, Copy)]
+enum Ended {
+    Kicked(KickReason),
+    /// Logged out through HTTP with its A2Key (told as a kick by the server).
+    LoggedOutElsewhere,
+    Expired,
+}
+
+impl Ended {
+    /// The answer to a `wshello` after the end.
+    fn hello_failure(self) -> Failure {
+        match self {
+            Ended::Kicked(reason) => Failure::with_message(
+                reason.code(),
+                format!("kicked offline ({}); log in again", reason.as_str()),
+            ),
+            Ended::LoggedOutElsewhere => {
+                Failure::with_message(Code::NotLoggedIn, "logged out; log in again")
+            }
+            Ended::Expired => Failure::with_message(
+                Code::UserSigExpiredOnline,
+                "the UserSig expired; log in again with a new one",
+            ),
+        }
+    }
 }
 
 /// A `wslogin` still running (polled by the connection).
@@ -51,8 +85,8 @@ struct LoggingIn {
     seq: Value,
     result: Running,
     attempt: Attempt,
-    /// A kick that arrived for the instance before its login answered: (instance_id, KickType).
-    early_kick: Option<(String, u8)>,
+    /// A kick that arrived for the instance before its login answered: (instance_id, the kick).
+    early_kick: Option<(String, Kick)>,
 }
 
 impl State {
@@ -145,7 +179,7 @@ impl Dialect for WebSdk {
             Err(why) => {
                 // Not a request the SDK is waiting for: a head it can read, matching nothing it sent.
                 let code = Code::InvalidParameters.number();
-                let text = frames::fail_with("imlogin.bad_frame", &Value::Null, code, why, None);
+                let text = frames::fail_with("imlogin.bad_frame", &Value::Null, code, why);
                 sh.wire.text(text);
                 Flow::Continue
             }
@@ -160,12 +194,15 @@ impl Dialect for WebSdk {
                 by_platform,
                 done,
             } => {
-                let kick = kick_type(reason, by_platform);
+                let kick = Kick {
+                    reason,
+                    by: by_platform,
+                };
                 if self.state.is_current(&instance_id) {
                     // Removed from the registry already. The SDK answers with `wslogout` (types 1 and 2) or
                     // closes by itself (type 3): the socket stays open for that.
-                    self.state.take_current();
-                    sh.wire.send(Outbound::Text(frames::kick_push(kick)), done);
+                    self.state = State::Ended(Ended::Kicked(reason));
+                    sh.wire.send(Outbound::Text(kick_push(kick)), done);
                 } else if let State::LoggingIn(l) = &mut self.state {
                     l.early_kick = Some((instance_id, kick));
                 }
@@ -173,8 +210,8 @@ impl Dialect for WebSdk {
             }
             Push::LoggedOut { instance_id } if self.state.is_current(&instance_id) => {
                 // Logged out through HTTP with its A2Key: to the SDK, a kick by the server.
-                self.state.take_current();
-                sh.wire.text(frames::kick_push(3));
+                self.state = State::Ended(Ended::LoggedOutElsewhere);
+                sh.wire.text(frames::kick_push(SERVER_KICK));
                 Flow::Continue
             }
             Push::ResumedElsewhere { instance_id } if self.state.is_current(&instance_id) => {
@@ -214,9 +251,9 @@ impl WebSdk {
         };
         match sh.sessions.recheck(&key, sh.conn).await {
             Recheck::Attached => Flow::Continue,
-            Recheck::Kicked(reason) => {
-                self.state.take_current();
-                sh.wire.text(frames::kick_push(kick_type(reason, None)));
+            Recheck::Kicked(kick) => {
+                self.state = State::Ended(Ended::Kicked(kick.reason));
+                sh.wire.text(kick_push(kick));
                 Flow::Continue
             }
             Recheck::Gone => {
@@ -245,17 +282,25 @@ impl WebSdk {
             Command::Resume { a2 } => {
                 return self.start_login(sh, servcmd, seq, Login::A2(a2)).await
             }
-            _ if expired => Err(Failure::new(Code::UserSigExpired)),
+            // The keepalive is always answered: lite-chat 4.x takes an error there for a lost socket, reconnects,
+            // and hears 70001 again on its resume, as a second `userSigExpired`.
             Command::Alive | Command::PushAck => Ok(json!({})),
+            _ if expired => {
+                self.state = State::Ended(Ended::Expired);
+                Err(Failure::new(Code::UserSigExpired))
+            }
+            // Not 70001 (`userSigExpired` to every SDK): after a reconnect an SDK sends again what was in flight,
+            // a `wshello` among it, before it resumes; the resume's answer tells it where its session stands.
             Command::Hello => match self.state {
                 State::LoggedOut => Err(Failure::with_message(
-                    Code::UserSigExpired,
-                    "no session on this connection; log in again",
+                    Code::NotLoggedIn,
+                    "no session on this connection",
                 )),
+                State::Ended(end) => Err(end.hello_failure()),
                 _ => Ok(json!({})),
             },
             Command::PageGet => Ok(frames::page_get_fields()),
-            Command::PurchaseBits => Ok(frames::purchase_bits_fields(sh.sessions.clock.now_secs())),
+            Command::PurchaseBits => Ok(frames::purchase_bits_fields()),
             Command::Logout => {
                 if let Some(cur) = self.state.take_current() {
                     if let Err(f) = sh.sessions.logout(&cur.key, Cause::Logout, sh.ip).await {
@@ -264,7 +309,7 @@ impl WebSdk {
                         return Flow::Continue;
                     }
                 }
-                if expired {
+                if matches!(self.state, State::Expired | State::Ended(_)) {
                     self.state = State::LoggedOut;
                 }
                 Ok(json!({}))
@@ -350,7 +395,7 @@ impl WebSdk {
         seq: Value,
         attempt: Attempt,
         res: Result<LoginOk, Failure>,
-        early_kick: Option<(String, u8)>,
+        early_kick: Option<(String, Kick)>,
     ) -> Flow {
         let ok = match res {
             Ok(ok) => ok,
@@ -383,15 +428,20 @@ impl WebSdk {
         sh.wire.text(frames::ok(&servcmd, &seq, fields));
         if let Some((kicked_id, kick)) = early_kick {
             if kicked_id == inst.instance_id {
-                self.state.take_current();
-                sh.wire.text(frames::kick_push(kick));
+                self.state = State::Ended(Ended::Kicked(kick.reason));
+                sh.wire.text(kick_push(kick));
             }
         }
         Flow::Continue
     }
 
-    /// The answer to an A2Key that could not be resumed: a kick while the SDK was away is told as the kick (1002
-    /// with its `KickType`, so the SDK shows why); any other loss as 70001, on which the SDK asks for a new login.
+    /// The answer to an A2Key that could not be resumed. A kick while the SDK was away is told as the kick: the
+    /// `stat_forceoffline` push, then the resume refused with the kick's own code (6208, 70052, …), which no SDK
+    /// takes for a kick; no answer code alone would do (2.x and 3.x read only 1002 + `KickType`, lite-chat 4.x
+    /// ignores 1002 and reads only 3002/3003/20002, and 2.x and 3.x take 20002 for `userSigExpired`). The socket
+    /// is then kept without a login deadline: lite-chat stays logged in after `REST_API_Kick`, and would come back
+    /// on a new socket to hear the kick again. Any other loss is answered 70001, on which the SDK asks for a new
+    /// login.
     async fn resume_failed<T: Transport>(
         &mut self,
         sh: &mut Shell<'_, T>,
@@ -402,27 +452,35 @@ impl WebSdk {
     ) -> String {
         match f.code {
             Code::InternalTimeout | Code::FrequencyLimit => frames::fail(servcmd, seq, &f),
-            Code::NoPreviousLogin => frames::fail_with(
-                servcmd,
-                seq,
-                Code::UserSigExpired.number(),
-                &f.message,
-                None,
-            ),
+            Code::NoPreviousLogin => {
+                frames::fail_with(servcmd, seq, Code::UserSigExpired.number(), &f.message)
+            }
             _ => {
-                let reason = match &key {
+                let kick = match &key {
                     Some(key) => sh.sessions.registry.kicked(key).await.ok().flatten(),
                     None => None,
                 };
-                let kick = kick_type(reason.unwrap_or(KickReason::AdminKick), None);
-                frames::fail_with(servcmd, seq, KICKED_CODE, &f.message, Some(kick))
+                // Forgotten meanwhile, or an app removed from the configuration: a kick by the server.
+                let kick = kick.unwrap_or(Kick {
+                    reason: KickReason::AdminKick,
+                    by: None,
+                });
+                sh.wire.text(kick_push(kick));
+                sh.login_deadline = None;
+                self.state = State::Ended(Ended::Kicked(kick.reason));
+                frames::fail(servcmd, seq, &f)
             }
         }
     }
 }
 
-/// The SDK's code for "this answer is a kick" (with `KickType`).
-const KICKED_CODE: u32 = 1002;
+/// The `KickType` of a kick by the server (an admin, or a logout through HTTP).
+const SERVER_KICK: u8 = 3;
+
+/// The push that tells the SDK of `kick`.
+fn kick_push(kick: Kick) -> String {
+    frames::kick_push(kick_type(kick.reason, kick.by))
+}
 
 enum Login {
     Sig(crate::request::LoginRequest),

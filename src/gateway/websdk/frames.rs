@@ -110,8 +110,6 @@ struct Body<'a, F> {
     action_status: &'static str,
     error_code: u32,
     error_info: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kick_type: Option<u8>,
     #[serde(flatten)]
     fields: F,
 }
@@ -132,14 +130,13 @@ pub struct LoginAnswer<'a> {
 fn answer<F: Serialize>(
     servcmd: &str,
     seq: &Value,
-    (code, info, kick_type): (u32, &str, Option<u8>),
+    (code, info): (u32, &str),
     fields: F,
 ) -> String {
     let body = Body {
         action_status: if code == 0 { "OK" } else { "FAIL" },
         error_code: code,
         error_info: info,
-        kick_type,
         fields,
     };
     let head = AnswerHead { servcmd, seq };
@@ -152,29 +149,27 @@ pub struct Empty {}
 
 /// A successful answer with the command's own fields.
 pub fn ok<F: Serialize>(servcmd: &str, seq: &Value, fields: F) -> String {
-    answer(servcmd, seq, (0, "", None), fields)
+    answer(servcmd, seq, (0, ""), fields)
 }
 
 /// A failed answer: the SDK rejects the request with `{code: ErrorCode, message: ErrorInfo}`.
 pub fn fail(servcmd: &str, seq: &Value, failure: &Failure) -> String {
-    fail_with(servcmd, seq, failure.code.number(), &failure.message, None)
+    fail_with(servcmd, seq, failure.code.number(), &failure.message)
 }
 
-/// A failed answer with the SDK's own code, and a `KickType` for code 1002 (kicked while away).
-pub fn fail_with(
-    servcmd: &str,
-    seq: &Value,
-    code: u32,
-    message: &str,
-    kick_type: Option<u8>,
-) -> String {
-    answer(servcmd, seq, (code, message, kick_type), Empty {})
+/// A failed answer with a code of the SDK's own.
+pub fn fail_with(servcmd: &str, seq: &Value, code: u32, message: &str) -> String {
+    answer(servcmd, seq, (code, message), Empty {})
 }
+
+/// The servcmd of the kick push: the one servcmd whose kick every SDK tested reads (lite-chat 4.x reads kicks
+/// only there, and ignores them inside `im_open_push.msg_push`).
+const KICK_SERVCMD: &str = "im_open_status.stat_forceoffline";
 
 /// The push that tells the SDK it was kicked (`KICKED_OUT` with the type's reason).
 pub fn kick_push(kick_type: u8) -> String {
     json!({
-        "head": {"servcmd": "im_open_push.msg_push"},
+        "head": {"servcmd": KICK_SERVCMD},
         "body": {"EventArray": [{"Event": 9, "C2cNotifyMsgArray": [{"KickoutMsgNotify": {"KickType": kick_type}}]}]}
     })
     .to_string()
@@ -185,9 +180,17 @@ pub fn page_get_fields() -> Value {
     json!({"CompleteFlag": 1, "TimeStamp": 0, "StartIndex": 0, "TopTimeStamp": 0, "TopStartIndex": 0, "SessionItem": []})
 }
 
-/// No purchased features, valid for a day (the SDK asks again after `uint32_expired_time`).
-pub fn purchase_bits_fields(now_secs: i64) -> Value {
-    json!({"int32_error_code": 0, "str_error_message": "", "str_purchase_bits": "", "uint32_expired_time": now_secs + 86_400})
+/// How long the purchase bits hold: the SDKs read `uint32_expired_time` as seconds from now, and ask again then.
+pub const PURCHASE_BITS_VALID_SECS: u64 = 86_400;
+
+/// No purchased features (`"0"`, which every SDK accepts as valid bits), for a day. The fields twice: in the
+/// body, where tim-js-sdk 2.x and @tencentcloud/chat 3.x read them, and in `body.body`, where lite-chat 4.x does
+/// (finding nothing there, it asks again every second).
+pub fn purchase_bits_fields() -> Value {
+    let bits = json!({"int32_error_code": 0, "str_error_message": "", "str_purchase_bits": "0", "uint32_expired_time": PURCHASE_BITS_VALID_SECS});
+    let mut fields = bits.clone();
+    fields["body"] = bits;
+    fields
 }
 
 #[cfg(test)]
@@ -270,9 +273,16 @@ mod tests {
         assert_eq!(a["body"]["ErrorCode"], 70001);
         assert_eq!(a["body"]["ActionStatus"], "FAIL");
         let k: Value = serde_json::from_str(&kick_push(3)).unwrap();
+        assert_eq!(k["head"]["servcmd"], "im_open_status.stat_forceoffline");
         assert_eq!(
             k["body"]["EventArray"][0]["C2cNotifyMsgArray"][0]["KickoutMsgNotify"]["KickType"],
             3
         );
+        let p = purchase_bits_fields();
+        for bits in [&p, &p["body"]] {
+            assert_eq!(bits["int32_error_code"], 0);
+            assert_eq!(bits["str_purchase_bits"], "0");
+            assert_eq!(bits["uint32_expired_time"], 86_400);
+        }
     }
 }

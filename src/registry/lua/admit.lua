@@ -75,7 +75,9 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
     for _, m in ipairs(out) do
       local reason = gone[m[1]]
       del[#del + 1] = 'i:' .. m[1]
-      records[#records + 1] = m[1] .. ',' .. reason .. ',' .. until_hex .. ';'
+      -- With the new login's platform last, so a resume can tell a kick by the same platform from one by
+      -- another (a reader that predates it reads the first three fields only).
+      records[#records + 1] = m[1] .. ',' .. reason .. ',' .. until_hex .. ',' .. plat .. ';'
       kicked[#kicked + 1] = m[1]
       kicked[#kicked + 1] = reason
       kicked[#kicked + 1] = m[2]

@@ -3,12 +3,13 @@
 --   platform|login_ms|order|sig_expires_at|node|conn|disconnected_ms|ip|device
 -- (numbers in hexadecimal to stay short: a hash of short values is stored compactly; node and conn empty while
 -- disconnected, disconnected_ms empty while connected; device last, as it may hold `|`), and `k` the kicks
--- remembered, as `ID,reason,until_ms;` records in the order they were made (one field, so reading a user often
--- kicked stays short), and `n` how many (so adding one counts nothing). A user with disconnected instances is
--- in `NS:due` as APP:USER, scored by when its first is due, and `r` is that score (so a disconnection that is
--- due later writes no index); entries are removed lazily: the reaper looks at the user when its score comes and
--- finds what is due then. `e` is when the key expires (so only a change that needs the key to live longer writes
--- an expiry). Numbers kept in fields are hexadecimal.
+-- remembered, as `ID,reason,until_ms[,by];` records in the order they were made (one field, so reading a user
+-- often kicked stays short; `by`, the platform of the login that made a policy kick, is absent from kicks by the
+-- server and from records of earlier versions), and `n` how many (so adding one counts nothing). A user with
+-- disconnected instances is in `NS:due` as APP:USER, scored by when its first is due, and `r` is that score (so
+-- a disconnection that is due later writes no index); entries are removed lazily: the reaper looks at the user
+-- when its score comes and finds what is due then. `e` is when the key expires (so only a change that needs the
+-- key to live longer writes an expiry). Numbers kept in fields are hexadecimal.
 local function hex(n)
   return string.format('%x', n)
 end
@@ -54,7 +55,7 @@ local function due(f, grace)
   return math.min(num(f[7]) + grace, (num(f[4]) + 1) * 1000)
 end
 
--- Appends `records` (`ID,reason,until;` each) to the kick records `k` (nil for none), of which there are `n`
+-- Appends `records` (`ID,reason,until[,by];` each) to the kick records `k` (nil for none), of which there are `n`
 -- (the user's field `n`; nil if not kept yet, as by a version before it: then they are counted). Past `max`
 -- records, the oldest go, down to half of `max`, as in the memory registry; until then an old record is
 -- harmless: a record is only believed before its time. Returns the records and their number.
