@@ -9,11 +9,11 @@ use crate::accounts::{Account, Profile};
 use crate::auth::throttle::Throttle;
 use crate::clock::{days_from_date, utc_date};
 use crate::db::{Database, StoreError};
-use crate::platform::Platform;
-use crate::registry::policy::{KickReason, Policy};
-use crate::registry::{Instance, InstanceKey};
+use crate::model::is_valid_user_id;
+use crate::model::Platform;
+use crate::model::{Instance, InstanceKey};
+use crate::model::{KickReason, Policy};
 use crate::sessions::Sessions;
-use crate::usersig::is_valid_user_id;
 use crate::webhooks::outbox::StoredDeadLetter;
 
 /// Who asks: an admin UserID (REST v4) or an app's API key (native), and from where.
@@ -63,8 +63,8 @@ impl From<crate::registry::RegistryError> for AdminError {
 }
 
 /// The login service fails an admin call only when the registry is unreachable.
-impl From<crate::error::Failure> for AdminError {
-    fn from(f: crate::error::Failure) -> Self {
+impl From<crate::model::Failure> for AdminError {
+    fn from(f: crate::model::Failure) -> Self {
         AdminError::Unavailable(f.message)
     }
 }

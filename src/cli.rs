@@ -9,7 +9,7 @@ use crate::clock::unix_now;
 use crate::config::Settings;
 use crate::usersig::jwt::{JwtAlgorithm, JwtVerifier};
 use crate::usersig::tls::{self, DEFAULT_EXPIRE};
-use crate::usersig::{self, Keys, Ticket};
+use crate::usersig::{Keys, Ticket};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,7 +77,7 @@ pub fn run_offline(command: Command) -> ExitCode {
             expire,
             time,
         } => {
-            if let Err(code) = usersig::validate_user_id(&user) {
+            if let Err(code) = crate::model::validate_user_id(&user) {
                 eprintln!("error: {code}");
                 return ExitCode::from(2);
             }

@@ -7,10 +7,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::policy::Policy;
+use crate::model::validate_user_id;
+use crate::model::Policy;
 pub use crate::secret::{MaskedUrl, Secret};
 use crate::usersig::jwt::{JwtAlgorithm, JwtVerifier};
-use crate::usersig::validate_user_id;
 
 /// The embedded defaults: a SQLite file under `data/`, the in-memory registry and one demo app.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");

@@ -12,9 +12,9 @@ use dashmap::DashMap;
 use tokio::sync::oneshot;
 
 use crate::bus::{Bus, Message};
-use crate::platform::Platform;
-use crate::registry::policy::KickReason;
-use crate::registry::ConnRef;
+use crate::model::ConnRef;
+use crate::model::KickReason;
+use crate::model::Platform;
 
 /// Tells whoever waits for a kick that it is done: when dropped, which the connection does once the event is
 /// written (or at once, if it cannot write it).

@@ -12,8 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::platform::Platform;
-use crate::registry::policy::KickReason;
+use crate::model::KickReason;
+use crate::model::Platform;
 
 impl EncodeLabelValue for Platform {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {

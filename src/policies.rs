@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 
 use crate::db::StoreResult;
-use crate::registry::policy::Policy;
+use crate::model::Policy;
 use crate::sdkapps::SdkApp;
 
 /// Where admins' policies are kept.

@@ -11,9 +11,9 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::{Code, Failure};
-use crate::platform::Platform;
-use crate::usersig::is_valid_user_id;
+use crate::model::error::{Code, Failure};
+use crate::model::is_valid_user_id;
+use crate::model::Platform;
 
 /// The fields of a `login` request, checked for presence, type, UserID and platform.
 #[derive(Clone, PartialEq, Eq)]

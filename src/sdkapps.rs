@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{AppConfig, RestLimits, Secret, WebhookConfig};
-use crate::registry::policy::Policy;
+use crate::model::Policy;
 use crate::usersig::Keys;
 
 /// One app, ready for use (keys parsed).

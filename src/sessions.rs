@@ -14,20 +14,19 @@ use crate::bus::{Bus, Incoming, Message};
 use crate::clock::Clock;
 use crate::counted::Counted;
 use crate::dau::Dau;
-use crate::error::{Code, Failure};
 use crate::hub::{Ack, Hub, Push};
 use crate::metrics::Metrics;
-use crate::platform::Platform;
+use crate::model::error::{Code, Failure};
+use crate::model::Cause;
+use crate::model::KickReason;
+use crate::model::Platform;
+use crate::model::{ConnRef, Instance, InstanceKey, Kick, Seq};
 use crate::policies::Policies;
-use crate::registry::policy::KickReason;
-use crate::registry::{
-    Attach, ConnRef, Instance, InstanceKey, Kick, Reaped, RegResult, Registry, RegistryError,
-    RemoveIf, Seq,
-};
+use crate::registry::{Attach, Reaped, RegResult, Registry, RegistryError, RemoveIf};
 use crate::request::LoginRequest;
 use crate::settle::{Unsettled, Write};
 use crate::token::TokenSigner;
-use crate::webhooks::event::{Cause, StateChange};
+use crate::webhooks::event::StateChange;
 use crate::webhooks::outbox::Outbox;
 
 /// How long a login waits for kicked connections to write their `kicked_offline` before it answers anyway.

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::registry::InstanceKey;
+use crate::model::InstanceKey;
 
 #[derive(Clone)]
 pub struct TokenSigner {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::accounts::{Accounts, LoginState};
 use crate::clock::Clock;
-use crate::error::{Code, Failure};
+use crate::model::error::{Code, Failure};
 use crate::request::LoginRequest;
 use crate::sdkapps::{SdkApp, SdkApps};
 use crate::usersig::{Ticket, Verified};

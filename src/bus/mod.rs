@@ -11,8 +11,8 @@ pub mod redis;
 
 use serde::{Deserialize, Serialize};
 
-use crate::platform::Platform;
-use crate::registry::policy::KickReason;
+use crate::model::KickReason;
+use crate::model::Platform;
 
 /// What one node tells another (or all).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

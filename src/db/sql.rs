@@ -130,7 +130,7 @@ macro_rules! sql_stores {
             use $crate::accounts::{Account, AccountStore, Profile};
             use $crate::db::sql::DeadRow;
             use $crate::db::{sql, StoreResult};
-            use $crate::registry::policy::{Mode, Policy};
+            use $crate::model::{Mode, Policy};
             use $crate::webhooks::outbox::{DeadLetter, StoredDeadLetter};
 
             #[async_trait::async_trait]

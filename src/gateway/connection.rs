@@ -12,14 +12,14 @@ use serde_json::json;
 use super::driver::{start, Dialect, Flow, Running, Shell, Started, Transport};
 use super::io::{Inbound, Outbound};
 use super::protocol::{self, close, BadFrame, Event, LoginStatus, Op, Request};
-use crate::error::{Code, Failure};
 use crate::hub::Push;
 use crate::metrics::OnlineMark;
-use crate::platform::Platform;
-use crate::registry::{ConnRef, InstanceKey};
+use crate::model::error::{Code, Failure};
+use crate::model::Cause;
+use crate::model::Platform;
+use crate::model::{ConnRef, InstanceKey};
 use crate::request::LoginRequest;
 use crate::sessions::{LoginOk, Recheck, Sessions};
-use crate::webhooks::event::Cause;
 
 /// Requests that may wait behind a login in progress before the connection counts as abusive (close 1008).
 pub const MAX_QUEUED: usize = 64;

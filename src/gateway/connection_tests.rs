@@ -492,7 +492,7 @@ async fn resume_of_an_instance_whose_usersig_expired_is_refused_without_moving_i
         "left on the connection it is on, which tells its client when its timer fires"
     );
     // Disconnected, it is removed by the attempt.
-    s.detach(&key, holder, crate::webhooks::event::Cause::Disconnect)
+    s.detach(&key, holder, crate::model::Cause::Disconnect)
         .await;
     let refused = s.resume(&ok.session_token, other, IP).await.unwrap_err();
     assert_eq!(refused.code, Code::NoPreviousLogin);

@@ -23,11 +23,11 @@ use super::connection::Limits;
 use super::io::{Inbound, Outbound};
 use super::protocol::close;
 use super::wire::{Ending, Wire, WireEvent};
-use crate::error::Failure;
 use crate::hub::{Mailbox, Push};
-use crate::registry::{ConnRef, InstanceKey};
+use crate::model::Cause;
+use crate::model::Failure;
+use crate::model::{ConnRef, InstanceKey};
 use crate::sessions::{LoginOk, Sessions};
-use crate::webhooks::event::Cause;
 
 /// What a connection reads from and writes to.
 pub trait Transport: Stream<Item = Inbound> + Sink<Outbound> + Unpin + Send {}

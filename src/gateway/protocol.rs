@@ -3,8 +3,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{Code, Failure};
-use crate::platform::Platform;
+use crate::model::error::{Code, Failure};
+use crate::model::Platform;
 use crate::request::{string, Fields, LoginRequest, NotAnObject};
 
 /// A request with a valid id and a known op, its fields typed. Field errors that must be answered in a

@@ -9,8 +9,8 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
-use crate::error::{Code, Failure};
 use crate::http::serve::ClientIp;
+use crate::model::error::{Code, Failure};
 use crate::request::{Fields, LoginRequest};
 
 fn reply(result: Result<Value, Failure>) -> Response {

@@ -13,7 +13,8 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::config::demo_app;
-use crate::usersig::{is_valid_user_id, tls};
+use crate::model::is_valid_user_id;
+use crate::usersig::tls;
 
 const CONSOLE_HTML: &[u8] = include_bytes!("../../web/src/console/index.html");
 const CONSOLE_JS: &[u8] = include_bytes!("../../web/dist/console.js");

@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::policy::{self, KickReason, Policy, Slot};
-use super::{
-    next_seq, Admitted, Attach, ConnRef, Instance, InstanceKey, Kick, Reaped, RegResult, Registry,
-    RemoveIf, Seq,
-};
+use super::policy::{self, Slot};
+use super::{Admitted, Attach, Reaped, RegResult, Registry, RemoveIf};
+use crate::model::{next_seq, ConnRef, Instance, InstanceKey, Kick, Seq};
+use crate::model::{KickReason, Policy};
 use crate::users::Users;
 
 /// Kick records kept per user at most (the newest; past it, the oldest go, down to half of it).
@@ -133,7 +132,7 @@ impl MemoryRegistry {
 }
 
 fn check_user(list: &[Instance], policy: &Policy) -> Result<(), String> {
-    for p in crate::platform::Platform::ALL {
+    for p in crate::model::Platform::ALL {
         let n = list.iter().filter(|i| i.platform == p).count();
         if n > policy.limit(p) {
             return Err(format!("{n} instances on {p}"));
@@ -376,8 +375,8 @@ impl Registry for MemoryRegistry {
 mod tests {
     use super::*;
     use crate::clock::Clock;
-    use crate::platform::Platform;
-    use crate::registry::policy::Mode;
+    use crate::model::Mode;
+    use crate::model::Platform;
     use proptest::prelude::*;
     use std::collections::HashSet;
 

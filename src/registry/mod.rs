@@ -9,71 +9,8 @@ pub mod policy;
 pub mod redis;
 
 use async_trait::async_trait;
-use serde::Serialize;
 
-use crate::platform::Platform;
-use policy::{KickReason, Policy};
-
-/// A connection, named by the node that holds it and its number there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub struct ConnRef {
-    pub node: u64,
-    pub conn: u64,
-}
-
-/// One logged-in instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Instance {
-    pub sdkappid: u32,
-    pub user_id: String,
-    pub platform: Platform,
-    pub instance_id: String,
-    pub device_id: Option<String>,
-    /// Login time, unix milliseconds.
-    pub login_at_ms: i64,
-    /// Login order across the registry (the policy's "oldest").
-    pub seq: u64,
-    /// When the instance's UserSig expires, unix seconds.
-    pub sig_expires_at: i64,
-    /// The connection it is attached to; `None` while disconnected.
-    pub conn: Option<ConnRef>,
-    /// When it was last detached (unix ms); the grace runs from here.
-    pub disconnected_at_ms: Option<i64>,
-    /// The client address it logged in from.
-    pub ip: std::net::IpAddr,
-}
-
-impl Instance {
-    pub fn key(&self) -> InstanceKey {
-        InstanceKey {
-            sdkappid: self.sdkappid,
-            user_id: self.user_id.clone(),
-            instance_id: self.instance_id.clone(),
-        }
-    }
-
-    pub fn is_online(&self) -> bool {
-        self.conn.is_some()
-    }
-}
-
-/// Names an instance.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct InstanceKey {
-    pub sdkappid: u32,
-    pub user_id: String,
-    pub instance_id: String,
-}
-
-/// Why an instance was kicked, as remembered for a `resume` that comes after it (see [`Registry::kicked`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Kick {
-    pub reason: KickReason,
-    /// The platform of the login that displaced it (a policy kick), so a resume can tell "another instance on
-    /// the same platform" from "another platform of the class". `None` for a kick by the server, and for a record
-    /// written before this was kept.
-    pub by: Option<Platform>,
-}
+use crate::model::{ConnRef, Instance, InstanceKey, Kick, KickReason, Policy, Seq};
 
 /// The registry backend is unreachable (Redis down); logins answer 70169.
 #[derive(Debug, thiserror::Error)]
@@ -88,15 +25,6 @@ pub enum RemoveIf {
     Always,
     /// Only if its UserSig still expires at this moment (not renewed since).
     SigExpiresAt(i64),
-}
-
-/// The number of a change to a user's instances: increasing per user, in the order the changes took effect
-/// (and across restarts: it starts from the time, in ms × 1024). Webhooks carry it as `Seq`.
-pub type Seq = u64;
-
-/// The next change number of a user whose last one was `last`, at unix time `now_ms`.
-pub fn next_seq(last: Seq, now_ms: i64) -> Seq {
-    (last + 1).max((now_ms.max(0) as u64) << 10)
 }
 
 /// The result of admitting a login.

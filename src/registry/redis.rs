@@ -23,13 +23,12 @@ use redis::aio::ConnectionManager;
 use redis::{IntoConnectionInfo, Script, Value};
 
 use super::memory::MAX_KICKS_REMEMBERED;
-use super::policy::{self, KickReason, Policy};
-use super::{
-    Admitted, Attach, ConnRef, Instance, InstanceKey, Kick, Reaped, RegResult, Registry,
-    RegistryError, RemoveIf, Seq,
-};
+use super::policy::{self};
+use super::{Admitted, Attach, Reaped, RegResult, Registry, RegistryError, RemoveIf};
 use crate::clock::Clock;
-use crate::platform::Platform;
+use crate::model::Platform;
+use crate::model::{ConnRef, Instance, InstanceKey, Kick, Seq};
+use crate::model::{KickReason, Policy};
 
 /// Users one reap step and one scan step look at.
 const BATCH: usize = 500;
@@ -133,7 +132,7 @@ fn hex_arg(n: i64) -> Hex {
 /// The floor of a change number made at `now_ms` (see [`super::next_seq`]), as an argument: the scripts take it
 /// formatted, so most changes format no number in Lua.
 fn floor_arg(now_ms: i64) -> Hex {
-    Hex(super::next_seq(0, now_ms))
+    Hex(crate::model::next_seq(0, now_ms))
 }
 
 /// `APP:USER`, a user's member of the index of when users are due (`NS:due`), as an argument.

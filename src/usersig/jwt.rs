@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Verified;
-use crate::error::{Code, Failure};
+use crate::model::error::{Code, Failure};
 
 /// Clock skew tolerated for `iat` and `nbf`.
 pub const LEEWAY_SECS: i64 = 60;

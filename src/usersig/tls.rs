@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::Verified;
-use crate::error::{Code, Failure};
+use crate::model::error::{Code, Failure};
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use imlogin::auth::Authenticator;
 use imlogin::clock::{unix_now, Clock};
-use imlogin::error::Code;
+use imlogin::model::Code;
 use imlogin::request::{Fields, LoginRequest};
 use imlogin::sdkapps::SdkApps;
 use imlogin::usersig::tls;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imlogin::clock::Clock;
-use imlogin::platform::Platform;
+use imlogin::model::Platform;
+use imlogin::model::{ConnRef, Instance, Kick};
+use imlogin::model::{KickReason, Mode, Policy};
 use imlogin::registry::memory::MemoryRegistry;
-use imlogin::registry::policy::{KickReason, Mode, Policy};
 use imlogin::registry::redis::{connect, RedisRegistry};
-use imlogin::registry::{Attach, ConnRef, Instance, Kick, Registry, RemoveIf};
+use imlogin::registry::{Attach, Registry, RemoveIf};
 use imlogin::users::Users;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

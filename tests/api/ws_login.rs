@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use imlogin::client::{ClientEvent, Reconnecting};
-use imlogin::registry::policy::KickReason;
+use imlogin::model::KickReason;
 use serde_json::json;
 
 use crate::helpers::{
@@ -26,7 +26,7 @@ crate::both_configs!(
     a_removed_apps_session_tokens_are_refused,
 );
 
-async fn instances(app: &crate::helpers::TestApp, user: &str) -> Vec<imlogin::registry::Instance> {
+async fn instances(app: &crate::helpers::TestApp, user: &str) -> Vec<imlogin::model::Instance> {
     app.state
         .sessions
         .registry
@@ -256,7 +256,7 @@ async fn resume_of_kicked_or_gone_instances(backend: Backend) {
         Some(6026)
     );
     let other_secret = imlogin::token::TokenSigner::new("not-the-server-secret-at-all");
-    let forged = other_secret.sign(&imlogin::registry::InstanceKey {
+    let forged = other_secret.sign(&imlogin::model::InstanceKey {
         sdkappid: APP,
         user_id: "rk-gone".into(),
         instance_id: l.instance_id.clone(),

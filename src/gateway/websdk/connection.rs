@@ -17,16 +17,16 @@ use serde_json::{json, Value};
 
 use super::frames::{self, Command, LoginAnswer, Request};
 use super::{inst_id, kick_type, tiny_id, HELLO_INTERVAL_SECS};
-use crate::error::{Code, Failure};
 use crate::gateway::driver::{start, Dialect, Flow, Running, Shell, Started, Transport};
 use crate::gateway::io::{Inbound, Outbound};
 use crate::gateway::protocol::close;
 use crate::hub::Push;
 use crate::metrics::OnlineMark;
-use crate::registry::policy::KickReason;
-use crate::registry::{ConnRef, InstanceKey, Kick};
+use crate::model::error::{Code, Failure};
+use crate::model::Cause;
+use crate::model::KickReason;
+use crate::model::{ConnRef, InstanceKey, Kick};
 use crate::sessions::{LoginOk, Recheck, Sessions};
-use crate::webhooks::event::Cause;
 
 /// The instance this connection is logged in as.
 struct Current {

@@ -7,10 +7,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::error::Failure;
+use crate::model::Failure;
 use crate::request::{Fields, LoginRequest};
 
-/// Commands imlogin answers itself; every other one is answered [`crate::error::Code::Unsupported`].
+/// Commands imlogin answers itself; every other one is answered [`crate::model::Code::Unsupported`].
 #[derive(Debug)]
 pub enum Command {
     /// `im_open_status.wslogin` with `identifier` + `usersig`: a fresh login.
@@ -196,7 +196,7 @@ pub fn purchase_bits_fields() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Code;
+    use crate::model::Code;
 
     #[test]
     fn a_login_is_typed_like_a_native_one() {

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use super::{serve_upgrade, Protocol};
 use crate::app::AppState;
 use crate::http::serve::ClientIp;
-use crate::platform::Platform;
-use crate::registry::policy::KickReason;
+use crate::model::KickReason;
+use crate::model::Platform;
 
 /// How often the SDK says `wshello` once logged in (its own heartbeat, `heartbeat.alive`, follows 10 s of
 /// silence from the server).

@@ -25,9 +25,9 @@ use crate::accounts::{Account, Profile};
 use crate::admin::{Admin, AdminActor, AdminError};
 use crate::app::AppState;
 use crate::http::serve::ClientIp;
-use crate::platform::Platform;
-use crate::registry::policy::{Mode, Policy};
-use crate::registry::Instance;
+use crate::model::Instance;
+use crate::model::Platform;
+use crate::model::{Mode, Policy};
 
 /// An error: its HTTP status, and a body `{code, message}` with a code of the protocol's table.
 #[derive(Debug, Serialize, ToSchema)]
@@ -260,7 +260,7 @@ pub async fn list_users(
     // A user list's cursor is a UserID: anything else (a NUL, which PostgreSQL cannot compare as text) is not one
     // this API gave.
     let after = decode_cursor(&q.cursor)?
-        .map(|u| match crate::usersig::is_valid_user_id(&u) {
+        .map(|u| match crate::model::is_valid_user_id(&u) {
             true => Ok(u),
             false => Err(ApiError::invalid("`cursor` is not one this API gave")),
         })

@@ -16,11 +16,12 @@ use serde_json::{json, Map, Value};
 
 use crate::accounts::Profile;
 use crate::admin::{Admin, AdminActor, AdminError, OnlineState};
-use crate::error::Code;
 use crate::http::admin::rate::RateLimiter;
 use crate::http::serve::ClientIp;
-use crate::platform::Platform;
-use crate::usersig::{is_valid_user_id, Ticket};
+use crate::model::is_valid_user_id;
+use crate::model::Code;
+use crate::model::Platform;
+use crate::usersig::Ticket;
 
 /// The most accounts one batch command takes (70206 above), and `query_online_status` (90011 above).
 pub const MAX_BATCH: usize = 100;
