@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::clock::unix_now;
 use crate::config::Settings;
+use crate::runtime::clock::unix_now;
 use crate::usersig::jwt::{JwtAlgorithm, JwtVerifier};
 use crate::usersig::tls::{self, DEFAULT_EXPIRE};
 use crate::usersig::{Keys, Ticket};

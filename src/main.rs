@@ -29,7 +29,7 @@ fn serve(config: Option<std::path::PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log = imlogin::telemetry::init(&settings.log);
+    let log = imlogin::app::telemetry::init(&settings.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use imlogin::clock::unix_now;
+use imlogin::runtime::clock::unix_now;
 use imlogin::usersig::tls;
 
 pub type Ws = WebSocketStream<TcpStream>;

@@ -3,7 +3,7 @@
 //
 // The WebSocket request parsers: the native protocol's frames (typed at the edge) and the Web SDK gateway's.
 
-use imlogin::gateway::protocol::{self, Op};
+use imlogin::gateway::native::protocol::{self, Op};
 use imlogin::gateway::websdk::frames;
 
 pub fn run(data: &[u8]) {

@@ -1,13 +1,14 @@
-//! Accounts: the [`AccountStore`] trait (implemented for PostgreSQL and SQLite in [`crate::db`]), and
+//! Accounts: the [`AccountStore`] trait (implemented for PostgreSQL and SQLite in [`crate::store`]), and
 //! [`Accounts`] ([`service`]), the read-through cache in front of it that the login path uses, whose first
 //! logins are registered in groups by a worker ([`registration`]).
 
+pub mod dau;
 mod registration;
 mod service;
 
 use async_trait::async_trait;
 
-pub use crate::db::{StoreError, StoreResult};
+pub use crate::store::{StoreError, StoreResult};
 pub use registration::RegistrationWorker;
 pub use service::Accounts;
 

@@ -29,7 +29,7 @@ pub(super) fn channel() -> (mpsc::Sender<Registration>, mpsc::Receiver<Registrat
     mpsc::channel(4 * MAX_GROUP)
 }
 
-/// The task that registers queued first logins, owned by the application (see [`crate::workers`]).
+/// The task that registers queued first logins, owned by the application (see [`crate::runtime::workers`]).
 pub struct RegistrationWorker {
     pub(super) store: Arc<dyn AccountStore>,
     pub(super) rx: mpsc::Receiver<Registration>,

@@ -6,7 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::registration::{self, Registration, RegistrationWorker};
 use super::{Account, AccountStore, LoginState, Profile, StoreError, StoreResult};
-use crate::users::Users;
+use crate::registry::users::Users;
 
 /// The accounts service: the store behind a read-through cache of login states (kept in each user's record of
 /// [`Users`]), so a known user's login needs no database round trip. Every change made through it updates the

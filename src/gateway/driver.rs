@@ -19,15 +19,15 @@ use futures_util::{Sink, Stream};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::connection::Limits;
 use super::io::{Inbound, Outbound};
-use super::protocol::close;
+use super::native::connection::Limits;
+use super::native::protocol::close;
 use super::wire::{Ending, Wire, WireEvent};
-use crate::hub::{Mailbox, Push};
+use crate::login::service::{LoginOk, Sessions};
 use crate::model::Cause;
 use crate::model::Failure;
 use crate::model::{ConnRef, InstanceKey};
-use crate::sessions::{LoginOk, Sessions};
+use crate::push::hub::{Mailbox, Push};
 
 /// What a connection reads from and writes to.
 pub trait Transport: Stream<Item = Inbound> + Sink<Outbound> + Unpin + Send {}
@@ -74,7 +74,7 @@ impl<T: Transport> Shell<'_, T> {
     }
 
     /// A login or resume failed, and the connection holds no instance: it takes a new number, so that whatever
-    /// the attempt may have written under the old one is known for a ghost (see [`crate::settle`]).
+    /// the attempt may have written under the old one is known for a ghost (see [`crate::login::settle`]).
     pub fn retire_conn(&mut self) {
         self.conn = self.sessions.hub.rebind(self.conn);
     }

@@ -3,12 +3,9 @@
 //! state machine ([`connection`]); and beside it the gateway of the cloud IM's Web SDK ([`websdk`]) over the same
 //! login service and the same loop.
 
-pub mod bucket;
-pub mod connection;
 pub mod driver;
 pub mod io;
-pub mod per_ip;
-pub mod protocol;
+pub mod native;
 pub mod websdk;
 pub mod wire;
 pub mod ws;
@@ -85,7 +82,8 @@ pub fn serve_upgrade(
             };
             let ending = match protocol {
                 Protocol::Native => {
-                    driver::serve::<_, connection::Native>(&mut io, sessions, ip, &limits).await
+                    driver::serve::<_, native::connection::Native>(&mut io, sessions, ip, &limits)
+                        .await
                 }
                 Protocol::WebSdk { .. } => {
                     driver::serve::<_, websdk::connection::WebSdk>(&mut io, sessions, ip, &limits)

@@ -10,10 +10,10 @@ use std::time::Duration;
 use futures_util::{Sink, Stream};
 use tokio::time::Instant;
 
-use super::bucket::TokenBucket;
-use super::connection::Limits;
 use super::io::{Inbound, Outbound};
-use crate::hub::Ack;
+use super::native::connection::Limits;
+use crate::limits::bucket::TokenBucket;
+use crate::push::hub::Ack;
 
 /// Bytes waiting to be sent above which the connection stops reading requests until the client reads.
 pub const OUT_HIGH_WATER: usize = 64 * 1024;

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use crate::app::AppState;
 use crate::http::serve::ClientIp;
+use crate::login::request::{Fields, LoginRequest};
 use crate::model::error::{Code, Failure};
-use crate::request::{Fields, LoginRequest};
 
 fn reply(result: Result<Value, Failure>) -> Response {
     match result {

@@ -79,7 +79,7 @@ fn page(body: &'static [u8], content_type: &'static str) -> Response {
 }
 
 /// The demo app as configured now (a live reload may have removed it or changed its key).
-fn demo(state: &AppState) -> Option<std::sync::Arc<crate::sdkapps::SdkApp>> {
+fn demo(state: &AppState) -> Option<std::sync::Arc<crate::config::apps::SdkApp>> {
     state
         .sessions
         .auth

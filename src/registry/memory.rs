@@ -11,7 +11,7 @@ use super::policy::{self, Slot};
 use super::{Admitted, Attach, Reaped, RegResult, Registry, RemoveIf};
 use crate::model::{next_seq, ConnRef, Instance, InstanceKey, Kick, Seq};
 use crate::model::{KickReason, Policy};
-use crate::users::Users;
+use crate::registry::users::Users;
 
 /// Kick records kept per user at most (the newest; past it, the oldest go, down to half of it).
 pub const MAX_KICKS_REMEMBERED: usize = 16;
@@ -374,9 +374,9 @@ impl Registry for MemoryRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Clock;
     use crate::model::Mode;
     use crate::model::Platform;
+    use crate::runtime::clock::Clock;
     use proptest::prelude::*;
     use std::collections::HashSet;
 
@@ -612,7 +612,7 @@ mod tests {
         assert!(reg.user_instances(1, "u").await.unwrap().is_empty());
         assert_eq!(users.login_state(1, "u"), Some(state), "the cache keeps it");
 
-        tokio::time::advance(crate::users::LOGIN_TTL).await;
+        tokio::time::advance(crate::registry::users::LOGIN_TTL).await;
         users.sweep();
         assert_eq!(users.login_state(1, "u"), None);
         assert!(users.is_marked(1, "u"), "today's mark keeps it");

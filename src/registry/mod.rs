@@ -5,8 +5,10 @@
 //! the in-memory and the cluster (Redis) backends cannot disagree on the rules.
 
 pub mod memory;
+pub mod policies;
 pub mod policy;
 pub mod redis;
+pub mod users;
 
 use async_trait::async_trait;
 

@@ -3,7 +3,7 @@
 //! This module knows tickets and keys, nothing else: [`Ticket::decode`] tells the format and decodes (70002,
 //! 70003), [`Ticket::verify`] checks it against one app's [`Keys`] (70014, 70013, 70009, 70001). Which app's keys
 //! to use, and the checks that need state (throttle, revocation, disabled accounts), are the login's business
-//! ([`crate::auth`]).
+//! ([`crate::login::auth`]).
 
 pub mod jwt;
 pub mod tls;

@@ -25,10 +25,10 @@ use super::attempt::{self, send};
 use super::outbox::{Batch, DeadLetter, OutboxEvent, OutboxStore};
 pub use super::queues::SETTLE;
 use super::queues::{Queues, UserKey};
-use crate::clock::Clock;
-use crate::metrics::{Metrics, Outcome};
-use crate::sdkapps::SdkApps;
-use crate::workers::Deadline;
+use crate::config::apps::SdkApps;
+use crate::runtime::clock::Clock;
+use crate::runtime::metrics::{Metrics, Outcome};
+use crate::runtime::workers::Deadline;
 
 /// Events held in memory at most; the rest wait in the outbox until there is room.
 const MAX_PENDING: usize = 50_000;
@@ -53,7 +53,7 @@ struct Attempt {
     result: Result<(), String>,
 }
 
-/// The delivery worker, owned by the application (see [`crate::workers`]).
+/// The delivery worker, owned by the application (see [`crate::runtime::workers`]).
 pub struct Delivery {
     store: Arc<dyn OutboxStore>,
     apps: SdkApps,

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::event::{new_event_id, StateChange};
-use crate::db::StoreResult;
+use crate::store::StoreResult;
 
 /// One event, as written and delivered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,7 +142,7 @@ impl Outbox {
     }
 }
 
-/// The task that writes emitted events, owned by the application (see [`crate::workers`]).
+/// The task that writes emitted events, owned by the application (see [`crate::runtime::workers`]).
 pub struct OutboxWriter {
     store: Arc<dyn OutboxStore>,
     rx: mpsc::Receiver<StateChange>,

@@ -372,10 +372,10 @@ async fn daily_active_users_over_a_range(backend: Backend) {
     let c = app.connect().await;
     c.login(&params("d1", "web")).await.unwrap();
     c.login(&params("d2", "web")).await.unwrap();
-    let today = imlogin::clock::unix_now();
+    let today = imlogin::runtime::clock::unix_now();
     let (from, to) = (
-        imlogin::clock::utc_date(today - 86400),
-        imlogin::clock::utc_date(today),
+        imlogin::runtime::clock::utc_date(today - 86400),
+        imlogin::runtime::clock::utc_date(today),
     );
     crate::helpers::eventually("both logins are written", || async {
         let (_, d) = app

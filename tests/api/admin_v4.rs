@@ -48,7 +48,7 @@ async fn the_query_string_is_checked_in_order(backend: Backend) {
     let env: Vec<(&str, &str)> = OTHER_APP_ENV.to_vec();
     let (_db, app) = spawn_on(backend, &env).await;
     let good = sig("administrator", None, 3600);
-    let now = imlogin::clock::unix_now() as u64;
+    let now = imlogin::runtime::clock::unix_now() as u64;
     let other_apps_admin = tls::generate(OTHER_APP, OTHER_KEY, "administrator", 3600, now);
     let cases: Vec<(String, u64)> = vec![
         ("identifier=administrator&usersig=x&random=1&contenttype=json".into(), 60012),
@@ -315,7 +315,11 @@ async fn kick_revokes_every_ticket_issued_so_far(backend: Backend) {
     let again = app.connect().await;
     assert_eq!(again.login(&p).await.unwrap_err().code(), Some(70052));
     let mut fresh = params("kicked", "android");
-    fresh.user_sig = sig("kicked", Some(imlogin::clock::unix_now() as u64 + 1), 3600);
+    fresh.user_sig = sig(
+        "kicked",
+        Some(imlogin::runtime::clock::unix_now() as u64 + 1),
+        3600,
+    );
     again.login(&fresh).await.unwrap();
     assert_ok(
         &app.v4("im_open_login_svc/kick", json!({"Identifier": "kicked"}))
@@ -441,7 +445,7 @@ async fn check_as_admin(app: &crate::helpers::TestApp, from: [u8; 4], usersig: &
 /// refused for failures someone else caused (loopback has all of 127/8: each address is another client).
 async fn bad_tickets_from_one_address_never_refuse_a_valid_ticket(backend: Backend) {
     let (_db, app) = spawn_on(backend, &[("LIMITS__LOGIN_FAILURES_PER_MINUTE", "3")]).await;
-    let now = imlogin::clock::unix_now() as u64;
+    let now = imlogin::runtime::clock::unix_now() as u64;
     let forged = tls::generate(APP, "a-guessed-key", "administrator", 3600, now);
     const STRANGER: [u8; 4] = [127, 0, 0, 2];
     const ADMIN: [u8; 4] = [127, 0, 0, 1];

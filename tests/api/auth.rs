@@ -2,11 +2,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use imlogin::auth::Authenticator;
-use imlogin::clock::{unix_now, Clock};
+use imlogin::config::apps::SdkApps;
+use imlogin::login::auth::Authenticator;
+use imlogin::login::request::{Fields, LoginRequest};
 use imlogin::model::Code;
-use imlogin::request::{Fields, LoginRequest};
-use imlogin::sdkapps::SdkApps;
+use imlogin::runtime::clock::{unix_now, Clock};
 use imlogin::usersig::tls;
 use serde_json::{json, Value};
 

@@ -323,7 +323,7 @@ async fn the_compose_cluster_serves_through_its_proxy_and_survives_a_rolling_res
             key,
             user,
             3600,
-            imlogin::clock::unix_now() as u64,
+            imlogin::runtime::clock::unix_now() as u64,
         ),
         platform: "web".into(),
         device_id: None,
@@ -359,7 +359,7 @@ async fn the_compose_cluster_serves_through_its_proxy_and_survives_a_rolling_res
         0,
         Duration::from_secs(60),
         Duration::from_secs(10),
-        imlogin::clock::Clock::system(),
+        imlogin::runtime::clock::Clock::system(),
     );
     use imlogin::registry::Registry;
     let held = registry

@@ -14,7 +14,7 @@ use imlogin::accounts::{AccountStore, Accounts};
 use imlogin::app::{AppState, Application};
 use imlogin::client::{Client, ClientEvent, LoginParams};
 use imlogin::config::Settings;
-use imlogin::db::Database;
+use imlogin::store::Database;
 use sqlx::Connection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -430,7 +430,7 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(settings: Settings, db: Database) -> TestApp {
-        let app = Application::build_with(settings, db, imlogin::clock::Clock::system())
+        let app = Application::build_with(settings, db, imlogin::runtime::clock::Clock::system())
             .await
             .unwrap();
         let addr = app.local_addr();
@@ -469,7 +469,7 @@ impl TestApp {
 
 /// The accounts service on `store`, its registration worker running until the test ends.
 pub fn accounts(store: Arc<dyn AccountStore>) -> Accounts {
-    let users = imlogin::users::Users::new(imlogin::clock::Clock::system());
+    let users = imlogin::registry::users::Users::new(imlogin::runtime::clock::Clock::system());
     let (accounts, worker) = Accounts::new(store, users);
     tokio::spawn(worker.run(tokio_util::sync::CancellationToken::new()));
     accounts
@@ -517,7 +517,7 @@ impl Drop for TestApp {
 
 /// A v2 UserSig for the demo app's key, issued at `time` (default now) valid for `expire` seconds.
 pub fn sig(user: &str, time: Option<u64>, expire: u64) -> String {
-    let time = time.unwrap_or_else(|| imlogin::clock::unix_now() as u64);
+    let time = time.unwrap_or_else(|| imlogin::runtime::clock::unix_now() as u64);
     imlogin::usersig::tls::generate(APP, KEY, user, expire, time)
 }
 
@@ -594,7 +594,7 @@ pub const OTHER_APP_ENV: [(&str, &str); 4] = [
 
 /// Login fields for the second app ([`OTHER_APP_ENV`]) with a fresh one-hour ticket.
 pub fn other_params(user: &str, platform: &str) -> LoginParams {
-    let time = imlogin::clock::unix_now() as u64;
+    let time = imlogin::runtime::clock::unix_now() as u64;
     LoginParams {
         sdkappid: OTHER_APP,
         user_sig: imlogin::usersig::tls::generate(OTHER_APP, OTHER_KEY, user, 3600, time),

@@ -103,7 +103,7 @@ async fn http_statuses_follow_the_codes(backend: Backend) {
         b[k] = v;
         b
     };
-    let now = imlogin::clock::unix_now() as u64;
+    let now = imlogin::runtime::clock::unix_now() as u64;
     let cases = [
         (with("platform", json!("tv")), 400, 6017),
         (with("user_id", json!("")), 400, 7003),
@@ -210,7 +210,7 @@ async fn http_login_counts_under_the_policy(backend: Backend) {
 }
 
 async fn active_today(app: &TestApp) -> i64 {
-    let today = imlogin::clock::utc_date(imlogin::clock::unix_now());
+    let today = imlogin::runtime::clock::utc_date(imlogin::runtime::clock::unix_now());
     let counts = app
         .state
         .accounts()
@@ -244,7 +244,7 @@ async fn daily_active_users_count_logins_once(backend: Backend) {
     assert_eq!(app.state.sessions.dau.queued(), 0, "nothing more to write");
     assert_eq!(active_today(&app).await, 3);
     // Persisted: a new connection to the database sees the same.
-    let today = imlogin::clock::utc_date(imlogin::clock::unix_now());
+    let today = imlogin::runtime::clock::utc_date(imlogin::runtime::clock::unix_now());
     assert_eq!(
         db.store()
             .await
@@ -310,7 +310,7 @@ async fn a_daily_active_mark_lost_to_an_outage_is_written_at_the_next_login() {
     proxy.restore();
     c.login(&params("dau-outage", "android")).await.unwrap();
     crate::helpers::eventually("the mark is written after the outage", || async {
-        let today = imlogin::clock::utc_date(imlogin::clock::unix_now());
+        let today = imlogin::runtime::clock::utc_date(imlogin::runtime::clock::unix_now());
         app.state
             .accounts()
             .store()

@@ -46,7 +46,7 @@ fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f
 }
 
 fn login_params(sdkappid: u32, key: &str, user: &str) -> LoginParams {
-    let now = imlogin::clock::unix_now() as u64;
+    let now = imlogin::runtime::clock::unix_now() as u64;
     LoginParams {
         sdkappid,
         user_id: user.to_owned(),

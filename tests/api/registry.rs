@@ -5,14 +5,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use imlogin::clock::Clock;
 use imlogin::model::Platform;
 use imlogin::model::{ConnRef, Instance, Kick};
 use imlogin::model::{KickReason, Mode, Policy};
 use imlogin::registry::memory::MemoryRegistry;
 use imlogin::registry::redis::{connect, RedisRegistry};
+use imlogin::registry::users::Users;
 use imlogin::registry::{Attach, Registry, RemoveIf};
-use imlogin::users::Users;
+use imlogin::runtime::clock::Clock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::aio::ConnectionManager;
@@ -258,7 +258,7 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
 async fn the_reaper_removes_what_is_due_and_numbers_changes_in_order() {
     let (_conn, r, _, policy) = reaper_setup(10).await;
     let grace = GRACE_MS;
-    let now = imlogin::clock::unix_now() * 1000;
+    let now = imlogin::runtime::clock::unix_now() * 1000;
     let mut expiring = instance(1, "ann", Platform::Web, None, true);
     expiring.sig_expires_at = now / 1000 + 2;
     let dropped = instance(2, "ann", Platform::Web, None, true);
@@ -460,7 +460,7 @@ async fn a_user_is_due_once_however_often_it_disconnects() {
     let (conn, r, ns, policy) = reaper_setup(3).await;
     let grace = GRACE_MS;
     let key = format!("{ns}:u:7:bob|x:y");
-    let now = imlogin::clock::unix_now() * 1000;
+    let now = imlogin::runtime::clock::unix_now() * 1000;
     let mut expiry = None;
     // Ten logins of one user, each disconnected a second after the one before; the web keeps the last three.
     for n in 0..10 {
@@ -524,7 +524,7 @@ async fn a_user_is_due_once_however_often_it_disconnects() {
 async fn entries_of_the_earlier_index_are_still_reaped() {
     let (conn, r, ns, policy) = reaper_setup(3).await;
     let grace = GRACE_MS;
-    let now = imlogin::clock::unix_now() * 1000;
+    let now = imlogin::runtime::clock::unix_now() * 1000;
     let i = instance(1, "bob|x:y", Platform::Web, None, true);
     r.admit(i.clone(), &policy, 1000).await.unwrap();
     r.detach(&i.key(), i.conn.unwrap(), now)

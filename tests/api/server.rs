@@ -221,7 +221,7 @@ async fn daily_active_rows_queued_at_sigterm_are_written_before_exit() {
     sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
     let status = wait_exit(&mut b.child).await;
     assert!(status.success(), "{status}");
-    let today = imlogin::clock::utc_date(imlogin::clock::unix_now());
+    let today = imlogin::runtime::clock::utc_date(imlogin::runtime::clock::unix_now());
     let counts = db
         .store()
         .await

@@ -69,7 +69,7 @@ async fn the_demo_gives_usersigs_that_log_in() {
     p.user_sig = v["user_sig"].as_str().unwrap().to_owned();
     let data = c.login(&p).await.unwrap();
     assert_eq!(data.user_id, "demo-alice");
-    assert!(data.sig_expires_at > imlogin::clock::Clock::system().now_secs() + 3000);
+    assert!(data.sig_expires_at > imlogin::runtime::clock::Clock::system().now_secs() + 3000);
     for bad in [
         "",
         "user_id=",

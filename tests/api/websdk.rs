@@ -29,7 +29,7 @@ crate::both_configs!(
 async fn a_login_answers_what_the_sdk_needs_and_is_an_instance_like_any_other(backend: Backend) {
     let (_db, app) = spawn_on(backend, &[]).await;
     let mut sdk = Sdk::open(&app).await;
-    let before = imlogin::clock::unix_now();
+    let before = imlogin::runtime::clock::unix_now();
     let ok = sdk.login("sdk-user", &sig("sdk-user", None, 3600)).await;
     assert_eq!(ok["ActionStatus"], "OK", "{ok}");
     assert_eq!(ok["ErrorCode"], 0);
@@ -167,7 +167,7 @@ async fn every_command_gets_an_answer(backend: Backend) {
 async fn login_failures_come_in_the_sdk_shape(backend: Backend) {
     let (_db, app) = spawn_on(backend, &[]).await;
     let mut sdk = Sdk::open(&app).await;
-    let now = imlogin::clock::unix_now() as u64;
+    let now = imlogin::runtime::clock::unix_now() as u64;
     let cases = [
         (
             json!({"identifier":"u1","usersig": sig("u1", Some(now - 7200), 60)}),

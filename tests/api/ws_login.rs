@@ -255,7 +255,7 @@ async fn resume_of_kicked_or_gone_instances(backend: Backend) {
         g.resume("forged.token").await.unwrap_err().code(),
         Some(6026)
     );
-    let other_secret = imlogin::token::TokenSigner::new("not-the-server-secret-at-all");
+    let other_secret = imlogin::login::tokens::TokenSigner::new("not-the-server-secret-at-all");
     let forged = other_secret.sign(&imlogin::model::InstanceKey {
         sdkappid: APP,
         user_id: "rk-gone".into(),
@@ -284,7 +284,7 @@ async fn sig_expiry_notice_then_expiry_then_login_again(backend: Backend) {
     let (_db, app) = spawn_on(backend, &[("SESSION__SIG_EXPIRY_NOTICE_SECS", "300")]).await;
     let mut c = app.connect().await;
     let mut p = params("shortlived", "web");
-    let now = imlogin::clock::unix_now() as u64;
+    let now = imlogin::runtime::clock::unix_now() as u64;
     p.user_sig = sig("shortlived", Some(now), 2);
     let l = c.login(&p).await.unwrap();
     assert_eq!(l.sig_expires_at, now as i64 + 2);
@@ -300,7 +300,7 @@ async fn sig_expiry_notice_then_expiry_then_login_again(backend: Backend) {
         ClientEvent::UserSigExpired { code: 6206 }
     );
     assert!(
-        imlogin::clock::unix_now() > l.sig_expires_at,
+        imlogin::runtime::clock::unix_now() > l.sig_expires_at,
         "not before now > expires_at"
     );
     assert_eq!(c.status().await.unwrap(), 3);
@@ -313,7 +313,7 @@ async fn sig_expiry_notice_then_expiry_then_login_again(backend: Backend) {
 async fn renew_sig_extends_and_rearms(backend: Backend) {
     let (_db, app) = spawn_on(backend, &[("SESSION__SIG_EXPIRY_NOTICE_SECS", "300")]).await;
     let mut c = app.connect().await;
-    let now = imlogin::clock::unix_now() as u64;
+    let now = imlogin::runtime::clock::unix_now() as u64;
     let mut p = params("renewer", "mac");
     p.user_sig = sig("renewer", Some(now), 200);
     c.login(&p).await.unwrap();

@@ -23,7 +23,7 @@ async fn ops_before_login(backend: Backend) {
     let (_db, app) = spawn_on(backend, &[]).await;
     let c = app.connect().await;
     let t = c.ping().await.unwrap();
-    assert!((t - (imlogin::clock::unix_now() * 1000)).abs() < 5000);
+    assert!((t - (imlogin::runtime::clock::unix_now() * 1000)).abs() < 5000);
     assert_eq!(c.status().await.unwrap(), 3);
     assert_eq!(c.login_user().await.unwrap(), "");
     for op in ["logout", "renew_sig"] {
@@ -175,7 +175,7 @@ async fn login_answers_every_field(backend: Backend) {
     assert_eq!(d["platform"], "iphone");
     assert!(d["instance_id"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(d["session_token"].as_str().is_some_and(|s| !s.is_empty()));
-    assert!(d["sig_expires_at"].as_i64().unwrap() > imlogin::clock::unix_now());
+    assert!(d["sig_expires_at"].as_i64().unwrap() > imlogin::runtime::clock::unix_now());
     assert_eq!(d["repeat_login"], false);
     assert!(d.get("resumed").is_none());
     assert_eq!(c.status().await.unwrap(), 1);

@@ -19,14 +19,14 @@ use super::frames::{self, Command, LoginAnswer, Request};
 use super::{inst_id, kick_type, tiny_id, HELLO_INTERVAL_SECS};
 use crate::gateway::driver::{start, Dialect, Flow, Running, Shell, Started, Transport};
 use crate::gateway::io::{Inbound, Outbound};
-use crate::gateway::protocol::close;
-use crate::hub::Push;
-use crate::metrics::OnlineMark;
+use crate::gateway::native::protocol::close;
+use crate::login::service::{LoginOk, Recheck, Sessions};
 use crate::model::error::{Code, Failure};
 use crate::model::Cause;
 use crate::model::KickReason;
 use crate::model::{ConnRef, InstanceKey, Kick};
-use crate::sessions::{LoginOk, Recheck, Sessions};
+use crate::push::hub::Push;
+use crate::runtime::metrics::OnlineMark;
 
 /// The instance this connection is logged in as.
 struct Current {
@@ -357,7 +357,7 @@ impl WebSdk {
                 (Attempt::Resume(key), work as _)
             }
             Login::Sig(request) => {
-                if matches!(request, crate::request::LoginRequest::Valid(_)) {
+                if matches!(request, crate::login::request::LoginRequest::Valid(_)) {
                     self.leave_current(sh).await;
                 }
                 let work = Box::pin(async move { sessions.login(request, ip, Some(conn)).await });
@@ -483,7 +483,7 @@ fn kick_push(kick: Kick) -> String {
 }
 
 enum Login {
-    Sig(crate::request::LoginRequest),
+    Sig(crate::login::request::LoginRequest),
     A2(String),
 }
 

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::login::request::{Fields, LoginRequest};
 use crate::model::Failure;
-use crate::request::{Fields, LoginRequest};
 
 /// Commands imlogin answers itself; every other one is answered [`crate::model::Code::Unsupported`].
 #[derive(Debug)]

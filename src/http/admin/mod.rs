@@ -2,6 +2,5 @@
 //! the native one ([`native`]), with its OpenAPI document.
 
 pub mod native;
-pub mod rate;
 pub mod user_query;
 pub mod v4;

@@ -16,8 +16,8 @@ use serde_json::{json, Map, Value};
 
 use crate::accounts::Profile;
 use crate::admin::{Admin, AdminActor, AdminError, OnlineState};
-use crate::http::admin::rate::RateLimiter;
 use crate::http::serve::ClientIp;
+use crate::limits::rate::RateLimiter;
 use crate::model::is_valid_user_id;
 use crate::model::Code;
 use crate::model::Platform;

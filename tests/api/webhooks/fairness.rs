@@ -71,7 +71,7 @@ async fn a_hanging_receiver_does_not_delay_another_apps_events(backend: Backend)
             OTHER_KEY,
             "b-user",
             3600,
-            imlogin::clock::unix_now() as u64,
+            imlogin::runtime::clock::unix_now() as u64,
         ),
         platform: "web".into(),
         device_id: None,
@@ -102,7 +102,7 @@ async fn a_hanging_receiver_does_not_delay_another_apps_events(backend: Backend)
 
 /// Login fields for `user` of app `sdkappid`, whose key is `key`.
 fn login_of(sdkappid: u32, key: &str, user: &str) -> LoginParams {
-    let now = imlogin::clock::unix_now() as u64;
+    let now = imlogin::runtime::clock::unix_now() as u64;
     LoginParams {
         sdkappid,
         user_id: user.into(),

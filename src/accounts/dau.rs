@@ -9,9 +9,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountStore;
-use crate::clock::utc_date;
-use crate::metrics::Metrics;
-use crate::users::Users;
+use crate::registry::users::Users;
+use crate::runtime::clock::utc_date;
+use crate::runtime::metrics::Metrics;
 
 /// Rows one statement writes at most.
 const MAX_GROUP: usize = 512;
@@ -28,7 +28,7 @@ pub struct Dau {
     queue: mpsc::Sender<Row>,
 }
 
-/// The task that writes queued marks, owned by the application (see [`crate::workers`]).
+/// The task that writes queued marks, owned by the application (see [`crate::runtime::workers`]).
 pub struct DauWorker {
     store: Arc<dyn AccountStore>,
     users: Arc<Users>,
@@ -126,8 +126,8 @@ impl DauWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Clock;
-    use crate::db::sqlite::SqliteStore;
+    use crate::runtime::clock::Clock;
+    use crate::store::sqlite::SqliteStore;
     use std::time::Duration;
 
     #[tokio::test]

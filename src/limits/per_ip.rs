@@ -11,8 +11,8 @@ use dashmap::DashMap;
 use tokio::time::Instant;
 
 use super::bucket::TokenBucket;
-use crate::auth::throttle::Client;
-use crate::counted::{Counted, Held};
+use crate::limits::counted::{Counted, Held};
+use crate::limits::throttle::Client;
 
 pub struct PerIp(Arc<Counted<Client>>);
 

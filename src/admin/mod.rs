@@ -6,14 +6,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::accounts::{Account, Profile};
-use crate::auth::throttle::Throttle;
-use crate::clock::{days_from_date, utc_date};
-use crate::db::{Database, StoreError};
+use crate::limits::throttle::Throttle;
+use crate::login::service::Sessions;
 use crate::model::is_valid_user_id;
 use crate::model::Platform;
 use crate::model::{Instance, InstanceKey};
 use crate::model::{KickReason, Policy};
-use crate::sessions::Sessions;
+use crate::runtime::clock::{days_from_date, utc_date};
+use crate::store::{Database, StoreError};
 use crate::webhooks::outbox::StoredDeadLetter;
 
 /// Who asks: an admin UserID (REST v4) or an app's API key (native), and from where.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::accounts::AccountStore;
 use crate::config::DatabaseSettings;
-use crate::policies::PolicyStore;
+use crate::registry::policies::PolicyStore;
 use crate::webhooks::outbox::OutboxStore;
 
 /// A storage failure: the database is unreachable or refused the query. Logins map it to 70169.

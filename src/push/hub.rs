@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use tokio::sync::oneshot;
 
-use crate::bus::{Bus, Message};
 use crate::model::ConnRef;
 use crate::model::KickReason;
 use crate::model::Platform;
+use crate::push::bus::{Bus, Message};
 
 /// Tells whoever waits for a kick that it is done: when dropped, which the connection does once the event is
 /// written (or at once, if it cannot write it).

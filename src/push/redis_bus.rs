@@ -13,7 +13,7 @@ use redis::{ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bus, Envelope, Incoming, Message};
+use super::bus::{Bus, Envelope, Incoming, Message};
 use crate::registry::RegistryError;
 
 /// Messages waiting to be published; past that a message is dropped (the registry stays right, and a node that
@@ -60,7 +60,7 @@ impl Bus for RedisBus {
     }
 }
 
-/// The bus's task: publishes what nodes send, hands on what arrives (see [`crate::workers`]).
+/// The bus's task: publishes what nodes send, hands on what arrives (see [`crate::runtime::workers`]).
 pub struct BusWorker {
     node: u64,
     publisher: ConnectionManager,

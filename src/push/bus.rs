@@ -7,8 +7,6 @@
 //! What crosses nodes is data only: a waiting login learns that its kick was written through an [`Message::Ack`]
 //! sent back to its node, never through an in-process handle.
 
-pub mod redis;
-
 use serde::{Deserialize, Serialize};
 
 use crate::model::KickReason;

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::admin::Admin;
+use crate::app::telemetry::LogControl;
 use crate::config::{ConfigError, LimitSettings, Settings};
-use crate::telemetry::LogControl;
 
 /// What a reload changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use dashmap::DashMap;
 
-use crate::db::StoreResult;
+use crate::config::apps::SdkApp;
 use crate::model::Policy;
-use crate::sdkapps::SdkApp;
+use crate::store::StoreResult;
 
 /// Where admins' policies are kept.
 #[async_trait]

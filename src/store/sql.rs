@@ -128,9 +128,9 @@ macro_rules! sql_stores {
     ($store:ty, $db:ty) => {
         const _: () = {
             use $crate::accounts::{Account, AccountStore, Profile};
-            use $crate::db::sql::DeadRow;
-            use $crate::db::{sql, StoreResult};
             use $crate::model::{Mode, Policy};
+            use $crate::store::sql::DeadRow;
+            use $crate::store::{sql, StoreResult};
             use $crate::webhooks::outbox::{DeadLetter, StoredDeadLetter};
 
             #[async_trait::async_trait]
@@ -329,7 +329,7 @@ macro_rules! sql_stores {
             }
 
             #[async_trait::async_trait]
-            impl $crate::policies::PolicyStore for $store {
+            impl $crate::registry::policies::PolicyStore for $store {
                 async fn load_policies(&self) -> StoreResult<Vec<(u32, Policy)>> {
                     let rows: Vec<(i64, String, i32, i32)> = sqlx::query_as(sql::GET_POLICIES)
                         .fetch_all(&self.pool)

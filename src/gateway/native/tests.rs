@@ -14,20 +14,20 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::accounts::dau::Dau;
 use crate::accounts::Accounts;
-use crate::auth::Authenticator;
-use crate::clock::Clock;
+use crate::config::apps::SdkApps;
 use crate::config::Settings;
-use crate::dau::Dau;
-use crate::db::Database;
 use crate::gateway::driver;
-use crate::hub::Mailbox;
-use crate::policies::Policies;
+use crate::login::auth::Authenticator;
+use crate::login::request::Fields;
+use crate::login::service::{Parts, SessionTiming};
+use crate::push::hub::Mailbox;
 use crate::registry::memory::MemoryRegistry;
-use crate::request::Fields;
-use crate::sdkapps::SdkApps;
-use crate::sessions::{Parts, SessionTiming};
-use crate::users::Users;
+use crate::registry::policies::Policies;
+use crate::registry::users::Users;
+use crate::runtime::clock::Clock;
+use crate::store::Database;
 use crate::usersig::tls;
 use crate::webhooks::outbox::Outbox;
 
@@ -184,7 +184,7 @@ async fn sessions(users: &[&str]) -> Arc<Sessions> {
         clock,
         metrics: None,
         node: 1,
-        bus: Arc::new(crate::bus::LocalBus),
+        bus: Arc::new(crate::push::bus::LocalBus),
         logins_in_progress_per_app: 1000,
     })
 }

@@ -3,9 +3,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::login::request::{string, Fields, LoginRequest, NotAnObject};
 use crate::model::error::{Code, Failure};
 use crate::model::Platform;
-use crate::request::{string, Fields, LoginRequest, NotAnObject};
 
 /// A request with a valid id and a known op, its fields typed. Field errors that must be answered in a
 /// particular order (after the throttle for a login, after the login state for `renew_sig`) travel inside.

@@ -9,23 +9,23 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Authenticator;
-use crate::bus::{Bus, Incoming, Message};
-use crate::clock::Clock;
-use crate::counted::Counted;
-use crate::dau::Dau;
-use crate::hub::{Ack, Hub, Push};
-use crate::metrics::Metrics;
+use crate::accounts::dau::Dau;
+use crate::limits::counted::Counted;
+use crate::login::auth::Authenticator;
+use crate::login::request::LoginRequest;
+use crate::login::settle::{Unsettled, Write};
+use crate::login::tokens::TokenSigner;
 use crate::model::error::{Code, Failure};
 use crate::model::Cause;
 use crate::model::KickReason;
 use crate::model::Platform;
 use crate::model::{ConnRef, Instance, InstanceKey, Kick, Seq};
-use crate::policies::Policies;
+use crate::push::bus::{Bus, Incoming, Message};
+use crate::push::hub::{Ack, Hub, Push};
+use crate::registry::policies::Policies;
 use crate::registry::{Attach, Reaped, RegResult, Registry, RegistryError, RemoveIf};
-use crate::request::LoginRequest;
-use crate::settle::{Unsettled, Write};
-use crate::token::TokenSigner;
+use crate::runtime::clock::Clock;
+use crate::runtime::metrics::Metrics;
 use crate::webhooks::event::StateChange;
 use crate::webhooks::outbox::Outbox;
 
@@ -114,7 +114,7 @@ pub struct Sessions {
     in_progress: Arc<Counted<u32>>,
     /// Connection ends waiting for [`Sessions::detach_until`], while it runs.
     ended: OnceLock<mpsc::UnboundedSender<Ended>>,
-    /// Registry writes to do again once the registry answers (see [`crate::settle`]).
+    /// Registry writes to do again once the registry answers (see [`crate::login::settle`]).
     unsettled: Unsettled,
 }
 

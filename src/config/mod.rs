@@ -1,19 +1,23 @@
 //! Configuration: the embedded `config/default.toml`, then an optional file, then `IMLOGIN__SECTION__KEY`
 //! environment variables (PROTOCOL §10). Every failure names the key it is about.
 
+pub mod apps;
+pub mod public_secrets;
+pub mod secret;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::secret::{MaskedUrl, Secret};
 use crate::model::validate_user_id;
 use crate::model::Policy;
-pub use crate::secret::{MaskedUrl, Secret};
 use crate::usersig::jwt::{JwtAlgorithm, JwtVerifier};
 
 /// The embedded defaults: a SQLite file under `data/`, the in-memory registry and one demo app.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// The demo app of the embedded defaults. Its keys are public (for trying only): an app configured with its
 /// SDKAppID and secret key is "the demo", for which the server also serves `/demo`.
@@ -457,7 +461,7 @@ impl Settings {
                 return Err(key_err(key, "must be at least 1"));
             }
         }
-        if crate::telemetry::filter_for(&self.log.level).is_err() {
+        if crate::app::telemetry::filter_for(&self.log.level).is_err() {
             return Err(key_err("log.level", "is not a valid tracing filter"));
         }
         if self.apps.is_empty() {
@@ -551,8 +555,8 @@ impl Settings {
 
     /// The keys that hold a secret this repository publishes (the demo's, the deployment examples'): for
     /// trying only, warned about at start and by `check-config`.
-    pub fn public_secrets(&self) -> Vec<crate::public_secrets::PublicSecret> {
-        crate::public_secrets::find(self)
+    pub fn public_secrets(&self) -> Vec<crate::config::public_secrets::PublicSecret> {
+        crate::config::public_secrets::find(self)
     }
 }
 

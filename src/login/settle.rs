@@ -23,10 +23,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::login::service::{Actor, Sessions};
 use crate::model::Cause;
 use crate::model::{ConnRef, InstanceKey};
 use crate::registry::RemoveIf;
-use crate::sessions::{Actor, Sessions};
 
 /// Writes kept for retry at most; past it, the sweep settles what was not kept.
 pub const MAX_QUEUED: usize = 100_000;

@@ -9,21 +9,21 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::driver::{start, Dialect, Flow, Running, Shell, Started, Transport};
-use super::io::{Inbound, Outbound};
 use super::protocol::{self, close, BadFrame, Event, LoginStatus, Op, Request};
-use crate::hub::Push;
-use crate::metrics::OnlineMark;
+use crate::gateway::driver::{start, Dialect, Flow, Running, Shell, Started, Transport};
+use crate::gateway::io::{Inbound, Outbound};
+use crate::login::request::LoginRequest;
+use crate::login::service::{LoginOk, Recheck, Sessions};
 use crate::model::error::{Code, Failure};
 use crate::model::Cause;
 use crate::model::Platform;
 use crate::model::{ConnRef, InstanceKey};
-use crate::request::LoginRequest;
-use crate::sessions::{LoginOk, Recheck, Sessions};
+use crate::push::hub::Push;
+use crate::runtime::metrics::OnlineMark;
 
 /// Requests that may wait behind a login in progress before the connection counts as abusive (close 1008).
 pub const MAX_QUEUED: usize = 64;
-pub use super::wire::OUT_HIGH_WATER;
+pub use crate::gateway::wire::OUT_HIGH_WATER;
 
 /// A connection's limits.
 #[derive(Debug, Clone, Copy)]
@@ -549,5 +549,5 @@ impl Native {
 }
 
 #[cfg(test)]
-#[path = "connection_tests.rs"]
+#[path = "tests.rs"]
 mod tests;

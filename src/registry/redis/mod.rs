@@ -25,10 +25,10 @@ use redis::{IntoConnectionInfo, Script, Value};
 use super::memory::MAX_KICKS_REMEMBERED;
 use super::policy::{self};
 use super::{Admitted, Attach, Reaped, RegResult, Registry, RegistryError, RemoveIf};
-use crate::clock::Clock;
 use crate::model::Platform;
 use crate::model::{ConnRef, Instance, InstanceKey, Kick, Seq};
 use crate::model::{KickReason, Policy};
+use crate::runtime::clock::Clock;
 
 /// Users one reap step and one scan step look at.
 const BATCH: usize = 500;

@@ -2,6 +2,9 @@
 //! the background workers and binds the listener (port 0 allowed, so tests start the real server);
 //! [`Application::run_until_stopped`] serves until shutdown and then stops everything in order.
 
+pub mod reload;
+pub mod telemetry;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,27 +16,27 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
+use crate::accounts::dau::Dau;
 use crate::accounts::Accounts;
 use crate::admin::Admin;
-use crate::auth::Authenticator;
-use crate::bus::{Bus, LocalBus};
-use crate::clock::Clock;
+use crate::config::apps::SdkApps;
 use crate::config::{RegistryBackend, Settings};
-use crate::dau::Dau;
-use crate::db::Database;
-use crate::gateway::connection::Limits;
+use crate::gateway::native::connection::Limits;
 use crate::http::serve::{serve, RefuseAtAccept, ServeOptions};
-use crate::metrics::Metrics;
-use crate::policies::Policies;
+use crate::login::auth::Authenticator;
+use crate::login::service::{Parts, SessionTiming, Sessions};
+use crate::push::bus::{Bus, LocalBus};
 use crate::registry::memory::MemoryRegistry;
+use crate::registry::policies::Policies;
 use crate::registry::redis::RedisRegistry;
+use crate::registry::users::Users;
 use crate::registry::Registry;
-use crate::sdkapps::SdkApps;
-use crate::sessions::{Parts, SessionTiming, Sessions};
-use crate::users::Users;
+use crate::runtime::clock::Clock;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::workers::Workers;
+use crate::store::Database;
 use crate::webhooks::delivery::Delivery;
 use crate::webhooks::outbox::Outbox;
-use crate::workers::Workers;
 use crate::{gateway, http};
 
 /// Everything a handler may need: one shared pointer, so that a request (whose handler clones the state, as
@@ -61,11 +64,11 @@ pub struct Shared {
     /// Shared: each connection's task keeps a pointer, not a copy, for its whole life.
     pub connection_limits: Arc<Limits>,
     /// Open WebSockets per client (`limits.connections_per_ip`).
-    pub per_ip: Arc<gateway::per_ip::PerIp>,
+    pub per_ip: Arc<crate::limits::per_ip::PerIp>,
     /// New WebSockets per client a second (`limits.new_connections_per_ip_per_second`).
-    pub new_per_ip: Arc<gateway::per_ip::RatePerIp>,
+    pub new_per_ip: Arc<crate::limits::per_ip::RatePerIp>,
     /// WebSockets closed for abuse per client a second (`limits.abusive_closes_per_ip_per_second`).
-    pub abusive_per_ip: Arc<gateway::per_ip::RatePerIp>,
+    pub abusive_per_ip: Arc<crate::limits::per_ip::RatePerIp>,
 }
 
 impl AppState {
@@ -168,7 +171,7 @@ impl Application {
         if let Some(incoming) = incoming {
             // Stopped after the connection ends, so that those the registry could not take are tried once more.
             workers.start("unsettled writes", |stop| {
-                crate::settle::settle_until(sessions.clone(), stop)
+                crate::login::settle::settle_until(sessions.clone(), stop)
             });
             workers.start("cluster heartbeat", |stop| {
                 sessions.clone().heartbeat_until(stop)
@@ -195,13 +198,13 @@ impl Application {
             Some(_) => Some(bind(settings.server.metrics_listen)?),
             None => None,
         };
-        let per_ip = Arc::new(gateway::per_ip::PerIp::new(
+        let per_ip = Arc::new(crate::limits::per_ip::PerIp::new(
             settings.limits.connections_per_ip,
         ));
-        let new_per_ip = Arc::new(gateway::per_ip::RatePerIp::new(
+        let new_per_ip = Arc::new(crate::limits::per_ip::RatePerIp::new(
             settings.limits.new_connections_per_ip_per_second,
         ));
-        let abusive_per_ip = Arc::new(gateway::per_ip::RatePerIp::new(
+        let abusive_per_ip = Arc::new(crate::limits::per_ip::RatePerIp::new(
             settings.limits.abusive_closes_per_ip_per_second,
         ));
         let state = AppState(Arc::new(Shared {
@@ -238,9 +241,9 @@ impl Application {
     pub fn reloader(
         &self,
         file: Option<std::path::PathBuf>,
-        log: crate::telemetry::LogControl,
-    ) -> Arc<crate::reload::Reloader> {
-        Arc::new(crate::reload::Reloader::new(
+        log: crate::app::telemetry::LogControl,
+    ) -> Arc<crate::app::reload::Reloader> {
+        Arc::new(crate::app::reload::Reloader::new(
             file,
             (*self.state.settings).clone(),
             self.state.admin.clone(),
@@ -434,7 +437,7 @@ async fn cluster(
     u64,
     Arc<dyn Registry>,
     Arc<dyn Bus>,
-    Option<tokio::sync::mpsc::Receiver<crate::bus::Incoming>>,
+    Option<tokio::sync::mpsc::Receiver<crate::push::bus::Incoming>>,
 )> {
     let r = &settings.registry;
     match r.backend {
@@ -455,10 +458,15 @@ async fn cluster(
             let node = crate::registry::redis::node_number(&conn, &r.namespace)
                 .await
                 .map_err(unreachable)?;
-            let (bus, worker, incoming) =
-                crate::bus::redis::connect(url, &r.namespace, node, conn.clone(), REDIS_TIMEOUT)
-                    .await
-                    .map_err(unreachable)?;
+            let (bus, worker, incoming) = crate::push::redis_bus::connect(
+                url,
+                &r.namespace,
+                node,
+                conn.clone(),
+                REDIS_TIMEOUT,
+            )
+            .await
+            .map_err(unreachable)?;
             workers.start("bus", |stop| worker.run(stop));
             let registry = RedisRegistry::new(
                 conn,
@@ -517,7 +525,7 @@ pub fn raise_open_files_limit() {
 }
 
 /// Re-reads the configuration at every SIGHUP, for as long as the process runs.
-pub fn reload_on_sighup(reloader: Arc<crate::reload::Reloader>) {
+pub fn reload_on_sighup(reloader: Arc<crate::app::reload::Reloader>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

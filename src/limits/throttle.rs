@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use dashmap::DashMap;
 
-use crate::clock::Clock;
 use crate::model::error::{Code, Failure};
+use crate::runtime::clock::Clock;
 
 const WINDOW_MS: i64 = 60_000;
 /// Keys each map holds at most. Past that (after a sweep), a new key's failures are not counted until room

@@ -4,18 +4,16 @@
 //! undecodable 70003 · unknown app 70020 · SDKAppID mismatch 70014 · UserID mismatch 70013 · bad signature 70009 ·
 //! expired 70001 · revoked 70052 · disabled 70051. The WebSocket and HTTP logins both call [`Authenticator`].
 
-pub mod throttle;
-
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::accounts::{Accounts, LoginState};
-use crate::clock::Clock;
+use crate::config::apps::{SdkApp, SdkApps};
+use crate::limits::throttle::Throttle;
+use crate::login::request::LoginRequest;
 use crate::model::error::{Code, Failure};
-use crate::request::LoginRequest;
-use crate::sdkapps::{SdkApp, SdkApps};
+use crate::runtime::clock::Clock;
 use crate::usersig::{Ticket, Verified};
-use throttle::Throttle;
 
 /// A login that passed every check: the account exists durably. The request's fields are the caller's, who
 /// still holds the request.

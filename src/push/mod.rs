@@ -1,0 +1,6 @@
+//! How a change reaches the connection it concerns: this node's connections ([`hub`]), and the other nodes
+//! ([`bus`], on Redis pub/sub in a cluster, see [`redis_bus`]).
+
+pub mod bus;
+pub mod hub;
+pub mod redis_bus;
