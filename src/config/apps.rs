@@ -1,5 +1,5 @@
 //! The configured apps (tenants), each named by its SDKAppID: keys, admins, policy, webhook. Not to be confused
-//! with [`crate::app`], which assembles the server.
+//! with the application, which assembles the server.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! environment variables (PROTOCOL §10). Every failure names the key it is about.
 
 pub mod apps;
+pub mod log;
 pub mod public_secrets;
 pub mod secret;
 
@@ -461,7 +462,7 @@ impl Settings {
                 return Err(key_err(key, "must be at least 1"));
             }
         }
-        if crate::app::telemetry::filter_for(&self.log.level).is_err() {
+        if log::filter_for(&self.log.level).is_err() {
             return Err(key_err("log.level", "is not a valid tracing filter"));
         }
         if self.apps.is_empty() {

@@ -1,7 +1,7 @@
-//! The WebSocket gateway at `GET /v1/ws` (PROTOCOL §3): the upgrade ([`ws`]), the frames ([`protocol`]), the
-//! transport ([`io`]), the write queue ([`wire`]), the loop every connection runs ([`driver`]) and the protocol's
-//! state machine ([`connection`]); and beside it the gateway of the cloud IM's Web SDK ([`websdk`]) over the same
-//! login service and the same loop.
+//! The WebSocket gateway at `GET /v1/ws` (PROTOCOL §3): the upgrade ([`ws`]), the transport ([`io`]), the
+//! write queue ([`wire`]), the loop every connection runs ([`driver`]) and the protocol's frames and state
+//! machine ([`native`]); and beside it the gateway of the cloud IM's Web SDK ([`websdk`]) over the same login
+//! service and the same loop. Its handlers take the [`Gateway`], their part of the application's state.
 
 pub mod driver;
 pub mod io;
@@ -10,14 +10,19 @@ pub mod websdk;
 pub mod wire;
 pub mod ws;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
+use tokio_util::task::TaskTracker;
+
 use crate::http::serve::ClientIp;
+use crate::limits::per_ip::{PerIp, RatePerIp};
+use crate::login::service::Sessions;
+use native::connection::Limits;
 use wire::Ending;
 
 /// How long a closing connection waits for the client to take the close frame and close its side.
@@ -32,14 +37,64 @@ pub enum Protocol {
     WebSdk { binary: bool },
 }
 
+/// What the gateway's handlers use: the login service, every connection's limits, the limits per client
+/// address, and the tracker of the connections' tasks (awaited at shutdown: the HTTP server does not see
+/// upgraded sockets). One pointer, cloned for each upgrade.
+#[derive(Clone)]
+pub struct Gateway(Arc<Parts>);
+
+struct Parts {
+    sessions: Arc<Sessions>,
+    /// Shared: each connection's task keeps a pointer, not a copy, for its whole life.
+    limits: Arc<Limits>,
+    /// Open WebSockets per client (`limits.connections_per_ip`).
+    per_ip: PerIp,
+    /// New WebSockets per client a second (`limits.new_connections_per_ip_per_second`).
+    new_per_ip: RatePerIp,
+    /// WebSockets closed for abuse per client a second (`limits.abusive_closes_per_ip_per_second`).
+    abusive_per_ip: Arc<RatePerIp>,
+    connections: TaskTracker,
+}
+
+impl Gateway {
+    pub fn new(
+        sessions: Arc<Sessions>,
+        limits: Limits,
+        per_ip: PerIp,
+        new_per_ip: RatePerIp,
+        abusive_per_ip: RatePerIp,
+    ) -> Gateway {
+        Gateway(Arc::new(Parts {
+            sessions,
+            limits: Arc::new(limits),
+            per_ip,
+            new_per_ip,
+            abusive_per_ip: Arc::new(abusive_per_ip),
+            connections: TaskTracker::new(),
+        }))
+    }
+
+    /// The connections' tasks: closed and awaited at shutdown.
+    pub fn connections(&self) -> &TaskTracker {
+        &self.0.connections
+    }
+
+    /// Whether a client is to be refused at once when it connects (its sockets were closed for abuse past its
+    /// allowance).
+    pub fn refuses(&self) -> impl Fn(std::net::IpAddr) -> bool + Send + Sync + 'static {
+        let abusive = self.0.abusive_per_ip.clone();
+        move |ip| abusive.exhausted(ip)
+    }
+}
+
 /// `GET /v1/ws`.
-pub async fn upgrade(state: State<AppState>, ip: ClientIp, request: Request) -> Response {
+pub async fn upgrade(state: State<Gateway>, ip: ClientIp, request: Request) -> Response {
     serve_upgrade(state, ip, request, Protocol::Native)
 }
 
 /// Upgrades `request` and serves the socket in `protocol` until it ends, then closes it lingering.
 pub fn serve_upgrade(
-    State(state): State<AppState>,
+    State(Gateway(state)): State<Gateway>,
     ClientIp(ip): ClientIp,
     request: Request,
     protocol: Protocol,
@@ -65,7 +120,7 @@ pub fn serve_upgrade(
         )
             .into_response();
     };
-    let limits = state.connection_limits.clone();
+    let limits = state.limits.clone();
     let sessions = state.sessions.clone();
     let abusive = state.abusive_per_ip.clone();
     ws::accept(

@@ -1,6 +1,8 @@
 //! The client HTTP API (PROTOCOL §6): `POST /v1/login`, `GET /v1/session`, `POST /v1/logout`. Every body is
 //! `{code, message, data?}`; the status follows the code.
 
+use std::sync::Arc;
+
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -8,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::http::serve::ClientIp;
 use crate::login::request::{Fields, LoginRequest};
+use crate::login::service::Sessions;
 use crate::model::error::{Code, Failure};
 
 fn reply(result: Result<Value, Failure>) -> Response {
@@ -41,7 +43,7 @@ const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 async fn request_fields(body: Body) -> Result<Fields, Response> {
     use http_body_util::BodyExt;
     let invalid = |why: String| Failure::with_message(Code::InvalidParameters, why);
-    let limit = crate::app::CLIENT_BODY_LIMIT;
+    let limit = CLIENT_BODY_LIMIT;
     let mut body = body;
     let mut bytes = Vec::new();
     let mut seen = 0usize;
@@ -84,23 +86,30 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Failure> {
         })
 }
 
-pub async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: Body) -> Response {
+/// The largest body of a client HTTP request: a login with a long JWT fits in a few KiB.
+pub const CLIENT_BODY_LIMIT: usize = 8 * 1024;
+
+pub async fn login(
+    State(sessions): State<Arc<Sessions>>,
+    ClientIp(ip): ClientIp,
+    body: Body,
+) -> Response {
     let fields = match request_fields(body).await {
         Ok(f) => f,
         Err(response) => return response,
     };
     let result = async {
         let request = LoginRequest::from_fields(fields);
-        let ok = state.sessions.login(request, ip, None).await?;
+        let ok = sessions.login(request, ip, None).await?;
         Ok(serde_json::to_value(ok.data()).expect("serializable"))
     }
     .await;
     reply(result)
 }
 
-pub async fn session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn session(State(sessions): State<Arc<Sessions>>, headers: HeaderMap) -> Response {
     let result = async {
-        let inst = state.sessions.session(bearer(&headers)?).await?;
+        let inst = sessions.session(bearer(&headers)?).await?;
         Ok(json!({
             "user_id": inst.user_id,
             "platform": inst.platform,
@@ -114,12 +123,12 @@ pub async fn session(State(state): State<AppState>, headers: HeaderMap) -> Respo
 }
 
 pub async fn logout(
-    State(state): State<AppState>,
+    State(sessions): State<Arc<Sessions>>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        state.sessions.http_logout(bearer(&headers)?, ip).await?;
+        sessions.http_logout(bearer(&headers)?, ip).await?;
         Ok(json!({}))
     }
     .await;

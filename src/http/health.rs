@@ -5,14 +5,20 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
+use std::sync::Arc;
+
+use crate::login::service::Sessions;
+use crate::store::Database;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let (db, registry) = tokio::join!(state.db.accounts.ping(), state.sessions.registry.ping());
+pub async fn readyz(
+    State(db): State<Database>,
+    State(sessions): State<Arc<Sessions>>,
+) -> (StatusCode, Json<Value>) {
+    let (db, registry) = tokio::join!(db.accounts.ping(), sessions.registry.ping());
     if let Err(e) = &db {
         tracing::warn!(error = %e, "readiness check: database unreachable");
     }

@@ -3,6 +3,8 @@
 //! public key). Their HTML and CSS (`web/src`) and bundled scripts (`web/dist`) are embedded in the binary:
 //! nothing is fetched from anywhere.
 
+use std::sync::Arc;
+
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,8 +13,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::config::demo_app;
+use crate::login::service::Sessions;
 use crate::model::is_valid_user_id;
 use crate::usersig::tls;
 
@@ -29,7 +31,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 /// How long a demo UserSig lasts (the demo's client asks for a fresh one before it expires).
 const DEMO_SIG_SECS: u64 = 3600;
 
-pub fn routes() -> Router<AppState> {
+/// The console's and the demo's routes (the demo reads the configured apps through `sessions`).
+pub fn routes(sessions: Arc<Sessions>) -> Router {
     Router::new()
         .route(
             "/console",
@@ -52,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route("/demo/demo.js", get(demo_file))
         .route("/demo/style.css", get(demo_file))
         .route("/demo/usersig", get(demo_usersig))
+        .with_state(sessions)
 }
 
 fn page(body: &'static [u8], content_type: &'static str) -> Response {
@@ -79,9 +83,8 @@ fn page(body: &'static [u8], content_type: &'static str) -> Response {
 }
 
 /// The demo app as configured now (a live reload may have removed it or changed its key).
-fn demo(state: &AppState) -> Option<std::sync::Arc<crate::config::apps::SdkApp>> {
-    state
-        .sessions
+fn demo(sessions: &Sessions) -> Option<Arc<crate::config::apps::SdkApp>> {
+    sessions
         .auth
         .apps()
         .get(demo_app().sdkappid)
@@ -96,8 +99,8 @@ fn not_found() -> Response {
         .into_response()
 }
 
-async fn demo_file(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
-    if demo(&state).is_none() {
+async fn demo_file(State(sessions): State<Arc<Sessions>>, uri: axum::http::Uri) -> Response {
+    if demo(&sessions).is_none() {
         return not_found();
     }
     match uri.path() {
@@ -115,10 +118,10 @@ pub struct DemoSigQuery {
 /// A UserSig of the demo app for any valid UserID: what an app's own server would compute. Its key is public, so
 /// this gives nothing away; the console key is handed out only while it is the public default too.
 async fn demo_usersig(
-    State(state): State<AppState>,
+    State(sessions): State<Arc<Sessions>>,
     query: Result<Query<DemoSigQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(app) = demo(&state) else {
+    let Some(app) = demo(&sessions) else {
         return not_found();
     };
     let user_id =
@@ -131,7 +134,7 @@ async fn demo_usersig(
                 .into_response(),
         };
     let demo = demo_app();
-    let now = state.sessions.clock.now_secs().max(0) as u64;
+    let now = sessions.clock.now_secs().max(0) as u64;
     let user_sig = tls::generate(
         demo.sdkappid,
         demo.secret_key.expose(),

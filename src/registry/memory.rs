@@ -594,7 +594,7 @@ mod tests {
         let reg = MemoryRegistry::new(users.clone());
         let a = instance(1, Platform::Web, None, None);
         reg.admit(a.clone(), &Policy::default(), 0).await.unwrap();
-        let state = crate::accounts::LoginState {
+        let state = crate::store::accounts::LoginState {
             disabled: false,
             revoked_at: 0,
         };

@@ -14,9 +14,9 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::LoginState;
 use crate::registry::memory::UserEntry;
 use crate::runtime::clock::Clock;
+use crate::store::accounts::LoginState;
 
 /// A cached login state is believed this long: the bound on how stale this node's view of a disable or a
 /// revocation made elsewhere can be if its invalidation is lost.

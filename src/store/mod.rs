@@ -2,6 +2,9 @@
 //! ([`AccountStore`], [`PolicyStore`], [`OutboxStore`]). [`sql`] holds the one body both databases share, so
 //! they cannot drift apart; the contract tests run against both.
 
+pub mod accounts;
+pub mod outbox;
+pub mod policies;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -9,10 +12,11 @@ pub mod sqlite;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::accounts::AccountStore;
+pub use accounts::AccountStore;
+pub use outbox::OutboxStore;
+pub use policies::PolicyStore;
+
 use crate::config::DatabaseSettings;
-use crate::registry::policies::PolicyStore;
-use crate::webhooks::outbox::OutboxStore;
 
 /// A storage failure: the database is unreachable or refused the query. Logins map it to 70169.
 #[derive(Debug, thiserror::Error)]

@@ -98,8 +98,8 @@ pub struct DeadRow {
 }
 
 impl DeadRow {
-    pub fn into_stored(self) -> crate::webhooks::outbox::StoredDeadLetter {
-        use crate::webhooks::outbox::{DeadLetter, OutboxEvent, StoredDeadLetter};
+    pub fn into_stored(self) -> crate::store::outbox::StoredDeadLetter {
+        use crate::store::outbox::{DeadLetter, OutboxEvent, StoredDeadLetter};
         StoredDeadLetter {
             id: self.id,
             letter: DeadLetter {
@@ -127,11 +127,11 @@ impl DeadRow {
 macro_rules! sql_stores {
     ($store:ty, $db:ty) => {
         const _: () = {
-            use $crate::accounts::{Account, AccountStore, Profile};
             use $crate::model::{Mode, Policy};
+            use $crate::store::accounts::{Account, AccountStore, Profile};
+            use $crate::store::outbox::{DeadLetter, StoredDeadLetter};
             use $crate::store::sql::DeadRow;
             use $crate::store::{sql, StoreResult};
-            use $crate::webhooks::outbox::{DeadLetter, StoredDeadLetter};
 
             #[async_trait::async_trait]
             impl AccountStore for $store {
@@ -329,7 +329,7 @@ macro_rules! sql_stores {
             }
 
             #[async_trait::async_trait]
-            impl $crate::registry::policies::PolicyStore for $store {
+            impl $crate::store::PolicyStore for $store {
                 async fn load_policies(&self) -> StoreResult<Vec<(u32, Policy)>> {
                     let rows: Vec<(i64, String, i32, i32)> = sqlx::query_as(sql::GET_POLICIES)
                         .fetch_all(&self.pool)
@@ -377,7 +377,7 @@ macro_rules! sql_stores {
             }
 
             #[async_trait::async_trait]
-            impl $crate::webhooks::outbox::OutboxStore for $store {
+            impl $crate::store::outbox::OutboxStore for $store {
                 async fn outbox_insert(
                     &self,
                     writer: &str,

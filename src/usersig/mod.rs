@@ -2,8 +2,8 @@
 //!
 //! This module knows tickets and keys, nothing else: [`Ticket::decode`] tells the format and decodes (70002,
 //! 70003), [`Ticket::verify`] checks it against one app's [`Keys`] (70014, 70013, 70009, 70001). Which app's keys
-//! to use, and the checks that need state (throttle, revocation, disabled accounts), are the login's business
-//! ([`crate::login::auth`]).
+//! to use, and the checks that need state (throttle, revocation, disabled accounts), are the login service's
+//! business.
 
 pub mod jwt;
 pub mod tls;

@@ -155,7 +155,7 @@ async fn http_statuses_follow_the_codes(backend: Backend) {
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], 6026);
     // Disabled and revoked accounts: 403.
-    let accounts = app.state.accounts();
+    let accounts = app.state.sessions.auth.accounts();
     accounts
         .get_or_register(APP, "hs-disabled", 1)
         .await
@@ -213,6 +213,8 @@ async fn active_today(app: &TestApp) -> i64 {
     let today = imlogin::runtime::clock::utc_date(imlogin::runtime::clock::unix_now());
     let counts = app
         .state
+        .sessions
+        .auth
         .accounts()
         .store()
         .active_counts(APP, &today, &today)
@@ -294,6 +296,8 @@ async fn a_daily_active_mark_lost_to_an_outage_is_written_at_the_next_login() {
     let (_db, proxy, app) = crate::helpers::spawn_behind_proxy().await;
     // Registered and cached, but not yet active today.
     app.state
+        .sessions
+        .auth
         .accounts()
         .get_or_register(APP, "dau-outage", 1)
         .await
@@ -312,6 +316,8 @@ async fn a_daily_active_mark_lost_to_an_outage_is_written_at_the_next_login() {
     crate::helpers::eventually("the mark is written after the outage", || async {
         let today = imlogin::runtime::clock::utc_date(imlogin::runtime::clock::unix_now());
         app.state
+            .sessions
+            .auth
             .accounts()
             .store()
             .active_counts(APP, &today, &today)

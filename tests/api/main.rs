@@ -3,6 +3,7 @@
 mod accounts;
 mod admin_native;
 mod admin_v4;
+mod architecture;
 mod auth;
 mod cli;
 mod cluster;

@@ -186,7 +186,7 @@ async fn resume_moves_a_half_open_instance_and_closes_the_old_connection_4002(ba
     ));
     // The move did not disconnect it, even once the old connection has ended on the server too.
     crate::helpers::eventually("only the new connection is left", || async {
-        app.state.connections.len() == 1
+        app.state.gateway.connections().len() == 1
     })
     .await;
     let inst = instances(&app, "halfopen").await;

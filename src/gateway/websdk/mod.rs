@@ -10,8 +10,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use sha2::{Digest, Sha256};
 
-use super::{serve_upgrade, Protocol};
-use crate::app::AppState;
+use super::{serve_upgrade, Gateway, Protocol};
 use crate::http::serve::ClientIp;
 use crate::model::KickReason;
 use crate::model::Platform;
@@ -21,12 +20,12 @@ use crate::model::Platform;
 pub const HELLO_INTERVAL_SECS: u64 = 30;
 
 /// `GET /tim/binfo`: binary frames.
-pub async fn binfo(state: State<AppState>, ip: ClientIp, request: Request) -> Response {
+pub async fn binfo(state: State<Gateway>, ip: ClientIp, request: Request) -> Response {
     serve_upgrade(state, ip, request, Protocol::WebSdk { binary: true })
 }
 
 /// `GET /tim/info`: text frames (the SDK in `devMode`).
-pub async fn info(state: State<AppState>, ip: ClientIp, request: Request) -> Response {
+pub async fn info(state: State<Gateway>, ip: ClientIp, request: Request) -> Response {
     serve_upgrade(state, ip, request, Protocol::WebSdk { binary: false })
 }
 

@@ -23,7 +23,6 @@ use utoipa_axum::routes;
 use super::user_query as by_query;
 use crate::accounts::{Account, Profile};
 use crate::admin::{Admin, AdminActor, AdminError};
-use crate::app::AppState;
 use crate::http::serve::ClientIp;
 use crate::model::Instance;
 use crate::model::Platform;
@@ -763,8 +762,9 @@ impl Modify for BearerKey {
 struct Doc;
 
 /// The native admin routes, each behind the key check, and the OpenAPI document that describes them.
-pub fn routes(admin: Arc<Admin>) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::<AppState>::with_openapi(Doc::openapi())
+/// The native API's routes, with the admin service as their state, and the OpenAPI document they make.
+pub fn routes(admin: Arc<Admin>) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::<Arc<Admin>>::with_openapi(Doc::openapi())
         .routes(routes!(list_users))
         .routes(routes!(get_user, put_user, delete_user))
         .routes(routes!(disable_user))
@@ -786,6 +786,10 @@ pub fn routes(admin: Arc<Admin>) -> (axum::Router<AppState>, utoipa::openapi::Op
         .routes(routes!(list_dead_letters))
         .routes(routes!(retry_dead_letter))
         .routes(routes!(drop_dead_letter))
-        .route_layer(axum::middleware::from_fn_with_state(admin, require_app_key))
-        .split_for_parts()
+        .route_layer(axum::middleware::from_fn_with_state(
+            admin.clone(),
+            require_app_key,
+        ))
+        .split_for_parts();
+    (router.with_state(admin), doc)
 }
