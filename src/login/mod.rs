@@ -2,8 +2,13 @@
 //! gateway and the HTTP API alike; the checks of a login ([`auth`]), typed requests ([`request`]), session
 //! tokens ([`tokens`]) and the registry writes settled after a failure ([`settle`]).
 
+mod answer;
 pub mod auth;
+mod bearer;
+mod ends;
+mod kicks;
 pub mod request;
 pub mod service;
 pub mod settle;
 pub mod tokens;
+mod upkeep;

@@ -1,0 +1,203 @@
+//! Keeping this node and the registry in step: the reaper, the cluster heartbeat, what the bus brings, and the
+//! checks of the node's connections against the registry after pushes may have been lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::service::{Actor, Sessions};
+use crate::model::{Cause, ConnRef, InstanceKey, Kick};
+use crate::push::bus::{Incoming, Message};
+use crate::push::hub::Push;
+use crate::registry::{Attach, Reaped};
+
+/// Where a connection's instance stands in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recheck {
+    Attached,
+    /// Removed by a kick this node did not hear of.
+    Kicked(Kick),
+    /// Removed (its grace ended while the node was cut off): the client must resume, which tells it to log in.
+    Gone,
+}
+
+impl Sessions {
+    /// The reaper: removes disconnected instances at the end of their grace, or at their UserSig's expiry, a
+    /// quarter of the grace apart (at most a second), until `stop`. One task and one scan, instead of a timer
+    /// per instance.
+    pub async fn reap_until(self: Arc<Self>, stop: CancellationToken) {
+        let grace_ms = self.timing.reconnect_grace.as_millis() as i64;
+        let every = Duration::from_millis((grace_ms / 4).clamp(50, 1000) as u64);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            match self.registry.reap(self.clock.now_ms(), grace_ms).await {
+                Ok(reaped) => {
+                    for r in reaped {
+                        // The end of the grace sends nothing: the disconnection was reported when it happened.
+                        let (inst, seq, cause) = match r {
+                            Reaped::Expired(inst, seq) => (inst, seq, Cause::UserSigExpired),
+                            Reaped::Disconnected(inst, seq) => (inst, seq, Cause::Disconnect),
+                            Reaped::GraceEnded(_) => continue,
+                        };
+                        let ip = inst.ip;
+                        self.emit(&inst, seq, cause, Actor::Client(ip), Vec::new());
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not reap disconnected instances"),
+            }
+        }
+    }
+
+    /// Heartbeats into the cluster registry every second until `stop`; when the cluster had given this node up
+    /// (it was silent too long), its connections are checked against the registry. At the end, the node leaves.
+    pub async fn heartbeat_until(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = true;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => break,
+            }
+            match self.registry.heartbeat().await {
+                Ok(forgotten) => {
+                    if forgotten && !first {
+                        tracing::warn!(
+                            "the cluster had given this node up; checking its connections"
+                        );
+                        self.reconcile().await;
+                    }
+                    first = false;
+                }
+                Err(e) => tracing::warn!(error = %e, "cluster heartbeat failed"),
+            }
+        }
+        if let Err(e) = self.registry.leave().await {
+            tracing::warn!(error = %e, "could not leave the cluster; it will notice the silence");
+        }
+    }
+
+    /// Handles what the bus brings until it closes or `stop`.
+    pub async fn follow_bus(
+        self: Arc<Self>,
+        mut incoming: mpsc::Receiver<Incoming>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let next = tokio::select! {
+                n = incoming.recv() => n,
+                _ = stop.cancelled() => None,
+            };
+            match next {
+                None => return,
+                Some(Incoming::Resynced) => {
+                    self.reconcile().await;
+                }
+                Some(Incoming::Message(e)) => match e.message {
+                    Message::Account { sdkappid, user_id } => {
+                        self.auth.accounts().invalidate(sdkappid, &user_id)
+                    }
+                    Message::Policies => {
+                        if let Err(e) = self.policies.reload().await {
+                            tracing::warn!(error = %e, "could not reload the admins' policies");
+                        }
+                    }
+                    // Rate-limited: the settler checks the connections at its next sweep.
+                    Message::Recheck => self.unsettled.recheck(),
+                    message => self.hub.on_message(e.from, message),
+                },
+            }
+        }
+    }
+
+    /// Tells every node that an account's login state changed (an admin disabled, deleted or revoked it).
+    pub fn account_changed(&self, sdkappid: u32, user_id: &str) {
+        self.hub.bus().broadcast(Message::Account {
+            sdkappid,
+            user_id: user_id.to_owned(),
+        });
+    }
+
+    /// Tells every node that an admin changed a policy.
+    pub fn policies_changed(&self) {
+        self.hub.bus().broadcast(Message::Policies);
+    }
+
+    /// Brings this node back in line with the registry after pushes may have been lost: every connection checks
+    /// its instance ([`Sessions::recheck`]), and instances the registry holds as attached here, on connections
+    /// that no longer exist, are marked disconnected.
+    pub async fn reconcile(&self) -> bool {
+        self.hub.recheck_all();
+        self.sweep_ghosts().await
+    }
+
+    /// Tells every node (this one too) to check its connections against the registry: an undone write may have
+    /// kicked instances anywhere.
+    pub(crate) fn recheck_everywhere(&self) {
+        self.unsettled.recheck();
+        self.hub.bus().broadcast(Message::Recheck);
+    }
+
+    /// Marks disconnected every instance the registry holds as attached to a connection number this node does
+    /// not hold (a connection that ended while the registry could not be told, an attempt that failed); the
+    /// reaper removes them after the grace. `false` if the registry could not be read.
+    pub async fn sweep_ghosts(&self) -> bool {
+        match self.registry.node_instances().await {
+            Ok(instances) => {
+                let mut ghosts = 0;
+                for inst in instances {
+                    if let Some(conn) = inst.conn.filter(|c| !self.hub.holds(*c)) {
+                        self.detach(&inst.key(), conn, Cause::Disconnect).await;
+                        ghosts += 1;
+                    }
+                }
+                if ghosts > 0 {
+                    // Written by a request that reached the registry late, which may have kicked others too.
+                    tracing::warn!(
+                        ghosts,
+                        "instances of connections this node no longer holds were disconnected"
+                    );
+                    self.recheck_everywhere();
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list this node's instances");
+                false
+            }
+        }
+    }
+
+    /// Checks that the instance is still attached to `conn` (attaching it again if the cluster marked it
+    /// disconnected meanwhile).
+    pub async fn recheck(&self, key: &InstanceKey, conn: ConnRef) -> Recheck {
+        match self.registry.attach(key, conn, self.clock.now_secs()).await {
+            Ok(Attach::Attached { previous, .. }) => {
+                if let Some(previous) = previous {
+                    let push = Push::ResumedElsewhere {
+                        instance_id: key.instance_id.clone(),
+                    };
+                    self.hub.send(previous, push).await;
+                }
+                Recheck::Attached
+            }
+            // The connection's own timer tells its client.
+            Ok(Attach::Expired(_)) => Recheck::Attached,
+            Ok(Attach::Gone) => match self.registry.kicked(key).await {
+                Ok(Some(kick)) => Recheck::Kicked(kick),
+                _ => Recheck::Gone,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check an instance against the registry");
+                Recheck::Attached
+            }
+        }
+    }
+}
