@@ -6,13 +6,13 @@
 #
 #   scripts/redis-script-loop.sh [N=20000] [USERS=2000] [REDIS_URL=redis://127.0.0.1:6379]
 #
-# It runs the Lua functions of src/registry/lua/ (the prelude, `admit` of admit.lua, `detach` of
+# It runs the Lua functions of src/registry/redis/lua/ (the prelude, `admit` of admit.lua, `detach` of
 # detach_many.lua) under keys `imlogin-loop:*`, which it removes afterwards.
 set -euo pipefail
 n=${1:-20000}
 users=${2:-2000}
 url=${3:-redis://127.0.0.1:6379}
-lua=$(dirname "$0")/../src/registry/lua
+lua=$(dirname "$0")/../src/registry/redis/lua
 script="$(cat "$lua/prelude.lua")
 $(sed '/^return admit(/,$d' "$lua/admit.lua")
 $(sed '/^local ns, now, floor, due = ARGV/,$d' "$lua/detach_many.lua")
