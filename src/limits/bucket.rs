@@ -1,5 +1,6 @@
-//! A token bucket: `per_second` tokens a second, at most twice that saved up (the burst). Frames per socket, and
-//! new sockets per client address.
+//! The one token bucket: `per_second` tokens a second, at most `burst_secs` seconds' worth saved up. Frames per
+//! socket and new sockets per client address (a burst of two seconds), and the REST API's calls per app and
+//! command (one second).
 
 use std::time::Duration;
 
@@ -8,23 +9,47 @@ use tokio::time::Instant;
 #[derive(Debug, Clone, Copy)]
 pub struct TokenBucket {
     per_second: u32,
+    burst_secs: u32,
     /// In thousandths of a token.
     tokens: u32,
     last: Instant,
 }
 
 impl TokenBucket {
-    /// Full: a burst is allowed at once.
+    /// Full, with a burst of two seconds' worth: a burst is allowed at once.
     pub fn new(per_second: u32) -> TokenBucket {
-        TokenBucket {
-            per_second,
-            tokens: Self::capacity(per_second),
-            last: Instant::now(),
-        }
+        Self::with_burst(per_second, 2, Instant::now())
     }
 
-    fn capacity(per_second: u32) -> u32 {
-        per_second.saturating_mul(2000)
+    /// Full at `now`, holding at most `burst_secs` seconds' worth.
+    pub fn with_burst(per_second: u32, burst_secs: u32, now: Instant) -> TokenBucket {
+        let mut b = TokenBucket {
+            per_second,
+            burst_secs,
+            tokens: 0,
+            last: now,
+        };
+        b.tokens = b.capacity();
+        b
+    }
+
+    /// The rate it refills at.
+    pub fn per_second(&self) -> u32 {
+        self.per_second
+    }
+
+    /// Refills at `per_second` from now on (a reload changed the limit); what is saved stays, within the new
+    /// capacity.
+    pub fn set_rate(&mut self, per_second: u32, now: Instant) {
+        self.refill(now);
+        self.per_second = per_second;
+        self.tokens = self.tokens.min(self.capacity());
+    }
+
+    fn capacity(&self) -> u32 {
+        self.per_second
+            .saturating_mul(self.burst_secs)
+            .saturating_mul(1000)
     }
 
     fn refill(&mut self, now: Instant) {
@@ -34,7 +59,7 @@ impl TokenBucket {
             self.tokens = self
                 .tokens
                 .saturating_add(ms.saturating_mul(self.per_second))
-                .min(Self::capacity(self.per_second));
+                .min(self.capacity());
             self.last += Duration::from_millis(u64::from(ms));
         }
     }
@@ -58,7 +83,7 @@ impl TokenBucket {
     /// Full again at `now`: forgetting it changes nothing.
     pub fn is_full(&mut self, now: Instant) -> bool {
         self.refill(now);
-        self.tokens >= Self::capacity(self.per_second)
+        self.tokens >= self.capacity()
     }
 }
 
