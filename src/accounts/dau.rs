@@ -3,6 +3,7 @@
 //! slow database nor a burst of first logins delays a login. Later logins that day find the mark in memory and
 //! write nothing; marks of past days are dropped when the day changes.
 
+use crate::runtime::batch::{group_commit, Grouping, WriteGroup};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -32,7 +33,8 @@ pub struct Dau {
 pub struct DauWorker {
     store: Arc<dyn AccountStore>,
     users: Arc<Users>,
-    rx: mpsc::Receiver<Row>,
+    /// Taken by `run`: the queue is read there, the rest written to.
+    rx: Option<mpsc::Receiver<Row>>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -43,7 +45,7 @@ impl Dau {
         let worker = DauWorker {
             store,
             users: users.clone(),
-            rx,
+            rx: Some(rx),
             metrics: None,
         };
         (Dau { users, queue }, worker)
@@ -87,25 +89,14 @@ impl DauWorker {
 
     /// Writes queued rows in groups until `stop`; then takes no more and writes what is queued.
     pub async fn run(mut self, stop: CancellationToken) {
-        let mut group = Vec::with_capacity(MAX_GROUP);
-        loop {
-            tokio::select! {
-                n = self.rx.recv_many(&mut group, MAX_GROUP) => {
-                    if n == 0 {
-                        return;
-                    }
-                    self.write(&mut group).await;
-                }
-                _ = stop.cancelled() => break,
-            }
-        }
-        self.rx.close();
-        while self.rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-            self.write(&mut group).await;
-        }
+        let mut rx = self.rx.take().expect("a worker runs once");
+        let grouping = Grouping::at_most(MAX_GROUP);
+        group_commit(&mut rx, grouping, &stop, &mut self).await;
     }
+}
 
-    async fn write(&self, group: &mut Vec<Row>) {
+impl WriteGroup<Row> for DauWorker {
+    async fn write_group(&mut self, group: &mut Vec<Row>) {
         let rows: Vec<(u32, String, String)> = group
             .iter()
             .map(|(app, user, now)| (*app, utc_date(*now), user.clone()))

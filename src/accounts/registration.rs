@@ -1,6 +1,7 @@
 //! Group commit of first logins: registrations that arrive together share one multi-row INSERT, one
 //! transaction and one commit (one fsync), and each login waits for that commit before it succeeds.
 
+use crate::runtime::batch::{group_commit, Grouping, WriteGroup};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +33,8 @@ pub(super) fn channel() -> (mpsc::Sender<Registration>, mpsc::Receiver<Registrat
 /// The task that registers queued first logins, owned by the application (see [`crate::runtime::workers`]).
 pub struct RegistrationWorker {
     pub(super) store: Arc<dyn AccountStore>,
-    pub(super) rx: mpsc::Receiver<Registration>,
+    /// Taken by `run`: the queue is read there, the rest written to.
+    pub(super) rx: Option<mpsc::Receiver<Registration>>,
     /// Set after a failed commit (see [`COOL_DOWN`]).
     pub(super) refuse_until: Option<tokio::time::Instant>,
 }
@@ -40,24 +42,14 @@ pub struct RegistrationWorker {
 impl RegistrationWorker {
     /// Registers queued first logins in groups until `stop`; then takes no more and registers what is queued.
     pub async fn run(mut self, stop: CancellationToken) {
-        let mut group = Vec::with_capacity(MAX_GROUP);
-        loop {
-            let n = tokio::select! {
-                n = self.rx.recv_many(&mut group, MAX_GROUP) => n,
-                _ = stop.cancelled() => break,
-            };
-            if n == 0 {
-                return;
-            }
-            self.commit(&mut group).await;
-        }
-        self.rx.close();
-        while self.rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-            self.commit(&mut group).await;
-        }
+        let mut rx = self.rx.take().expect("a worker runs once");
+        let grouping = Grouping::at_most(MAX_GROUP);
+        group_commit(&mut rx, grouping, &stop, &mut self).await;
     }
+}
 
-    async fn commit(&mut self, group: &mut Vec<Registration>) {
+impl WriteGroup<Registration> for RegistrationWorker {
+    async fn write_group(&mut self, group: &mut Vec<Registration>) {
         if self
             .refuse_until
             .is_some_and(|until| tokio::time::Instant::now() < until)

@@ -25,7 +25,7 @@ impl Accounts {
         let (registrations, rx) = registration::channel();
         let worker = RegistrationWorker {
             store: store.clone(),
-            rx,
+            rx: Some(rx),
             refuse_until: None,
         };
         let accounts = Accounts {

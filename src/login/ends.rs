@@ -1,6 +1,7 @@
 //! How an instance ends or waits: its UserSig expiring, a switch away from it, its connection ending (one at a
 //! time, or written in groups by the connection-ends worker for the cluster registry).
 
+use crate::runtime::batch::{group_commit, Grouping, WriteGroup};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -110,21 +111,9 @@ impl Sessions {
         if self.ended.set(tx).is_err() {
             return;
         }
-        let mut batch = Vec::with_capacity(DETACH_BATCH);
-        loop {
-            let n = tokio::select! {
-                n = rx.recv_many(&mut batch, DETACH_BATCH) => n,
-                // Connections are closed before workers stop: what is queued now is the last of them.
-                _ = stop.cancelled() => {
-                    rx.close();
-                    rx.recv_many(&mut batch, DETACH_BATCH).await
-                }
-            };
-            if n == 0 {
-                return;
-            }
-            self.write_detaches(&mut batch).await;
-        }
+        // Connections are closed before workers stop: what is queued at the stop is the last of them.
+        let grouping = Grouping::at_most(DETACH_BATCH);
+        group_commit(&mut rx, grouping, &stop, &mut &*self).await;
     }
 
     pub(super) async fn write_detaches(&self, batch: &mut Vec<Ended>) {
@@ -148,5 +137,11 @@ impl Sessions {
                 }
             }
         }
+    }
+}
+
+impl WriteGroup<Ended> for &Sessions {
+    async fn write_group(&mut self, batch: &mut Vec<Ended>) {
+        self.write_detaches(batch).await
     }
 }

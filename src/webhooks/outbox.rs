@@ -3,6 +3,7 @@
 //! a crash; what is still queued at shutdown is written first. The writer also hands each written group to this
 //! node's delivery directly, so a node that delivers what it wrote never reads it back.
 
+use crate::runtime::batch::{group_commit, Grouping, WriteGroup};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ impl Outbox {
         let (handoff, written) = mpsc::channel(HANDOFF);
         let writer = OutboxWriter {
             store,
-            rx,
+            rx: Some(rx),
             handoff,
             node,
         };
@@ -63,7 +64,8 @@ impl Outbox {
 /// The task that writes emitted events, owned by the application (see [`crate::runtime::workers`]).
 pub struct OutboxWriter {
     store: Arc<dyn OutboxStore>,
-    rx: mpsc::Receiver<StateChange>,
+    /// Taken by `run`: the queue is read there, the rest written to.
+    rx: Option<mpsc::Receiver<StateChange>>,
     handoff: mpsc::Sender<Batch>,
     node: String,
 }
@@ -71,35 +73,12 @@ pub struct OutboxWriter {
 impl OutboxWriter {
     /// Writes queued events in groups until `stop`; then takes no more and writes what is queued.
     pub async fn run(mut self, stop: CancellationToken) {
-        let mut group = Vec::with_capacity(MAX_GROUP);
-        loop {
-            let n = tokio::select! {
-                n = self.rx.recv_many(&mut group, MAX_GROUP) => n,
-                _ = stop.cancelled() => break,
-            };
-            if n == 0 {
-                return;
-            }
-            let until = tokio::time::Instant::now() + LINGER;
-            while group.len() < MAX_GROUP {
-                let room = MAX_GROUP - group.len();
-                let more = tokio::select! {
-                    n = self.rx.recv_many(&mut group, room) => n,
-                    _ = tokio::time::sleep_until(until) => 0,
-                    _ = stop.cancelled() => 0,
-                };
-                if more == 0 {
-                    break;
-                }
-            }
-            self.write(&mut group).await;
-        }
-        self.rx.close();
-        let mut last = 0;
-        while self.rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-            last += group.len();
-            self.write(&mut group).await;
-        }
+        let mut rx = self.rx.take().expect("a worker runs once");
+        let grouping = Grouping {
+            max: MAX_GROUP,
+            linger: LINGER,
+        };
+        let last = group_commit(&mut rx, grouping, &stop, &mut self).await;
         // Said so that a shutdown's log shows what reached the outbox at the end.
         tracing::debug!(
             events = last,
@@ -147,5 +126,11 @@ impl OutboxWriter {
         };
         // If delivery is busy (or this node does not deliver), it reads the row when it has room.
         let _ = self.handoff.try_send(Batch { id, events });
+    }
+}
+
+impl WriteGroup<StateChange> for OutboxWriter {
+    async fn write_group(&mut self, group: &mut Vec<StateChange>) {
+        self.write(group).await
     }
 }
