@@ -2,5 +2,4 @@
 //! the native one ([`native`]), with its OpenAPI document.
 
 pub mod native;
-pub mod user_query;
 pub mod v4;

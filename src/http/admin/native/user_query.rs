@@ -12,9 +12,9 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::native::{
-    kick, set_profile, user_detail, ApiError, ApiResult, KickBody, Kicked, ProfileBody, User,
-    UserDetail,
+use super::error::{ApiError, ApiResult};
+use super::users::{
+    kick, set_profile, user_detail, KickBody, Kicked, ProfileBody, User, UserDetail,
 };
 use crate::admin::{Admin, AdminActor};
 
