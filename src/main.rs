@@ -44,14 +44,14 @@ fn serve(config: Option<std::path::PathBuf>) -> ExitCode {
                 "a public example secret is in use: for trying only, replace it"
             );
         }
-        let app = match Application::build(settings).await {
+        let mut app = match Application::build(settings).await {
             Ok(app) => app,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 return ExitCode::FAILURE;
             }
         };
-        imlogin::app::reload_on_sighup(app.reloader(config, log));
+        app.reload_on_sighup(config, log);
         match app.run_until_stopped(shutdown).await {
             Ok(()) => {
                 tracing::info!("stopped");

@@ -9,7 +9,7 @@ mod routes;
 mod state;
 pub mod telemetry;
 
-pub use process::{bind, raise_open_files_limit, reload_on_sighup, shutdown_signal, tune_memory};
+pub use process::{bind, raise_open_files_limit, shutdown_signal, tune_memory};
 pub use routes::router;
 pub use state::AppState;
 
@@ -190,18 +190,21 @@ impl Application {
         &self.state
     }
 
-    /// What re-reads `file` (and the environment) and applies it, for SIGHUP.
-    pub fn reloader(
-        &self,
+    /// Re-reads `file` (and the environment) at every SIGHUP and applies it, until the server stops (a worker
+    /// of the application's).
+    pub fn reload_on_sighup(
+        &mut self,
         file: Option<std::path::PathBuf>,
         log: crate::app::telemetry::LogControl,
-    ) -> Arc<crate::app::reload::Reloader> {
-        Arc::new(crate::app::reload::Reloader::new(
+    ) {
+        let reloader = Arc::new(crate::app::reload::Reloader::new(
             file,
             (*self.state.settings).clone(),
             self.state.admin.clone(),
             log,
-        ))
+        ));
+        self.workers
+            .start("SIGHUP reload", process::reload_on_sighup(reloader));
     }
 
     /// Where `/metrics` is served, when metrics are on.
@@ -230,13 +233,17 @@ impl Application {
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let metrics_stop = tokio_util::sync::CancellationToken::new();
         let metrics_task = metrics_listener.map(|l| {
             let router = metrics_router(state.clone());
             let options = ServeOptions {
                 header_read_timeout: Duration::from_secs(10),
                 ..Default::default()
             };
-            tokio::spawn(serve(l, router, options, std::future::pending()))
+            let stopped = metrics_stop.clone();
+            tokio::spawn(serve(l, router, options, async move {
+                stopped.cancelled().await
+            }))
         });
         tracing::info!(addr = %listener.local_addr()?, metrics_addr, "imlogin listening");
         let settings = state.settings.clone();
@@ -283,8 +290,10 @@ impl Application {
                 Err(_) => drained.await,
             }
         }
+        // Scraped to the end: it stops serving once everything else has stopped.
+        metrics_stop.cancel();
         if let Some(task) = metrics_task {
-            task.abort();
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// Connections the kernel may queue for `accept` (capped by `net.core.somaxconn`). The usual default (128)
 /// overflows during login storms, such as every client reconnecting after a restart, and each overflow costs a
@@ -49,29 +50,55 @@ pub fn raise_open_files_limit() {
 }
 
 /// Re-reads the configuration at every SIGHUP, for as long as the process runs.
-pub fn reload_on_sighup(reloader: Arc<super::reload::Reloader>) {
+///
+/// The handler is installed when this is called, not when the future is first polled: a SIGHUP that comes
+/// before would otherwise end the process (its default action).
+pub fn reload_on_sighup(
+    reloader: Arc<super::reload::Reloader>,
+) -> impl FnOnce(CancellationToken) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    move |stop| {
+        Box::pin(reload_until(
+            reloader,
+            stop,
+            #[cfg(unix)]
+            hup,
+        ))
+    }
+}
+
+async fn reload_until(
+    reloader: Arc<super::reload::Reloader>,
+    stop: CancellationToken,
+    #[cfg(unix)] hup: std::io::Result<tokio::signal::unix::Signal>,
+) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        let Ok(mut hup) = hup else {
             tracing::warn!("cannot listen for SIGHUP: no live reload");
             return;
         };
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                match reloader.reload().await {
-                    Ok(report) => {
-                        tracing::info!(restart_needed = ?report.restart_needed, "SIGHUP: configuration reloaded")
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "SIGHUP: the configuration was refused; the running one is kept")
-                    }
+        loop {
+            tokio::select! {
+                got = hup.recv() => if got.is_none() { return },
+                _ = stop.cancelled() => return,
+            }
+            match reloader.reload().await {
+                Ok(report) => {
+                    tracing::info!(restart_needed = ?report.restart_needed, "SIGHUP: configuration reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: the configuration was refused; the running one is kept")
                 }
             }
-        });
+        }
     }
     #[cfg(not(unix))]
-    let _ = reloader;
+    {
+        let _ = reloader;
+        stop.cancelled().await;
+    }
 }
 
 /// Completes on SIGTERM or ctrl-c (SIGINT). The handlers are installed when this is called, not when the future
