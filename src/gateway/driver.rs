@@ -1,8 +1,9 @@
 //! The loop every WebSocket connection runs, whatever protocol it speaks: one loop over inbound frames, pushes
 //! from other logins, the login in progress, and one timer (heartbeat, login deadline, UserSig deadline, write
-//! deadline). What the frames mean, and what a connection is logged in as, is its [`Dialect`]'s business
-//! (`/v1/ws` in [`super::connection`], the Web SDK in [`super::websdk::connection`]); what every connection has
-//! (its transport and write queue, its limits, its timers) is the [`Shell`] handed to each of the dialect's steps.
+//! deadline). What the frames mean is its [`Dialect`]'s business (`/v1/ws` in [`super::native::connection`], the
+//! Web SDK in [`super::websdk::connection`]), over what a connection is logged in as (its
+//! [`InstanceState`](super::instance::InstanceState), the same for both); what every connection has (its
+//! transport and write queue, its limits, its timers) is the [`Shell`] handed to each of the dialect's steps.
 //!
 //! Writes never block the loop: frames are queued and written as the client takes them, so the timers fire while
 //! a write is pending. A client that stops reading stops being read once a bounded amount waits for it, and is
@@ -13,12 +14,12 @@ use std::future::{poll_fn, Future};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use futures_util::{Sink, Stream};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::instance::{InstanceState, Keeps};
 use super::io::{Inbound, Outbound};
 use super::native::connection::Limits;
 use super::native::protocol::close;
@@ -80,19 +81,13 @@ impl<T: Transport> Shell<'_, T> {
     }
 }
 
-/// A protocol spoken on a connection: its login state (logged out by default), and what it does with each
-/// step. Each step gets the connection's [`Shell`].
-pub trait Dialect: Default {
+/// A protocol spoken on a connection: its login state (an [`InstanceState`], logged out by default), and what it
+/// does with each step. Each step gets the connection's [`Shell`].
+pub trait Dialect: Default + Keeps {
     /// The span of one step of a connection (disabled, and free, below INFO).
     fn span(conn: ConnRef, ip: IpAddr) -> tracing::Span;
-    /// The instance the connection holds now (detached when the connection ends).
-    fn current(&self) -> Option<&InstanceKey>;
-    /// Takes the instance the connection holds out of its state.
-    fn take_current(&mut self) -> Option<InstanceKey>;
-    /// The login in progress, if any, when it finishes.
-    fn poll_login(&mut self, cx: &mut Context<'_>) -> Poll<Result<LoginOk, Failure>>;
-    /// Takes the login in progress out of its state (the connection ends).
-    fn take_login(&mut self) -> Option<Running>;
+    /// What the connection is logged in as, and its login in progress.
+    fn instance(&mut self) -> &mut InstanceState<Self>;
     /// When the next UserSig step is due (unix ms): a notice or the expiry.
     fn sig_due_ms(&self, sessions: &Sessions) -> Option<i64>;
     /// The UserSig step that was due.
@@ -164,7 +159,7 @@ where
     };
     // The usual end: detach here rather than from Drop (which needs a task of its own); queued with other ends
     // where the registry takes them in one step.
-    if let Some(key) = c.d.take_current() {
+    if let Some(key) = c.d.instance().take_current().map(|c| c.key) {
         if let Err(key) = c.sh.sessions.detach_later(key, c.sh.conn, c.sh.end) {
             let span = D::span(c.sh.conn, c.sh.ip);
             // Boxed: this future's size is every idle connection's, and a detach waits only at the end.
@@ -186,11 +181,12 @@ impl<T, D: Dialect> Drop for Connection<'_, T, D> {
             return;
         };
         let (sessions, conn) = (&self.sh.sessions, self.sh.conn);
-        if let Some(running) = self.d.take_login() {
+        let d = self.d.instance();
+        if let Some(running) = d.take_login() {
             running.abandon(sessions.clone(), conn, &rt);
         }
-        if let Some(key) = self.d.current() {
-            if let Err(key) = sessions.detach_later(key.clone(), conn, Cause::Disconnect) {
+        if let Some(cur) = d.current() {
+            if let Err(key) = sessions.detach_later(cur.key.clone(), conn, Cause::Disconnect) {
                 let sessions = sessions.clone();
                 rt.spawn(async move { sessions.detach(&key, conn, Cause::Disconnect).await });
             }
@@ -244,7 +240,7 @@ impl<T: Transport, D: Dialect + Send> Connection<'_, T, D> {
                         let span = self.span();
                         Step::Later(span, Box::pin(self.d.on_push(&mut self.sh, push)))
                     }
-                    res = poll_fn(|cx| self.d.poll_login(cx)) => {
+                    res = poll_fn(|cx| self.d.instance().poll_login(cx)) => {
                         let span = self.span();
                         Step::Later(span, Box::pin(self.d.finish_login(&mut self.sh, res)))
                     }
@@ -313,52 +309,5 @@ impl<T: Transport, D: Dialect + Send> Connection<'_, T, D> {
             return self.sh.close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout");
         }
         Flow::Continue
-    }
-}
-
-/// A login or resume, boxed (a connection holds it only while it runs).
-pub type LoginWork = Pin<Box<dyn Future<Output = Result<LoginOk, Failure>> + Send>>;
-
-/// A login or resume that did not finish on its first poll: the connection polls it from then on (its task is
-/// woken when the login can go on; no task of its own, no channel), in the span of the step that started it.
-pub struct Running(tracing::instrument::Instrumented<LoginWork>);
-
-impl Running {
-    pub fn poll_result(&mut self, cx: &mut Context<'_>) -> Poll<Result<LoginOk, Failure>> {
-        Pin::new(&mut self.0).poll(cx)
-    }
-
-    /// The connection ended while the login ran: it finishes in a task of its own (a login is never cut off
-    /// halfway through its writes), and the instance it made, which no connection holds, is detached (it stays
-    /// resumable for the grace).
-    fn abandon(self, sessions: Arc<Sessions>, conn: ConnRef, rt: &tokio::runtime::Handle) {
-        rt.spawn(async move {
-            if let Ok(ok) = self.0.await {
-                if !ok.repeat_login {
-                    if let Err(key) =
-                        sessions.detach_later(ok.instance.key(), conn, Cause::Disconnect)
-                    {
-                        sessions.detach(&key, conn, Cause::Disconnect).await;
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// A login or resume that finished during its first poll, or one still running.
-pub enum Started {
-    Done(Result<LoginOk, Failure>),
-    Running(Running),
-}
-
-/// Polls a login once here: a known user's login usually completes at once (no I/O). One that waits (the
-/// registry, a database write, kicked connections writing their events) is left to the connection to poll on.
-pub async fn start(work: LoginWork) -> Started {
-    let mut work = work.in_current_span();
-    let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut work).poll(cx))).await;
-    match first {
-        Poll::Ready(res) => Started::Done(res),
-        Poll::Pending => Started::Running(Running(work)),
     }
 }

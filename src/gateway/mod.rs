@@ -1,9 +1,10 @@
 //! The WebSocket gateway at `GET /v1/ws` (PROTOCOL §3): the upgrade ([`ws`]), the transport ([`io`]), the
-//! write queue ([`wire`]), the loop every connection runs ([`driver`]) and the protocol's frames and state
-//! machine ([`native`]); and beside it the gateway of the cloud IM's Web SDK ([`websdk`]) over the same login
-//! service and the same loop. Its handlers take the [`Gateway`], their part of the application's state.
+//! write queue ([`wire`]), the loop every connection runs ([`driver`]), what a connection is logged in as
+//! ([`instance`]) and the protocol's frames and requests ([`native`]); and beside it the gateway of the cloud
+//! IM's Web SDK ([`websdk`]) over the same login service, the same loop and the same instance state. Its handlers take the [`Gateway`], their part of the application's state.
 
 pub mod driver;
+pub mod instance;
 pub mod io;
 pub mod native;
 pub mod websdk;

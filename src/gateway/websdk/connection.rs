@@ -1,6 +1,7 @@
 //! The Web SDK's protocol on one connection: the same login service, registry and pushes as a `/v1/ws`
-//! connection, spoken in the SDK's frames. Its [`State`] is in one place; the loop that feeds it (frames, pushes,
-//! the login in progress, one timer) is the [`driver`](crate::gateway::driver)'s, shared with `/v1/ws`.
+//! connection, spoken in the SDK's frames. What the connection is logged in as is its
+//! [`InstanceState`](crate::gateway::instance::InstanceState), and the loop that feeds it (frames, pushes, the
+//! login in progress, one timer) is the [`driver`](crate::gateway::driver)'s, both shared with `/v1/ws`.
 //!
 //! Where the SDK differs from the native protocol: a kicked or expired connection stays open (the SDK answers a
 //! kick with `wslogout` and closes by itself), expiry is told as 70001 on the next request but a keepalive
@@ -8,40 +9,34 @@
 //! the SDK asks the app for a new login. A kick is told as the `stat_forceoffline` push, once: every SDK version
 //! tested reads that push (docs/websdk.md), while no answer code is read as a kick by all of them.
 
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use serde_json::{json, Value};
 
 use super::frames::{self, Command, LoginAnswer, Request};
 use super::{inst_id, kick_type, tiny_id, HELLO_INTERVAL_SECS};
-use crate::gateway::driver::{start, Dialect, Flow, Running, Shell, Started, Transport};
+use crate::gateway::driver::{Dialect, Flow, Shell, Transport};
+use crate::gateway::instance::{Answer, InstanceState, Keeps, LoginWork, Pushed};
 use crate::gateway::io::{Inbound, Outbound};
 use crate::gateway::native::protocol::close;
-use crate::login::service::{LoginOk, Recheck, Sessions};
+use crate::login::request::LoginRequest;
+use crate::login::service::{LoginOk, Sessions};
 use crate::model::error::{Code, Failure};
-use crate::model::Cause;
-use crate::model::KickReason;
-use crate::model::{ConnRef, InstanceKey, Kick};
-use crate::push::hub::Push;
-use crate::runtime::metrics::OnlineMark;
+use crate::model::{ConnRef, Instance, InstanceKey, Kick, KickReason};
+use crate::push::hub::{Ack, Push};
 
-/// The instance this connection is logged in as.
-struct Current {
-    key: InstanceKey,
-    sig_expires_at: i64,
-    /// Counts it in `imlogin_sessions_online` while it is held here.
-    _online: Option<OnlineMark>,
+/// The Web SDK's protocol on a connection: its login state. Served by [`crate::gateway::driver::serve`].
+#[derive(Default)]
+pub struct WebSdk {
+    i: InstanceState<WebSdk>,
 }
 
-#[derive(Default)]
-enum State {
+/// What a connection remembers while logged out.
+#[derive(Default, Clone, Copy)]
+pub enum Out {
+    /// No session yet, or logged out by the SDK.
     #[default]
-    LoggedOut,
-    LoggingIn(Box<LoggingIn>),
-    LoggedIn(Current),
+    Fresh,
     /// The UserSig expired while online, not told yet: the next request but a new login or a keepalive is
     /// answered 70001.
     Expired,
@@ -51,9 +46,9 @@ enum State {
     Ended(Ended),
 }
 
-/// How a connection's session ended (see [`State::Ended`]).
+/// How a connection's session ended (see [`Out::Ended`]).
 #[derive(Clone, Copy)]
-enum Ended {
+pub enum Ended {
     Kicked(KickReason),
     /// Logged out through HTTP with its A2Key (told as a kick by the server).
     LoggedOutElsewhere,
@@ -79,44 +74,19 @@ impl Ended {
     }
 }
 
-/// A `wslogin` still running (polled by the connection).
-struct LoggingIn {
+/// A `wslogin` still running: what to echo in its answer, and what it was.
+pub struct Pending {
     servcmd: String,
     seq: Value,
-    result: Running,
     attempt: Attempt,
-    /// A kick that arrived for the instance before its login answered: (instance_id, the kick).
-    early_kick: Option<(String, Kick)>,
 }
 
-impl State {
-    fn current(&self) -> Option<&Current> {
-        match self {
-            State::LoggedIn(c) => Some(c),
-            _ => None,
-        }
-    }
+impl Keeps for WebSdk {
+    type Reply = Pending;
+    type Held = ();
+    type Out = Out;
 
-    fn take_current(&mut self) -> Option<Current> {
-        match std::mem::replace(self, State::LoggedOut) {
-            State::LoggedIn(c) => Some(c),
-            other => {
-                *self = other;
-                None
-            }
-        }
-    }
-
-    fn is_current(&self, instance_id: &str) -> bool {
-        self.current()
-            .is_some_and(|c| c.key.instance_id == instance_id)
-    }
-}
-
-/// The Web SDK's protocol on a connection: its login state. Served by [`crate::gateway::driver::serve`].
-#[derive(Default)]
-pub struct WebSdk {
-    state: State,
+    fn hold(_: &Instance) {}
 }
 
 impl Dialect for WebSdk {
@@ -124,42 +94,20 @@ impl Dialect for WebSdk {
         tracing::info_span!("websdk", conn = conn.conn, client_ip = %ip)
     }
 
-    fn current(&self) -> Option<&InstanceKey> {
-        self.state.current().map(|c| &c.key)
-    }
-
-    fn take_current(&mut self) -> Option<InstanceKey> {
-        self.state.take_current().map(|c| c.key)
-    }
-
-    fn poll_login(&mut self, cx: &mut Context<'_>) -> Poll<Result<LoginOk, Failure>> {
-        match &mut self.state {
-            State::LoggingIn(l) => l.result.poll_result(cx),
-            _ => Poll::Pending,
-        }
-    }
-
-    fn take_login(&mut self) -> Option<Running> {
-        match std::mem::take(&mut self.state) {
-            State::LoggingIn(l) => Some(l.result),
-            other => {
-                self.state = other;
-                None
-            }
-        }
+    fn instance(&mut self) -> &mut InstanceState<WebSdk> {
+        &mut self.i
     }
 
     /// Expired once the time is past `sig_expires_at` (as on `/v1/ws`); the SDK gets no notice before.
     fn sig_due_ms(&self, _: &Sessions) -> Option<i64> {
-        let cur = self.state.current()?;
+        let cur = self.i.current()?;
         Some(cur.sig_expires_at.saturating_add(1).saturating_mul(1000))
     }
 
     /// Told as 70001 on the SDK's next request, not as an event.
     async fn on_sig_due<T: Transport>(&mut self, sh: &mut Shell<'_, T>) {
-        if let Some(cur) = self.state.take_current() {
-            sh.sessions.expire(&cur.key, cur.sig_expires_at).await;
-            self.state = State::Expired;
+        if self.i.expire(sh).await {
+            self.i.set_out(Out::Expired);
         }
     }
 
@@ -187,40 +135,21 @@ impl Dialect for WebSdk {
     }
 
     async fn on_push<T: Transport>(&mut self, sh: &mut Shell<'_, T>, push: Push) -> Flow {
-        match push {
-            Push::Kicked {
-                instance_id,
-                reason,
-                by_platform,
-                done,
-            } => {
-                let kick = Kick {
-                    reason,
-                    by: by_platform,
-                };
-                if self.state.is_current(&instance_id) {
-                    // Removed from the registry already. The SDK answers with `wslogout` (types 1 and 2) or
-                    // closes by itself (type 3): the socket stays open for that.
-                    self.state = State::Ended(Ended::Kicked(reason));
-                    sh.wire.send(Outbound::Text(kick_push(kick)), done);
-                } else if let State::LoggingIn(l) = &mut self.state {
-                    l.early_kick = Some((instance_id, kick));
-                }
+        match self.i.on_push(sh, push).await {
+            Pushed::Nothing => Flow::Continue,
+            // The SDK answers with `wslogout` (types 1 and 2) or closes by itself (type 3): the socket stays open
+            // for that.
+            Pushed::Kicked(kick, done) => {
+                self.kicked(sh, kick, done);
                 Flow::Continue
             }
-            Push::LoggedOut { instance_id } if self.state.is_current(&instance_id) => {
+            Pushed::LoggedOut => {
                 // Logged out through HTTP with its A2Key: to the SDK, a kick by the server.
-                self.state = State::Ended(Ended::LoggedOutElsewhere);
+                self.i.set_out(Out::Ended(Ended::LoggedOutElsewhere));
                 sh.wire.text(frames::kick_push(SERVER_KICK));
                 Flow::Continue
             }
-            Push::ResumedElsewhere { instance_id } if self.state.is_current(&instance_id) => {
-                self.state.take_current();
-                sh.close(close::RESUMED_ELSEWHERE, "resumed on another connection")
-            }
-            Push::Shutdown => sh.close(close::RESTARTING, "server restarting; resume on any node"),
-            Push::LoggedOut { .. } | Push::ResumedElsewhere { .. } => Flow::Continue,
-            Push::Recheck => self.recheck(sh).await,
+            Pushed::Ends(ends) => ends.close(sh),
         }
     }
 
@@ -229,41 +158,18 @@ impl Dialect for WebSdk {
         sh: &mut Shell<'_, T>,
         res: Result<LoginOk, Failure>,
     ) -> Flow {
-        let State::LoggingIn(l) = std::mem::replace(&mut self.state, State::LoggedOut) else {
-            return Flow::Continue;
-        };
-        let LoggingIn {
-            servcmd,
-            seq,
-            attempt,
-            early_kick,
-            ..
-        } = *l;
-        self.answer_login(sh, servcmd, seq, attempt, res, early_kick)
-            .await
+        match self.i.finish(sh, res) {
+            Some((pending, answer)) => self.answer_login(sh, pending, answer).await,
+            None => Flow::Continue,
+        }
     }
 }
 
 impl WebSdk {
-    async fn recheck<T: Transport>(&mut self, sh: &mut Shell<'_, T>) -> Flow {
-        let Some(key) = self.state.current().map(|c| c.key.clone()) else {
-            return Flow::Continue;
-        };
-        match sh.sessions.recheck(&key, sh.conn).await {
-            Recheck::Attached => Flow::Continue,
-            Recheck::Kicked(kick) => {
-                self.state = State::Ended(Ended::Kicked(kick.reason));
-                sh.wire.text(kick_push(kick));
-                Flow::Continue
-            }
-            Recheck::Gone => {
-                self.state.take_current();
-                sh.close(
-                    close::RESTARTING,
-                    "the session was lost; resume or log in again",
-                )
-            }
-        }
+    /// Tells the SDK of a kick (`done` is dropped once the push is written), once.
+    fn kicked<T: Transport>(&mut self, sh: &mut Shell<'_, T>, kick: Kick, done: Option<Ack>) {
+        self.i.set_out(Out::Ended(Ended::Kicked(kick.reason)));
+        sh.wire.send(Outbound::Text(kick_push(kick)), done);
     }
 
     async fn on_request<T: Transport>(&mut self, sh: &mut Shell<'_, T>, req: Request) -> Flow {
@@ -272,7 +178,7 @@ impl WebSdk {
             seq,
             command,
         } = req;
-        let expired = matches!(self.state, State::Expired);
+        let expired = matches!(self.i.out(), Some(Out::Expired));
         let answer = match command {
             Command::Login(request) => {
                 return self
@@ -286,32 +192,27 @@ impl WebSdk {
             // and hears 70001 again on its resume, as a second `userSigExpired`.
             Command::Alive | Command::PushAck => Ok(json!({})),
             _ if expired => {
-                self.state = State::Ended(Ended::Expired);
+                self.i.set_out(Out::Ended(Ended::Expired));
                 Err(Failure::new(Code::UserSigExpired))
             }
             // Not 70001 (`userSigExpired` to every SDK): after a reconnect an SDK sends again what was in flight,
             // a `wshello` among it, before it resumes; the resume's answer tells it where its session stands.
-            Command::Hello => match self.state {
-                State::LoggedOut => Err(Failure::with_message(
+            Command::Hello => match self.i.out() {
+                Some(Out::Fresh) => Err(Failure::with_message(
                     Code::NotLoggedIn,
                     "no session on this connection",
                 )),
-                State::Ended(end) => Err(end.hello_failure()),
+                Some(Out::Ended(end)) => Err(end.hello_failure()),
                 _ => Ok(json!({})),
             },
             Command::PageGet => Ok(frames::page_get_fields()),
             Command::PurchaseBits => Ok(frames::purchase_bits_fields()),
             Command::Logout => {
-                if let Some(cur) = self.state.take_current() {
-                    if let Err(f) = sh.sessions.logout(&cur.key, Cause::Logout, sh.ip).await {
-                        self.state = State::LoggedIn(cur);
-                        sh.wire.text(frames::fail(&servcmd, &seq, &f));
-                        return Flow::Continue;
-                    }
+                if let Some(Err(f)) = self.i.logout(sh).await {
+                    sh.wire.text(frames::fail(&servcmd, &seq, &f));
+                    return Flow::Continue;
                 }
-                if matches!(self.state, State::Expired | State::Ended(_)) {
-                    self.state = State::LoggedOut;
-                }
+                self.i.set_out(Out::Fresh);
                 Ok(json!({}))
             }
             Command::Other => Err(Failure::with_message(
@@ -334,17 +235,17 @@ impl WebSdk {
         seq: Value,
         login: Login,
     ) -> Flow {
-        if matches!(self.state, State::LoggingIn(_)) {
+        if self.i.is_logging_in() {
             let f = Failure::new(Code::LoginInProgress);
             sh.wire.text(frames::fail(&servcmd, &seq, &f));
             return Flow::Continue;
         }
         let sessions = sh.sessions.clone();
         let (ip, conn) = (sh.ip, sh.conn);
-        let (attempt, work): (_, Pin<Box<dyn Future<Output = _> + Send>>) = match login {
+        let (attempt, work): (_, LoginWork) = match login {
             Login::A2(a2) => {
                 let key = sessions.token_key(&a2);
-                if let (Some(k), Some(cur)) = (&key, self.state.current()) {
+                if let (Some(k), Some(cur)) = (&key, self.i.current()) {
                     if *k == cur.key {
                         // Already this connection's instance: nothing to attach.
                         let fields = login_fields(&sh.sessions, &cur.key, &a2);
@@ -352,86 +253,56 @@ impl WebSdk {
                         return Flow::Continue;
                     }
                 }
-                self.leave_current(sh).await;
+                self.i.leave(sh).await;
                 let work = Box::pin(async move { sessions.resume(&a2, conn, ip).await });
-                (Attempt::Resume(key), work as _)
+                (Attempt::Resume(key), work)
             }
             Login::Sig(request) => {
-                if matches!(request, crate::login::request::LoginRequest::Valid(_)) {
-                    self.leave_current(sh).await;
+                if matches!(request, LoginRequest::Valid(_)) {
+                    self.i.leave(sh).await;
                 }
                 let work = Box::pin(async move { sessions.login(request, ip, Some(conn)).await });
-                (Attempt::Fresh, work as _)
+                (Attempt::Fresh, work)
             }
         };
-        match start(work).await {
-            Started::Done(res) => {
-                self.answer_login(sh, servcmd, seq, attempt, res, None)
-                    .await
-            }
-            Started::Running(result) => {
-                self.state = State::LoggingIn(Box::new(LoggingIn {
-                    servcmd,
-                    seq,
-                    result,
-                    attempt,
-                    early_kick: None,
-                }));
-                Flow::Continue
-            }
+        let pending = Pending {
+            servcmd,
+            seq,
+            attempt,
+        };
+        match self.i.start(sh, pending, work).await {
+            Some((pending, answer)) => self.answer_login(sh, pending, answer).await,
+            None => Flow::Continue,
         }
     }
 
-    /// Logs out the instance this connection holds (a login as someone else, or again, replaces it).
-    async fn leave_current<T: Transport>(&mut self, sh: &mut Shell<'_, T>) {
-        sh.leave(self.state.take_current().map(|c| c.key)).await;
-        self.state = State::LoggedOut;
-    }
-
+    /// Answers a finished `wslogin` (a kick that arrived meanwhile is pushed after it).
     async fn answer_login<T: Transport>(
         &mut self,
         sh: &mut Shell<'_, T>,
-        servcmd: String,
-        seq: Value,
-        attempt: Attempt,
-        res: Result<LoginOk, Failure>,
-        early_kick: Option<(String, Kick)>,
+        pending: Pending,
+        answer: Answer,
     ) -> Flow {
-        let ok = match res {
-            Ok(ok) => ok,
-            Err(f) => {
-                if self.state.current().is_none() {
-                    sh.retire_conn();
+        let Pending {
+            servcmd,
+            seq,
+            attempt,
+        } = pending;
+        let text = match (answer, attempt) {
+            (Answer::Failed(f), Attempt::Resume(key)) => {
+                self.resume_failed(sh, &servcmd, &seq, key, f).await
+            }
+            (Answer::Failed(f), Attempt::Fresh) => frames::fail(&servcmd, &seq, &f),
+            (Answer::LoggedIn { ok, kicked }, _) => {
+                let fields = login_fields(&sh.sessions, &ok.instance.key(), &ok.session_token);
+                sh.wire.text(frames::ok(&servcmd, &seq, fields));
+                if let Some(kick) = kicked {
+                    self.kicked(sh, kick, None);
                 }
-                let text = match attempt {
-                    Attempt::Resume(key) => self.resume_failed(sh, &servcmd, &seq, key, f).await,
-                    Attempt::Fresh => frames::fail(&servcmd, &seq, &f),
-                };
-                sh.wire.text(text);
                 return Flow::Continue;
             }
         };
-        sh.login_deadline = None;
-        let inst = &ok.instance;
-        let online = sh
-            .sessions
-            .metrics
-            .as_ref()
-            .map(|m| OnlineMark::new(m.online(inst.sdkappid, inst.platform)));
-        let key = inst.key();
-        let fields = login_fields(&sh.sessions, &key, &ok.session_token);
-        self.state = State::LoggedIn(Current {
-            key,
-            sig_expires_at: inst.sig_expires_at,
-            _online: online,
-        });
-        sh.wire.text(frames::ok(&servcmd, &seq, fields));
-        if let Some((kicked_id, kick)) = early_kick {
-            if kicked_id == inst.instance_id {
-                self.state = State::Ended(Ended::Kicked(kick.reason));
-                sh.wire.text(kick_push(kick));
-            }
-        }
+        sh.wire.text(text);
         Flow::Continue
     }
 
@@ -467,7 +338,7 @@ impl WebSdk {
                 });
                 sh.wire.text(kick_push(kick));
                 sh.login_deadline = None;
-                self.state = State::Ended(Ended::Kicked(kick.reason));
+                self.i.set_out(Out::Ended(Ended::Kicked(kick.reason)));
                 frames::fail(servcmd, seq, &f)
             }
         }
@@ -483,7 +354,7 @@ fn kick_push(kick: Kick) -> String {
 }
 
 enum Login {
-    Sig(crate::login::request::LoginRequest),
+    Sig(LoginRequest),
     A2(String),
 }
 
