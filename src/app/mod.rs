@@ -112,7 +112,7 @@ impl Application {
             sig_expiry_notice_secs: s.sig_expiry_notice_secs as i64,
             heartbeat_timeout: Duration::from_secs(s.heartbeat_timeout_secs),
         };
-        let sessions = Sessions::new(Parts {
+        let (sessions, ends) = Sessions::new(Parts {
             auth,
             registry,
             policies,
@@ -138,12 +138,10 @@ impl Application {
             workers.start("bus follower", |stop| {
                 sessions.clone().follow_bus(incoming, stop)
             });
-            // Started last, so stopped first: the ends of the connections closed at shutdown are written before
-            // the node leaves the cluster.
-            workers.start("connection ends", |stop| {
-                sessions.clone().detach_until(stop)
-            });
         }
+        // Started last, so stopped first: the ends of the connections closed at shutdown are written before the
+        // node leaves the cluster.
+        workers.start("connection ends", |stop| ends.run(stop));
         let admin = Arc::new(Admin::new(sessions.clone(), db.clone()));
         let listener = bind(settings.server.listen)?;
         let limits = &settings.limits;

@@ -160,13 +160,7 @@ where
     // The usual end: detach here rather than from Drop (which needs a task of its own); queued with other ends
     // where the registry takes them in one step.
     if let Some(key) = c.d.instance().take_current().map(|c| c.key) {
-        if let Err(key) = c.sh.sessions.detach_later(key, c.sh.conn, c.sh.end) {
-            let span = D::span(c.sh.conn, c.sh.ip);
-            // Boxed: this future's size is every idle connection's, and a detach waits only at the end.
-            Box::pin(c.sh.sessions.detach(&key, c.sh.conn, c.sh.end))
-                .instrument(span)
-                .await;
-        }
+        c.sh.sessions.detach_later(key, c.sh.conn, c.sh.end);
     }
     ending
 }
@@ -186,10 +180,7 @@ impl<T, D: Dialect> Drop for Connection<'_, T, D> {
             running.abandon(sessions.clone(), conn, &rt);
         }
         if let Some(cur) = d.current() {
-            if let Err(key) = sessions.detach_later(cur.key.clone(), conn, Cause::Disconnect) {
-                let sessions = sessions.clone();
-                rt.spawn(async move { sessions.detach(&key, conn, Cause::Disconnect).await });
-            }
+            sessions.detach_later(cur.key.clone(), conn, Cause::Disconnect);
         }
     }
 }

@@ -406,17 +406,15 @@ impl Running {
     /// halfway through its writes), and the instance it made, which no connection holds, is detached (it stays
     /// resumable for the grace).
     pub fn abandon(self, sessions: Arc<Sessions>, conn: ConnRef, rt: &tokio::runtime::Handle) {
-        rt.spawn(async move {
+        let tasks = sessions.tasks().clone();
+        let finish = async move {
             if let Ok(ok) = self.0.await {
                 if !ok.repeat_login {
-                    if let Err(key) =
-                        sessions.detach_later(ok.instance.key(), conn, Cause::Disconnect)
-                    {
-                        sessions.detach(&key, conn, Cause::Disconnect).await;
-                    }
+                    sessions.detach_later(ok.instance.key(), conn, Cause::Disconnect);
                 }
             }
-        });
+        };
+        tasks.spawn_on(finish, rt);
     }
 }
 

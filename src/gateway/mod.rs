@@ -54,7 +54,6 @@ struct Parts {
     new_per_ip: RatePerIp,
     /// WebSockets closed for abuse per client a second (`limits.abusive_closes_per_ip_per_second`).
     abusive_per_ip: Arc<RatePerIp>,
-    connections: TaskTracker,
 }
 
 impl Gateway {
@@ -71,13 +70,12 @@ impl Gateway {
             per_ip,
             new_per_ip,
             abusive_per_ip: Arc::new(abusive_per_ip),
-            connections: TaskTracker::new(),
         }))
     }
 
     /// The connections' tasks: closed and awaited at shutdown.
     pub fn connections(&self) -> &TaskTracker {
-        &self.0.connections
+        self.0.sessions.tasks()
     }
 
     /// Whether a client is to be refused at once when it connects (its sockets were closed for abuse past its
@@ -127,7 +125,7 @@ pub fn serve_upgrade(
     ws::accept(
         request,
         limits.max_frame,
-        &state.connections,
+        state.sessions.tasks(),
         move |upgrade| async move {
             let Some(ws) = upgrade.open().await else {
                 return;

@@ -89,31 +89,12 @@ impl Sessions {
     }
 
     /// [`Sessions::detach`] without waiting: the connection ends now, and its instance is marked disconnected with
-    /// others that ended meanwhile, in one call to the registry. `Err` gives the key back when that does not run
-    /// (the memory registry, where a detach is cheap, or when stopping): detach it then.
-    pub fn detach_later(
-        &self,
-        key: InstanceKey,
-        conn: ConnRef,
-        cause: Cause,
-    ) -> Result<(), InstanceKey> {
-        match self.ended.get() {
-            Some(tx) => tx.send((key, conn, cause)).map_err(|e| e.0 .0),
-            None => Err(key),
+    /// others that ended meanwhile, in one call to the registry (see [`EndsWorker`]).
+    pub fn detach_later(&self, key: InstanceKey, conn: ConnRef, cause: Cause) {
+        // Connections end before the worker stops: one that ends after it is the process's last moment.
+        if self.ended.send((key, conn, cause)).is_err() {
+            tracing::debug!("a connection ended after its end could be written");
         }
-    }
-
-    /// Marks the instances of connections that ended disconnected (see [`Sessions::detach_later`]) until `stop`,
-    /// then those still queued. For the cluster registry: one script call for every end queued while the call
-    /// before it ran, instead of a round trip each; an end waits at most for the call in flight.
-    pub async fn detach_until(self: Arc<Self>, stop: CancellationToken) {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        if self.ended.set(tx).is_err() {
-            return;
-        }
-        // Connections are closed before workers stop: what is queued at the stop is the last of them.
-        let grouping = Grouping::at_most(DETACH_BATCH);
-        group_commit(&mut rx, grouping, &stop, &mut &*self).await;
     }
 
     pub(super) async fn write_detaches(&self, batch: &mut Vec<Ended>) {
@@ -137,6 +118,23 @@ impl Sessions {
                 }
             }
         }
+    }
+}
+
+/// The worker that marks the instances of connections that ended disconnected (see [`Sessions::detach_later`]),
+/// made with the service. For the cluster registry: one script call for every end queued while the call before
+/// it ran, instead of a round trip each; an end waits at most for the call in flight.
+pub struct EndsWorker {
+    pub(super) sessions: Arc<Sessions>,
+    pub(super) rx: mpsc::UnboundedReceiver<Ended>,
+}
+
+impl EndsWorker {
+    /// Writes ends until `stop`, then those still queued (connections are closed before workers stop: what is
+    /// queued then is the last of them).
+    pub async fn run(mut self, stop: CancellationToken) {
+        let grouping = Grouping::at_most(DETACH_BATCH);
+        group_commit(&mut self.rx, grouping, &stop, &mut &*self.sessions).await;
     }
 }
 

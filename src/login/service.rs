@@ -2,11 +2,12 @@
 //! connections (PROTOCOL §4). The WebSocket gateway and the HTTP API both call it, so the two cannot differ.
 
 pub use super::answer::{LoginData, LoginOk};
-use super::ends::Ended;
+use super::ends::{Ended, EndsWorker};
 pub use super::upkeep::Recheck;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::task::TaskTracker;
 
 use tokio::sync::mpsc;
 
@@ -73,8 +74,11 @@ pub struct Sessions {
     pub(super) tokens: TokenSigner,
     /// Logins in progress per app (`limits.logins_in_progress_per_app`).
     pub(super) in_progress: Arc<Counted<u32>>,
-    /// Connection ends waiting for [`Sessions::detach_until`], while it runs.
-    pub(super) ended: OnceLock<mpsc::UnboundedSender<Ended>>,
+    /// Connection ends waiting for the [`EndsWorker`].
+    pub(super) ended: mpsc::UnboundedSender<Ended>,
+    /// Work that outlives the connection that started it (a login still running when its connection ended),
+    /// and the connections' own tasks: closed and awaited at shutdown.
+    tasks: TaskTracker,
     /// Registry writes to do again once the registry answers (see [`crate::login::settle`]).
     pub(super) unsettled: Unsettled,
 }
@@ -99,8 +103,10 @@ pub enum Actor {
 }
 
 impl Sessions {
-    pub fn new(parts: Parts) -> Arc<Sessions> {
-        Arc::new(Sessions {
+    /// The service, and the worker that writes its connections' ends (the caller runs it).
+    pub fn new(parts: Parts) -> (Arc<Sessions>, EndsWorker) {
+        let (ended, rx) = mpsc::unbounded_channel();
+        let sessions = Arc::new(Sessions {
             auth: parts.auth,
             registry: parts.registry,
             policies: parts.policies,
@@ -112,9 +118,20 @@ impl Sessions {
             clock: parts.clock,
             metrics: parts.metrics,
             in_progress: Counted::new(parts.logins_in_progress_per_app),
-            ended: OnceLock::new(),
+            ended,
+            tasks: TaskTracker::new(),
             unsettled: Unsettled::default(),
-        })
+        });
+        let worker = EndsWorker {
+            sessions: sessions.clone(),
+            rx,
+        };
+        (sessions, worker)
+    }
+
+    /// The tasks of connections, and of logins that outlive theirs: closed and awaited at shutdown.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
     }
 
     /// The registry writes this node has yet to settle.

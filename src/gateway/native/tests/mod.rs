@@ -178,7 +178,7 @@ async fn sessions(users: &[&str]) -> Arc<Sessions> {
         heartbeat_timeout: Duration::from_secs(90),
     };
     let registry = Arc::new(MemoryRegistry::new(records));
-    Sessions::new(Parts {
+    let (sessions, ends) = Sessions::new(Parts {
         auth,
         registry,
         policies,
@@ -191,7 +191,9 @@ async fn sessions(users: &[&str]) -> Arc<Sessions> {
         node: 1,
         bus: Arc::new(crate::push::bus::LocalBus),
         logins_in_progress_per_app: 1000,
-    })
+    });
+    tokio::spawn(ends.run(CancellationToken::new()));
+    sessions
 }
 
 const LIMITS: Limits = Limits {
