@@ -14,10 +14,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use imlogin::app::{router, Application};
-use imlogin::runtime::clock::Clock;
 use imlogin::config::Settings;
-use imlogin::store::Database;
 use imlogin::http::serve::ClientIp;
+use imlogin::runtime::clock::Clock;
+use imlogin::store::Database;
 use imlogin::usersig::tls;
 use tower::ServiceExt;
 
