@@ -77,7 +77,8 @@ pub fn run_offline(command: Command) -> ExitCode {
             expire,
             time,
         } => {
-            if let Err(code) = crate::model::validate_user_id(&user) {
+            if let Err(code) = crate::model::UserId::parse(&user).map_err(crate::model::Code::from)
+            {
                 eprintln!("error: {code}");
                 return ExitCode::from(2);
             }

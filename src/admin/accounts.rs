@@ -36,7 +36,7 @@ impl Admin {
         check_profile(&profile)?;
         let (account, created) = self
             .sessions
-            .auth
+            .auth()
             .accounts()
             .upsert_profile(who.sdkappid, user_id, profile, self.now())
             .await?;
@@ -56,7 +56,7 @@ impl Admin {
         check_user_id(user_id)?;
         if !self
             .sessions
-            .auth
+            .auth()
             .accounts()
             .delete(who.sdkappid, user_id)
             .await?
@@ -105,7 +105,7 @@ impl Admin {
         check_user_id(user_id)?;
         if !self
             .sessions
-            .auth
+            .auth()
             .accounts()
             .set_disabled(who.sdkappid, user_id, disabled)
             .await?

@@ -31,7 +31,7 @@ impl Admin {
     pub fn load_keys(&self) {
         let keys = self
             .sessions
-            .auth
+            .auth()
             .apps()
             .all()
             .into_iter()
@@ -51,7 +51,7 @@ impl Admin {
 
     /// The app, if it is configured.
     pub fn app(&self, sdkappid: u32) -> Option<Arc<SdkApp>> {
-        self.sessions.auth.apps().get(sdkappid)
+        self.sessions.auth().apps().get(sdkappid)
     }
 
     /// The counters of failed admin authentications (limit: `limits.login_failures_per_minute`).

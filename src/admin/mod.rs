@@ -20,7 +20,7 @@ pub use sessions::{OnlineCounts, OnlineState, UserOnline};
 
 use crate::limits::throttle::Throttle;
 use crate::login::service::Sessions;
-use crate::model::is_valid_user_id;
+use crate::model::UserId;
 use crate::store::{Database, StoreError};
 
 /// Who asks: an admin UserID (REST v4) or an app's API key (native), and from where.
@@ -88,19 +88,16 @@ pub struct Admin {
     failed_auth: Throttle,
 }
 
-fn check_user_id(user_id: &str) -> AdminResult<()> {
-    if is_valid_user_id(user_id) {
-        Ok(())
-    } else {
-        Err(AdminError::Invalid(format!(
-            "invalid UserID {user_id:?}: 1-32 bytes of printable ASCII, not starting with @TLS#, @TIM# or @TGS#"
-        )))
-    }
+/// The UserID an admin named, parsed (70402 when it is not one).
+fn check_user_id(user_id: &str) -> AdminResult<UserId> {
+    UserId::parse(user_id)
+        .map_err(|e| AdminError::Invalid(format!("invalid UserID {user_id:?}: {e}")))
 }
 
 impl Admin {
     pub fn new(sessions: Arc<Sessions>, db: Database) -> Admin {
-        let failed_auth = Throttle::new(sessions.auth.throttle().limit(), sessions.clock.clone());
+        let failed_auth =
+            Throttle::new(sessions.auth().throttle().limit(), sessions.clock().clone());
         let admin = Admin {
             sessions,
             db,
@@ -116,6 +113,6 @@ impl Admin {
     }
 
     fn now(&self) -> i64 {
-        self.sessions.clock.now_secs()
+        self.sessions.clock().now_secs()
     }
 }

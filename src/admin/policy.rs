@@ -6,8 +6,8 @@ use crate::model::Policy;
 impl Admin {
     /// The policy in force, and whether an admin set it.
     pub fn policy(&self, sdkappid: u32) -> Option<(Policy, bool)> {
-        let app = self.sessions.auth.apps().get(sdkappid)?;
-        let set = self.sessions.policies.set_by_admin(sdkappid);
+        let app = self.sessions.auth().apps().get(sdkappid)?;
+        let set = self.sessions.policies().set_by_admin(sdkappid);
         Some((set.unwrap_or(app.policy), set.is_some()))
     }
 
@@ -17,7 +17,7 @@ impl Admin {
             .validate()
             .map_err(|(field, why)| AdminError::Invalid(format!("`{field}` {why}")))?;
         self.sessions
-            .policies
+            .policies()
             .set(who.sdkappid, policy, self.now())
             .await?;
         self.sessions.policies_changed();
@@ -27,7 +27,7 @@ impl Admin {
 
     /// Goes back to the config file's policy.
     pub async fn clear_policy(&self, who: &AdminActor) -> AdminResult<()> {
-        self.sessions.policies.clear(who.sdkappid).await?;
+        self.sessions.policies().clear(who.sdkappid).await?;
         self.sessions.policies_changed();
         who.audit("policy_reset", "");
         Ok(())

@@ -1,8 +1,8 @@
 //! Sessions: kicks, who is online, an app's instances, and the statistics (online counts, daily active users).
 
 use super::{check_user_id, Admin, AdminActor, AdminError, AdminResult};
-use crate::model::is_valid_user_id;
 use crate::model::Platform;
+use crate::model::UserId;
 use crate::model::{Instance, InstanceKey, KickReason};
 use crate::runtime::clock::{days_from_date, utc_date};
 
@@ -42,8 +42,8 @@ impl Admin {
         instance_id: Option<&str>,
         revoke: bool,
     ) -> AdminResult<usize> {
-        check_user_id(user_id)?;
-        let accounts = self.sessions.auth.accounts();
+        let user = check_user_id(user_id)?;
+        let accounts = self.sessions.auth().accounts();
         let exists = if revoke {
             accounts.revoke(who.sdkappid, user_id, self.now()).await?
         } else {
@@ -65,7 +65,7 @@ impl Admin {
             Some(id) => {
                 let key = InstanceKey {
                     sdkappid: who.sdkappid,
-                    user_id: user_id.to_owned(),
+                    user_id: user,
                     instance_id: id.to_owned(),
                 };
                 let kicked = self.sessions.kick_instance(&key, reason, who.ip).await?;
@@ -96,11 +96,7 @@ impl Admin {
     pub async fn online(&self, sdkappid: u32, user_ids: &[String]) -> AdminResult<Vec<UserOnline>> {
         let mut out = Vec::with_capacity(user_ids.len());
         let mut unknown = Vec::new();
-        let all = self
-            .sessions
-            .registry
-            .users_instances(sdkappid, user_ids)
-            .await?;
+        let all = self.sessions.users_instances(sdkappid, user_ids).await?;
         for (user_id, instances) in user_ids.iter().zip(all) {
             let state = if instances.iter().any(Instance::is_online) {
                 OnlineState::Online
@@ -122,7 +118,7 @@ impl Admin {
         // Users with instances exist; for the others, one look at the database.
         let valid: Vec<String> = unknown
             .into_iter()
-            .filter(|u| is_valid_user_id(u))
+            .filter(|u| UserId::parse(u).is_ok())
             .collect();
         let existing = self.db.accounts.existing(sdkappid, &valid).await?;
         for u in out.iter_mut().filter(|u| u.instances.is_empty()) {
@@ -139,7 +135,7 @@ impl Admin {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> AdminResult<Vec<Instance>> {
-        let mut all = self.sessions.registry.app_instances(sdkappid).await?;
+        let mut all = self.sessions.app_instances(sdkappid).await?;
         all.retain(|i| {
             platform.is_none_or(|p| i.platform == p)
                 && after
@@ -152,7 +148,7 @@ impl Admin {
 
     /// Instances of an app by platform (connected or within the grace).
     pub async fn online_counts(&self, sdkappid: u32) -> AdminResult<OnlineCounts> {
-        let all = self.sessions.registry.app_instances(sdkappid).await?;
+        let all = self.sessions.app_instances(sdkappid).await?;
         let by_platform = Platform::ALL
             .iter()
             .map(|p| (*p, all.iter().filter(|i| i.platform == *p).count()))

@@ -268,7 +268,7 @@ impl Application {
             stop_by.set(at);
             let _ = stopping_tx.send(at);
             // Every WebSocket closes with 1012 (the HTTP server does not see upgraded ones).
-            sessions.hub.shutdown();
+            sessions.hub().shutdown();
         });
         let drained = async {
             http.await;

@@ -99,10 +99,10 @@ impl Reloader {
             .map(|a| a.sdkappid)
             .collect();
         let sessions = self.admin.sessions();
-        sessions.auth.apps().replace(&new.apps);
+        sessions.auth().apps().replace(&new.apps);
         self.admin.load_keys();
         sessions
-            .auth
+            .auth()
             .throttle()
             .set_limit(new.limits.login_failures_per_minute);
         self.admin
@@ -111,7 +111,7 @@ impl Reloader {
         if let Err(e) = self.log.set_level(&new.log.level) {
             tracing::warn!(error = %e, "config reload: the log level was not applied");
         }
-        if let Some(m) = &sessions.metrics {
+        if let Some(m) = sessions.metrics() {
             report.apps_added.iter().for_each(|id| m.add_app(*id));
         }
         for app in &report.apps_removed {

@@ -78,9 +78,9 @@ pub(super) fn metrics_router(state: AppState) -> Router {
                 };
                 let s = &state.sessions;
                 let sampled = &m.sampled;
-                sampled.ws_connections.set(s.hub.len() as i64);
-                sampled.dau_queue.set(s.dau.queued() as i64);
-                sampled.webhook_queue.set(s.outbox.queued() as i64);
+                sampled.ws_connections.set(s.hub().len() as i64);
+                sampled.dau_queue.set(s.dau().queued() as i64);
+                sampled.webhook_queue.set(s.webhooks_queued() as i64);
                 let (size, idle) = state.db.accounts.pool_status();
                 sampled.db_pool_connections.set(i64::from(size));
                 sampled.db_pool_idle.set(idle as i64);

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use super::{key_err, log, AppConfig, ConfigError, RegistryBackend, Secret, Settings};
-use crate::model::validate_user_id;
+use crate::model::UserId;
 
 impl Settings {
     /// Checks every rule serde cannot express.
@@ -118,7 +118,7 @@ impl Settings {
                 return Err(key_err(at("admins"), "must list 1 to 10 admin UserIDs"));
             }
             for (j, admin) in app.admins.iter().enumerate() {
-                if validate_user_id(admin).is_err() {
+                if UserId::parse(admin).is_err() {
                     return Err(key_err(
                         format!("apps[{i}].admins[{j}]"),
                         "is not a valid UserID",

@@ -77,7 +77,7 @@ impl<T: Transport> Shell<'_, T> {
     /// A login or resume failed, and the connection holds no instance: it takes a new number, so that whatever
     /// the attempt may have written under the old one is known for a ghost (see [`crate::login::settle`]).
     pub fn retire_conn(&mut self) {
-        self.conn = self.sessions.hub.rebind(self.conn);
+        self.conn = self.sessions.hub().rebind(self.conn);
     }
 }
 
@@ -136,7 +136,7 @@ where
     T: Transport,
     D: Dialect + Send,
 {
-    let (conn, mailbox) = sessions.hub.register();
+    let (conn, mailbox) = sessions.hub().register();
     let mut c = Connection {
         sh: Shell {
             sessions,
@@ -169,7 +169,7 @@ impl<T, D: Dialect> Drop for Connection<'_, T, D> {
     /// Unregisters the connection, and detaches its instance (leaving it resumable for the grace) however the
     /// connection ends: normally, on error, or in a panic.
     fn drop(&mut self) {
-        self.sh.sessions.hub.unregister(self.sh.conn);
+        self.sh.sessions.hub().unregister(self.sh.conn);
         // Outside a runtime (it is shutting down) there is nothing left to keep resumable.
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
@@ -269,7 +269,7 @@ impl<T: Transport, D: Dialect + Send> Connection<'_, T, D> {
             at = at.min(d);
         }
         if let Some(ms) = sig_due_ms {
-            at = at.min(sh.sessions.clock.instant_at(ms));
+            at = at.min(sh.sessions.clock().instant_at(ms));
         }
         if let Some(w) = sh.wire.write_deadline {
             at = at.min(w);
@@ -289,7 +289,7 @@ impl<T: Transport, D: Dialect + Send> Connection<'_, T, D> {
             // The client has not taken a frame for the whole write timeout: nothing more can reach it.
             return Flow::Stop;
         }
-        if sig_armed.is_some_and(|ms| ms <= self.sh.sessions.clock.now_ms()) {
+        if sig_armed.is_some_and(|ms| ms <= self.sh.sessions.clock().now_ms()) {
             self.d.on_sig_due(&mut self.sh).await;
         }
         if self.sh.last_seen + self.sh.limits.heartbeat <= now {

@@ -314,8 +314,7 @@ impl<K: Keeps> InstanceState<K> {
         if !self.is_current(&inst.instance_id) {
             let online = sh
                 .sessions
-                .metrics
-                .as_ref()
+                .metrics()
                 .map(|m| OnlineMark::new(m.online(inst.sdkappid, inst.platform)));
             self.state = State::LoggedIn(Current {
                 key: inst.key(),

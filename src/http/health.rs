@@ -18,7 +18,7 @@ pub async fn readyz(
     State(db): State<Database>,
     State(sessions): State<Arc<Sessions>>,
 ) -> (StatusCode, Json<Value>) {
-    let (db, registry) = tokio::join!(db.accounts.ping(), sessions.registry.ping());
+    let (db, registry) = tokio::join!(db.accounts.ping(), sessions.ping_registry());
     if let Err(e) = &db {
         tracing::warn!(error = %e, "readiness check: database unreachable");
     }

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::config::demo_app;
 use crate::login::service::Sessions;
-use crate::model::is_valid_user_id;
+use crate::model::UserId;
 use crate::usersig::tls;
 
 const CONSOLE_HTML: &[u8] = include_bytes!("../../web/src/console/index.html");
@@ -85,7 +85,7 @@ fn page(body: &'static [u8], content_type: &'static str) -> Response {
 /// The demo app as configured now (a live reload may have removed it or changed its key).
 fn demo(sessions: &Sessions) -> Option<Arc<crate::config::apps::SdkApp>> {
     sessions
-        .auth
+        .auth()
         .apps()
         .get(demo_app().sdkappid)
         .filter(|a| a.is_demo)
@@ -126,7 +126,7 @@ async fn demo_usersig(
     };
     let user_id =
         match query {
-            Ok(Query(q)) if is_valid_user_id(&q.user_id) => q.user_id,
+            Ok(Query(q)) if UserId::parse(&q.user_id).is_ok() => q.user_id,
             _ => return (
                 StatusCode::BAD_REQUEST,
                 Json(json!({"code": 6017, "message": "user_id: 1–32 printable ASCII characters"})),
@@ -134,7 +134,7 @@ async fn demo_usersig(
                 .into_response(),
         };
     let demo = demo_app();
-    let now = sessions.clock.now_secs().max(0) as u64;
+    let now = sessions.clock().now_secs().max(0) as u64;
     let user_sig = tls::generate(
         demo.sdkappid,
         demo.secret_key.expose(),

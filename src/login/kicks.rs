@@ -129,7 +129,7 @@ impl Sessions {
     /// [`Sessions::end_app`], once: how many instances were kicked.
     pub(crate) async fn try_end_app(&self, sdkappid: u32) -> RegResult<usize> {
         let instances = self.registry.app_instances(sdkappid).await?;
-        let users: std::collections::BTreeSet<String> =
+        let users: std::collections::BTreeSet<crate::model::UserId> =
             instances.into_iter().map(|i| i.user_id).collect();
         let server = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
         let mut kicked = 0;

@@ -12,14 +12,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::model::error::{Code, Failure};
-use crate::model::is_valid_user_id;
 use crate::model::Platform;
+use crate::model::UserId;
 
 /// The fields of a `login` request, checked for presence, type, UserID and platform.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LoginFields {
     pub sdkappid: u32,
-    pub user_id: String,
+    pub user_id: UserId,
     pub user_sig: String,
     pub platform: Platform,
     pub device_id: Option<String>,
@@ -45,7 +45,7 @@ pub enum LoginRequest {
     Invalid {
         failure: Failure,
         /// (SDKAppID, UserID) when both were present and valid: the request still counts against that user.
-        user: Option<(u32, String)>,
+        user: Option<(u32, UserId)>,
     },
 }
 
@@ -93,13 +93,15 @@ impl LoginRequest {
             None => Err(invalid("`sdkappid` is required")),
         };
         let user_id = string(f.user_id, "user_id");
-        let user = match (&sdkappid, &user_id) {
-            (Ok(app), Ok(u)) if is_valid_user_id(u) => Some((*app, u.clone())),
+        // Parsed once: the UserID of a request refused for another field still names whom the throttle counts.
+        let parsed = user_id.as_deref().ok().map(UserId::parse);
+        let user = match (&sdkappid, &parsed) {
+            (Ok(app), Some(Ok(u))) => Some((*app, u.clone())),
             _ => None,
         };
         let typed = (|| {
             let sdkappid = sdkappid?;
-            let user_id = user_id?;
+            user_id?;
             let user_sig = string(f.user_sig, "user_sig")?;
             let platform = string(f.platform, "platform")?;
             let device_id = match f.device_id {
@@ -114,9 +116,10 @@ impl LoginRequest {
                     return Err(invalid("`device_id` must be 1-64 bytes of printable ASCII"))
                 }
             };
-            if !is_valid_user_id(&user_id) {
-                return Err(Failure::new(Code::InvalidIdentifier));
-            }
+            let user_id = match parsed {
+                Some(Ok(u)) => u,
+                _ => return Err(Failure::new(Code::InvalidIdentifier)),
+            };
             let platform = platform.parse().map_err(|_| {
                 invalid(format!(
                     "unknown platform {platform:?}; use one of android, iphone, ipad, windows, mac, linux, web"

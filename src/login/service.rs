@@ -25,7 +25,7 @@ use crate::model::{ConnRef, Instance, InstanceKey, Kick, Seq};
 use crate::push::bus::Bus;
 use crate::push::hub::{Hub, Push};
 use crate::registry::policies::Policies;
-use crate::registry::{Attach, Registry, RemoveIf};
+use crate::registry::{Attach, RegResult, Registry, RemoveIf};
 use crate::runtime::clock::Clock;
 use crate::runtime::metrics::Metrics;
 use crate::webhooks::event::StateChange;
@@ -61,16 +61,18 @@ pub struct Parts {
     pub logins_in_progress_per_app: u32,
 }
 
+/// The login service: the only writer of the session registry. Its parts are private so every change goes
+/// through the methods that keep its rules (policy, kicks told, webhooks, settling); others get read access.
 pub struct Sessions {
-    pub auth: Arc<Authenticator>,
-    pub registry: Arc<dyn Registry>,
-    pub policies: Policies,
-    pub hub: Hub,
-    pub timing: SessionTiming,
-    pub dau: Dau,
-    pub outbox: Outbox,
-    pub clock: Clock,
-    pub metrics: Option<Arc<Metrics>>,
+    pub(super) auth: Arc<Authenticator>,
+    pub(super) registry: Arc<dyn Registry>,
+    pub(super) policies: Policies,
+    pub(super) hub: Hub,
+    pub(super) timing: SessionTiming,
+    pub(super) dau: Dau,
+    pub(super) outbox: Outbox,
+    pub(super) clock: Clock,
+    pub(super) metrics: Option<Arc<Metrics>>,
     pub(super) tokens: TokenSigner,
     /// Logins in progress per app (`limits.logins_in_progress_per_app`).
     pub(super) in_progress: Arc<Counted<u32>>,
@@ -139,6 +141,81 @@ impl Sessions {
         &self.unsettled
     }
 
+    /// Apps, accounts and the failure throttle: what a login is checked against.
+    pub fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    /// The per-app policies (the admin API sets and clears overrides through them).
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    /// This node's connections: where a connection registers to get its pushes.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    pub fn timing(&self) -> &SessionTiming {
+        &self.timing
+    }
+
+    pub fn dau(&self) -> &Dau {
+        &self.dau
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_deref()
+    }
+
+    /// Every instance of an app, across the cluster (read only).
+    pub async fn app_instances(&self, sdkappid: u32) -> RegResult<Vec<Instance>> {
+        self.registry.app_instances(sdkappid).await
+    }
+
+    /// The instances this node's connections hold, as the registry has them (read only).
+    pub async fn node_instances(&self) -> RegResult<Vec<Instance>> {
+        self.registry.node_instances().await
+    }
+
+    /// One instance, as the registry has it (read only).
+    pub async fn instance(&self, key: &InstanceKey) -> RegResult<Option<Instance>> {
+        self.registry.get(key).await
+    }
+
+    /// A user's instances (read only).
+    pub async fn user_instances(&self, sdkappid: u32, user_id: &str) -> RegResult<Vec<Instance>> {
+        self.registry.user_instances(sdkappid, user_id).await
+    }
+
+    /// Several users' instances, in the order asked (read only).
+    pub async fn users_instances(
+        &self,
+        sdkappid: u32,
+        user_ids: &[String],
+    ) -> RegResult<Vec<Vec<Instance>>> {
+        self.registry.users_instances(sdkappid, user_ids).await
+    }
+
+    /// Webhook events written and not yet delivered by this node.
+    pub fn webhooks_queued(&self) -> usize {
+        self.outbox.queued()
+    }
+
+    /// Why an instance was kicked, while that is remembered.
+    pub async fn kick_record(&self, key: &InstanceKey) -> RegResult<Option<Kick>> {
+        self.registry.kicked(key).await
+    }
+
+    /// Whether the registry answers (the readiness probe).
+    pub async fn ping_registry(&self) -> RegResult<()> {
+        self.registry.ping().await
+    }
+
     pub(super) fn registry_down(&self, e: impl std::fmt::Display) -> Failure {
         self.registry_failed(e, "session registry unreachable");
         Failure::new(Code::InternalTimeout)
@@ -191,7 +268,7 @@ impl Sessions {
         };
         self.outbox.emit(StateChange {
             sdkappid: instance.sdkappid,
-            user_id: instance.user_id.clone(),
+            user_id: instance.user_id.to_string(),
             seq,
             cause,
             platform,

@@ -45,7 +45,7 @@ impl TokenSigner {
         let mut parts = text.splitn(3, ':');
         let sdkappid = parts.next()?.parse().ok()?;
         let instance_id = parts.next()?.to_owned();
-        let user_id = parts.next()?.to_owned();
+        let user_id = crate::model::UserId::parse(parts.next()?).ok()?;
         Some(InstanceKey {
             sdkappid,
             user_id,
@@ -63,7 +63,7 @@ mod tests {
         let s = TokenSigner::new("a-session-secret-of-some-length");
         let key = InstanceKey {
             sdkappid: 7,
-            user_id: "u:with:colons".into(),
+            user_id: crate::model::UserId::parse("u:with:colons").unwrap(),
             instance_id: "abc123".into(),
         };
         let t = s.sign(&key);

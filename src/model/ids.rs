@@ -1,23 +1,107 @@
-//! What names a user (PROTOCOL §1). The UserID rule lives here, and only here.
+//! What names a user (PROTOCOL §1): a [`UserId`], parsed once where it enters — a login, an admin's request, the
+//! configuration — and passed as that type from then on. The UserID rule lives in [`UserId::parse`], and only
+//! there.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::Code;
 
-/// Checks a UserID (PROTOCOL §1): 1–32 bytes of printable ASCII, not starting with a reserved prefix.
-pub fn validate_user_id(user_id: &str) -> Result<(), Code> {
-    if is_valid_user_id(user_id) {
-        Ok(())
-    } else {
-        Err(Code::InvalidIdentifier)
+/// A UserID: 1–32 bytes of printable ASCII, not starting with a reserved prefix (`@TLS#`, `@TIM#`, `@TGS#`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct UserId(Box<str>);
+
+/// A string that is not a UserID (answered 7003 at login, 70402 by the admin APIs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a UserID is 1–32 printable ASCII characters, not starting with @TLS#, @TIM# or @TGS#")]
+pub struct InvalidUserId;
+
+impl From<InvalidUserId> for Code {
+    fn from(_: InvalidUserId) -> Code {
+        Code::InvalidIdentifier
     }
 }
 
-/// See [`validate_user_id`].
-pub fn is_valid_user_id(user_id: &str) -> bool {
-    (1..=32).contains(&user_id.len())
-        && user_id.bytes().all(|b| (0x20..=0x7e).contains(&b))
-        && !["@TLS#", "@TIM#", "@TGS#"]
-            .iter()
-            .any(|p| user_id.starts_with(p))
+impl UserId {
+    /// The UserID rule (PROTOCOL §1).
+    pub fn parse(user_id: &str) -> Result<UserId, InvalidUserId> {
+        let valid = (1..=32).contains(&user_id.len())
+            && user_id.bytes().all(|b| (0x20..=0x7e).contains(&b))
+            && !["@TLS#", "@TIM#", "@TGS#"]
+                .iter()
+                .any(|p| user_id.starts_with(p));
+        if valid {
+            Ok(UserId(user_id.into()))
+        } else {
+            Err(InvalidUserId)
+        }
+    }
+
+    /// A UserID this server wrote itself (read back from its own registry): kept as it was parsed then.
+    pub(crate) fn stored(user_id: &str) -> UserId {
+        UserId(user_id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for UserId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for UserId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for UserId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for UserId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for UserId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl std::str::FromStr for UserId {
+    type Err = InvalidUserId;
+
+    fn from_str(s: &str) -> Result<UserId, InvalidUserId> {
+        UserId::parse(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for UserId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<UserId, D::Error> {
+        let s = String::deserialize(d)?;
+        UserId::parse(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]
@@ -35,7 +119,11 @@ mod tests {
             "@TLS",
             "a@TIM#",
         ] {
-            assert_eq!(validate_user_id(ok), Ok(()), "{ok:?}");
+            assert_eq!(
+                UserId::parse(ok).map(|u| u.to_string()),
+                Ok(ok.to_string()),
+                "{ok:?}"
+            );
         }
         for bad in [
             "",
@@ -47,11 +135,8 @@ mod tests {
             "@TGS#g",
             "\u{7f}",
         ] {
-            assert_eq!(
-                validate_user_id(bad),
-                Err(Code::InvalidIdentifier),
-                "{bad:?}"
-            );
+            assert_eq!(UserId::parse(bad), Err(InvalidUserId), "{bad:?}");
+            assert_eq!(Code::from(InvalidUserId), Code::InvalidIdentifier);
         }
     }
 }

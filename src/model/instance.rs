@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::Platform;
+use super::{Platform, UserId};
 
 /// A connection, named by the node that holds it and its number there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -16,7 +16,7 @@ pub struct ConnRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     pub sdkappid: u32,
-    pub user_id: String,
+    pub user_id: UserId,
     pub platform: Platform,
     pub instance_id: String,
     pub device_id: Option<String>,
@@ -52,7 +52,7 @@ impl Instance {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct InstanceKey {
     pub sdkappid: u32,
-    pub user_id: String,
+    pub user_id: UserId,
     pub instance_id: String,
 }
 

@@ -12,7 +12,7 @@ pub mod policy;
 
 pub use cause::Cause;
 pub use error::{Code, Failure};
-pub use ids::{is_valid_user_id, validate_user_id};
+pub use ids::{InvalidUserId, UserId};
 pub use instance::{next_seq, ConnRef, Instance, InstanceKey, Seq};
 pub use kick::{Kick, KickReason};
 pub use platform::Platform;

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 fn instance(n: usize, p: Platform, device: Option<u8>, conn: Option<u64>) -> Instance {
     Instance {
         sdkappid: 1,
-        user_id: "u".into(),
+        user_id: crate::model::UserId::parse("u").unwrap(),
         platform: p,
         instance_id: format!("i{n}"),
         device_id: device.map(|d| format!("d{d}")),

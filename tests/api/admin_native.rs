@@ -363,7 +363,7 @@ async fn instances_and_online_counts(backend: Backend) {
         (&json!(2), &json!(2))
     );
     // The scan a node's death costs lists this node's instances as usual.
-    let mine = app.state.sessions.registry.node_instances().await.unwrap();
+    let mine = app.state.sessions.node_instances().await.unwrap();
     assert_eq!(mine.len(), if db.redis_ns.is_some() { 6 } else { 0 });
 }
 

@@ -347,7 +347,6 @@ async fn query_online_status_reports_online_pushonline_offline(backend: Backend)
         let i = app
             .state
             .sessions
-            .registry
             .user_instances(APP, "dropped")
             .await
             .unwrap();

@@ -155,7 +155,7 @@ async fn http_statuses_follow_the_codes(backend: Backend) {
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], 6026);
     // Disabled and revoked accounts: 403.
-    let accounts = app.state.sessions.auth.accounts();
+    let accounts = app.state.sessions.auth().accounts();
     accounts
         .get_or_register(APP, "hs-disabled", 1)
         .await
@@ -214,7 +214,7 @@ async fn active_today(app: &TestApp) -> i64 {
     let counts = app
         .state
         .sessions
-        .auth
+        .auth()
         .accounts()
         .store()
         .active_counts(APP, &today, &today)
@@ -242,8 +242,12 @@ async fn daily_active_users_count_logins_once(backend: Backend) {
     };
     assert!(e.login(&bad).await.is_err());
     c.renew_sig(&sig("dau-2", None, 7200)).await.unwrap();
-    assert!(!app.state.sessions.dau.is_marked(APP, "dau-4"));
-    assert_eq!(app.state.sessions.dau.queued(), 0, "nothing more to write");
+    assert!(!app.state.sessions.dau().is_marked(APP, "dau-4"));
+    assert_eq!(
+        app.state.sessions.dau().queued(),
+        0,
+        "nothing more to write"
+    );
     assert_eq!(active_today(&app).await, 3);
     // Persisted: a new connection to the database sees the same.
     let today = imlogin::runtime::clock::utc_date(imlogin::runtime::clock::unix_now());
@@ -297,7 +301,7 @@ async fn a_daily_active_mark_lost_to_an_outage_is_written_at_the_next_login() {
     // Registered and cached, but not yet active today.
     app.state
         .sessions
-        .auth
+        .auth()
         .accounts()
         .get_or_register(APP, "dau-outage", 1)
         .await
@@ -308,7 +312,7 @@ async fn a_daily_active_mark_lost_to_an_outage_is_written_at_the_next_login() {
         .await
         .expect("a cached user logs in without the database");
     crate::helpers::eventually("the writer gave up on the mark", || async {
-        !app.state.sessions.dau.is_marked(APP, "dau-outage")
+        !app.state.sessions.dau().is_marked(APP, "dau-outage")
     })
     .await;
     proxy.restore();
@@ -317,7 +321,7 @@ async fn a_daily_active_mark_lost_to_an_outage_is_written_at_the_next_login() {
         let today = imlogin::runtime::clock::utc_date(imlogin::runtime::clock::unix_now());
         app.state
             .sessions
-            .auth
+            .auth()
             .accounts()
             .store()
             .active_counts(APP, &today, &today)

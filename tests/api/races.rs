@@ -44,7 +44,6 @@ async fn check(
     let survivors: HashSet<String> = app
         .state
         .sessions
-        .registry
         .user_instances(APP, user)
         .await
         .unwrap()

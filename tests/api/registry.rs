@@ -22,7 +22,7 @@ const USERS: [&str; 3] = ["ann", "bob|x:y", "cy"];
 fn instance(n: usize, user: &str, platform: Platform, device: Option<u8>, conn: bool) -> Instance {
     Instance {
         sdkappid: 7,
-        user_id: user.into(),
+        user_id: user.parse().unwrap(),
         platform,
         instance_id: format!("{n:024x}"),
         device_id: device.map(|d| format!("dev|{d}")),

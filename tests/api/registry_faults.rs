@@ -182,7 +182,7 @@ async fn a_removed_apps_users_are_kicked_once_redis_answers() {
     let mut apps = app.state.settings.apps.clone();
     apps.retain(|a| a.sdkappid != OTHER_APP);
     let sessions = &app.state.sessions;
-    sessions.auth.apps().replace(&apps);
+    sessions.auth().apps().replace(&apps);
     proxy.delay(LATE);
     assert_eq!(
         sessions.end_app(OTHER_APP).await,
@@ -211,7 +211,7 @@ async fn a_login_that_outlives_its_apps_removal_is_refused_and_leaves_nothing() 
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut apps = app.state.settings.apps.clone();
         apps.retain(|a| a.sdkappid != APP);
-        app.state.sessions.auth.apps().replace(&apps);
+        app.state.sessions.auth().apps().replace(&apps);
         app.state.sessions.end_app(APP).await
     };
     let (answer, kicked) = tokio::join!(login, remove);
@@ -221,7 +221,6 @@ async fn a_login_that_outlives_its_apps_removal_is_refused_and_leaves_nothing() 
     let left = app
         .state
         .sessions
-        .registry
         .user_instances(APP, "newcomer")
         .await
         .unwrap();

@@ -81,7 +81,7 @@ async fn failed_logins_with_invalid_user_ids_add_no_throttle_keys() {
         p["user_sig"] = json!("not-a-ticket");
         assert_eq!(c.request("login", p).await.unwrap().code, 70003);
     }
-    let (clients, users) = app.state.sessions.auth.throttle().len();
+    let (clients, users) = app.state.sessions.auth().throttle().len();
     assert_eq!((clients, users), (1, 5));
 }
 

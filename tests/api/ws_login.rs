@@ -27,12 +27,7 @@ crate::both_configs!(
 );
 
 async fn instances(app: &crate::helpers::TestApp, user: &str) -> Vec<imlogin::model::Instance> {
-    app.state
-        .sessions
-        .registry
-        .user_instances(APP, user)
-        .await
-        .unwrap()
+    app.state.sessions.user_instances(APP, user).await.unwrap()
 }
 
 async fn a_second_login_kicks_the_first_before_its_answer(backend: Backend) {
@@ -258,7 +253,7 @@ async fn resume_of_kicked_or_gone_instances(backend: Backend) {
     let other_secret = imlogin::login::tokens::TokenSigner::new("not-the-server-secret-at-all");
     let forged = other_secret.sign(&imlogin::model::InstanceKey {
         sdkappid: APP,
-        user_id: "rk-gone".into(),
+        user_id: "rk-gone".parse().unwrap(),
         instance_id: l.instance_id.clone(),
     });
     assert_eq!(g.resume(&forged).await.unwrap_err().code(), Some(6026));
@@ -409,7 +404,7 @@ async fn a_removed_apps_session_tokens_are_refused(backend: Backend) {
     drop(c);
     let mut apps = app.state.settings.apps.clone();
     apps.retain(|a| a.sdkappid != OTHER_APP);
-    app.state.sessions.auth.apps().replace(&apps);
+    app.state.sessions.auth().apps().replace(&apps);
     let c = app.connect().await;
     assert_eq!(c.resume(&token).await.unwrap_err().code(), Some(70020));
     let r = app

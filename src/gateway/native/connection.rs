@@ -87,7 +87,7 @@ impl Dialect for Native {
             cur.sig_expires_at.saturating_add(1)
         } else {
             cur.sig_expires_at
-                .saturating_sub(sessions.timing.sig_expiry_notice_secs)
+                .saturating_sub(sessions.timing().sig_expiry_notice_secs)
         };
         Some(at_secs.saturating_mul(1000))
     }
@@ -236,7 +236,7 @@ impl Native {
     async fn handle<T: Transport>(&mut self, sh: &mut Shell<'_, T>, req: Request) -> Flow {
         let id = req.id;
         let reply = match req.op {
-            Op::Ping => Ok(json!({"server_time_ms": sh.sessions.clock.now_ms()})),
+            Op::Ping => Ok(json!({"server_time_ms": sh.sessions.clock().now_ms()})),
             Op::GetLoginStatus => Ok(json!({"status": self.status()})),
             Op::GetLoginUser => {
                 let user = self.i.logged_in().map_or("", |c| c.key.user_id.as_str());

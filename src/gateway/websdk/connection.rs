@@ -328,7 +328,7 @@ impl WebSdk {
             }
             _ => {
                 let kick = match &key {
-                    Some(key) => sh.sessions.registry.kicked(key).await.ok().flatten(),
+                    Some(key) => sh.sessions.kick_record(key).await.ok().flatten(),
                     None => None,
                 };
                 // Forgotten meanwhile, or an app removed from the configuration: a kick by the server.
@@ -370,6 +370,6 @@ fn login_fields<'a>(sessions: &Sessions, key: &InstanceKey, a2: &'a str) -> Logi
         tiny_id: tiny_id(key.sdkappid, &key.user_id).to_string(),
         inst_id: inst_id(&key.instance_id),
         hello_interval: HELLO_INTERVAL_SECS,
-        time_stamp: sessions.clock.now_secs(),
+        time_stamp: sessions.clock().now_secs(),
     }
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use redis::Value;
 
 use super::super::{RegResult, RegistryError};
-use crate::model::{ConnRef, Instance, InstanceKey, Kick, KickReason, Platform, Seq};
+use crate::model::{ConnRef, Instance, InstanceKey, Kick, KickReason, Platform, Seq, UserId};
 
 /// A number in hexadecimal, as the scripts store them (short, and C-fast for Lua's `string.format`).
 pub(super) fn hex(n: u64) -> String {
@@ -114,7 +114,7 @@ pub(super) fn decode(sdkappid: u32, user_id: &str, instance_id: &str, v: &str) -
     };
     Some(Instance {
         sdkappid,
-        user_id: user_id.to_owned(),
+        user_id: UserId::stored(user_id),
         platform,
         instance_id: instance_id.to_owned(),
         device_id,

@@ -160,7 +160,6 @@ async fn every_state_change_arrives_in_seq_order_signed(backend: Backend) {
         let i = app
             .state
             .sessions
-            .registry
             .user_instances(APP, "hooked")
             .await
             .unwrap();

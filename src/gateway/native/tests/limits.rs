@@ -18,7 +18,7 @@ async fn silence_for_the_heartbeat_closes_4003_and_any_frame_resets_it() {
     assert_eq!(c.closed_with().await, close::HEARTBEAT_TIMEOUT);
     c.task.await.unwrap();
     // The instance stays, disconnected, resumable for the grace.
-    let left = s.registry.user_instances(APP, "hb").await.unwrap();
+    let left = s.user_instances(APP, "hb").await.unwrap();
     assert!(left.len() == 1 && left[0].conn.is_none());
 }
 
@@ -108,7 +108,7 @@ async fn a_client_that_does_not_read_is_not_read_and_is_dropped_after_the_write_
     tokio::time::advance(Duration::from_millis(2)).await;
     settle().await;
     assert!(c.task.is_finished(), "dropped at the write deadline");
-    let left = s.registry.user_instances(APP, "deaf").await.unwrap();
+    let left = s.user_instances(APP, "deaf").await.unwrap();
     assert!(left.len() == 1 && left[0].conn.is_none(), "left resumable");
 }
 

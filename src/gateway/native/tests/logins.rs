@@ -29,12 +29,7 @@ async fn the_usersig_notice_then_expiry_then_a_new_login() {
         c.json().await,
         json!({"event": "user_sig_expired", "code": 6206})
     );
-    assert!(s
-        .registry
-        .user_instances(APP, "exp")
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(s.user_instances(APP, "exp").await.unwrap().is_empty());
     c.send(json!({"id": 2, "op": "get_login_status"}));
     assert_eq!(c.json().await["data"]["status"], 3);
     // A ticket with less than the notice left is noticed at once. The user's cached login state is older than
@@ -100,7 +95,7 @@ async fn a_kick_that_arrives_during_the_login_is_delivered_after_its_answer() {
     c.login(1, "racer", "web", 3600);
     settle().await;
     // Another web login of the same user takes the slot of the instance this login just admitted.
-    let (other, _mailbox) = s.hub.register();
+    let (other, _mailbox) = s.hub().register();
     s.login(login_request("racer", "web"), IP, Some(other))
         .await
         .unwrap();
@@ -118,17 +113,17 @@ async fn a_kick_that_arrives_during_the_login_is_delivered_after_its_answer() {
 #[tokio::test]
 async fn resume_of_an_instance_whose_usersig_expired_is_refused_without_moving_it() {
     let s = sessions(&["late"]).await;
-    let (holder, _holder_mailbox) = s.hub.register();
+    let (holder, _holder_mailbox) = s.hub().register();
     let body = json!({"sdkappid": APP, "user_id": "late", "user_sig": ticket("late", 10), "platform": "web"});
     let request = LoginRequest::from_fields(Fields::parse(body.to_string().as_bytes()).unwrap());
     let ok = s.login(request, IP, Some(holder)).await.unwrap();
     let key = ok.instance.key();
     tokio::time::advance(Duration::from_secs(11)).await;
-    let (other, _other_mailbox) = s.hub.register();
+    let (other, _other_mailbox) = s.hub().register();
     let refused = s.resume(&ok.session_token, other, IP).await.unwrap_err();
     assert_eq!(refused.code, Code::NoPreviousLogin);
     assert_eq!(
-        s.registry.get(&key).await.unwrap().unwrap().conn,
+        s.instance(&key).await.unwrap().unwrap().conn,
         Some(holder),
         "left on the connection it is on, which tells its client when its timer fires"
     );
@@ -137,5 +132,5 @@ async fn resume_of_an_instance_whose_usersig_expired_is_refused_without_moving_i
         .await;
     let refused = s.resume(&ok.session_token, other, IP).await.unwrap_err();
     assert_eq!(refused.code, Code::NoPreviousLogin);
-    assert!(s.registry.get(&key).await.unwrap().is_none());
+    assert!(s.instance(&key).await.unwrap().is_none());
 }

@@ -231,7 +231,7 @@ fn connect(sessions: &Arc<Sessions>, limits: Limits) -> Client {
 /// An instance of `user` on a connection that never reads its pushes: a login that kicks it waits for its
 /// `kicked_offline` to be written for the whole kick timeout (2 s), which keeps that login in progress.
 async fn stuck_instance(sessions: &Arc<Sessions>, user: &str) -> Arc<Mailbox> {
-    let (conn, mailbox) = sessions.hub.register();
+    let (conn, mailbox) = sessions.hub().register();
     sessions
         .login(login_request(user, "web"), IP, Some(conn))
         .await

@@ -42,7 +42,7 @@ impl From<Instance> for InstanceView {
             }
             .into(),
             platform: i.platform.to_string(),
-            user_id: i.user_id,
+            user_id: i.user_id.to_string(),
             instance_id: i.instance_id,
             device_id: i.device_id,
             login_at: i.login_at_ms,

@@ -72,7 +72,7 @@ pub async fn list_users(
     // A user list's cursor is a UserID: anything else (a NUL, which PostgreSQL cannot compare as text) is not one
     // this API gave.
     let after = decode_cursor(&q.cursor)?
-        .map(|u| match crate::model::is_valid_user_id(&u) {
+        .map(|u| match crate::model::UserId::parse(&u).is_ok() {
             true => Ok(u),
             false => Err(ApiError::invalid("`cursor` is not one this API gave")),
         })

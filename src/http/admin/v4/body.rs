@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{Command, Fail, MAX_BATCH, MAX_QUERY};
 use crate::accounts::Profile;
-use crate::model::is_valid_user_id;
+use crate::model::UserId;
 
 /// A command with its body, parsed.
 pub(super) enum Request {
@@ -155,10 +155,10 @@ fn account(user_id: Field<String>, identifier: Field<String>) -> Result<String, 
             .text("Identifier")?
             .ok_or_else(|| Fail::new(70402, "UserID is required"))?,
     };
-    if !is_valid_user_id(&user) {
-        return Err(Fail::new(70402, format!("invalid UserID {user:?}")));
+    match UserId::parse(&user) {
+        Ok(_) => Ok(user),
+        Err(_) => Err(Fail::new(70402, format!("invalid UserID {user:?}"))),
     }
-    Ok(user)
 }
 
 /// An account to import with the profile fields given: `account_import`'s body (its UserID checked), or an

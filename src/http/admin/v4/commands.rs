@@ -5,8 +5,8 @@ use serde_json::{json, Map, Value};
 use super::body::{Import, OnlineQuery, Request};
 use super::Answer;
 use crate::admin::{Admin, AdminActor, AdminError, OnlineState};
-use crate::model::is_valid_user_id;
 use crate::model::Platform;
+use crate::model::UserId;
 
 pub(super) async fn run(admin: &Admin, who: &AdminActor, request: Request) -> Answer {
     match request {
@@ -65,14 +65,14 @@ async fn account_delete(admin: &Admin, who: &AdminActor, users: Vec<String>) -> 
 async fn account_check(admin: &Admin, who: &AdminActor, users: Vec<String>) -> Answer {
     let valid: Vec<String> = users
         .iter()
-        .filter(|u| is_valid_user_id(u))
+        .filter(|u| UserId::parse(u).is_ok())
         .cloned()
         .collect();
     let existing = admin.existing(who.sdkappid, &valid).await?;
     let results: Vec<Value> = users
         .iter()
         .map(|u| {
-            if !is_valid_user_id(u) {
+            if UserId::parse(u).is_err() {
                 return json!({"UserID": u, "ResultCode": 70402, "ResultInfo": "invalid UserID",
                     "AccountStatus": "NotImported"});
             }
