@@ -1,5 +1,5 @@
-//! Accounts: [`Accounts`] ([`service`]), the read-through cache in front of the store ([`AccountStore`]) that the login path uses, whose first
-//! logins are registered in groups by a worker ([`registration`]).
+//! Accounts: [`Accounts`] (`service`), the read-through cache in front of the store ([`AccountStore`]) that the login path uses, whose first
+//! logins are registered in groups by a worker (`registration`).
 
 pub mod dau;
 mod registration;

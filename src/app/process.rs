@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 /// client a 1 s SYN retry.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
-/// Binds a listener with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (a restart can rebind at once).
+/// Binds a listener with `LISTEN_BACKLOG` and `SO_REUSEADDR` (a restart can rebind at once).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?

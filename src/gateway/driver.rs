@@ -2,7 +2,7 @@
 //! from other logins, the login in progress, and one timer (heartbeat, login deadline, UserSig deadline, write
 //! deadline). What the frames mean is its [`Dialect`]'s business (`/v1/ws` in [`super::native::connection`], the
 //! Web SDK in [`super::websdk::connection`]), over what a connection is logged in as (its
-//! [`InstanceState`](super::instance::InstanceState), the same for both); what every connection has (its
+//! [`super::instance::InstanceState`], the same for both); what every connection has (its
 //! transport and write queue, its limits, its timers) is the [`Shell`] handed to each of the dialect's steps.
 //!
 //! Writes never block the loop: frames are queued and written as the client takes them, so the timers fire while

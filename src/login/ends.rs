@@ -89,7 +89,7 @@ impl Sessions {
     }
 
     /// [`Sessions::detach`] without waiting: the connection ends now, and its instance is marked disconnected with
-    /// others that ended meanwhile, in one call to the registry (see [`EndsWorker`]).
+    /// others that ended meanwhile, in one call to the registry (see `EndsWorker`).
     pub fn detach_later(&self, key: InstanceKey, conn: ConnRef, cause: Cause) {
         // Connections end before the worker stops: one that ends after it is the process's last moment.
         if self.ended.send((key, conn, cause)).is_err() {

@@ -73,7 +73,7 @@ impl KickReason {
     }
 }
 
-/// Why an instance was kicked, as remembered for a `resume` that comes after it (see [`Registry::kicked`]).
+/// Why an instance was kicked, as remembered for a `resume` that comes after it (see `Registry::kicked`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kick {
     pub reason: KickReason,

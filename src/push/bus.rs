@@ -1,7 +1,7 @@
 //! Messages between nodes: a push addressed to the node that holds a connection (a kick, a logout, a resume
 //! elsewhere, and the acknowledgement that a kick was written), and notices every node must hear (an account's
 //! cached login state is stale, the admins' policies changed). One node needs none of it ([`LocalBus`]); a
-//! cluster uses Redis pub/sub ([`redis::RedisBus`]), one channel per node, so a login is never fanned out to
+//! cluster uses Redis pub/sub ([`crate::push::redis_bus::RedisBus`]), one channel per node, so a login is never fanned out to
 //! every node.
 //!
 //! What crosses nodes is data only: a waiting login learns that its kick was written through an [`Message::Ack`]

@@ -1,5 +1,5 @@
 //! The database: PostgreSQL (production) or an embedded SQLite file, behind one small trait per area
-//! ([`AccountStore`], [`PolicyStore`], [`OutboxStore`]). [`sql`] holds the one body both databases share, so
+//! ([`AccountStore`], [`PolicyStore`], [`OutboxStore`]). `sql` holds the one body both databases share, so
 //! they cannot drift apart; the contract tests run against both.
 
 pub mod accounts;

@@ -6,7 +6,7 @@
 //! a queue per user ordered by `Seq`, and sends each user's head when it is due: an event waits [`SETTLE`] after
 //! it happened (so that an event of the same user numbered lower, written a moment later by another node, still
 //! goes first), and a failed one waits its backoff (1 s, doubling). Apps with users due take turns, each within
-//! its own share of attempts in flight (see [`super::queues`]). Each attempt gets the app's `timeout_ms` and
+//! its own share of attempts in flight (see `queues`). Each attempt gets the app's `timeout_ms` and
 //! a fresh `Sign`; after `max_attempts` the event becomes a dead letter. A row is deleted once all its events are
 //! delivered or dead-lettered; attempt counts live in memory (a restart starts them again). At shutdown it goes
 //! on until nothing else falls due before the deadline (retries included), and leaves the rest in the outbox.
@@ -94,7 +94,7 @@ impl Delivery {
         Delivery { deadline, ..self }
     }
 
-    /// Delivers until `stop`; then, until the shutdown's deadline less [`STOP_MARGIN`], makes every attempt that
+    /// Delivers until `stop`; then, until the shutdown's deadline less `STOP_MARGIN`, makes every attempt that
     /// falls due (events waiting for their settle time at once, retries at their backoff) and returns when none
     /// is left before it; what is left stays in the outbox for the next start or another node.
     pub async fn run(mut self, stop: CancellationToken) {

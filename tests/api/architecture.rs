@@ -1,6 +1,6 @@
 //! The layout is the architecture (docs/architecture.md), kept so by these checks: top-level modules depend on
-//! each other in one direction only, `src/` holds at most 20 entries, no source file runs past 500 lines, and
-//! the UserID rule lives in one place.
+//! each other in one direction only, down the map in `lib.rs`; `src/` holds at most 20 entries; no source file
+//! runs past 500 lines; and the UserID rule lives in one place.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -79,6 +79,46 @@ fn top_level_modules_depend_on_each_other_one_way() {
         left.is_empty(),
         "these top-level modules import each other in a loop: {left:#?}"
     );
+}
+
+/// The top-level modules in the order of the map in `lib.rs`'s doc comment (its table, top down).
+fn map_order() -> Vec<String> {
+    let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
+    let mut order = Vec::new();
+    for row in lib.lines().filter(|l| l.starts_with("//! | ")) {
+        let Some(modules) = row.split('|').nth(2) else {
+            continue;
+        };
+        for name in modules.split("[`").skip(1) {
+            order.push(name.split('`').next().unwrap().to_owned());
+        }
+    }
+    order
+}
+
+#[test]
+fn modules_import_only_those_below_them_on_the_map() {
+    let deps = dependencies();
+    let order = map_order();
+    let mut on_map: Vec<&String> = order.iter().filter(|m| *m != "client").collect();
+    on_map.sort();
+    let mut modules: Vec<&String> = deps
+        .keys()
+        .filter(|m| !["lib", "main", "client"].contains(&m.as_str()))
+        .collect();
+    modules.sort();
+    assert_eq!(
+        on_map, modules,
+        "lib.rs's map names every top-level module once"
+    );
+    let rank = |m: &str| order.iter().position(|o| o == m);
+    let upward: Vec<String> = deps
+        .iter()
+        .flat_map(|(from, to)| to.iter().map(move |t| (from, t)))
+        .filter(|(from, to)| matches!((rank(from), rank(to)), (Some(f), Some(t)) if t <= f))
+        .map(|(from, to)| format!("{from} imports {to}, which the map puts above it"))
+        .collect();
+    assert!(upward.is_empty(), "{upward:#?}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The `/v1/ws` protocol (PROTOCOL §3) on one connection: what each request, push, finished login and UserSig
 //! deadline does, in its frames. What the connection is logged in as is its
-//! [`InstanceState`](crate::gateway::instance::InstanceState), and the loop that feeds it (its timers, its write
+//! [`crate::gateway::instance::InstanceState`], and the loop that feeds it (its timers, its write
 //! queue) is the [`driver`](crate::gateway::driver)'s, both shared with the Web SDK's gateway.
 
 use std::collections::VecDeque;
@@ -38,7 +38,7 @@ pub struct Limits {
     pub frames_per_second: u32,
 }
 
-/// The `/v1/ws` protocol on a connection: its login state. Served by [`super::driver::serve`].
+/// The `/v1/ws` protocol on a connection: its login state. Served by [`crate::gateway::driver::serve`].
 #[derive(Default)]
 pub struct Native {
     i: InstanceState<Native>,

@@ -1,6 +1,6 @@
 //! The Web SDK's protocol on one connection: the same login service, registry and pushes as a `/v1/ws`
 //! connection, spoken in the SDK's frames. What the connection is logged in as is its
-//! [`InstanceState`](crate::gateway::instance::InstanceState), and the loop that feeds it (frames, pushes, the
+//! [`crate::gateway::instance::InstanceState`], and the loop that feeds it (frames, pushes, the
 //! login in progress, one timer) is the [`driver`](crate::gateway::driver)'s, both shared with `/v1/ws`.
 //!
 //! Where the SDK differs from the native protocol: a kicked or expired connection stays open (the SDK answers a

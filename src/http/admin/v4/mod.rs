@@ -3,8 +3,8 @@
 //! `ErrorCode`, `ErrorInfo` and `RequestId`. A business server that calls the cloud's API works against imlogin
 //! by changing only the host.
 //!
-//! A call goes: the query string ([`auth`]), the command and its rate limit (here), the body, typed once with
-//! the cloud's field names ([`body`]), and the command on the admin service ([`commands`]).
+//! A call goes: the query string (`auth`), the command and its rate limit (here), the body, typed once with
+//! the cloud's field names (`body`), and the command on the admin service (`commands`).
 
 mod auth;
 mod body;
