@@ -17,7 +17,7 @@ pub struct UserId(Box<str>);
 
 /// A string that is not a UserID (answered 7003 at login, 70402 by the admin APIs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a UserID is 1–32 printable ASCII characters, not starting with @TLS#, @TIM# or @TGS#")]
+#[error("1-32 bytes of printable ASCII, not starting with @TLS#, @TIM# or @TGS#")]
 pub struct InvalidUserId;
 
 impl From<InvalidUserId> for Code {
