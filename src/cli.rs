@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
+use crate::model::error::{Code, Failure};
+use crate::model::UserId;
 use crate::runtime::clock::unix_now;
 use crate::usersig::jwt::{JwtAlgorithm, JwtVerifier};
 use crate::usersig::tls::{self, DEFAULT_EXPIRE};
@@ -77,9 +79,8 @@ pub fn run_offline(command: Command) -> ExitCode {
             expire,
             time,
         } => {
-            if let Err(code) = crate::model::UserId::parse(&user).map_err(crate::model::Code::from)
-            {
-                eprintln!("error: {code}");
+            if let Err(e) = UserId::parse(&user) {
+                eprintln!("error: {}", Code::from(e));
                 return ExitCode::from(2);
             }
             let time = time.unwrap_or_else(|| unix_now() as u64);
@@ -136,7 +137,12 @@ fn verify(sdkappid: u32, key: String, user: &str, usersig: &str, now: Option<i64
     ];
     let jwt = JwtVerifier::new(&hmac_jwt, Some(&key), None, None).ok();
     let keys = Keys::new(&key, jwt);
-    match ticket.and_then(|t| t.verify(&keys, sdkappid, user, now)) {
+    // As a login would: a UserID that is not one is refused (7003) before any ticket is checked.
+    let user_id = UserId::parse(user).map_err(|e| Failure::from(Code::from(e)));
+    match user_id
+        .and(ticket)
+        .and_then(|t| t.verify(&keys, sdkappid, user, now))
+    {
         Ok(v) => {
             println!(
                 "result:     valid (code 0) as of {now}; expires at {}",

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 pub use accounts::MAX_PROFILE_BYTES;
 pub use credentials::TicketRefused;
-pub use sessions::{OnlineCounts, OnlineState, UserOnline};
+pub use sessions::{HasAccount, OnlineCounts, OnlineState, UserOnline};
 
 use crate::limits::throttle::Throttle;
 use crate::login::service::Sessions;

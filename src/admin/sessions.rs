@@ -22,7 +22,16 @@ pub struct UserOnline {
     pub user_id: String,
     pub state: OnlineState,
     pub instances: Vec<Instance>,
-    pub exists: bool,
+    pub account: HasAccount,
+}
+
+/// Whether a user asked about has an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HasAccount {
+    Yes,
+    No,
+    /// What was asked is not a UserID (PROTOCOL §1: 70402 from a REST API).
+    NotAUserId,
 }
 
 /// Online instances of an app by platform.
@@ -112,7 +121,7 @@ impl Admin {
                 user_id: user_id.clone(),
                 state,
                 instances,
-                exists: true,
+                account: HasAccount::Yes,
             });
         }
         // Users with instances exist; for the others, one look at the database.
@@ -122,7 +131,13 @@ impl Admin {
             .collect();
         let existing = self.db.accounts.existing(sdkappid, &valid).await?;
         for u in out.iter_mut().filter(|u| u.instances.is_empty()) {
-            u.exists = existing.contains(&u.user_id);
+            u.account = if existing.contains(&u.user_id) {
+                HasAccount::Yes
+            } else if valid.contains(&u.user_id) {
+                HasAccount::No
+            } else {
+                HasAccount::NotAUserId
+            };
         }
         Ok(out)
     }

@@ -26,7 +26,7 @@ impl Sessions {
 
     /// `POST /v1/logout` from `ip`: removes the instance; an attached connection is told `logged_out`.
     pub async fn http_logout(&self, token: &str, ip: IpAddr) -> Result<(), Failure> {
-        let key = self.tokens.verify(token).ok_or(Code::NoPreviousLogin)?;
+        let key = self.token_instance(token)?;
         let removed = self
             .registry
             .remove(&key, RemoveIf::Always)

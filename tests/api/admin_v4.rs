@@ -357,7 +357,7 @@ async fn query_online_status_reports_online_pushonline_offline(backend: Backend)
     let v = app
         .v4(
             path,
-            json!({"To_Account": ["on", "dropped", "off", "stranger"]}),
+            json!({"To_Account": ["on", "dropped", "off", "stranger", "@TLS#x", "x".repeat(33)]}),
         )
         .await;
     assert_ok(&v);
@@ -371,7 +371,12 @@ async fn query_online_status_reports_online_pushonline_offline(backend: Backend)
     );
     assert_eq!(
         v["ErrorList"],
-        json!([{"To_Account": "stranger", "ErrorCode": 70107}])
+        json!([
+            {"To_Account": "stranger", "ErrorCode": 70107},
+            // Not UserIDs at all (PROTOCOL §1): 70402, each in its own entry.
+            {"To_Account": "@TLS#x", "ErrorCode": 70402},
+            {"To_Account": "x".repeat(33), "ErrorCode": 70402}
+        ])
     );
     let v = app
         .v4(

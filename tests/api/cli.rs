@@ -91,6 +91,8 @@ fn verify_usersig_explains_and_exits_by_result() {
         (KEY, "someone", PY_TICKET, Some("1700000000"), "70013"),
         ("wrong", "xiaojun", PY_TICKET, Some("1700000000"), "70009"),
         (KEY, "xiaojun", "%%%", None, "70003"),
+        // Not a UserID: refused as a login refuses it, whatever the ticket.
+        (KEY, "@TLS#xiaojun", PY_TICKET, Some("1700000000"), "7003"),
     ];
     for (key, user, ticket, now, code) in cases {
         let o = verify(key, user, ticket, now);

@@ -392,7 +392,8 @@ async fn event_r(r: &mut Reconnecting) -> ClientEvent {
 }
 
 /// An instance the registry still holds after its app was removed (a login that was in flight during the reload,
-/// past the reload's kicks): its session token neither resumes nor reads the session (70020, as its tickets).
+/// past the reload's kicks): its session token neither resumes, reads the session nor logs out (70020, as its
+/// tickets).
 async fn a_removed_apps_session_tokens_are_refused(backend: Backend) {
     let (_db, app) = spawn_on(backend, &OTHER_APP_ENV).await;
     let c = app.connect().await;
@@ -410,6 +411,17 @@ async fn a_removed_apps_session_tokens_are_refused(backend: Backend) {
     let r = app
         .http
         .get(app.url("/v1/session"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], 70020);
+    // Nor logs it out: the same answer as every other use of the token.
+    let r = app
+        .http
+        .post(app.url("/v1/logout"))
         .bearer_auth(&token)
         .send()
         .await

@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 
 use super::body::{Import, OnlineQuery, Request};
 use super::Answer;
-use crate::admin::{Admin, AdminActor, AdminError, OnlineState};
+use crate::admin::{Admin, AdminActor, AdminError, HasAccount, OnlineState};
 use crate::model::Platform;
 use crate::model::UserId;
 
@@ -132,8 +132,13 @@ async fn query_online_status(
     let mut results = Vec::new();
     let mut errors = Vec::new();
     for u in states {
-        if !u.exists {
-            errors.push(json!({"To_Account": u.user_id, "ErrorCode": 70107}));
+        let missing = match u.account {
+            HasAccount::Yes => None,
+            HasAccount::No => Some(70107),
+            HasAccount::NotAUserId => Some(70402),
+        };
+        if let Some(code) = missing {
+            errors.push(json!({"To_Account": u.user_id, "ErrorCode": code}));
             continue;
         }
         let mut item = json!({"To_Account": u.user_id, "Status": status(u.state)});
