@@ -6,7 +6,7 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::ops::Deref;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 
 use super::Code;
 
@@ -94,13 +94,6 @@ impl std::str::FromStr for UserId {
 
     fn from_str(s: &str) -> Result<UserId, InvalidUserId> {
         UserId::parse(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for UserId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<UserId, D::Error> {
-        let s = String::deserialize(d)?;
-        UserId::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
