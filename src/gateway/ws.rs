@@ -13,10 +13,9 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
-/// The read buffer each connection keeps, resident while it idles: 128 KiB (the usual default), or even 4 KiB,
-/// would be most of an idle session's memory. A login frame (~300 bytes) still arrives in one read; a larger
-/// message grows the buffer to its size (docs/benchmarks.md, "A 1 KiB WebSocket read buffer").
-pub const READ_BUFFER: usize = 1024;
+/// The read buffer each connection keeps: 128 KiB (the usual default) would stay resident for every idle
+/// session.
+pub const READ_BUFFER: usize = 4096;
 
 /// A server WebSocket over an upgraded HTTP connection.
 pub type ServerWs = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
