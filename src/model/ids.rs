@@ -2,7 +2,6 @@
 //! configuration — and passed as that type from then on. The UserID rule lives in [`UserId::parse`], and only
 //! there.
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::ops::Deref;
 
@@ -59,33 +58,9 @@ impl Deref for UserId {
     }
 }
 
-impl AsRef<str> for UserId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<str> for UserId {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-impl PartialEq<str> for UserId {
-    fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
-    }
-}
-
-impl PartialEq<&str> for UserId {
-    fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
     }
 }
 
