@@ -114,30 +114,33 @@ impl Admin {
             } else {
                 OnlineState::PushOnline
             };
-            if instances.is_empty() {
-                unknown.push(user_id.clone());
-            }
-            out.push(UserOnline {
-                user_id: user_id.clone(),
-                state,
-                instances,
-                account: HasAccount::Yes,
-            });
-        }
-        // Users with instances exist; for the others, one look at the database.
-        let valid: Vec<String> = unknown
-            .into_iter()
-            .filter(|u| UserId::parse(u).is_ok())
-            .collect();
-        let existing = self.db.accounts.existing(sdkappid, &valid).await?;
-        for u in out.iter_mut().filter(|u| u.instances.is_empty()) {
-            u.account = if existing.contains(&u.user_id) {
+            // Users with instances exist; a UserID without any is looked up below, in one query.
+            let account = if !instances.is_empty() {
                 HasAccount::Yes
-            } else if valid.contains(&u.user_id) {
+            } else if UserId::parse(user_id).is_ok() {
+                unknown.push(user_id.clone());
                 HasAccount::No
             } else {
                 HasAccount::NotAUserId
             };
+            out.push(UserOnline {
+                user_id: user_id.clone(),
+                state,
+                instances,
+                account,
+            });
+        }
+        let existing: std::collections::HashSet<String> = self
+            .db
+            .accounts
+            .existing(sdkappid, &unknown)
+            .await?
+            .into_iter()
+            .collect();
+        for u in out.iter_mut().filter(|u| u.account == HasAccount::No) {
+            if existing.contains(&u.user_id) {
+                u.account = HasAccount::Yes;
+            }
         }
         Ok(out)
     }
