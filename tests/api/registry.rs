@@ -329,13 +329,7 @@ async fn kick_records_without_a_count_are_counted_once() {
     let old: String = (0..14)
         .map(|i| format!("{i:024x},2,ffffffffffff;"))
         .collect();
-    redis::cmd("HSET")
-        .arg(&key)
-        .arg("k")
-        .arg(&old)
-        .query_async::<()>(&mut conn.clone())
-        .await
-        .unwrap();
+    hset(&conn, &key, "k", &old).await;
     let mut kicked = Vec::new();
     for n in 100..103 {
         let i = instance(n, "ann", Platform::Web, None, true);
@@ -381,13 +375,7 @@ async fn kick_records_of_an_earlier_version_read_and_new_ones_keep_their_first_f
         id(2),
         id(3)
     );
-    redis::cmd("HSET")
-        .arg(&key)
-        .arg("k")
-        .arg(&old)
-        .query_async::<()>(&mut conn.clone())
-        .await
-        .unwrap();
+    hset(&conn, &key, "k", &old).await;
     let read = |n: usize| instance(n, "ann", Platform::Web, None, true);
     let unknown_kicker = Kick {
         reason: KickReason::MultiTerminal,
@@ -431,6 +419,17 @@ async fn kick_records_of_an_earlier_version_read_and_new_ones_keep_their_first_f
 }
 
 /// A field of a user's hash, read directly.
+/// Writes a field of a user's key as an earlier version would have left it.
+async fn hset(conn: &ConnectionManager, key: &str, field: &str, value: &str) {
+    redis::cmd("HSET")
+        .arg(key)
+        .arg(field)
+        .arg(value)
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .unwrap();
+}
+
 async fn hget(conn: &ConnectionManager, key: &str, field: &str) -> Option<String> {
     redis::cmd("HGET")
         .arg(key)
