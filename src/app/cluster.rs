@@ -1,13 +1,14 @@
 //! Which registry and bus a node runs: in memory (one node), or in Redis (a cluster, `registry.backend =
-//! "redis"`).
+//! "redis"`): one Redis (`registry.redis_url`), or a Redis Cluster (`registry.redis_cluster_nodes`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{RegistryBackend, Settings};
 use crate::push::bus::{Bus, Incoming, LocalBus};
+use crate::push::redis_bus::BusRedis;
 use crate::registry::memory::MemoryRegistry;
-use crate::registry::redis::RedisRegistry;
+use crate::registry::redis::{Layout, RedisRegistry};
 use crate::registry::users::Users;
 use crate::registry::Registry;
 use crate::runtime::clock::Clock;
@@ -40,17 +41,35 @@ pub async fn cluster(
         )),
         RegistryBackend::Redis => {
             let url = r.redis_url.expose();
-            let unreachable = |e: crate::registry::RegistryError| {
-                anyhow::anyhow!("Redis (registry.redis_url): {e}")
+            let seeds: Vec<String> = r
+                .redis_cluster_nodes
+                .iter()
+                .map(|s| s.expose().to_owned())
+                .collect();
+            let key = match seeds.is_empty() {
+                true => "registry.redis_url",
+                false => "registry.redis_cluster_nodes",
             };
-            let conn = crate::registry::redis::connect(url, REDIS_TIMEOUT)
-                .await
-                .map_err(unreachable)?;
-            let node = crate::registry::redis::node_number(&conn, &r.namespace)
+            let unreachable =
+                |e: crate::registry::RegistryError| anyhow::anyhow!("Redis ({key}): {e}");
+            let (conn, layout, redis) = if seeds.is_empty() {
+                let conn = crate::registry::redis::connect(url, REDIS_TIMEOUT).await;
+                (
+                    conn,
+                    Layout::single(&r.namespace),
+                    BusRedis::One(url.to_owned()),
+                )
+            } else {
+                let conn = crate::registry::redis::connect_cluster(&seeds, REDIS_TIMEOUT).await;
+                let layout = Layout::cluster(&r.namespace).map_err(unreachable)?;
+                (conn, layout, BusRedis::Cluster(seeds.clone()))
+            };
+            let conn = conn.map_err(unreachable)?;
+            let node = crate::registry::redis::node_number(&conn, &layout.global("node-ids"))
                 .await
                 .map_err(unreachable)?;
             let (bus, worker, incoming) = crate::push::redis_bus::connect(
-                url,
+                redis,
                 &r.namespace,
                 node,
                 conn.clone(),
@@ -61,7 +80,7 @@ pub async fn cluster(
             workers.start("bus", |stop| worker.run(stop));
             let registry = RedisRegistry::new(
                 conn,
-                &r.namespace,
+                layout,
                 node,
                 Duration::from_secs(settings.session.reconnect_grace_secs),
                 Duration::from_secs(r.node_timeout_secs),

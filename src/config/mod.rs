@@ -113,6 +113,10 @@ pub enum RegistryBackend {
 pub struct RegistrySettings {
     pub backend: RegistryBackend,
     pub redis_url: Secret,
+    /// Seed nodes of a Redis Cluster (`redis://host:port`, a password in the URL if it needs one): when set, the
+    /// registry and the bus run on the cluster and `redis_url` is unused.
+    #[serde(default)]
+    pub redis_cluster_nodes: Vec<Secret>,
     /// Prefixes every Redis key and channel (deployments may share one Redis).
     #[serde(default = "default_namespace")]
     pub namespace: String,

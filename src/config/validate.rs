@@ -59,10 +59,26 @@ impl Settings {
         if self.database.max_connections == 0 {
             return Err(key_err("database.max_connections", "must be at least 1"));
         }
-        if self.registry.backend == RegistryBackend::Redis
-            && !self.registry.redis_url.expose().starts_with("redis://")
-        {
-            return Err(key_err("registry.redis_url", "must start with redis://"));
+        if self.registry.backend == RegistryBackend::Redis {
+            let r = &self.registry;
+            if r.redis_cluster_nodes.is_empty() && !r.redis_url.expose().starts_with("redis://") {
+                return Err(key_err("registry.redis_url", "must start with redis://"));
+            }
+            if r.redis_cluster_nodes
+                .iter()
+                .any(|u| !u.expose().starts_with("redis://"))
+            {
+                return Err(key_err(
+                    "registry.redis_cluster_nodes",
+                    "each must start with redis://",
+                ));
+            }
+            if !r.redis_cluster_nodes.is_empty() && r.namespace.contains(['{', '}']) {
+                return Err(key_err(
+                    "registry.namespace",
+                    "must not contain { or } on a Redis Cluster (they would make hash tags)",
+                ));
+            }
         }
         if self.session.secret.expose().len() < 16 {
             return Err(key_err("session.secret", "must be at least 16 bytes"));

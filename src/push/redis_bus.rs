@@ -1,20 +1,30 @@
-//! The bus over Redis pub/sub: each node subscribes to its own channel (`NS:bus:NODE`) and to `NS:bus:all`.
+//! The bus over Redis pub/sub: each node subscribes to its own channel (`NS:bus:NODE`) and to `NS:bus:all`. On a
+//! Redis Cluster it is sharded pub/sub (`SPUBLISH`, `SSUBSCRIBE`, Redis ≥ 7): a channel lives on the master of
+//! its slot, so a message crosses one master instead of every node of the cluster.
 //!
 //! Pub/sub delivers at most once: a message published while a node's subscription is cut is lost. The
 //! subscription runs on a RESP3 connection that reconnects and resubscribes by itself; when it comes back the
 //! node is told ([`Incoming::Resynced`]) and checks its connections against the registry, which is the truth
-//! (a kick that was lost in transit is found there).
+//! (a kick that was lost in transit is found there). On a cluster, any lost connection (a master failing over)
+//! counts: the subscriptions are made again, wherever their slots now are, before the node is told.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
 use redis::{ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::bus::{Bus, Envelope, Incoming, Message};
+use crate::registry::redis::RedisConn;
 use crate::registry::RegistryError;
+
+fn err(e: redis::RedisError) -> RegistryError {
+    RegistryError(e.to_string())
+}
 
 /// Messages waiting to be published; past that a message is dropped (the registry stays right, and a node that
 /// far behind is told to resync).
@@ -60,48 +70,109 @@ impl Bus for RedisBus {
     }
 }
 
+/// The connection a node's subscriptions are on, and its two channels.
+struct Subscriber {
+    conn: SubscriberConn,
+    channels: [String; 2],
+}
+
+enum SubscriberConn {
+    One(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Subscriber {
+    /// Connects to `redis` and subscribes to `channels`; what arrives goes to the returned receiver.
+    async fn open(
+        redis: &BusRedis,
+        channels: [String; 2],
+        timeout: Duration,
+    ) -> Result<(Subscriber, mpsc::UnboundedReceiver<PushInfo>), RegistryError> {
+        let (push_tx, pushes) = mpsc::unbounded_channel();
+        let conn = match redis {
+            BusRedis::One(url) => {
+                let info = crate::registry::redis::connection_info(url)?;
+                let settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
+                let client = redis::Client::open(info.set_redis_settings(settings)).map_err(err)?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500))
+                    .set_push_sender(push_tx)
+                    .set_automatic_resubscription();
+                let conn = client
+                    .get_connection_manager_with_config(config)
+                    .await
+                    .map_err(err)?;
+                SubscriberConn::One(conn)
+            }
+            BusRedis::Cluster(nodes) => {
+                let infos = nodes
+                    .iter()
+                    .map(|u| crate::registry::redis::connection_info(u))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let client = redis::cluster::ClusterClient::builder(infos)
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .use_protocol(ProtocolVersion::RESP3)
+                    .push_sender(push_tx)
+                    .build()
+                    .map_err(err)?;
+                let conn = client.get_async_connection().await.map_err(err)?;
+                SubscriberConn::Cluster(conn)
+            }
+        };
+        let mut subscriber = Subscriber { conn, channels };
+        subscriber.subscribe().await.map_err(err)?;
+        Ok((subscriber, pushes))
+    }
+
+    async fn subscribe(&mut self) -> redis::RedisResult<()> {
+        match &mut self.conn {
+            SubscriberConn::One(c) => c.subscribe(&self.channels).await,
+            SubscriberConn::Cluster(c) => {
+                for ch in &self.channels {
+                    c.ssubscribe(ch).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The bus's task: publishes what nodes send, hands on what arrives (see [`crate::runtime::workers`]).
 pub struct BusWorker {
     node: u64,
-    publisher: ConnectionManager,
-    subscriber: ConnectionManager,
+    publisher: RedisConn,
+    subscriber: Subscriber,
     out: mpsc::Receiver<(String, String)>,
     pushes: mpsc::UnboundedReceiver<PushInfo>,
     incoming: mpsc::Sender<Incoming>,
+    redis: BusRedis,
+    timeout: Duration,
+}
+
+/// Where the bus's Redis is: one server (its URL), or a cluster (its seed nodes).
+pub enum BusRedis {
+    One(String),
+    Cluster(Vec<String>),
 }
 
 /// Connects and subscribes (before the node serves, so nothing addressed to it is missed). Returns the bus, its
-/// task, and what arrives.
+/// task, and what arrives. `publisher` is a connection to the same Redis.
 pub async fn connect(
-    url: &str,
+    redis: BusRedis,
     ns: &str,
     node: u64,
-    publisher: ConnectionManager,
+    publisher: RedisConn,
     timeout: Duration,
 ) -> Result<(Arc<RedisBus>, BusWorker, mpsc::Receiver<Incoming>), RegistryError> {
-    let err = |e: redis::RedisError| RegistryError(e.to_string());
-    let info = crate::registry::redis::connection_info(url)?;
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    let client = redis::Client::open(info.set_redis_settings(settings)).map_err(err)?;
-    let (push_tx, pushes) = mpsc::unbounded_channel();
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500))
-        .set_push_sender(push_tx)
-        .set_automatic_resubscription();
-    let mut subscriber = client
-        .get_connection_manager_with_config(config)
-        .await
-        .map_err(err)?;
-    subscriber
-        .subscribe(&[channel(ns, Some(node)), channel(ns, None)])
-        .await
-        .map_err(err)?;
+    let channels = [channel(ns, Some(node)), channel(ns, None)];
+    let (subscriber, pushes) = Subscriber::open(&redis, channels, timeout).await?;
     let (out_tx, out) = mpsc::channel(OUT_QUEUE);
     let (incoming_tx, incoming) = mpsc::channel(OUT_QUEUE);
     let bus = Arc::new(RedisBus {
@@ -116,6 +187,8 @@ pub async fn connect(
         out,
         pushes,
         incoming: incoming_tx,
+        redis,
+        timeout,
     };
     Ok((bus, worker, incoming))
 }
@@ -124,7 +197,18 @@ impl BusWorker {
     pub async fn run(mut self, stop: CancellationToken) {
         // Set while the subscription is cut: the next attempt to bring it back.
         let mut resync: Option<tokio::time::Instant> = None;
+        // On a cluster, a change of masters (a failover) moves subscriptions and may have lost writes.
+        let mut changes = match &self.publisher {
+            RedisConn::Cluster(c) => Some(c.changes()),
+            RedisConn::One(_) => None,
+        };
         loop {
+            let changed = async {
+                match changes.as_mut() {
+                    Some(c) => c.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             let retry = async {
                 match resync {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -145,10 +229,12 @@ impl BusWorker {
                     Some(p) => self.receive(p).await,
                     None => return,
                 },
+                true = changed => {
+                    tracing::warn!("bus: the Redis Cluster's masters changed; subscribing again");
+                    resync = Some(tokio::time::Instant::now());
+                }
                 _ = retry => {
-                    // A command makes the manager reconnect, and it resubscribes on its own.
-                    let pong = redis::cmd("PING").query_async::<()>(&mut self.subscriber).await;
-                    resync = match pong {
+                    resync = match self.restore().await {
                         Ok(()) => {
                             tracing::info!("bus: the subscription to Redis is back");
                             let _ = self.incoming.send(Incoming::Resynced).await;
@@ -161,25 +247,77 @@ impl BusWorker {
         }
     }
 
-    /// Publishes `first` and whatever else is queued (up to a batch) in one round trip.
+    /// After the subscription was cut or the masters changed: whether the subscriptions are back. One
+    /// server's connection resubscribes by itself once a command makes it reconnect. On a cluster the
+    /// subscriber is made anew (its channels' slots may have moved), and the node is only told once every slot
+    /// has a master that answers, so its check of the registry reaches every slot.
+    async fn restore(&mut self) -> Result<(), RegistryError> {
+        match &mut self.subscriber.conn {
+            SubscriberConn::One(c) => redis::cmd("PING").query_async::<()>(c).await.map_err(err),
+            SubscriberConn::Cluster(_) => {
+                self.publisher.every_master_answers().await?;
+                let channels = self.subscriber.channels.clone();
+                let (subscriber, pushes) =
+                    Subscriber::open(&self.redis, channels, self.timeout).await?;
+                self.subscriber = subscriber;
+                self.pushes = pushes;
+                Ok(())
+            }
+        }
+    }
+
+    /// Publishes `first` and whatever else is queued (up to a batch) in one round trip: one pipeline on one
+    /// server; on a cluster, one per channel (a pipeline stays in one slot), all at once.
     async fn publish(&mut self, first: (String, String)) {
-        let mut pipe = redis::pipe();
-        pipe.cmd("PUBLISH").arg(first.0).arg(first.1).ignore();
-        let mut n = 1;
-        while n < BATCH {
-            let Ok((channel, payload)) = self.out.try_recv() else {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            let Ok(next) = self.out.try_recv() else {
                 break;
             };
-            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
-            n += 1;
+            batch.push(next);
         }
-        if let Err(e) = pipe.query_async::<()>(&mut self.publisher).await {
+        let n = batch.len();
+        let failed = match &self.publisher {
+            RedisConn::One(_) => {
+                let mut pipe = redis::pipe();
+                for (channel, payload) in batch {
+                    pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+                }
+                pipe.query_async::<()>(&mut self.publisher.clone())
+                    .await
+                    .err()
+            }
+            RedisConn::Cluster(_) => {
+                let mut by_channel: Vec<(String, redis::Pipeline)> = Vec::new();
+                for (channel, payload) in batch {
+                    let at = match by_channel.iter().position(|(c, _)| *c == channel) {
+                        Some(at) => at,
+                        None => {
+                            by_channel.push((channel.clone(), redis::pipe()));
+                            by_channel.len() - 1
+                        }
+                    };
+                    by_channel[at]
+                        .1
+                        .cmd("SPUBLISH")
+                        .arg(channel)
+                        .arg(payload)
+                        .ignore();
+                }
+                let sends = by_channel.iter().map(|(_, pipe)| {
+                    let mut conn = self.publisher.clone();
+                    async move { pipe.query_async::<()>(&mut conn).await }
+                });
+                join_all(sends).await.into_iter().find_map(Result::err)
+            }
+        };
+        if let Some(e) = failed {
             tracing::warn!(error = %e, messages = n, "bus: could not publish; messages to other nodes were lost");
         }
     }
 
     async fn receive(&self, push: PushInfo) {
-        if push.kind != PushKind::Message {
+        if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
             return;
         }
         let Some(Value::BulkString(payload)) = push.data.get(1) else {

@@ -1,5 +1,6 @@
 //! The cluster (PROTOCOL §5 across nodes): three imlogin processes on loopback sharing one PostgreSQL and one
-//! Redis. Policy races, kicks, resume, admin actions across nodes; a node killed with SIGKILL; Redis restarted.
+//! Redis, or a Redis Cluster (three masters, three replicas: every behaviour test runs on both). Policy races,
+//! kicks, resume, admin actions across nodes; a node killed with SIGKILL; Redis restarted; a master killed.
 
 use std::time::Duration;
 
@@ -8,7 +9,17 @@ use imlogin::client::{Client, ClientError, ClientEvent};
 use serde_json::{json, Value};
 
 use crate::helpers::{eventually, params, Backend, TestDb, ADMIN_KEY, APP};
+use crate::redis_cluster::{LocalRedisCluster, Redis};
 use crate::server::{signal, start_binary, Binary};
+
+crate::on_one_redis_and_a_cluster!(
+    thirty_logins_of_one_user_over_three_nodes_keep_the_policy_and_kick_each_loser_once,
+    a_login_on_one_node_kicks_the_instance_on_another,
+    resume_works_on_any_node_and_closes_the_old_connection_with_4002,
+    admin_kick_and_disable_reach_every_node_and_every_cache,
+    a_policy_set_on_one_node_applies_on_every_node,
+    a_node_killed_with_sigkill_leaves_its_users_resumable_elsewhere_then_frees_them,
+);
 
 /// A Redis server of the test's own (to stop and restart it), on a free port; killed on drop.
 pub struct PrivateRedis {
@@ -67,23 +78,50 @@ impl Drop for PrivateRedis {
 /// N nodes on one PostgreSQL database and one Redis namespace.
 pub struct Cluster {
     pub nodes: Vec<Binary>,
+    /// The registry's namespace in Redis.
+    pub ns: String,
     _db: TestDb,
 }
 
 impl Cluster {
-    /// `n` nodes on the machine's Redis, each test in a namespace of its own.
-    pub async fn start(n: usize, extra: &[(&str, &str)]) -> Cluster {
-        Self::start_on("redis://127.0.0.1:6379", n, extra).await
+    /// `n` nodes on `redis`, each test in a namespace of its own.
+    pub async fn start(redis: Redis, n: usize, extra: &[(&str, &str)]) -> Cluster {
+        match redis {
+            Redis::One => Self::start_on("redis://127.0.0.1:6379", n, extra).await,
+            Redis::Cluster => {
+                let shared = crate::redis_cluster::shared_async().await;
+                Self::start_on_cluster(shared, n, extra).await
+            }
+        }
     }
 
-    pub async fn start_on(redis: &str, n: usize, extra: &[(&str, &str)]) -> Cluster {
+    /// `n` nodes on the Redis at `url`.
+    pub async fn start_on(url: &str, n: usize, extra: &[(&str, &str)]) -> Cluster {
+        Self::start_with(("IMLOGIN__REGISTRY__REDIS_URL", url.into()), n, extra).await
+    }
+
+    /// `n` nodes on a Redis Cluster.
+    pub async fn start_on_cluster(
+        redis: &LocalRedisCluster,
+        n: usize,
+        extra: &[(&str, &str)],
+    ) -> Cluster {
+        let seeds = ("IMLOGIN__REGISTRY__REDIS_CLUSTER_NODES", redis.seeds_env());
+        Self::start_with(seeds, n, extra).await
+    }
+
+    async fn start_with(
+        redis: (&'static str, String),
+        n: usize,
+        extra: &[(&str, &str)],
+    ) -> Cluster {
         let db = TestDb::new(Backend::Postgres).await;
         let ns = format!("t{:016x}", rand::random::<u64>());
         let mut env: Vec<(&str, String)> = vec![
             ("IMLOGIN__DATABASE__URL", db.url()),
             ("IMLOGIN__REGISTRY__BACKEND", "redis".into()),
-            ("IMLOGIN__REGISTRY__REDIS_URL", redis.into()),
-            ("IMLOGIN__REGISTRY__NAMESPACE", ns),
+            redis,
+            ("IMLOGIN__REGISTRY__NAMESPACE", ns.clone()),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         // The first node migrates the database; the others start beside it.
@@ -91,7 +129,7 @@ impl Cluster {
         for _ in 1..n {
             nodes.push(start_binary(&env));
         }
-        Cluster { nodes, _db: db }
+        Cluster { nodes, ns, _db: db }
     }
 
     pub fn ws(&self, node: usize) -> String {
@@ -155,7 +193,7 @@ async fn next(c: &mut Client) -> ClientEvent {
 }
 
 /// The kick the client was sent, and then the close.
-async fn kicked(c: &mut Client) -> (u32, String) {
+pub async fn kicked(c: &mut Client) -> (u32, String) {
     let (code, reason) = match next(c).await {
         ClientEvent::KickedOffline { code, reason, .. } => (code, reason),
         other => panic!("expected kicked_offline, got {other:?}"),
@@ -169,9 +207,10 @@ async fn kicked(c: &mut Client) -> (u32, String) {
     (code, reason)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thirty_logins_of_one_user_over_three_nodes_keep_the_policy_and_kick_each_loser_once() {
-    let cluster = Cluster::start(3, &[]).await;
+async fn thirty_logins_of_one_user_over_three_nodes_keep_the_policy_and_kick_each_loser_once(
+    redis: Redis,
+) {
+    let cluster = Cluster::start(redis, 3, &[]).await;
     let clients: Vec<Client> = join_all((0..30).map(|i| cluster.connect(i % 3))).await;
     // All at once: the demo policy (dual) allows one web instance.
     let p = params("racer", "web");
@@ -214,9 +253,8 @@ async fn thirty_logins_of_one_user_over_three_nodes_keep_the_policy_and_kick_eac
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_login_on_one_node_kicks_the_instance_on_another() {
-    let cluster = Cluster::start(3, &[]).await;
+async fn a_login_on_one_node_kicks_the_instance_on_another(redis: Redis) {
+    let cluster = Cluster::start(redis, 3, &[]).await;
     let mut first = cluster.connect(0).await;
     first.login(&params("crossed", "web")).await.unwrap();
     let second = cluster.connect(1).await;
@@ -241,9 +279,8 @@ async fn a_login_on_one_node_kicks_the_instance_on_another() {
     assert_eq!(cluster.instances(2, "crossed").await.len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resume_works_on_any_node_and_closes_the_old_connection_with_4002() {
-    let cluster = Cluster::start(3, &[]).await;
+async fn resume_works_on_any_node_and_closes_the_old_connection_with_4002(redis: Redis) {
+    let cluster = Cluster::start(redis, 3, &[]).await;
     let lost = cluster.connect(0).await;
     let login = lost.login(&params("roamer", "web")).await.unwrap();
     drop(lost);
@@ -271,9 +308,8 @@ async fn resume_works_on_any_node_and_closes_the_old_connection_with_4002() {
     assert_eq!(again.status().await.unwrap(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_kick_and_disable_reach_every_node_and_every_cache() {
-    let cluster = Cluster::start(3, &[]).await;
+async fn admin_kick_and_disable_reach_every_node_and_every_cache(redis: Redis) {
+    let cluster = Cluster::start(redis, 3, &[]).await;
     // Every platform class at once, one node each.
     let policy = json!({"mode": "multi", "web_instances": 1, "instances_per_platform": 1});
     cluster.set_policy(2, policy).await;
@@ -324,9 +360,8 @@ async fn admin_kick_and_disable_reach_every_node_and_every_cache() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_policy_set_on_one_node_applies_on_every_node() {
-    let cluster = Cluster::start(3, &[]).await;
+async fn a_policy_set_on_one_node_applies_on_every_node(redis: Redis) {
+    let cluster = Cluster::start(redis, 3, &[]).await;
     let policy = json!({"mode": "multi", "web_instances": 3, "instances_per_platform": 1});
     cluster.set_policy(0, policy).await;
     let mut clients = Vec::new();
@@ -345,9 +380,11 @@ async fn a_policy_set_on_one_node_applies_on_every_node() {
     assert_eq!(cluster.instances(1, "many-tabs").await.len(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_with_sigkill_leaves_its_users_resumable_elsewhere_then_frees_them() {
+async fn a_node_killed_with_sigkill_leaves_its_users_resumable_elsewhere_then_frees_them(
+    redis: Redis,
+) {
     let cluster = Cluster::start(
+        redis,
         3,
         &[
             ("IMLOGIN__REGISTRY__NODE_TIMEOUT_SECS", "3"),

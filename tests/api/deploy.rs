@@ -355,7 +355,7 @@ async fn the_compose_cluster_serves_through_its_proxy_and_survives_a_rolling_res
         .unwrap();
     let registry = imlogin::registry::redis::RedisRegistry::new(
         conn,
-        &env["IMLOGIN__REGISTRY__NAMESPACE"],
+        imlogin::registry::redis::Layout::single(&env["IMLOGIN__REGISTRY__NAMESPACE"]),
         0,
         Duration::from_secs(60),
         Duration::from_secs(10),

@@ -1,5 +1,6 @@
 //! The Redis registry against the memory registry: the same random sequences of logins, logouts, disconnections,
-//! resumes, kicks and reaps, under every policy mode, must kick the same instances and leave the same state.
+//! resumes, kicks and reaps, under every policy mode, must kick the same instances and leave the same state; on
+//! one Redis and on a Redis Cluster.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -9,13 +10,14 @@ use imlogin::model::Platform;
 use imlogin::model::{ConnRef, Instance, Kick};
 use imlogin::model::{KickReason, Mode, Policy};
 use imlogin::registry::memory::MemoryRegistry;
-use imlogin::registry::redis::{connect, RedisRegistry};
+use imlogin::registry::redis::{connect, connect_cluster, Layout, RedisConn, RedisRegistry};
 use imlogin::registry::users::Users;
 use imlogin::registry::{Attach, Registry, RemoveIf};
 use imlogin::runtime::clock::Clock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redis::aio::ConnectionManager;
+
+use crate::redis_cluster::Redis;
 
 const USERS: [&str; 3] = ["ann", "bob|x:y", "cy"];
 
@@ -39,11 +41,15 @@ fn instance(n: usize, user: &str, platform: Platform, device: Option<u8>, conn: 
 }
 
 /// A Redis registry of node 0xfeed in a namespace of its own, with the given reconnect grace.
-fn fresh_registry(conn: &ConnectionManager, grace: Duration) -> (RedisRegistry, String) {
+fn fresh_registry(conn: &RedisConn, grace: Duration) -> (RedisRegistry, String) {
     let ns = format!("t{:016x}", rand::random::<u64>());
+    let layout = match conn {
+        RedisConn::Cluster(_) => Layout::cluster(&ns).unwrap(),
+        RedisConn::One(_) => Layout::single(&ns),
+    };
     let r = RedisRegistry::new(
         conn.clone(),
-        &ns,
+        layout,
         0xfeed,
         grace,
         Duration::from_secs(10),
@@ -54,10 +60,24 @@ fn fresh_registry(conn: &ConnectionManager, grace: Duration) -> (RedisRegistry, 
 
 /// For the reaper's tests: a connection, a registry with a grace of [`GRACE_MS`] in a namespace of its own, and
 /// the multi mode with `web` instances on the web and 3 on other platforms.
-async fn reaper_setup(web: u8) -> (ConnectionManager, RedisRegistry, String, Policy) {
-    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
-        .await
-        .unwrap();
+async fn reaper_setup(web: u8) -> (RedisConn, RedisRegistry, String, Policy) {
+    reaper_setup_on(Redis::One, web).await
+}
+
+/// A connection to the machine's Redis or to the tests' Redis Cluster.
+async fn connect_to(redis: Redis) -> RedisConn {
+    match redis {
+        Redis::One => connect("redis://127.0.0.1:6379", Duration::from_secs(2)).await,
+        Redis::Cluster => {
+            let seeds = crate::redis_cluster::shared_async().await.seeds();
+            connect_cluster(&seeds, Duration::from_secs(2)).await
+        }
+    }
+    .unwrap()
+}
+
+async fn reaper_setup_on(redis: Redis, web: u8) -> (RedisConn, RedisRegistry, String, Policy) {
+    let conn = connect_to(redis).await;
     let (r, ns) = fresh_registry(&conn, Duration::from_millis(GRACE_MS as u64));
     let policy = Policy {
         mode: Mode::Multi,
@@ -70,7 +90,7 @@ async fn reaper_setup(web: u8) -> (ConnectionManager, RedisRegistry, String, Pol
 const GRACE_MS: i64 = 5_000;
 
 /// Deletes a key the test wrote.
-async fn del(conn: &ConnectionManager, key: &str) {
+async fn del(conn: &RedisConn, key: &str) {
     redis::cmd("DEL")
         .arg(key)
         .query_async::<()>(&mut conn.clone())
@@ -91,11 +111,13 @@ async fn view(r: &dyn Registry, user: &str) -> Vec<(String, Platform, Option<Str
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_sequences_do_the_same_on_redis_as_in_memory() {
-    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
-        .await
-        .unwrap();
+crate::on_one_redis_and_a_cluster!(
+    random_sequences_do_the_same_on_redis_as_in_memory,
+    the_reaper_removes_what_is_due_and_numbers_changes_in_order,
+);
+
+async fn random_sequences_do_the_same_on_redis_as_in_memory(redis: Redis) {
+    let conn = connect_to(redis).await;
     let modes = [Mode::Single, Mode::Dual, Mode::Triple, Mode::Multi];
     for seed in 0..40u64 {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -254,9 +276,8 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reaper_removes_what_is_due_and_numbers_changes_in_order() {
-    let (_conn, r, _, policy) = reaper_setup(10).await;
+async fn the_reaper_removes_what_is_due_and_numbers_changes_in_order(redis: Redis) {
+    let (_conn, r, _, policy) = reaper_setup_on(redis, 10).await;
     let grace = GRACE_MS;
     let now = imlogin::runtime::clock::unix_now() * 1000;
     let mut expiring = instance(1, "ann", Platform::Web, None, true);
@@ -420,7 +441,7 @@ async fn kick_records_of_an_earlier_version_read_and_new_ones_keep_their_first_f
 
 /// A field of a user's hash, read directly.
 /// Writes a field of a user's key as an earlier version would have left it.
-async fn hset(conn: &ConnectionManager, key: &str, field: &str, value: &str) {
+async fn hset(conn: &RedisConn, key: &str, field: &str, value: &str) {
     redis::cmd("HSET")
         .arg(key)
         .arg(field)
@@ -430,7 +451,7 @@ async fn hset(conn: &ConnectionManager, key: &str, field: &str, value: &str) {
         .unwrap();
 }
 
-async fn hget(conn: &ConnectionManager, key: &str, field: &str) -> Option<String> {
+async fn hget(conn: &RedisConn, key: &str, field: &str) -> Option<String> {
     redis::cmd("HGET")
         .arg(key)
         .arg(field)
@@ -440,7 +461,7 @@ async fn hget(conn: &ConnectionManager, key: &str, field: &str) -> Option<String
 }
 
 /// The users in `NS:due` and their scores.
-async fn due_index(conn: &ConnectionManager, ns: &str) -> Vec<(String, i64)> {
+async fn due_index(conn: &RedisConn, ns: &str) -> Vec<(String, i64)> {
     redis::cmd("ZRANGE")
         .arg(format!("{ns}:due"))
         .arg(0)

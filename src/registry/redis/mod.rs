@@ -12,20 +12,27 @@
 //! a scan, and the usual login writes no index. Nodes heartbeat into `NS:nodes`; the instances of a node silent
 //! for `node_timeout` are marked disconnected by whichever node notices first (resumable elsewhere, removed after
 //! the grace) — found by a scan of the users, which only a node's death costs. User keys expire after the last
-//! UserSig they hold, so nothing is left behind by a node that dies mid-operation. Redis Cluster is not supported
-//! (scripts touch keys they compute): use one primary (with replicas or Sentinel for failover).
+//! UserSig they hold, so nothing is left behind by a node that dies mid-operation.
+//!
+//! On a Redis Cluster the same scripts run, each within one hash slot: users are spread over groups of keys
+//! that share a slot ([`layout`]), each group with its own reaping index, and a batch of ends is split by group.
 
+mod cluster;
 mod codec;
 mod connect;
+pub mod layout;
 mod nodes;
+mod reap;
 mod scripts;
 
-pub use connect::{connect, connection_info, node_number};
+pub use cluster::ClusterConn;
+pub use connect::{connect, connect_cluster, connection_info, node_number, RedisConn};
+pub use layout::Layout;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use futures_util::future::try_join_all;
 use redis::{Script, Value};
 
 use super::memory::MAX_KICKS_REMEMBERED;
@@ -37,7 +44,6 @@ use crate::model::{KickReason, Policy};
 use crate::runtime::clock::Clock;
 use codec::*;
 use connect::err;
-use nodes::scan_step;
 use scripts::Scripts;
 
 /// Users one reap step and one scan step look at.
@@ -49,8 +55,8 @@ const KEY_SLACK_MS: i64 = 60_000;
 const SWEEP_LOCK_MS: i64 = 60_000;
 
 pub struct RedisRegistry {
-    conn: ConnectionManager,
-    ns: String,
+    conn: RedisConn,
+    layout: Layout,
     node: u64,
     grace_ms: i64,
     node_timeout_ms: i64,
@@ -59,10 +65,10 @@ pub struct RedisRegistry {
 }
 
 impl RedisRegistry {
-    /// `ns` prefixes every key (deployments may share a Redis); `node` is this node.
+    /// `layout` places the keys, under the namespace (deployments may share a Redis); `node` is this node.
     pub fn new(
-        conn: ConnectionManager,
-        ns: &str,
+        conn: RedisConn,
+        layout: Layout,
         node: u64,
         grace: Duration,
         node_timeout: Duration,
@@ -70,7 +76,7 @@ impl RedisRegistry {
     ) -> RedisRegistry {
         RedisRegistry {
             conn,
-            ns: ns.to_owned(),
+            layout,
             node,
             grace_ms: grace.as_millis() as i64,
             node_timeout_ms: node_timeout.as_millis() as i64,
@@ -80,7 +86,7 @@ impl RedisRegistry {
     }
 
     fn nodes_key(&self) -> String {
-        format!("{}:nodes", self.ns)
+        self.layout.global("nodes")
     }
 
     async fn read_user(&self, sdkappid: u32, user_id: &str) -> RegResult<UserState> {
@@ -102,11 +108,16 @@ impl RedisRegistry {
         inv.invoke_async(&mut self.conn.clone()).await.map_err(err)
     }
 
-    /// `EVALSHA` of `script` (no keys) with the arguments `args` writes, loading the script if Redis does not
-    /// have it. The hot paths build their command this way: one buffer for every argument.
-    async fn eval(&self, script: &Script, args: impl FnOnce(&mut redis::Cmd)) -> RegResult<Value> {
+    /// `EVALSHA` of `script` with `keys` keys and then the arguments, as `args` writes them, loading the script
+    /// if Redis does not have it. The hot paths build their command this way: one buffer for every argument.
+    async fn eval(
+        &self,
+        script: &Script,
+        keys: usize,
+        args: impl FnOnce(&mut redis::Cmd),
+    ) -> RegResult<Value> {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash()).arg(0);
+        cmd.arg(script.get_hash()).arg(keys);
         args(&mut cmd);
         let mut conn = self.conn.clone();
         match cmd.query_async(&mut conn).await {
@@ -122,8 +133,13 @@ impl RedisRegistry {
         }
     }
 
+    /// The prefix of the user's group (the scripts' `ns`).
+    fn group(&self, sdkappid: u32, user_id: &str) -> &str {
+        self.layout.prefix(sdkappid, user_id)
+    }
+
     fn user_key<'a>(&'a self, sdkappid: u32, user_id: &'a str) -> UserKey<'a> {
-        UserKey(&self.ns, sdkappid, user_id)
+        UserKey(self.group(sdkappid, user_id), sdkappid, user_id)
     }
 }
 
@@ -144,11 +160,11 @@ impl Registry for RedisRegistry {
         };
         let classes = Platform::ALL.map(|p| b'0' + policy::class_of(pol.mode, p));
         let reply = self
-            .eval(&self.scripts.admit, |c| {
-                c.arg(&self.ns)
+            .eval(&self.scripts.admit, 1, |c| {
+                c.arg(self.user_key(sdkappid, user_id))
+                    .arg(self.group(sdkappid, user_id))
                     .arg(floor_arg(now))
                     .arg(MAX_KICKS_REMEMBERED)
-                    .arg(self.user_key(sdkappid, user_id))
                     .arg(sdkappid)
                     .arg(user_id)
                     .arg(&new.instance_id)
@@ -189,8 +205,8 @@ impl Registry for RedisRegistry {
 
     async fn attach(&self, key: &InstanceKey, conn: ConnRef, now_secs: i64) -> RegResult<Attach> {
         let mut inv = self.scripts.attach.prepare_invoke();
-        inv.arg(&self.ns)
-            .arg(self.user_key(key.sdkappid, &key.user_id))
+        inv.key(self.user_key(key.sdkappid, &key.user_id))
+            .arg(self.group(key.sdkappid, &key.user_id))
             .arg(&key.instance_id)
             .arg(hex(conn.node))
             .arg(hex(conn.conn))
@@ -245,30 +261,46 @@ impl Registry for RedisRegistry {
         ended: &[(InstanceKey, ConnRef)],
         now_ms: i64,
     ) -> RegResult<Vec<Option<(Instance, Seq)>>> {
-        let reply = self
-            .eval(&self.scripts.detach_many, |c| {
-                c.arg(&self.ns)
+        // One call per group of users (one on one Redis): a script touches one slot.
+        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, (key, _)) in ended.iter().enumerate() {
+            let g = self.group(key.sdkappid, &key.user_id);
+            match groups.iter_mut().find(|(p, _)| *p == g) {
+                Some((_, at)) => at.push(i),
+                None => groups.push((g, vec![i])),
+            }
+        }
+        let calls = groups.iter().map(|(group, at)| {
+            self.eval(&self.scripts.detach_many, at.len(), move |c| {
+                for &i in at {
+                    let key = &ended[i].0;
+                    c.arg(self.user_key(key.sdkappid, &key.user_id));
+                }
+                c.arg(*group)
                     .arg(hex_arg(now_ms))
                     .arg(floor_arg(now_ms))
                     .arg(now_ms + self.grace_ms);
-                for (key, conn) in ended {
-                    c.arg(self.user_key(key.sdkappid, &key.user_id))
-                        .arg(&key.instance_id)
+                for &i in at {
+                    let (key, conn) = &ended[i];
+                    c.arg(&key.instance_id)
                         .arg(Hex(conn.node))
                         .arg(Hex(conn.conn))
                         .arg(Member(key));
                 }
             })
-            .await?;
-        let rows = items(&reply);
-        if rows.len() != ended.len() {
-            return Err(malformed());
+        });
+        let replies = try_join_all(calls).await?;
+        let mut out = vec![None; ended.len()];
+        for ((_, at), reply) in groups.iter().zip(&replies) {
+            let rows = items(reply);
+            if rows.len() != at.len() {
+                return Err(malformed());
+            }
+            for (&i, row) in at.iter().zip(rows) {
+                out[i] = changed(&ended[i].0, row)?;
+            }
         }
-        ended
-            .iter()
-            .zip(rows)
-            .map(|((key, _), row)| changed(key, row))
-            .collect()
+        Ok(out)
     }
 
     async fn remove(
@@ -281,8 +313,8 @@ impl Registry for RedisRegistry {
             RemoveIf::SigExpiresAt(t) => hexi(t),
         };
         let mut inv = self.scripts.remove.prepare_invoke();
-        inv.arg(&self.ns)
-            .arg(self.user_key(key.sdkappid, &key.user_id))
+        inv.key(self.user_key(key.sdkappid, &key.user_id))
+            .arg(self.group(key.sdkappid, &key.user_id))
             .arg(&key.instance_id)
             .arg(sig)
             .arg(self.clock.now_ms())
@@ -299,8 +331,8 @@ impl Registry for RedisRegistry {
     ) -> RegResult<Option<(Instance, Seq)>> {
         let now = self.clock.now_ms();
         let mut inv = self.scripts.remove.prepare_invoke();
-        inv.arg(&self.ns)
-            .arg(self.user_key(key.sdkappid, &key.user_id))
+        inv.key(self.user_key(key.sdkappid, &key.user_id))
+            .arg(self.group(key.sdkappid, &key.user_id))
             .arg(&key.instance_id)
             .arg("")
             .arg(now)
@@ -318,8 +350,8 @@ impl Registry for RedisRegistry {
     ) -> RegResult<(Vec<Instance>, Seq)> {
         let now = self.clock.now_ms();
         let mut inv = self.scripts.remove_user.prepare_invoke();
-        inv.arg(&self.ns)
-            .arg(self.user_key(sdkappid, user_id))
+        inv.key(self.user_key(sdkappid, user_id))
+            .arg(self.group(sdkappid, user_id))
             .arg(now)
             .arg(kick_record(reason, now + remember_ms))
             .arg(self.keep_until(0, now, remember_ms))
@@ -342,8 +374,8 @@ impl Registry for RedisRegistry {
     async fn set_sig_expiry(&self, key: &InstanceKey, expires_at: i64) -> RegResult<bool> {
         let now = self.clock.now_ms();
         let mut inv = self.scripts.set_sig.prepare_invoke();
-        inv.arg(&self.ns)
-            .arg(self.user_key(key.sdkappid, &key.user_id))
+        inv.key(self.user_key(key.sdkappid, &key.user_id))
+            .arg(self.group(key.sdkappid, &key.user_id))
             .arg(&key.instance_id)
             .arg(hexi(expires_at))
             .arg(Member(key))
@@ -366,49 +398,57 @@ impl Registry for RedisRegistry {
         if user_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for u in user_ids {
-            pipe.cmd("HGETALL").arg(self.user_key(sdkappid, u));
-        }
-        // Each answer on its own: a key of another kind where a user's would be (written by something else)
-        // holds no instances, rather than failing every user read with it.
-        let all: Vec<redis::RedisResult<Vec<(String, String)>>> = pipe
-            .ignore_errors()
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(err)?;
-        Ok(all
-            .into_iter()
-            .zip(user_ids)
-            .map(|(fields, u)| match fields {
-                Ok(fields) => user_state(sdkappid, u, fields).instances,
-                Err(e) => {
-                    tracing::warn!(sdkappid, error = %e, "registry: a user's key that is not a hash is ignored");
-                    Vec::new()
+        // One read per user, all at once (the connection pipelines them; on a cluster each goes to its slot's
+        // master, where one pipeline could not).
+        let reads = user_ids.iter().map(|u| async move {
+            let fields: redis::RedisResult<Vec<(String, String)>> = redis::cmd("HGETALL")
+                .arg(self.user_key(sdkappid, u))
+                .query_async(&mut self.conn.clone())
+                .await;
+            match fields {
+                Ok(fields) => Ok(user_state(sdkappid, u, fields).instances),
+                // A key of another kind where a user's would be (written by something else) holds no instances,
+                // rather than failing every user read with it.
+                Err(e) if e.code() == Some("WRONGTYPE") => {
+                    tracing::warn!(
+                        sdkappid,
+                        "registry: a user's key that is not a hash is ignored"
+                    );
+                    Ok(Vec::new())
                 }
-            })
-            .collect())
+                Err(e) => Err(err(e)),
+            }
+        });
+        try_join_all(reads).await
     }
 
     async fn app_instances(&self, sdkappid: u32) -> RegResult<Vec<Instance>> {
-        let prefix = format!("{}:u:{sdkappid}:", self.ns);
-        let mut conn = self.conn.clone();
-        let mut cursor = 0u64;
+        let pattern = self.layout.user_pattern(Some(sdkappid));
         let mut out = Vec::new();
-        loop {
-            let (next, keys) = scan_step(&mut conn, cursor, &format!("{prefix}*")).await?;
-            let users: Vec<String> = keys
-                .iter()
-                .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
-                .collect();
-            for list in self.users_instances(sdkappid, &users).await? {
-                out.extend(list);
+        for target in self.conn.scan_targets() {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys) = self
+                    .conn
+                    .scan_step(&target, cursor, &pattern, BATCH)
+                    .await?;
+                let users: Vec<String> = keys
+                    .iter()
+                    .filter_map(|k| self.layout.split_user_key(k))
+                    .filter_map(|(_, member)| member.split_once(':'))
+                    .filter(|(app, _)| app.parse() == Ok(sdkappid))
+                    .map(|(_, user)| user.to_owned())
+                    .collect();
+                for list in self.users_instances(sdkappid, &users).await? {
+                    out.extend(list);
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(out);
-            }
-            cursor = next;
         }
+        Ok(out)
     }
 
     async fn kicked(&self, key: &InstanceKey) -> RegResult<Option<Kick>> {
@@ -426,31 +466,7 @@ impl Registry for RedisRegistry {
     }
 
     async fn reap(&self, now: i64, grace_ms: i64) -> RegResult<Vec<Reaped>> {
-        let mut out = Vec::new();
-        // Instances of nodes that fell silent become disconnected (their clients resume elsewhere).
-        for node in self.silent_nodes(now).await? {
-            out.extend(self.sweep(&node, now, grace_ms).await?);
-        }
-        loop {
-            let mut inv = self.scripts.reap.prepare_invoke();
-            inv.arg(&self.ns).arg(now).arg(grace_ms).arg(BATCH);
-            let reply = self.run(&mut inv).await?;
-            let r = items(&reply);
-            let looked_at = r.first().and_then(int).ok_or_else(malformed)?;
-            for row in r.get(1).map(items).unwrap_or_default() {
-                let r = items(row);
-                let inst = stored(r).ok_or_else(malformed)?;
-                out.push(match r.get(4).and_then(int) {
-                    Some(1) => {
-                        Reaped::Expired(inst, r.get(5).and_then(int).ok_or_else(malformed)? as Seq)
-                    }
-                    _ => Reaped::GraceEnded(inst),
-                });
-            }
-            if looked_at < BATCH as i64 {
-                return Ok(out);
-            }
-        }
+        self.reap_all(now, grace_ms).await
     }
 
     async fn heartbeat(&self) -> RegResult<bool> {
@@ -479,9 +495,6 @@ impl Registry for RedisRegistry {
     }
 
     async fn ping(&self) -> RegResult<()> {
-        redis::cmd("PING")
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(err)
+        self.conn.ping().await
     }
 }

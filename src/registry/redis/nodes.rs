@@ -1,8 +1,6 @@
 //! The cluster's nodes in Redis: finding the silent ones, and marking a silent node's instances disconnected
 //! (or listing this node's), by a scan of the users that only a node's death costs.
 
-use redis::aio::ConnectionManager;
-
 use super::codec::*;
 use super::connect::err;
 use super::{RedisRegistry, BATCH, SWEEP_LOCK_MS};
@@ -31,7 +29,7 @@ impl RedisRegistry {
         now: i64,
         grace_ms: i64,
     ) -> RegResult<Vec<Reaped>> {
-        let lock = format!("{}:sweep:{node}", self.ns);
+        let lock = self.layout.global(&format!("sweep:{node}"));
         let taken: Option<String> = redis::cmd("SET")
             .arg(&lock)
             .arg(hex(self.node))
@@ -72,53 +70,46 @@ impl RedisRegistry {
         now: i64,
         grace_ms: i64,
     ) -> RegResult<Vec<(Instance, Seq)>> {
-        let mut conn = self.conn.clone();
-        let mut cursor = 0u64;
+        let pattern = self.layout.user_pattern(None);
         let mut out = Vec::new();
-        loop {
-            let (next, mut keys) =
-                scan_step(&mut conn, cursor, &format!("{}:u:*", self.ns)).await?;
-            // Only user keys (`NS:u:APP:USER`): anything else under the prefix is not the registry's.
-            let prefix = format!("{}:u:", self.ns);
-            keys.retain(|k| {
-                k.strip_prefix(&prefix)
-                    .and_then(|m| m.split_once(':'))
-                    .is_some_and(|(app, _)| app.parse::<u32>().is_ok())
-            });
-            if !keys.is_empty() {
-                let mut inv = self.scripts.node_scan.prepare_invoke();
+        for target in self.conn.scan_targets() {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys) = self
+                    .conn
+                    .scan_step(&target, cursor, &pattern, BATCH)
+                    .await?;
+                // Only user keys (`NS:u:APP:USER`), by group: anything else under the prefix is not the
+                // registry's, and one script call looks at one group's (one slot's) keys.
+                let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
                 for k in &keys {
-                    inv.key(k);
+                    let Some((group, _)) = self.layout.split_user_key(k) else {
+                        continue;
+                    };
+                    match groups.iter_mut().find(|(g, _)| *g == group) {
+                        Some((_, ks)) => ks.push(k),
+                        None => groups.push((group, vec![k])),
+                    }
                 }
-                inv.arg(&self.ns).arg(node).arg(now).arg(grace_ms).arg(mode);
-                let reply = self.run(&mut inv).await?;
-                for row in items(&reply) {
-                    let r = items(row);
-                    let inst = stored(r).ok_or_else(malformed)?;
-                    out.push((inst, r.get(4).and_then(int).unwrap_or(0) as Seq));
+                for (group, keys) in groups {
+                    let mut inv = self.scripts.node_scan.prepare_invoke();
+                    for k in keys {
+                        inv.key(k);
+                    }
+                    inv.arg(group).arg(node).arg(now).arg(grace_ms).arg(mode);
+                    let reply = self.run(&mut inv).await?;
+                    for row in items(&reply) {
+                        let r = items(row);
+                        let inst = stored(r).ok_or_else(malformed)?;
+                        out.push((inst, r.get(4).and_then(int).unwrap_or(0) as Seq));
+                    }
                 }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(out);
-            }
-            cursor = next;
         }
+        Ok(out)
     }
-}
-
-/// One step of `SCAN` over the keys matching `pattern`: the next cursor (0 at the end) and a batch of keys.
-pub(super) async fn scan_step(
-    conn: &mut ConnectionManager,
-    cursor: u64,
-    pattern: &str,
-) -> RegResult<(u64, Vec<String>)> {
-    redis::cmd("SCAN")
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(pattern)
-        .arg("COUNT")
-        .arg(BATCH)
-        .query_async(conn)
-        .await
-        .map_err(err)
 }

@@ -1,8 +1,8 @@
 -- Admits a login under the policy (PROTOCOL §5; the same rules as `policy::admit`, checked against it by the
--- tests) in one step. ARGV: ns, now × 1024 (hexadecimal), kick records kept per user at most, key, app, user,
--- new id, new platform, new device ('' for none), value head (platform|login_ms|), value tail (|sig…device),
--- due time if not connected (''), the new platform's limit, the class of each platform (7 characters), the time
--- the key must outlive for this login (ms), its kicks remembered until (hexadecimal).
+-- tests) in one step. KEYS: the user's key. ARGV: ns, now × 1024 (hexadecimal), kick records kept per user at
+-- most, app, user, new id, new platform, new device ('' for none), value head (platform|login_ms|), value tail
+-- (|sig…device), due time if not connected (''), the new platform's limit, the class of each platform (7
+-- characters), the time the key must outlive for this login (ms), its kicks remembered until (hexadecimal).
 -- Returns {s, {id, reason, value, …}} with the instances it kicked (s in hexadecimal).
 
 local I = string.byte('i')
@@ -101,5 +101,5 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
   return {s, kicked}
 end
 
-return admit(ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
-  ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16])
+return admit(ARGV[1], ARGV[2], tonumber(ARGV[3]), KEYS[1], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9],
+  ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15])

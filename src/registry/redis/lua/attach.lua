@@ -1,18 +1,18 @@
--- Attaches an instance to a connection unless its UserSig has expired. ARGV: ns, key, id, node, conn, now_s,
--- now_ms (node and conn in hexadecimal). Returns {0} gone, {1, value} expired,
+-- Attaches an instance to a connection unless its UserSig has expired. KEYS: the user's key. ARGV: ns, id,
+-- node, conn, now_s, now_ms (node and conn in hexadecimal). Returns {0} gone, {1, value} expired,
 -- {2, value, previous node, previous conn, s}. (A disconnected instance's entry in `NS:due` is left to the
 -- reaper, which finds it connected.)
-local key = ARGV[2]
-local v, f, last = lookup(key, ARGV[3])
+local key = KEYS[1]
+local v, f, last = lookup(key, ARGV[2])
 if not v then
   return {0}
 end
-if tonumber(ARGV[6]) > num(f[4]) then
+if tonumber(ARGV[5]) > num(f[4]) then
   return {1, v}
 end
 local prev_node, prev_conn = f[5], f[6]
-f[5], f[6], f[7] = ARGV[4], ARGV[5], ''
+f[5], f[6], f[7] = ARGV[3], ARGV[4], ''
 local nv = format(f)
-local s = next_seq(last, tonumber(ARGV[7]))
-redis.call('HSET', key, 'i:' .. ARGV[3], nv, 's', hex(s))
+local s = next_seq(last, tonumber(ARGV[6]))
+redis.call('HSET', key, 'i:' .. ARGV[2], nv, 's', hex(s))
 return {2, nv, prev_node, prev_conn, s}

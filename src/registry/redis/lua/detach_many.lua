@@ -1,6 +1,7 @@
 -- Marks instances disconnected, each if it is still attached to its connection (the connections a node saw
--- end meanwhile, in one call). ARGV: ns, now (hexadecimal), now × 1024 (hexadecimal), now + grace (ms), then
--- key, id, node, conn, member (APP:USER) for each. Returns the reply of `detach` for each, in order.
+-- end meanwhile, in one call). KEYS: each one's user key (all in the group `ns`). ARGV: ns, now (hexadecimal),
+-- now × 1024 (hexadecimal), now + grace (ms), then id, node, conn, member (APP:USER) for each key. Returns the
+-- reply of `detach` for each, in order.
 
 -- Marks instance `id` of the user at `key` disconnected if it is still attached to connection `conn` of `node`.
 -- `now` and `floor` (the time in ms, × 1024) in hexadecimal, `due` (now + grace, ms) in decimal. Returns {0} or
@@ -34,7 +35,8 @@ end
 
 local ns, now, floor, due = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out = {}
-for i = 5, #ARGV, 5 do
-  out[#out + 1] = detach(ns, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], now, floor, due, ARGV[i + 4])
+for j, key in ipairs(KEYS) do
+  local i = 1 + 4 * j
+  out[#out + 1] = detach(ns, key, ARGV[i], ARGV[i + 1], ARGV[i + 2], now, floor, due, ARGV[i + 3])
 end
 return out

@@ -1,5 +1,6 @@
--- Shared by every script. A user is one hash, `NS:u:APP:USER`: `s` is the user's change number, `i:ID` an
--- instance stored as
+-- Shared by every script. `NS` is the prefix of the user's group: the namespace on one Redis, `NS:{T}` on a
+-- cluster (every key a script touches is in that group's slot). A user is one hash, `NS:u:APP:USER`: `s` is
+-- the user's change number, `i:ID` an instance stored as
 --   platform|login_ms|order|sig_expires_at|node|conn|disconnected_ms|ip|device
 -- (numbers in hexadecimal to stay short: a hash of short values is stored compactly; node and conn empty while
 -- disconnected, disconnected_ms empty while connected; device last, as it may hold `|`), and `k` the kicks

@@ -1,8 +1,9 @@
 -- Removes the disconnected instances that are due, of users whose time in `NS:due` has come (and of entries an
--- earlier version left in `NS:reap`, APP:ID:USER per instance). ARGV: ns, now_ms, grace_ms, at most this many
--- users. Returns {users looked at, {app, user, id, value, expired (1/0), s}…} (s only counts for expired ones).
+-- earlier version left in `NS:reap`, APP:ID:USER per instance). KEYS: `NS:due`. ARGV: ns, now_ms, grace_ms, at
+-- most this many users. Returns {users looked at, {app, user, id, value, expired (1/0), s}…} (s only counts for
+-- expired ones).
 local ns, now, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local index = ns .. ':due'
+local index = KEYS[1]
 local users = redis.call('ZRANGEBYSCORE', index, '-inf', ARGV[2], 'LIMIT', 0, ARGV[4])
 if #users > 0 then
   redis.call('ZREM', index, unpack(users))

@@ -1,19 +1,19 @@
--- Removes an instance (logout, expiry, an admin's kick). ARGV: ns, key, id, required sig_expires_at ('' for
+-- Removes an instance (logout, expiry, an admin's kick). KEYS: the user's key. ARGV: ns, id, required sig_expires_at ('' for
 -- any, hexadecimal), now_ms, kick record to keep (`reason,until;`, '' for none), kick records kept per user at
 -- most. Returns {0} or {1, value, s}. (A disconnected instance's entry in `NS:due` is left to the reaper.)
-local key = ARGV[2]
-local v, f, last = lookup(key, ARGV[3])
+local key = KEYS[1]
+local v, f, last = lookup(key, ARGV[2])
 if not v then
   return {0}
 end
-if ARGV[4] ~= '' and f[4] ~= ARGV[4] then
+if ARGV[3] ~= '' and f[4] ~= ARGV[3] then
   return {0}
 end
-redis.call('HDEL', key, 'i:' .. ARGV[3])
-local s = next_seq(last, tonumber(ARGV[5]))
-if ARGV[6] ~= '' then
+redis.call('HDEL', key, 'i:' .. ARGV[2])
+local s = next_seq(last, tonumber(ARGV[4]))
+if ARGV[5] ~= '' then
   local got = redis.call('HMGET', key, 'k', 'n')
-  local k, n = remember_kicks(got[1], got[2], {ARGV[3] .. ',' .. ARGV[6]}, tonumber(ARGV[7]))
+  local k, n = remember_kicks(got[1], got[2], {ARGV[2] .. ',' .. ARGV[5]}, tonumber(ARGV[6]))
   redis.call('HSET', key, 's', hex(s), 'k', k, 'n', n)
 else
   redis.call('HSET', key, 's', hex(s))

@@ -1,7 +1,7 @@
--- Removes every instance of a user, remembering why. ARGV: ns, key, now_ms, kick record (`reason,until;`), the
+-- Removes every instance of a user, remembering why. KEYS: the user's key. ARGV: ns, now_ms, kick record (`reason,until;`), the
 -- time the key must live until for the records (ms), kick records kept per user at most. Returns
 -- {s, {id, value, …}}. (Entries in `NS:due` are left to the reaper.)
-local key = ARGV[2]
+local key = KEYS[1]
 local all = redis.call('HGETALL', key)
 local s0, krec, kn, _, e = user_fields(all)
 local last = num(s0 or '0')
@@ -12,7 +12,7 @@ for i = 1, #all, 2 do
     local id = string.sub(field, 3)
     local f = parse(all[i + 1])
     del[#del + 1] = field
-    records[#records + 1] = {num(f[3]), id .. ',' .. ARGV[4]}
+    records[#records + 1] = {num(f[3]), id .. ',' .. ARGV[3]}
     out[#out + 1] = id
     out[#out + 1] = all[i + 1]
   end
@@ -25,11 +25,11 @@ end
 if #del > 0 then
   redis.call('HDEL', key, unpack(del))
 end
-local s = next_seq(last, tonumber(ARGV[3]))
+local s = next_seq(last, tonumber(ARGV[2]))
 set[#set + 1] = 's'
 set[#set + 1] = hex(s)
 if #records > 0 then
-  local k, n = remember_kicks(krec, kn, records, tonumber(ARGV[6]))
+  local k, n = remember_kicks(krec, kn, records, tonumber(ARGV[5]))
   set[#set + 1] = 'k'
   set[#set + 1] = k
   set[#set + 1] = 'n'
@@ -37,5 +37,5 @@ if #records > 0 then
 end
 redis.call('HSET', key, unpack(set))
 -- The key (made here for its change number if the user had none) outlives the records.
-extend(key, tonumber(ARGV[5]), e, #all > 0)
+extend(key, tonumber(ARGV[4]), e, #all > 0)
 return {s, out}

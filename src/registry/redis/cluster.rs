@@ -1,0 +1,484 @@
+//! Our client of a Redis Cluster: a map of which master serves which slots, a connection to each master, and a
+//! task that keeps the map current. A command goes to the master of its key's slot over that master's own
+//! connection, so a master that dies holds up only the commands for its slots: they fail at once (the login
+//! answers 70169) until the map names the replica that took over, which the task looks for every
+//! [`DEGRADED_POLL`] meanwhile. (redis-rs's cluster client stops every request while it refreshes its map, so
+//! one master's failover stalled logins on every slot.)
+//!
+//! The registry's commands are each in one slot (`layout`); a command with no key (`SCRIPT LOAD`, `PING`) goes
+//! to every master and succeeds if one answers.
+
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use futures_util::future::{join_all, select_ok};
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::{Arg, Cmd, ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
+use tokio::sync::{watch, Notify};
+
+use super::connect::connection_info;
+use super::layout::slot;
+use crate::registry::{RegResult, RegistryError};
+
+/// How often the map is read again while a master does not answer (a failover takes seconds).
+const DEGRADED_POLL: Duration = Duration::from_millis(200);
+/// How often the map is read again otherwise (a resharding moves slots; `MOVED` also triggers a read).
+const HEALTHY_POLL: Duration = Duration::from_secs(5);
+
+/// A master's address.
+pub type Addr = (String, u16);
+
+#[derive(Clone)]
+pub struct ClusterConn(Arc<Inner>);
+
+struct Inner {
+    seeds: Vec<String>,
+    timeout: Duration,
+    map: RwLock<Arc<SlotMap>>,
+    /// Wakes the task that reads the map (a command met a dead master or a `MOVED`).
+    stale: Notify,
+    /// Counts the changes of masters, for whoever must follow them (the bus's subscriptions).
+    changes: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct SlotMap {
+    /// Slot ranges (first, last) and the index of their master, sorted.
+    ranges: Vec<(u16, u16, usize)>,
+    masters: Vec<Master>,
+    /// Every node the cluster listed, replicas too: where to ask for the map when masters fail.
+    nodes: Vec<Addr>,
+}
+
+struct Master {
+    addr: Addr,
+    /// `None` if it could not be reached when the map was read.
+    conn: Option<ConnectionManager>,
+}
+
+impl SlotMap {
+    fn master_of(&self, slot: u16) -> Option<&Master> {
+        let i = self.ranges.partition_point(|r| r.1 < slot);
+        let (first, _, m) = self.ranges.get(i)?;
+        (*first <= slot).then(|| &self.masters[*m])
+    }
+
+    fn same_masters(&self, other: &SlotMap) -> bool {
+        self.ranges.len() == other.ranges.len()
+            && self.ranges.iter().zip(&other.ranges).all(|(a, b)| {
+                (a.0, a.1) == (b.0, b.1) && self.masters[a.2].addr == other.masters[b.2].addr
+            })
+    }
+}
+
+impl ClusterConn {
+    /// Reads the map from the seed nodes `urls` and connects to every master; then keeps the map current
+    /// until the last clone is dropped. A request waits at most `timeout`.
+    pub async fn connect(urls: &[String], timeout: Duration) -> RegResult<ClusterConn> {
+        for u in urls {
+            connection_info(u)?;
+        }
+        let (changes, _) = watch::channel(0);
+        let inner = Arc::new(Inner {
+            seeds: urls.to_vec(),
+            timeout,
+            map: RwLock::new(Arc::default()),
+            stale: Notify::new(),
+            changes,
+        });
+        let complete = inner.refresh().await?;
+        if !complete {
+            tracing::warn!(
+                "Redis Cluster: a master does not answer; its slots wait for a failover"
+            );
+        }
+        tokio::spawn(follow(Arc::downgrade(&inner)));
+        Ok(ClusterConn(inner))
+    }
+
+    fn map(&self) -> Arc<SlotMap> {
+        self.0.map.read().expect("the map's lock").clone()
+    }
+
+    /// The masters now.
+    pub fn masters(&self) -> Vec<Addr> {
+        self.map().masters.iter().map(|m| m.addr.clone()).collect()
+    }
+
+    /// A counter that moves each time the masters change (after a failover).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.0.changes.subscribe()
+    }
+
+    /// `cmd` on the master at `addr`.
+    pub async fn on(&self, addr: &Addr, cmd: &Cmd) -> RedisResult<Value> {
+        let map = self.map();
+        let m = map.masters.iter().find(|m| m.addr == *addr);
+        match m.and_then(|m| m.conn.clone()) {
+            Some(mut c) => self.watch(c.req_packed_command(cmd).await),
+            None => Err(unreachable_slot()),
+        }
+    }
+
+    /// Whether every master answers and every slot has one (a failover has ended).
+    pub async fn every_master_answers(&self) -> RegResult<()> {
+        let map = self.map();
+        if !covers_every_slot(&map) {
+            return Err(RegistryError("a Redis Cluster slot has no master".into()));
+        }
+        let pings = map.masters.iter().map(|m| self.on(&m.addr, &PING));
+        for r in join_all(pings).await {
+            r.map_err(|e| RegistryError(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn query(&self, cmd: &Cmd) -> RedisResult<Value> {
+        let Some(slot) = key_of(cmd).map(slot) else {
+            return self.everywhere(cmd).await;
+        };
+        let map = self.map();
+        let Some(mut conn) = map.master_of(slot).and_then(|m| m.conn.clone()) else {
+            self.0.stale.notify_one();
+            return Err(unreachable_slot());
+        };
+        drop(map);
+        match conn.req_packed_command(cmd).await {
+            // The slot moved (a failover the map has not seen, a resharding): read the map, then try once more.
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::Moved) => {
+                self.0.refresh().await.map_err(|e| io(e.0))?;
+                let map = self.map();
+                let mut conn = map
+                    .master_of(slot)
+                    .and_then(|m| m.conn.clone())
+                    .ok_or_else(unreachable_slot)?;
+                drop(map);
+                conn.req_packed_command(cmd).await
+            }
+            // The slot is being moved and this key has gone: ask its new master, this once.
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::Ask) => {
+                let (addr, _) = e.redirect_node().ok_or_else(unreachable_slot)?;
+                let to = connection_info(&format!("redis://{addr}"))
+                    .map_err(|e| io(e.0))?
+                    .set_redis_settings(self.0.seed_settings());
+                let mut c = redis::Client::open(to)?
+                    .get_multiplexed_async_connection()
+                    .await?;
+                let mut pipe = redis::pipe();
+                pipe.cmd("ASKING").ignore().add_command(cmd.clone());
+                let mut r: Vec<Value> = pipe.query_async(&mut c).await?;
+                r.pop().ok_or_else(unreachable_slot)
+            }
+            r => self.watch(r),
+        }
+    }
+
+    /// A command with no key: on every master, the first answer (`SCRIPT LOAD` must reach the master that
+    /// lacked the script; any master's `PONG` says the cluster serves).
+    async fn everywhere(&self, cmd: &Cmd) -> RedisResult<Value> {
+        let map = self.map();
+        let sends: Vec<_> = map
+            .masters
+            .iter()
+            .filter_map(|m| m.conn.clone())
+            .map(|mut c| Box::pin(async move { c.req_packed_command(cmd).await }))
+            .collect();
+        drop(map);
+        if sends.is_empty() {
+            return Err(unreachable_slot());
+        }
+        select_ok(sends).await.map(|(v, _)| v)
+    }
+
+    /// A failure to reach a master makes the map be read again (its replica may have taken over).
+    fn watch<T>(&self, r: RedisResult<T>) -> RedisResult<T> {
+        if let Err(e) = &r {
+            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                self.0.stale.notify_one();
+            }
+        }
+        r
+    }
+}
+
+static PING: std::sync::LazyLock<Cmd> = std::sync::LazyLock::new(|| redis::cmd("PING"));
+
+impl ConnectionLike for ClusterConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
+        Box::pin(self.query(cmd))
+    }
+
+    /// A pipeline goes where its first command's key is (the registry's pipelines stay in one slot).
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let slot = pipeline.cmd_iter().find_map(key_of).map(slot);
+            let map = self.map();
+            let conn = match slot {
+                Some(s) => map.master_of(s),
+                None => map.masters.first(),
+            };
+            let Some(mut conn) = conn.and_then(|m| m.conn.clone()) else {
+                self.0.stale.notify_one();
+                return Err(unreachable_slot());
+            };
+            drop(map);
+            let r = conn.req_packed_commands(pipeline, offset, count).await;
+            self.watch(r)
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+impl Inner {
+    /// Reads the map from the first node that answers (masters, then the other nodes, then the seeds) and
+    /// connects to masters it did not know. Returns whether every slot has a master that answered.
+    async fn refresh(&self) -> RegResult<bool> {
+        let old = self.map.read().expect("the map's lock").clone();
+        let mut asked: Vec<String> = old
+            .masters
+            .iter()
+            .map(|m| &m.addr)
+            .chain(&old.nodes)
+            .map(|(h, p)| format!("redis://{h}:{p}"))
+            .collect();
+        asked.extend(self.seeds.iter().cloned());
+        let mut slots = None;
+        let mut last_err = RegistryError("no Redis Cluster node answered".into());
+        for url in &asked {
+            match self.cluster_slots(url, &old).await {
+                Ok(s) => {
+                    slots = Some(s);
+                    break;
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        let (ranges, nodes) = slots.ok_or(last_err)?;
+        let mut masters: Vec<Master> = Vec::new();
+        let mut indexed = Vec::with_capacity(ranges.len());
+        for (first, last, addr) in ranges {
+            let i = match masters.iter().position(|m| m.addr == addr) {
+                Some(i) => i,
+                None => {
+                    let known = old.masters.iter().find(|m| m.addr == addr);
+                    let conn = match known.and_then(|m| m.conn.clone()) {
+                        Some(c) => Some(c),
+                        None => self.connect_to(&addr).await.ok(),
+                    };
+                    masters.push(Master { addr, conn });
+                    masters.len() - 1
+                }
+            };
+            indexed.push((first, last, i));
+        }
+        indexed.sort_unstable();
+        let new = SlotMap {
+            ranges: indexed,
+            masters,
+            nodes,
+        };
+        // Whether each master answers now (a connection made before a master died still looks fine).
+        let pings = new.masters.iter().map(|m| async {
+            match m.conn.clone() {
+                Some(mut c) => c.req_packed_command(&PING).await.is_ok(),
+                None => false,
+            }
+        });
+        let complete = join_all(pings).await.into_iter().all(|ok| ok) && covers_every_slot(&new);
+        let changed = !new.same_masters(&old);
+        if changed && !old.ranges.is_empty() {
+            let masters: Vec<String> = new
+                .masters
+                .iter()
+                .map(|m| format!("{}:{}", m.addr.0, m.addr.1))
+                .collect();
+            tracing::warn!(masters = ?masters, "Redis Cluster: the masters changed");
+        }
+        *self.map.write().expect("the map's lock") = Arc::new(new);
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        Ok(complete)
+    }
+
+    /// `CLUSTER SLOTS` from the node at `url`: each range with its master, and every node listed.
+    #[allow(clippy::type_complexity)]
+    async fn cluster_slots(
+        &self,
+        url: &str,
+        old: &SlotMap,
+    ) -> RegResult<(Vec<(u16, u16, Addr)>, Vec<Addr>)> {
+        let cmd = redis::cmd("CLUSTER").arg("SLOTS").clone();
+        let known = old
+            .masters
+            .iter()
+            .find(|m| format!("redis://{}:{}", m.addr.0, m.addr.1) == url)
+            .and_then(|m| m.conn.clone());
+        let reply = match known {
+            Some(mut c) => c.req_packed_command(&cmd).await,
+            None => {
+                let info = connection_info(url)?.set_redis_settings(self.seed_settings());
+                let client = redis::Client::open(info).map_err(super::connect::err)?;
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout));
+                match client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                {
+                    Ok(mut c) => c.req_packed_command(&cmd).await,
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        .map_err(super::connect::err)?;
+        parse_slots(reply, url)
+    }
+
+    /// The settings (password, database) of the first seed, which the cluster's nodes share.
+    fn seed_settings(&self) -> redis::RedisConnectionInfo {
+        connection_info(&self.seeds[0])
+            .map(|i| i.redis_settings().clone())
+            .unwrap_or_default()
+    }
+
+    /// A connection to one master: it reconnects by itself, and a request waits at most the timeout.
+    async fn connect_to(&self, (host, port): &Addr) -> RedisResult<ConnectionManager> {
+        let info = connection_info(&format!("redis://{host}:{port}"))
+            .map_err(|e| io(e.0))?
+            .set_redis_settings(self.seed_settings());
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(100));
+        redis::Client::open(info)?
+            .get_connection_manager_with_config(config)
+            .await
+    }
+}
+
+/// Keeps the map current while the connection lives: at once when a command met trouble, every
+/// [`DEGRADED_POLL`] while a master does not answer, every [`HEALTHY_POLL`] otherwise.
+async fn follow(inner: Weak<Inner>) {
+    let mut complete = true;
+    loop {
+        let Some(i) = inner.upgrade() else { return };
+        let wait = if complete {
+            HEALTHY_POLL
+        } else {
+            DEGRADED_POLL
+        };
+        let woken = tokio::time::timeout(wait, i.stale.notified()).await.is_ok();
+        complete = match i.refresh().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis Cluster: could not read which master serves which slots");
+                false
+            }
+        };
+        // A burst of failures wakes the task many times: one read serves them all.
+        if woken {
+            drop(i);
+            tokio::time::sleep(DEGRADED_POLL / 4).await;
+        }
+    }
+}
+
+fn covers_every_slot(map: &SlotMap) -> bool {
+    let mut next = 0u32;
+    for (first, last, _) in &map.ranges {
+        if *first as u32 != next {
+            return false;
+        }
+        next = *last as u32 + 1;
+    }
+    next == 16384
+}
+
+/// The key a command's slot is of: the first key of a script call, else the first argument (the registry's
+/// commands all name their key there); `None` for a command with no key.
+fn key_of(cmd: &Cmd) -> Option<&[u8]> {
+    let mut args = cmd.args_iter().map(|a| match a {
+        Arg::Simple(b) => b,
+        _ => b"".as_slice(),
+    });
+    let name = args.next()?;
+    let upper = |b: &[u8]| b.to_ascii_uppercase();
+    match upper(name).as_slice() {
+        b"EVALSHA" | b"EVAL" | b"EVALSHA_RO" | b"EVAL_RO" => {
+            let _script = args.next()?;
+            let n: usize = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
+            (n > 0).then(|| args.next()).flatten()
+        }
+        b"PING" | b"SCRIPT" | b"CLUSTER" | b"SCAN" | b"INFO" => None,
+        _ => args.next(),
+    }
+}
+
+/// Parses `CLUSTER SLOTS`: ranges `[first, last, [host, port, id…] of the master, replicas…]`. A master listed
+/// with no host is at the node that answered (`url`).
+#[allow(clippy::type_complexity)]
+fn parse_slots(reply: Value, url: &str) -> RegResult<(Vec<(u16, u16, Addr)>, Vec<Addr>)> {
+    let fallback_host = url
+        .trim_start_matches("redis://")
+        .rsplit_once(':')
+        .map(|(h, _)| h.rsplit('@').next().unwrap_or(h).to_owned())
+        .unwrap_or_default();
+    let addr = |v: &Value| -> Option<Addr> {
+        let Value::Array(n) = v else { return None };
+        let host = match n.first()? {
+            Value::BulkString(h) if !h.is_empty() && h.as_slice() != b"?" => {
+                String::from_utf8_lossy(h).into_owned()
+            }
+            _ => fallback_host.clone(),
+        };
+        let Value::Int(port) = n.get(1)? else {
+            return None;
+        };
+        Some((host, u16::try_from(*port).ok()?))
+    };
+    let Value::Array(rows) = reply else {
+        return Err(RegistryError("CLUSTER SLOTS: not an array".into()));
+    };
+    let (mut ranges, mut nodes) = (Vec::new(), Vec::<Addr>::new());
+    for row in &rows {
+        let Value::Array(r) = row else { continue };
+        let (Some(Value::Int(first)), Some(Value::Int(last))) = (r.first(), r.get(1)) else {
+            continue;
+        };
+        let Some(master) = r.get(2).and_then(addr) else {
+            continue;
+        };
+        for n in r[2..].iter().filter_map(addr) {
+            if !nodes.contains(&n) {
+                nodes.push(n);
+            }
+        }
+        ranges.push((*first as u16, *last as u16, master));
+    }
+    if ranges.is_empty() {
+        return Err(RegistryError("the Redis Cluster reported no slots".into()));
+    }
+    Ok((ranges, nodes))
+}
+
+fn io(msg: String) -> RedisError {
+    RedisError::from(std::io::Error::other(msg))
+}
+
+/// What a command for a slot whose master cannot be reached gets.
+fn unreachable_slot() -> RedisError {
+    io(
+        "the master of this Redis Cluster slot cannot be reached (a failover may be under way)"
+            .into(),
+    )
+}

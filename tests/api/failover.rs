@@ -1,0 +1,193 @@
+//! A Redis Cluster master killed with SIGKILL during a login storm (docs/operations.md, "Redis Cluster"):
+//! logins on the other masters' slots never stop; those on its slots answer 70169 until its replica is promoted,
+//! then succeed, within 10 s of its death; no imlogin node restarts, and the clients logged in before stay
+//! logged in.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use imlogin::client::{Client, ClientError};
+use imlogin::registry::redis::Layout;
+
+use crate::cluster::{kicked, Cluster};
+use crate::helpers::{eventually, params, APP};
+use crate::redis_cluster::LocalRedisCluster;
+
+/// One login of the storm.
+struct Attempt {
+    on_victim: bool,
+    started: Instant,
+    ended: Instant,
+    /// `None` if it succeeded, else the error code (0: no code, such as a timeout).
+    failed: Option<u32>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_in_a_login_storm_stops_only_its_slots_until_its_replica_takes_over() {
+    let mut redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
+        .await
+        .unwrap();
+    let cluster = Cluster::start_on_cluster(&redis, 2, &[]).await;
+    let layout = Layout::cluster(&cluster.ns).unwrap();
+    // The master of the keys of the whole cluster (node liveness, node numbers): the hardest one to lose.
+    let victim = redis.master_of(&layout.global("nodes"));
+    let users: Vec<String> = (0..48).map(|i| format!("storm{i}")).collect();
+    let keys: Vec<String> = users
+        .iter()
+        .map(|u| format!("{}:u:{APP}:{u}", layout.prefix(APP, u)))
+        .collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let masters = redis.masters_of(&keys);
+    let on_victim: Vec<bool> = masters.iter().map(|&m| m == victim).collect();
+    assert!(on_victim.iter().any(|&v| v) && on_victim.iter().any(|&v| !v));
+
+    // Clients logged in before the failover, on every master's slots, that stay connected through it.
+    let mut steady: Vec<Client> = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let c = cluster.connect(i % 2).await;
+        c.login(&params(u, "android")).await.unwrap();
+        steady.push(c);
+    }
+
+    let log = Arc::new(Mutex::new(Vec::<Attempt>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let storm: Vec<_> = users
+        .iter()
+        .zip(&on_victim)
+        .enumerate()
+        .map(|(i, (u, &on_victim))| {
+            let (ws, u, log, stop) = (cluster.ws(i % 2), u.clone(), log.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let login = async {
+                        let c = Client::connect(&ws).await?;
+                        c.login(&params(&u, "web")).await.map(drop)
+                    };
+                    let failed = match tokio::time::timeout(Duration::from_secs(15), login).await {
+                        Ok(Ok(())) => None,
+                        Ok(Err(ClientError::Server { code, .. })) => Some(code),
+                        Ok(Err(_)) | Err(_) => Some(0),
+                    };
+                    let ended = Instant::now();
+                    log.lock().unwrap().push(Attempt {
+                        on_victim,
+                        started,
+                        ended,
+                        failed,
+                    });
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed = redis.kill(victim);
+    // Until logins on the victim's slots have succeeded for two seconds, or 20 s.
+    let deadline = killed + Duration::from_secs(20);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let recovered_at = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.on_victim && a.started > killed && a.failed.is_none())
+            .map(|a| a.ended)
+            .min();
+        match recovered_at {
+            Some(t) if t.elapsed() > Duration::from_secs(2) => break,
+            _ if Instant::now() > deadline => break,
+            _ => {}
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    join_all(storm).await;
+
+    let log = std::mem::take(&mut *log.lock().unwrap());
+    let others: Vec<&Attempt> = log.iter().filter(|a| !a.on_victim).collect();
+    let failed: Vec<_> = others
+        .iter()
+        .filter_map(|a| {
+            a.failed
+                .map(|c| (c, a.started.saturating_duration_since(killed)))
+        })
+        .collect();
+    let warnings = || {
+        let lines: Vec<String> = cluster
+            .nodes
+            .iter()
+            .flat_map(|n| n.log().lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|l| !l.contains("\"INFO\"") && !l.contains("registry unreachable"))
+            .collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    };
+    assert!(
+        failed.is_empty(),
+        "logins on the other masters' slots failed (code, since the kill): {:?} …\n{}",
+        &failed[..failed.len().min(10)],
+        warnings()
+    );
+    assert!(others
+        .iter()
+        .any(|a| a.started > killed + Duration::from_secs(1)));
+    let victims: Vec<&Attempt> = log.iter().filter(|a| a.on_victim).collect();
+    for a in &victims {
+        assert!(
+            matches!(a.failed, None | Some(70169)),
+            "a login on the failed master's slots answered {:?}",
+            a.failed
+        );
+    }
+    let last_failure = victims
+        .iter()
+        .filter(|a| a.failed.is_some())
+        .map(|a| a.ended)
+        .max();
+    let recovered = victims
+        .iter()
+        .filter(|a| a.failed.is_none() && Some(a.started) > last_failure.max(Some(killed)))
+        .map(|a| a.ended)
+        .min()
+        .expect("logins on the failed master's slots succeed again");
+    let recovery = recovered - killed;
+    eprintln!(
+        "failover: logins on the failed master's slots succeeded again {recovery:?} after its death \
+         ({} of {} logins on its slots answered 70169; {} logins on the others, all succeeded)",
+        victims.iter().filter(|a| a.failed.is_some()).count(),
+        victims.len(),
+        others.len(),
+    );
+    assert!(recovery < Duration::from_secs(10), "{recovery:?}");
+
+    // Every node stayed up and ready, and the clients logged in before are still logged in.
+    for node in &cluster.nodes {
+        let ready = reqwest::get(format!("http://{}/readyz", node.addr))
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 200);
+    }
+    for (c, u) in steady.iter().zip(&users).skip(1) {
+        c.ping().await.unwrap();
+        eventually(
+            "the steady client's instance is in the registry",
+            || async {
+                cluster
+                    .instances(0, u)
+                    .await
+                    .iter()
+                    .any(|i| i["platform"] == "android")
+            },
+        )
+        .await;
+    }
+    // Pushes between the nodes work again (each subscribed anew where its channels' slots now are): a login
+    // on node 1 kicks the instance on node 0.
+    let mut first = steady.swap_remove(0);
+    let other = cluster.connect(1).await;
+    other.login(&params(&users[0], "android")).await.unwrap();
+    let (code, _) = kicked(&mut first).await;
+    assert_eq!(code, 6208, "kicked by a login elsewhere");
+}
