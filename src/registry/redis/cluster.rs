@@ -105,6 +105,21 @@ impl ClusterConn {
         self.map().masters.iter().map(|m| m.addr.clone()).collect()
     }
 
+    /// Positions of `slots` by the master serving each now (one look at the map; a slot without a master is
+    /// a batch of its own, whose calls fail).
+    pub fn by_master(&self, slots: impl Iterator<Item = u16>) -> Vec<Vec<usize>> {
+        let map = self.map();
+        let mut batches: Vec<(Option<&Addr>, Vec<usize>)> = Vec::new();
+        for (pos, slot) in slots.enumerate() {
+            let m = map.master_of(slot).map(|m| &m.addr);
+            match batches.iter_mut().find(|(a, _)| *a == m && m.is_some()) {
+                Some((_, v)) => v.push(pos),
+                None => batches.push((m, vec![pos])),
+            }
+        }
+        batches.into_iter().map(|(_, v)| v).collect()
+    }
+
     /// A counter that moves each time the masters change (after a failover).
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.0.changes.subscribe()
@@ -173,8 +188,9 @@ impl ClusterConn {
         }
     }
 
-    /// A command with no key: on every master, the first answer (`SCRIPT LOAD` must reach the master that
-    /// lacked the script; any master's `PONG` says the cluster serves).
+    /// A command with no key: on every master. `SCRIPT LOAD` must reach them all (above all the one that lacked
+    /// the script): the first success once every master has answered. Anything else (`PING`: the cluster
+    /// serves) succeeds with the first master that answers.
     async fn everywhere(&self, cmd: &Cmd) -> RedisResult<Value> {
         let map = self.map();
         let sends: Vec<_> = map
@@ -186,6 +202,15 @@ impl ClusterConn {
         drop(map);
         if sends.is_empty() {
             return Err(unreachable_slot());
+        }
+        let script = matches!(cmd.args_iter().next(), Some(Arg::Simple(n)) if n.eq_ignore_ascii_case(b"SCRIPT"));
+        if script {
+            let all = join_all(sends).await;
+            let first_ok = all.iter().position(Result::is_ok);
+            return all
+                .into_iter()
+                .nth(first_ok.unwrap_or(0))
+                .expect("one answer per master");
         }
         select_ok(sends).await.map(|(v, _)| v)
     }
