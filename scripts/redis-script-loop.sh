@@ -15,7 +15,7 @@ url=${3:-redis://127.0.0.1:6379}
 lua=$(dirname "$0")/../src/registry/redis/lua
 script="$(cat "$lua/prelude.lua")
 $(sed '/^return admit(/,$d' "$lua/admit.lua")
-$(sed '/^local ns, now, floor, due = ARGV/,$d' "$lua/detach_many.lua")
+$(sed '/^local now, floor, due = ARGV/,$d' "$lua/detach_many.lua")
 local t0 = 1764500000000
 for i = 1, $n do
   local now = t0 + i
@@ -23,7 +23,7 @@ for i = 1, $n do
   local u = 'u' .. (i % $users)
   local key = 'imlogin-loop:u:1:' .. u
   admit('imlogin-loop', hex(now * 1024), 16, key, '1', u, id, '0', '', '0|' .. hex(now) .. '|',
-    '|6a5b4c3d|1|' .. hex(i) .. '||127.0.0.1|', '', '1', '0111111', '99999999999999', hex(now + 60000))
+    '|6a5b4c3d|1|' .. hex(i) .. '||127.0.0.1|', '', '1', '0111111', '99999999999999', hex(now + 60000), '')
   detach('imlogin-loop', key, id, '1', hex(i), hex(now), hex(now * 1024), now + 30000,
     '1:' .. u)
 end

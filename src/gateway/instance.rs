@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::driver::{Flow, Shell, Transport};
 use super::native::protocol::close;
 use crate::login::service::{LoginOk, Recheck, Sessions};
-use crate::model::{Cause, ConnRef, Failure, Instance, InstanceKey, Kick};
+use crate::model::{Cause, ConnRef, Failure, Instance, InstanceKey, Kick, LoginFacts};
 use crate::push::hub::{Ack, Push};
 use crate::runtime::metrics::OnlineMark;
 
@@ -37,6 +37,8 @@ pub trait Keeps {
 pub struct Current<H> {
     pub key: InstanceKey,
     pub sig_expires_at: i64,
+    /// Enough to put the instance back if the registry loses it (a Redis failover).
+    pub facts: LoginFacts,
     pub held: H,
     /// Counts it in `imlogin_sessions_online` while it is held here.
     _online: Option<OnlineMark>,
@@ -319,6 +321,7 @@ impl<K: Keeps> InstanceState<K> {
             self.state = State::LoggedIn(Current {
                 key: inst.key(),
                 sig_expires_at: inst.sig_expires_at,
+                facts: LoginFacts::of(inst, ok.seq),
                 held: K::hold(inst),
                 _online: online,
             });
@@ -372,11 +375,21 @@ impl<K: Keeps> InstanceState<K> {
 
     /// After pushes may have been lost (see `Sessions::reconcile`): what the registry says of the instance now.
     async fn recheck<T: Transport>(&mut self, sh: &mut Shell<'_, T>) -> Pushed {
-        let Some(key) = self.current().map(|c| c.key.clone()) else {
+        let Some(c) = self.current() else {
             return Pushed::Nothing;
         };
-        match sh.sessions.recheck(&key, sh.conn).await {
-            Recheck::Attached => Pushed::Nothing,
+        let (key, sig_expires_at, facts) = (c.key.clone(), c.sig_expires_at, c.facts.clone());
+        match sh
+            .sessions
+            .recheck(&key, sh.conn, sig_expires_at, &facts)
+            .await
+        {
+            Recheck::Attached(seq) => {
+                if let (Some(seq), Some(c)) = (seq, self.current_mut()) {
+                    c.facts.seq = seq;
+                }
+                Pushed::Nothing
+            }
             Recheck::Kicked(kick) => {
                 self.take_current();
                 Pushed::Kicked(kick, None)

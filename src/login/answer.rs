@@ -2,12 +2,15 @@
 
 use serde::Serialize;
 
+use crate::model::Seq;
 use crate::model::{Instance, Platform};
 
 /// A successful `login` or `resume`.
 #[derive(Debug, Clone)]
 pub struct LoginOk {
     pub instance: Instance,
+    /// The user's change number after this login's write (what the connection knows of the registry).
+    pub seq: Seq,
     pub session_token: String,
     pub repeat_login: bool,
     pub resumed: bool,

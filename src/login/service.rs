@@ -317,6 +317,7 @@ impl Sessions {
         let session_token = self.tokens.sign(&instance.key());
         Ok(LoginOk {
             instance,
+            seq: admitted.seq,
             session_token,
             repeat_login: false,
             resumed: false,
@@ -338,6 +339,7 @@ impl Sessions {
             .map_err(|e| self.registry_down(e))?
             .ok_or(Code::NotLoggedIn)?;
         Ok(LoginOk {
+            seq: instance.seq,
             instance,
             session_token: self.tokens.sign(key),
             repeat_login: true,
@@ -427,6 +429,7 @@ impl Sessions {
         self.emit(&instance, seq, Cause::Resume, Actor::Client(ip), Vec::new());
         Ok(LoginOk {
             instance,
+            seq,
             session_token: token.to_owned(),
             repeat_login: false,
             resumed: true,

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::service::{Actor, Sessions};
-use crate::model::{Cause, ConnRef, InstanceKey, Kick};
+use crate::model::{Cause, ConnRef, InstanceKey, Kick, LoginFacts, Seq};
 use crate::push::bus::{Incoming, Message};
 use crate::push::hub::Push;
 use crate::registry::{Attach, Reaped};
@@ -16,7 +16,9 @@ use crate::registry::{Attach, Reaped};
 /// Where a connection's instance stands in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recheck {
-    Attached,
+    /// Attached to the connection (again, or put back after the registry lost it), with the user's change
+    /// number after that write if there was one.
+    Attached(Option<Seq>),
     /// Removed by a kick this node did not hear of.
     Kicked(Kick),
     /// Removed (its grace ended while the node was cut off): the client must resume, which tells it to log in.
@@ -176,27 +178,71 @@ impl Sessions {
     }
 
     /// Checks that the instance is still attached to `conn` (attaching it again if the cluster marked it
-    /// disconnected meanwhile).
-    pub async fn recheck(&self, key: &InstanceKey, conn: ConnRef) -> Recheck {
+    /// disconnected meanwhile, or putting it back if Redis lost it).
+    pub async fn recheck(
+        &self,
+        key: &InstanceKey,
+        conn: ConnRef,
+        sig_expires_at: i64,
+        facts: &LoginFacts,
+    ) -> Recheck {
         match self.registry.attach(key, conn, self.clock.now_secs()).await {
-            Ok(Attach::Attached { previous, .. }) => {
+            Ok(Attach::Attached { previous, seq, .. }) => {
                 if let Some(previous) = previous {
                     let push = Push::ResumedElsewhere {
                         instance_id: key.instance_id.clone(),
                     };
                     self.hub.send(previous, push).await;
                 }
-                Recheck::Attached
+                Recheck::Attached(Some(seq))
             }
             // The connection's own timer tells its client.
-            Ok(Attach::Expired(_)) => Recheck::Attached,
+            Ok(Attach::Expired(_)) => Recheck::Attached(None),
             Ok(Attach::Gone) => match self.registry.kicked(key).await {
                 Ok(Some(kick)) => Recheck::Kicked(kick),
-                _ => Recheck::Gone,
+                _ => self.put_back(key, conn, sig_expires_at, facts).await,
             },
             Err(e) => {
                 tracing::warn!(error = %e, "could not check an instance against the registry");
-                Recheck::Attached
+                Recheck::Attached(None)
+            }
+        }
+    }
+
+    /// An instance the registry no longer has, whose connection is live: put back if Redis lost it (the user's
+    /// record is older than the connection's last write, as after a failover that lost it), and if that kicks
+    /// nobody; otherwise gone (the client is told to come back, and logs in again).
+    async fn put_back(
+        &self,
+        key: &InstanceKey,
+        conn: ConnRef,
+        sig_expires_at: i64,
+        facts: &LoginFacts,
+    ) -> Recheck {
+        let Some(app) = self.auth.apps().get(key.sdkappid) else {
+            return Recheck::Gone;
+        };
+        if sig_expires_at <= self.clock.now_secs() {
+            return Recheck::Gone;
+        }
+        let inst = facts.instance(key, sig_expires_at, conn);
+        let policy = self.policies.effective(&app);
+        match self
+            .registry
+            .reassert(inst, &policy, self.remember_ms(), facts.seq)
+            .await
+        {
+            Ok(Some(seq)) => {
+                tracing::info!(
+                    sdkappid = key.sdkappid,
+                    "an instance the registry lost (a Redis failover) was put back"
+                );
+                Recheck::Attached(Some(seq))
+            }
+            Ok(None) => Recheck::Gone,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check an instance against the registry");
+                Recheck::Attached(None)
             }
         }
     }

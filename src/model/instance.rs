@@ -49,6 +49,47 @@ impl Instance {
 }
 
 /// Names an instance.
+/// What a connection keeps of the instance it is logged in as, beyond its key and UserSig expiry: enough to put
+/// the instance back if the registry loses it (a Redis failover loses the last writes), and the user's change
+/// number after the connection's last write to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginFacts {
+    pub platform: Platform,
+    pub device_id: Option<Box<str>>,
+    pub login_at_ms: i64,
+    pub ip: std::net::IpAddr,
+    pub seq: Seq,
+}
+
+impl LoginFacts {
+    pub fn of(inst: &Instance, seq: Seq) -> LoginFacts {
+        LoginFacts {
+            platform: inst.platform,
+            device_id: inst.device_id.as_deref().map(Box::from),
+            login_at_ms: inst.login_at_ms,
+            ip: inst.ip,
+            seq,
+        }
+    }
+
+    /// The instance again, attached to `conn`.
+    pub fn instance(&self, key: &InstanceKey, sig_expires_at: i64, conn: ConnRef) -> Instance {
+        Instance {
+            sdkappid: key.sdkappid,
+            user_id: key.user_id.clone(),
+            platform: self.platform,
+            instance_id: key.instance_id.clone(),
+            device_id: self.device_id.as_deref().map(str::to_owned),
+            login_at_ms: self.login_at_ms,
+            seq: 0,
+            sig_expires_at,
+            conn: Some(conn),
+            disconnected_at_ms: None,
+            ip: self.ip,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct InstanceKey {
     pub sdkappid: u32,

@@ -13,7 +13,7 @@ pub mod policy;
 pub use cause::Cause;
 pub use error::{Code, Failure};
 pub use ids::{InvalidUserId, UserId};
-pub use instance::{next_seq, ConnRef, Instance, InstanceKey, Seq};
+pub use instance::{next_seq, ConnRef, Instance, InstanceKey, LoginFacts, Seq};
 pub use kick::{Kick, KickReason};
 pub use platform::Platform;
 pub use policy::{Mode, Policy};

@@ -70,6 +70,19 @@ pub trait Registry: Send + Sync + 'static {
     /// instances with their reasons. Removed instances are remembered (see [`Registry::kicked`]), with `new`'s
     /// platform as the kicker's, for `remember_ms`.
     async fn admit(&self, new: Instance, policy: &Policy, remember_ms: i64) -> RegResult<Admitted>;
+    /// Puts back an instance that a connection still holds and the registry lost (a Redis failover lost the
+    /// write that admitted it: replication is asynchronous): only if the user has not changed since `known`,
+    /// the change number of the connection's last write, if the instance is not there, and if it kicks nobody.
+    /// Returns its change number, `None` if it was not put back. The memory registry never loses a write.
+    async fn reassert(
+        &self,
+        _inst: Instance,
+        _policy: &Policy,
+        _remember_ms: i64,
+        _known: Seq,
+    ) -> RegResult<Option<Seq>> {
+        Ok(None)
+    }
     async fn get(&self, key: &InstanceKey) -> RegResult<Option<Instance>>;
     /// Attaches the instance to `conn` (clearing its disconnected mark), unless its UserSig has expired by
     /// `now_secs`.

@@ -427,7 +427,7 @@ async fn a_node_killed_with_sigkill_leaves_its_users_resumable_elsewhere_then_fr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn while_redis_is_down_logins_answer_70169_connected_clients_stay_and_the_nodes_recover() {
+async fn while_redis_is_down_logins_answer_70169_connected_clients_stay_and_are_put_back() {
     let mut redis = PrivateRedis::start();
     let cluster = Cluster::start_on(&redis.url(), 2, &[]).await;
     let connected = cluster.connect(0).await;
@@ -469,16 +469,14 @@ async fn while_redis_is_down_logins_answer_70169_connected_clients_stay_and_the_
         }
     })
     .await;
-    // The client whose instance Redis lost is told to come back: its resume answers that it must log in again.
-    let mut connected = connected;
-    match tokio::time::timeout(Duration::from_secs(10), connected.next_event()).await {
-        Ok(Some(ClientEvent::Closed {
-            code: Some(1012), ..
-        })) => {}
-        other => panic!("{other:?}"),
-    }
+    // The client whose instance Redis lost stays logged in: its node puts the instance back (the user's record
+    // is older than what Redis had acknowledged to it), so a resume elsewhere finds it.
+    eventually(
+        "the connected client's instance is back in the registry",
+        || async { !cluster.instances(1, "steady").await.is_empty() },
+    )
+    .await;
+    connected.ping().await.unwrap();
     let again = cluster.connect(1).await;
-    let e = again.resume(&login.session_token).await.unwrap_err();
-    assert_eq!(e.code(), Some(6026));
-    again.login(&params("steady", "web")).await.unwrap();
+    again.resume(&login.session_token).await.unwrap();
 }

@@ -1,19 +1,20 @@
 //! A Redis Cluster master killed with SIGKILL during a login storm (docs/operations.md, "Redis Cluster"):
 //! logins on the other masters' slots never stop; those on its slots answer 70169 until its replica is promoted,
 //! then succeed, within 10 s of its death; no imlogin node restarts, and the clients logged in before stay
-//! logged in.
+//! logged in. And what a failover can lose (the writes its replica had not received): an instance a live
+//! connection holds is put back, unless the user changed since.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use imlogin::client::{Client, ClientError};
+use imlogin::client::{Client, ClientError, ClientEvent};
 use imlogin::registry::redis::Layout;
 
-use crate::cluster::{kicked, Cluster};
+use crate::cluster::{kicked, Cluster, PrivateRedis};
 use crate::helpers::{eventually, params, APP};
-use crate::redis_cluster::LocalRedisCluster;
+use crate::redis_cluster::{cli, LocalRedisCluster};
 
 /// One login of the storm.
 struct Attempt {
@@ -190,4 +191,44 @@ async fn a_master_killed_in_a_login_storm_stops_only_its_slots_until_its_replica
     other.login(&params(&users[0], "android")).await.unwrap();
     let (code, _) = kicked(&mut first).await;
     assert_eq!(code, 6208, "kicked by a login elsewhere");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_redis_lost_is_put_back_unless_the_user_changed_since() {
+    let redis = PrivateRedis::start();
+    let cluster = Cluster::start_on(&redis.url(), 2, &[]).await;
+    let lost = cluster.connect(0).await;
+    lost.login(&params("lost", "web")).await.unwrap();
+    let mut removed = cluster.connect(1).await;
+    removed.login(&params("removed", "web")).await.unwrap();
+
+    // Redis loses the first user's record, as a failover loses the writes its replica had not received; the
+    // second user's instance goes with a change after the connection's login (as a logout elsewhere leaves it).
+    let port = redis.port;
+    let ns = cluster.ns.clone();
+    tokio::task::spawn_blocking(move || {
+        cli(port, &["DEL", &format!("{ns}:u:{APP}:lost")]);
+        let key = format!("{ns}:u:{APP}:removed");
+        let fields = cli(port, &["HKEYS", &key]);
+        let field = fields.lines().find(|f| f.starts_with("i:")).unwrap();
+        cli(port, &["HDEL", &key, field]);
+        cli(port, &["HSET", &key, "s", "fffffffffffff"]);
+        // The nodes' subscriptions are cut: each comes back and checks its connections against the registry.
+        cli(port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    })
+    .await
+    .unwrap();
+
+    eventually("the lost instance is put back", || async {
+        !cluster.instances(1, "lost").await.is_empty()
+    })
+    .await;
+    lost.ping().await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), removed.next_event()).await {
+        Ok(Some(ClientEvent::Closed {
+            code: Some(1012), ..
+        })) => {}
+        other => panic!("the removed instance's client is told to come back: {other:?}"),
+    }
+    assert!(cluster.instances(0, "removed").await.is_empty());
 }

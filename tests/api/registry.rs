@@ -112,6 +112,7 @@ async fn view(r: &dyn Registry, user: &str) -> Vec<(String, Platform, Option<Str
 }
 
 crate::on_one_redis_and_a_cluster!(
+    the_ends_of_many_users_go_in_one_batch_and_each_is_detached_once,
     random_sequences_do_the_same_on_redis_as_in_memory,
     the_reaper_removes_what_is_due_and_numbers_changes_in_order,
 );
@@ -580,4 +581,37 @@ async fn entries_of_the_earlier_index_are_still_reaped() {
         .unwrap();
     assert_eq!(left, 0);
     del(&conn, &key).await;
+}
+
+/// Connection ends of many users at once (on a cluster: users of every master, in one call per master): each
+/// instance is marked disconnected, once, and a second batch changes nothing.
+async fn the_ends_of_many_users_go_in_one_batch_and_each_is_detached_once(redis: Redis) {
+    let conn = connect_to(redis).await;
+    let (r, _ns) = fresh_registry(&conn, Duration::from_secs(30));
+    let policy = Policy {
+        mode: Mode::Multi,
+        web_instances: 1,
+        instances_per_platform: 1,
+    };
+    let users: Vec<String> = (0..200).map(|i| format!("many{i}")).collect();
+    let mut ended = Vec::new();
+    for (n, u) in users.iter().enumerate() {
+        let i = instance(n, u, Platform::Web, None, true);
+        r.admit(i.clone(), &policy, 60_000).await.unwrap();
+        ended.push((i.key(), i.conn.unwrap()));
+    }
+    let now = imlogin::runtime::clock::unix_now() * 1000;
+    let first = r.detach_many(&ended, now).await.unwrap();
+    assert!(
+        first.iter().all(Option::is_some),
+        "every instance was attached"
+    );
+    for (u, (key, _)) in users.iter().zip(&ended) {
+        let got = r.user_instances(7, u).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].instance_id, key.instance_id);
+        assert!(got[0].conn.is_none(), "{u} is disconnected");
+    }
+    let again = r.detach_many(&ended, now + 1).await.unwrap();
+    assert!(again.iter().all(Option::is_none), "nothing left to detach");
 }

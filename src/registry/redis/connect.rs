@@ -9,6 +9,7 @@ use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 use super::super::{RegResult, RegistryError};
 use super::cluster::{Addr, ClusterConn};
+use super::layout::slot;
 
 /// A connection to the registry's Redis: one server, or a cluster. Cheap to clone (both multiplex).
 #[derive(Clone)]
@@ -68,6 +69,15 @@ impl RedisConn {
         match self {
             RedisConn::One(_) => self.ping().await,
             RedisConn::Cluster(c) => c.every_master_answers().await,
+        }
+    }
+
+    /// Positions of `prefixes` (group prefixes, whose hash tag names their slot) by the master serving them now:
+    /// one batch of all on one Redis.
+    pub fn by_master<'a>(&self, prefixes: impl Iterator<Item = &'a str>) -> Vec<Vec<usize>> {
+        match self {
+            RedisConn::One(_) => vec![(0..prefixes.count()).collect()],
+            RedisConn::Cluster(c) => c.by_master(prefixes.map(|p| slot(p.as_bytes()))),
         }
     }
 

@@ -3,7 +3,7 @@
 //! Each user is one hash (`NS:u:APP:USER`: the instances, the kick records and the change number `s`), and
 //! every change to a user is one Lua script on that key (`lua/`), so changes to one user are atomic and
 //! ordered across nodes. Admission applies PROTOCOL §5 inside its script, in one round trip; the rules are
-//! those of [`policy::admit`] (the memory backend's), passed as data (the class of each platform, the limit),
+//! those of [`policy::admit`](crate::registry::policy::admit) (the memory backend's), passed as data (the class of each platform, the limit),
 //! and a test runs random sequences through both backends and requires the same kicks.
 //!
 //! Values are kept short (numbers in hexadecimal, nodes numbered from 1) so a user's hash stays in Redis's compact
@@ -17,9 +17,11 @@
 //! On a Redis Cluster the same scripts run, each within one hash slot: users are spread over groups of keys
 //! that share a slot ([`layout`]), each group with its own reaping index, and a batch of ends is split by group.
 
+mod admit;
 mod cluster;
 mod codec;
 mod connect;
+mod detach;
 pub mod layout;
 mod nodes;
 mod reap;
@@ -36,9 +38,8 @@ use futures_util::future::try_join_all;
 use redis::{Script, Value};
 
 use super::memory::MAX_KICKS_REMEMBERED;
-use super::policy::{self};
+
 use super::{Admitted, Attach, Reaped, RegResult, Registry, RemoveIf};
-use crate::model::Platform;
 use crate::model::{ConnRef, Instance, InstanceKey, Kick, Seq};
 use crate::model::{KickReason, Policy};
 use crate::runtime::clock::Clock;
@@ -146,51 +147,20 @@ impl RedisRegistry {
 #[async_trait]
 impl Registry for RedisRegistry {
     async fn admit(&self, new: Instance, pol: &Policy, remember_ms: i64) -> RegResult<Admitted> {
-        let (sdkappid, user_id) = (new.sdkappid, new.user_id.as_str());
-        let (head, tail) = encode_parts(&new);
-        let now = self.clock.now_ms();
-        let due = match new.conn {
-            Some(_) => String::new(),
-            None => {
-                let t = new.disconnected_at_ms.unwrap_or(now);
-                (t + self.grace_ms)
-                    .min((new.sig_expires_at + 1) * 1000)
-                    .to_string()
-            }
-        };
-        let classes = Platform::ALL.map(|p| b'0' + policy::class_of(pol.mode, p));
-        let reply = self
-            .eval(&self.scripts.admit, 1, |c| {
-                c.arg(self.user_key(sdkappid, user_id))
-                    .arg(self.group(sdkappid, user_id))
-                    .arg(floor_arg(now))
-                    .arg(MAX_KICKS_REMEMBERED)
-                    .arg(sdkappid)
-                    .arg(user_id)
-                    .arg(&new.instance_id)
-                    .arg(new.platform.index())
-                    .arg(new.device_id.as_deref().unwrap_or(""))
-                    .arg(&head)
-                    .arg(&tail)
-                    .arg(due)
-                    .arg(pol.limit(new.platform))
-                    .arg(&classes[..])
-                    .arg(self.keep_until(new.sig_expires_at, now, remember_ms))
-                    .arg(hex_arg(now + remember_ms));
-            })
-            .await?;
-        let r = items(&reply);
-        let seq = r.first().and_then(hex_int).ok_or_else(malformed)?;
-        let mut kicked = Vec::new();
-        for k in r.get(1).map(items).unwrap_or_default().chunks(3) {
-            let parsed = (|| {
-                let id = text(k.first()?)?;
-                let reason = KickReason::from_index(int(k.get(1)?)? as usize)?;
-                Some((decode(sdkappid, user_id, &id, &text(k.get(2)?)?)?, reason))
-            })();
-            kicked.push(parsed.ok_or_else(malformed)?);
-        }
-        Ok(Admitted { kicked, seq })
+        self.admit_with(new, pol, remember_ms, None)
+            .await?
+            .ok_or_else(malformed)
+    }
+
+    async fn reassert(
+        &self,
+        inst: Instance,
+        pol: &Policy,
+        remember_ms: i64,
+        known: Seq,
+    ) -> RegResult<Option<Seq>> {
+        let put = self.admit_with(inst, pol, remember_ms, Some(known)).await?;
+        Ok(put.map(|a| a.seq))
     }
 
     async fn get(&self, key: &InstanceKey) -> RegResult<Option<Instance>> {
@@ -261,46 +231,7 @@ impl Registry for RedisRegistry {
         ended: &[(InstanceKey, ConnRef)],
         now_ms: i64,
     ) -> RegResult<Vec<Option<(Instance, Seq)>>> {
-        // One call per group of users (one on one Redis): a script touches one slot.
-        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (i, (key, _)) in ended.iter().enumerate() {
-            let g = self.group(key.sdkappid, &key.user_id);
-            match groups.iter_mut().find(|(p, _)| *p == g) {
-                Some((_, at)) => at.push(i),
-                None => groups.push((g, vec![i])),
-            }
-        }
-        let calls = groups.iter().map(|(group, at)| {
-            self.eval(&self.scripts.detach_many, at.len(), move |c| {
-                for &i in at {
-                    let key = &ended[i].0;
-                    c.arg(self.user_key(key.sdkappid, &key.user_id));
-                }
-                c.arg(*group)
-                    .arg(hex_arg(now_ms))
-                    .arg(floor_arg(now_ms))
-                    .arg(now_ms + self.grace_ms);
-                for &i in at {
-                    let (key, conn) = &ended[i];
-                    c.arg(&key.instance_id)
-                        .arg(Hex(conn.node))
-                        .arg(Hex(conn.conn))
-                        .arg(Member(key));
-                }
-            })
-        });
-        let replies = try_join_all(calls).await?;
-        let mut out = vec![None; ended.len()];
-        for ((_, at), reply) in groups.iter().zip(&replies) {
-            let rows = items(reply);
-            if rows.len() != at.len() {
-                return Err(malformed());
-            }
-            for (&i, row) in at.iter().zip(rows) {
-                out[i] = changed(&ended[i].0, row)?;
-            }
-        }
-        Ok(out)
+        self.detach_all(ended, now_ms).await
     }
 
     async fn remove(

@@ -13,6 +13,9 @@ macro_rules! script {
 
 pub(super) struct Scripts {
     pub(super) admit: Script,
+    /// `detach_many` allowed keys of several slots of one master (Redis ≥ 7): on a cluster, one call per
+    /// master rather than one per group of users.
+    pub(super) detach_across: Script,
     pub(super) attach: Script,
     pub(super) detach_many: Script,
     pub(super) remove: Script,
@@ -26,6 +29,11 @@ impl Scripts {
     pub(super) fn new() -> Scripts {
         Scripts {
             admit: script!("lua/admit.lua"),
+            detach_across: Script::new(concat!(
+                "#!lua flags=allow-cross-slot-keys\n",
+                include_str!("lua/prelude.lua"),
+                include_str!("lua/detach_many.lua")
+            )),
             attach: script!("lua/attach.lua"),
             detach_many: script!("lua/detach_many.lua"),
             remove: script!("lua/remove.lua"),

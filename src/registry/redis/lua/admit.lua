@@ -2,8 +2,11 @@
 -- tests) in one step. KEYS: the user's key. ARGV: ns, now × 1024 (hexadecimal), kick records kept per user at
 -- most, app, user, new id, new platform, new device ('' for none), value head (platform|login_ms|), value tail
 -- (|sig…device), due time if not connected (''), the new platform's limit, the class of each platform (7
--- characters), the time the key must outlive for this login (ms), its kicks remembered until (hexadecimal).
--- Returns {s, {id, reason, value, …}} with the instances it kicked (s in hexadecimal).
+-- characters), the time the key must outlive for this login (ms), its kicks remembered until (hexadecimal), and
+-- `known`: '' for a login; for an instance put back after Redis lost it (a failover), the change number
+-- (hexadecimal) of the connection's last write to it, and then it is only put back if the user has not changed
+-- since, it is not there, and it kicks nobody.
+-- Returns {s, {id, reason, value, …}} with the instances it kicked (s in hexadecimal); {'', {}} if not put back.
 
 local I = string.byte('i')
 
@@ -14,13 +17,20 @@ local function class(classes, p)
 end
 
 local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, tail, due_at, limit, classes,
-                     keep_until, until_hex)
+                     keep_until, until_hex, known)
   local all = redis.call('HGETALL', key)
   -- The user's instances as {id, value, platform, order, node, device}: only the fields the rules read.
   local last, krec, kn, r, e = user_fields(all)
+  local putback = known ~= nil and known ~= ''
+  if putback and last and num(last) >= num(known) then
+    return {'', {}}
+  end
   local mine = {}
   for i = 1, #all, 2 do
     local field = all[i]
+    if putback and field == 'i:' .. id then
+      return {'', {}}
+    end
     if string.byte(field, 1) == I then
       local v = all[i + 1]
       local p, order, node, device = string.match(v, '^([^|]*)|[^|]*|([^|]*)|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|(.*)$')
@@ -63,6 +73,9 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
     end
   end
 
+  if putback and #out > 0 then
+    return {'', {}}
+  end
   local s = next_hex(last, floor)
   local set = {'i:' .. id, head .. s .. tail, 's', s}
   local kicked = {}
@@ -102,4 +115,4 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
 end
 
 return admit(ARGV[1], ARGV[2], tonumber(ARGV[3]), KEYS[1], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9],
-  ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15])
+  ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16] or '')

@@ -1,7 +1,9 @@
 -- Marks instances disconnected, each if it is still attached to its connection (the connections a node saw
--- end meanwhile, in one call). KEYS: each one's user key (all in the group `ns`). ARGV: ns, now (hexadecimal),
--- now × 1024 (hexadecimal), now + grace (ms), then id, node, conn, member (APP:USER) for each key. Returns the
--- reply of `detach` for each, in order.
+-- end meanwhile, in one call). ARGV: now (hexadecimal), now × 1024 (hexadecimal), now + grace (ms), then for each
+-- instance: its user key, its group's prefix `ns`, id, node, conn, member (APP:USER). KEYS: the user keys, all
+-- of them in one slot; or, on a Redis Cluster, only the first, to route the call to its master (the script then
+-- runs as `detach_across`, allowed keys of several slots of that master). Returns the reply of `detach` for each
+-- instance, in order.
 
 -- Marks instance `id` of the user at `key` disconnected if it is still attached to connection `conn` of `node`.
 -- `now` and `floor` (the time in ms, × 1024) in hexadecimal, `due` (now + grace, ms) in decimal. Returns {0} or
@@ -33,10 +35,14 @@ local function detach(ns, key, id, node, conn, now, floor, due, member)
   return {1, nv, s}
 end
 
-local ns, now, floor, due = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local now, floor, due = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- Every key is read before anything is written: a key whose slot is not on this node (it moved since the
+-- caller looked) fails the call before it has changed anything, and the caller can try again elsewhere.
+for i = 4, #ARGV, 6 do
+  redis.call('EXISTS', ARGV[i])
+end
 local out = {}
-for j, key in ipairs(KEYS) do
-  local i = 1 + 4 * j
-  out[#out + 1] = detach(ns, key, ARGV[i], ARGV[i + 1], ARGV[i + 2], now, floor, due, ARGV[i + 3])
+for i = 4, #ARGV, 6 do
+  out[#out + 1] = detach(ARGV[i + 1], ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], now, floor, due, ARGV[i + 5])
 end
 return out
