@@ -62,6 +62,10 @@ pub struct SuiteOptions {
     /// Redis for the cluster group (a namespace of its own is used and removed).
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub redis: String,
+    /// Seed nodes of a Redis Cluster (comma-separated `redis://` URLs): the cluster group runs on it instead of
+    /// `--redis` (scripts/bench-redis-cluster.sh starts one and passes them).
+    #[arg(long, value_delimiter = ',')]
+    pub redis_cluster_nodes: Vec<String>,
     /// Sessions each of the three nodes holds in the cluster group.
     #[arg(long, default_value_t = 19_000)]
     pub cluster_hold_sessions: usize,
@@ -496,62 +500,141 @@ async fn paired_with_baseline(
     Ok(())
 }
 
-/// The environment of a cluster node: the Redis registry in namespace `ns`.
+/// The environment of a cluster node: the Redis registry in namespace `ns`, on one Redis or a Redis Cluster.
 fn cluster_env(o: &SuiteOptions, ns: &str) -> Vec<(&'static str, String)> {
+    let redis = if o.redis_cluster_nodes.is_empty() {
+        ("IMLOGIN__REGISTRY__REDIS_URL", o.redis.clone())
+    } else {
+        let quoted: Vec<String> = o
+            .redis_cluster_nodes
+            .iter()
+            .map(|u| format!("\"{u}\""))
+            .collect();
+        (
+            "IMLOGIN__REGISTRY__REDIS_CLUSTER_NODES",
+            format!("[{}]", quoted.join(",")),
+        )
+    };
     vec![
         ("IMLOGIN__REGISTRY__BACKEND", "redis".into()),
-        ("IMLOGIN__REGISTRY__REDIS_URL", o.redis.clone()),
+        redis,
         ("IMLOGIN__REGISTRY__NAMESPACE", ns.into()),
     ]
 }
 
-/// Redis's `used_memory`.
-async fn redis_memory(conn: &mut redis::aio::ConnectionManager) -> anyhow::Result<u64> {
-    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no used_memory in INFO"))
+/// The Redis the cluster group runs on, as the benchmark reads it: one server, or each node of a Redis Cluster
+/// (of which the masters hold the keys).
+struct BenchRedis {
+    nodes: Vec<redis::aio::ConnectionManager>,
+    cluster: bool,
 }
 
-/// Users the cluster holds in namespace `ns` (each held session is one user).
-async fn cluster_online(conn: &mut redis::aio::ConnectionManager, ns: &str) -> anyhow::Result<u64> {
-    let mut cursor = 0u64;
-    let mut n = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{ns}:u:*"))
-            .arg("COUNT")
-            .arg(5000)
-            .query_async(conn)
-            .await?;
-        n += keys.len() as u64;
-        if next == 0 {
-            return Ok(n);
+impl BenchRedis {
+    async fn open(o: &SuiteOptions) -> anyhow::Result<BenchRedis> {
+        let cluster = !o.redis_cluster_nodes.is_empty();
+        let urls = if cluster {
+            o.redis_cluster_nodes.clone()
+        } else {
+            vec![o.redis.clone()]
+        };
+        let mut nodes = Vec::new();
+        for u in urls {
+            nodes.push(
+                redis::Client::open(u.as_str())?
+                    .get_connection_manager()
+                    .await?,
+            );
         }
-        cursor = next;
+        Ok(BenchRedis { nodes, cluster })
     }
-}
 
-async fn drop_namespace(conn: &mut redis::aio::ConnectionManager, ns: &str) {
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{ns}:*"))
-        .query_async(conn)
-        .await
-        .unwrap_or_default();
-    for chunk in keys.chunks(1000) {
-        let _ = redis::cmd("DEL").arg(chunk).query_async::<()>(conn).await;
+    fn layout(&self, ns: &str) -> imlogin::registry::redis::Layout {
+        match self.cluster {
+            true => imlogin::registry::redis::Layout::cluster(ns).expect("a plain namespace"),
+            false => imlogin::registry::redis::Layout::single(ns),
+        }
+    }
+
+    /// The nodes holding keys now (every node of one Redis; the masters of a cluster).
+    async fn masters(&self) -> Vec<redis::aio::ConnectionManager> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            let role: Vec<redis::Value> = redis::cmd("ROLE")
+                .query_async(&mut n.clone())
+                .await
+                .unwrap_or_default();
+            if !self.cluster
+                || matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master")
+            {
+                out.push(n.clone());
+            }
+        }
+        out
+    }
+
+    /// `used_memory`, summed over the masters.
+    async fn memory(&self) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for mut m in self.masters().await {
+            let info: String = redis::cmd("INFO").arg("memory").query_async(&mut m).await?;
+            total += info
+                .lines()
+                .find_map(|l| l.strip_prefix("used_memory:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| anyhow::anyhow!("no used_memory in INFO"))?;
+        }
+        Ok(total)
+    }
+
+    /// Users the registry holds in namespace `ns` (each held session is one user).
+    async fn online(&self, ns: &str) -> anyhow::Result<u64> {
+        let pattern = self.layout(ns).user_pattern(None);
+        let mut n = 0;
+        for mut m in self.masters().await {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(5000)
+                    .query_async(&mut m)
+                    .await?;
+                n += keys.len() as u64;
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Removes the namespace's keys, one `DEL` each (a cluster's keys of one call must share a slot).
+    async fn drop_namespace(&self, ns: &str) {
+        for mut m in self.masters().await {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{ns}:*"))
+                .query_async(&mut m)
+                .await
+                .unwrap_or_default();
+            for chunk in keys.chunks(1000) {
+                let mut pipe = redis::pipe();
+                for k in chunk {
+                    pipe.cmd("DEL").arg(k).ignore();
+                }
+                let _ = pipe.query_async::<()>(&mut m).await;
+            }
+        }
     }
 }
 
 /// The cluster: known-user logins on the Redis registry (one node, against the baseline), kick latency across
 /// two nodes, and three nodes holding sessions (each node's RSS and Redis's memory per session).
 async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
-    let mut redis_conn = redis::Client::open(o.redis.as_str())?
-        .get_connection_manager()
-        .await?;
+    let redis = BenchRedis::open(o).await?;
+    let first_line = out.len();
     let ns = format!("bench{:08x}", rand::random::<u32>());
     let env = cluster_env(o, &ns);
     let (url, db) = fresh_postgres(&o.postgres).await?;
@@ -574,7 +657,7 @@ async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
     .await;
     emit(out, "kick_cross_node", "imlogin", v["kick"].clone(), g, s);
     drop((first, second));
-    drop_namespace(&mut redis_conn, &ns).await;
+    redis.drop_namespace(&ns).await;
 
     // Three nodes, each held by a generator process of its own (one process may hold 20,000 files).
     let ns = format!("bench{:08x}", rand::random::<u32>());
@@ -583,7 +666,7 @@ async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
         .map(|_| start_imlogin_with(o.pin, Some(url.clone()), &env))
         .collect::<anyhow::Result<_>>()?;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let redis_before = redis_memory(&mut redis_conn).await?;
+    let redis_before = redis.memory().await?;
     let k = o.cluster_hold_sessions;
     let sources: Vec<String> = (1..=o.sources).map(|i| format!("127.0.0.{i}")).collect();
     let children: Vec<Child> = nodes
@@ -609,13 +692,11 @@ async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     // Redis is read once every node holds its sessions (or after a generous wait).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
-    while cluster_online(&mut redis_conn, &ns).await? < (3 * k) as u64
-        && std::time::Instant::now() < deadline
-    {
+    while redis.online(&ns).await? < (3 * k) as u64 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    let online = cluster_online(&mut redis_conn, &ns).await?;
-    let redis_after = redis_memory(&mut redis_conn).await?;
+    let online = redis.online(&ns).await?;
+    let redis_after = redis.memory().await?;
     let mut held = Vec::new();
     for child in children {
         let output = child.wait_with_output()?;
@@ -639,8 +720,12 @@ async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
     });
     emit(out, "hold_cluster", "imlogin", v, 0.0, 0.0);
     drop(nodes);
-    drop_namespace(&mut redis_conn, &ns).await;
+    redis.drop_namespace(&ns).await;
     drop_postgres(&o.postgres, &db).await;
+    // Which Redis each figure is of: one server, or a Redis Cluster.
+    for l in &mut out[first_line..] {
+        l["redis"] = json!(if redis.cluster { "cluster" } else { "one" });
+    }
     Ok(())
 }
 
