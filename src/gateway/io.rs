@@ -106,6 +106,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
+    /// Before a socket is dropped at once (a client closed for abuse): reads and discards what has already
+    /// arrived, up to `max` bytes, without waiting. A socket closed with unread input is reset by the kernel,
+    /// and the reset can destroy the close frame (1008) before the client reads it; the read buffer is small
+    /// (`ws::READ_BUFFER`), so most of what a flooding client sent is still unread there.
+    pub fn discard_arrived(&mut self, max: usize) {
+        let raw = self.ws.get_mut();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut scratch = vec![0u8; 4096];
+        let mut discarded = 0;
+        while discarded < max {
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *raw).poll_read(&mut cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => discarded += buf.filled().len(),
+                _ => return,
+            }
+        }
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsIo<S> {
     type Item = Inbound;
 

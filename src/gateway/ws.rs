@@ -13,9 +13,11 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
-/// The read buffer each connection keeps: 128 KiB (the usual default) would stay resident for every idle
-/// session.
-pub const READ_BUFFER: usize = 4096;
+/// The read buffer each connection keeps, and the most one read takes from the socket: it stays resident for
+/// every idle session. 256 B holds a heartbeat or a short request in one read; a login (~500 B) takes two or
+/// three, a few µs against the login's hundreds, and an idle session costs ~3.8 KB instead of ~7.2 KB with 4 KiB
+/// (docs/benchmarks.md). 128 KiB is the usual default.
+pub const READ_BUFFER: usize = 256;
 
 /// A server WebSocket over an upgraded HTTP connection.
 pub type ServerWs = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
