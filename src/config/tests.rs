@@ -145,3 +145,31 @@ fn masked_output_hides_every_secret() {
     assert!(!out.contains(s.session.secret.expose()), "{out}");
     assert!(!format!("{s:?}").contains(s.session.secret.expose()));
 }
+
+#[test]
+fn redis_cluster_seeds_are_checked_without_showing_them() {
+    let with = |seeds: &str| {
+        Settings::load_with_env(
+            None,
+            env(&[
+                ("IMLOGIN__REGISTRY__BACKEND", "redis"),
+                ("IMLOGIN__REGISTRY__REDIS_CLUSTER_NODES", seeds),
+            ]),
+        )
+    };
+    let s = with(r#"["redis://:pw@10.0.0.1:7000","redis://10.0.0.2:7000"]"#).unwrap();
+    assert_eq!(s.registry.redis_cluster_nodes.len(), 2);
+    for (seeds, message) in [
+        (r#"["rediss://h:7000"]"#, "must start with redis://"),
+        (
+            r#"["redis://h:7000","redis://:secretpw@h:notaport"]"#,
+            "not a redis://",
+        ),
+        (r#"["redis://h:7000/3"]"#, "only database 0"),
+    ] {
+        let e = with(seeds).unwrap_err().to_string();
+        assert!(e.contains("registry.redis_cluster_nodes["), "{e}");
+        assert!(e.contains(message), "{e}");
+        assert!(!e.contains("secretpw"), "{e}");
+    }
+}

@@ -64,20 +64,17 @@ impl Settings {
             if r.redis_cluster_nodes.is_empty() && !r.redis_url.expose().starts_with("redis://") {
                 return Err(key_err("registry.redis_url", "must start with redis://"));
             }
-            if r.redis_cluster_nodes
-                .iter()
-                .any(|u| !u.expose().starts_with("redis://"))
-            {
-                return Err(key_err(
-                    "registry.redis_cluster_nodes",
-                    "each must start with redis://",
-                ));
-            }
-            if !r.redis_cluster_nodes.is_empty() && r.namespace.contains(['{', '}']) {
-                return Err(key_err(
-                    "registry.namespace",
-                    "must not contain { or } on a Redis Cluster (they would make hash tags)",
-                ));
+            for (i, u) in r.redis_cluster_nodes.iter().enumerate() {
+                let key = format!("registry.redis_cluster_nodes[{i}]");
+                if !u.expose().starts_with("redis://") {
+                    return Err(key_err(&key, "must start with redis://"));
+                }
+                // The URL is not repeated: it may hold a password.
+                let info = redis::IntoConnectionInfo::into_connection_info(u.expose())
+                    .map_err(|_| key_err(&key, "not a redis://[user:password@]host:port URL"))?;
+                if info.redis_settings().db() != 0 {
+                    return Err(key_err(&key, "a Redis Cluster has only database 0"));
+                }
             }
         }
         if self.session.secret.expose().len() < 16 {

@@ -226,6 +226,12 @@ impl BusWorker {
                         tracing::warn!("bus: the subscription to Redis was cut; reconnecting");
                         resync = Some(tokio::time::Instant::now());
                     }
+                    // A Redis Cluster ends the subscriptions of a shard channel whose slot moved (its master
+                    // failed over, or a resharding): they are made again where the slot now is.
+                    Some(p) if p.kind == PushKind::SUnsubscribe => {
+                        tracing::warn!("bus: a channel's slot moved to another master; subscribing again");
+                        resync = Some(tokio::time::Instant::now());
+                    }
                     Some(p) => self.receive(p).await,
                     None => return,
                 },

@@ -232,3 +232,85 @@ async fn an_instance_redis_lost_is_put_back_unless_the_user_changed_since() {
     }
     assert!(cluster.instances(0, "removed").await.is_empty());
 }
+
+/// A planned failover (`CLUSTER FAILOVER` on a replica): the old master stays up and answers `MOVED` for its
+/// slots, which the node follows at once (no login fails); and masters that lost their scripts (`SCRIPT FLUSH`,
+/// as a master restarted empty) get them again on the next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_failover_and_flushed_scripts_fail_no_registry_call() {
+    use imlogin::model::{ConnRef, Instance, Mode, Platform, Policy};
+    use imlogin::registry::redis::{connect_cluster, RedisRegistry};
+    use imlogin::registry::Registry;
+    use imlogin::runtime::clock::Clock;
+
+    let redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
+        .await
+        .unwrap();
+    let layout = Layout::cluster("planned").unwrap();
+    let conn = connect_cluster(&redis.seeds(), Duration::from_secs(1))
+        .await
+        .unwrap();
+    let r = RedisRegistry::new(
+        conn,
+        layout.clone(),
+        0xfeed,
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+        Clock::system(),
+    );
+    let policy = Policy {
+        mode: Mode::Multi,
+        web_instances: 1,
+        instances_per_platform: 1,
+    };
+    let instance = |n: u64| Instance {
+        sdkappid: 7,
+        user_id: "ann".parse().unwrap(),
+        platform: Platform::Web,
+        instance_id: format!("{n:024x}"),
+        device_id: None,
+        login_at_ms: n as i64,
+        seq: 0,
+        sig_expires_at: 4_000_000_000,
+        conn: Some(ConnRef {
+            node: 0xfeed,
+            conn: n,
+        }),
+        disconnected_at_ms: None,
+        ip: "10.0.0.1".parse().unwrap(),
+    };
+    r.admit(instance(1), &policy, 1000).await.unwrap();
+    let master = redis.master_of(&format!("{}:u:7:ann", layout.prefix(7, "ann")));
+    let replica = *redis
+        .ports
+        .iter()
+        .find(|&&p| cli(p, &["INFO", "replication"]).contains(&format!("master_port:{master}")))
+        .unwrap();
+    assert_eq!(cli(replica, &["CLUSTER", "FAILOVER"]), "OK");
+    let started = Instant::now();
+    let mut n = 1;
+    while started.elapsed() < Duration::from_secs(4) {
+        n += 1;
+        if let Err(e) = r.admit(instance(n), &policy, 1000).await {
+            panic!(
+                "a login {:?} into the planned failover failed: {e}",
+                started.elapsed()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        cli(replica, &["ROLE"]).starts_with("master"),
+        "the replica took over"
+    );
+
+    for _ in 0..5 {
+        for &p in &redis.ports {
+            cli(p, &["SCRIPT", "FLUSH"]);
+        }
+        n += 1;
+        r.admit(instance(n), &policy, 1000).await.unwrap();
+        let now = imlogin::runtime::clock::unix_now() * 1000;
+        r.reap(now, 5000).await.unwrap();
+    }
+}

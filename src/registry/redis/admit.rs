@@ -31,8 +31,9 @@ impl RedisRegistry {
         };
         let classes = Platform::ALL.map(|p| b'0' + policy::class_of(pol.mode, p));
         let reply = self
-            .eval(&self.scripts.admit, 1, |c| {
+            .eval(&self.scripts.admit, 2, |c| {
                 c.arg(self.user_key(sdkappid, user_id))
+                    .arg(self.due_key(sdkappid, user_id))
                     .arg(self.group(sdkappid, user_id))
                     .arg(floor_arg(now))
                     .arg(MAX_KICKS_REMEMBERED)

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::future::{join_all, select_ok};
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{Arg, Cmd, ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
+use redis::{Arg, Cmd, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
 use tokio::sync::{watch, Notify};
 
 use super::connect::connection_info;
@@ -39,6 +39,10 @@ struct Inner {
     stale: Notify,
     /// Counts the changes of masters, for whoever must follow them (the bus's subscriptions).
     changes: watch::Sender<u64>,
+    /// One reading of the map at a time, and how many were made: commands that meet `MOVED` together wait
+    /// for one reading instead of each making its own.
+    reading: tokio::sync::Mutex<()>,
+    readings: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -85,6 +89,8 @@ impl ClusterConn {
             map: RwLock::new(Arc::default()),
             stale: Notify::new(),
             changes,
+            reading: tokio::sync::Mutex::new(()),
+            readings: Default::default(),
         });
         let complete = inner.refresh().await?;
         if !complete {
@@ -135,8 +141,9 @@ impl ClusterConn {
         }
     }
 
-    /// Whether every master answers and every slot has one (a failover has ended).
+    /// Whether every master answers and every slot has one (a failover has ended), by the map read now.
     pub async fn every_master_answers(&self) -> RegResult<()> {
+        self.0.refresh().await?;
         let map = self.map();
         if !covers_every_slot(&map) {
             return Err(RegistryError("a Redis Cluster slot has no master".into()));
@@ -152,40 +159,37 @@ impl ClusterConn {
         let Some(slot) = key_of(cmd).map(slot) else {
             return self.everywhere(cmd).await;
         };
-        let map = self.map();
-        let Some(mut conn) = map.master_of(slot).and_then(|m| m.conn.clone()) else {
-            self.0.stale.notify_one();
-            return Err(unreachable_slot());
-        };
-        drop(map);
-        match conn.req_packed_command(cmd).await {
-            // The slot moved (a failover the map has not seen, a resharding): read the map, then try once more.
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::Moved) => {
-                self.0.refresh().await.map_err(|e| io(e.0))?;
-                let map = self.map();
-                let mut conn = map
-                    .master_of(slot)
-                    .and_then(|m| m.conn.clone())
-                    .ok_or_else(unreachable_slot)?;
-                drop(map);
-                conn.req_packed_command(cmd).await
-            }
-            // The slot is being moved and this key has gone: ask its new master, this once.
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::Ask) => {
-                let (addr, _) = e.redirect_node().ok_or_else(unreachable_slot)?;
-                let to = connection_info(&format!("redis://{addr}"))
-                    .map_err(|e| io(e.0))?
-                    .set_redis_settings(self.0.seed_settings());
-                let mut c = redis::Client::open(to)?
-                    .get_multiplexed_async_connection()
-                    .await?;
-                let mut pipe = redis::pipe();
-                pipe.cmd("ASKING").ignore().add_command(cmd.clone());
-                let mut r: Vec<Value> = pipe.query_async(&mut c).await?;
-                r.pop().ok_or_else(unreachable_slot)
-            }
-            r => self.watch(r),
+        let mut r = self.conn_for(slot)?.req_packed_command(cmd).await;
+        // The slot moved (a failover or a resharding the map has not seen yet): read the map, and go where it
+        // now says, once.
+        if r.as_ref().is_ok_and(moved) {
+            self.0.refresh_after_moved().await;
+            r = self.conn_for(slot)?.req_packed_command(cmd).await;
         }
+        // The slot is being moved and the keys are in the middle of it (`TRYAGAIN`, `ASK`): the move goes on
+        // by itself, so the command is tried again a few times, for at most ~150 ms. (`ASK` is not followed to
+        // the importing master: a script there would find keys not moved yet missing.)
+        for pause in MIGRATING_RETRIES {
+            if !r.as_ref().is_ok_and(migrating) {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            r = self.conn_for(slot)?.req_packed_command(cmd).await;
+            if r.as_ref().is_ok_and(moved) {
+                self.0.refresh_after_moved().await;
+                r = self.conn_for(slot)?.req_packed_command(cmd).await;
+            }
+        }
+        self.watch(r)
+    }
+
+    /// The connection to the master of `slot` now.
+    fn conn_for(&self, slot: u16) -> RedisResult<ConnectionManager> {
+        let conn = self.map().master_of(slot).and_then(|m| m.conn.clone());
+        conn.ok_or_else(|| {
+            self.0.stale.notify_one();
+            unreachable_slot()
+        })
     }
 
     /// A command with no key: on every master. `SCRIPT LOAD` must reach them all (above all the one that lacked
@@ -241,18 +245,21 @@ impl ConnectionLike for ClusterConn {
         count: usize,
     ) -> redis::RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let slot = pipeline.cmd_iter().find_map(key_of).map(slot);
-            let map = self.map();
-            let conn = match slot {
-                Some(s) => map.master_of(s),
-                None => map.masters.first(),
-            };
-            let Some(mut conn) = conn.and_then(|m| m.conn.clone()) else {
-                self.0.stale.notify_one();
-                return Err(unreachable_slot());
-            };
-            drop(map);
-            let r = conn.req_packed_commands(pipeline, offset, count).await;
+            let slot = pipeline.cmd_iter().find_map(key_of).map(slot).unwrap_or(0);
+            let r = self
+                .conn_for(slot)?
+                .req_packed_commands(pipeline, offset, count)
+                .await;
+            if r.as_ref().is_ok_and(|values| values.iter().any(moved)) {
+                self.0.refresh_after_moved().await;
+                let again = self.conn_for(slot)?;
+                return self.watch(
+                    again
+                        .clone()
+                        .req_packed_commands(pipeline, offset, count)
+                        .await,
+                );
+            }
             self.watch(r)
         })
     }
@@ -263,16 +270,34 @@ impl ConnectionLike for ClusterConn {
 }
 
 impl Inner {
+    /// After a `MOVED`: reads the map unless another reading began after this command was sent.
+    async fn refresh_after_moved(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let seen = self.readings.load(SeqCst);
+        let _reading = self.reading.lock().await;
+        if self.readings.load(SeqCst) != seen {
+            return;
+        }
+        if let Err(e) = self.refresh_locked().await {
+            tracing::warn!(error = %e, "Redis Cluster: could not read which master serves which slots");
+        }
+    }
+
+    async fn refresh(&self) -> RegResult<bool> {
+        let _reading = self.reading.lock().await;
+        self.refresh_locked().await
+    }
+
     /// Reads the map from the first node that answers (masters, then the other nodes, then the seeds) and
     /// connects to masters it did not know. Returns whether every slot has a master that answered.
-    async fn refresh(&self) -> RegResult<bool> {
+    async fn refresh_locked(&self) -> RegResult<bool> {
         let old = self.map.read().expect("the map's lock").clone();
         let mut asked: Vec<String> = old
             .masters
             .iter()
             .map(|m| &m.addr)
             .chain(&old.nodes)
-            .map(|(h, p)| format!("redis://{h}:{p}"))
+            .map(node_url)
             .collect();
         asked.extend(self.seeds.iter().cloned());
         let mut slots = None;
@@ -328,6 +353,8 @@ impl Inner {
             tracing::warn!(masters = ?masters, "Redis Cluster: the masters changed");
         }
         *self.map.write().expect("the map's lock") = Arc::new(new);
+        self.readings
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if changed {
             self.changes.send_modify(|n| *n += 1);
         }
@@ -345,7 +372,7 @@ impl Inner {
         let known = old
             .masters
             .iter()
-            .find(|m| format!("redis://{}:{}", m.addr.0, m.addr.1) == url)
+            .find(|m| node_url(&m.addr) == url)
             .and_then(|m| m.conn.clone());
         let reply = match known {
             Some(mut c) => c.req_packed_command(&cmd).await,
@@ -376,8 +403,8 @@ impl Inner {
     }
 
     /// A connection to one master: it reconnects by itself, and a request waits at most the timeout.
-    async fn connect_to(&self, (host, port): &Addr) -> RedisResult<ConnectionManager> {
-        let info = connection_info(&format!("redis://{host}:{port}"))
+    async fn connect_to(&self, addr: &Addr) -> RedisResult<ConnectionManager> {
+        let info = connection_info(&node_url(addr))
             .map_err(|e| io(e.0))?
             .set_redis_settings(self.seed_settings());
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -416,6 +443,32 @@ async fn follow(inner: Weak<Inner>) {
             tokio::time::sleep(DEGRADED_POLL / 4).await;
         }
     }
+}
+
+/// A node's URL (an IPv6 address in brackets).
+fn node_url((host, port): &Addr) -> String {
+    match host.contains(':') {
+        true => format!("redis://[{host}]:{port}"),
+        false => format!("redis://{host}:{port}"),
+    }
+}
+
+/// Pauses before trying again a command that met a slot being moved.
+const MIGRATING_RETRIES: [Duration; 3] = [
+    Duration::from_millis(20),
+    Duration::from_millis(40),
+    Duration::from_millis(80),
+];
+
+/// Whether a reply says its slot is being moved (`TRYAGAIN`, `ASK`).
+fn migrating(v: &Value) -> bool {
+    matches!(v, Value::ServerError(e)
+        if matches!(e.kind(), Some(ServerErrorKind::TryAgain | ServerErrorKind::Ask)))
+}
+
+/// Whether a reply says its slot is served elsewhere now.
+fn moved(v: &Value) -> bool {
+    matches!(v, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::Moved))
 }
 
 fn covers_every_slot(map: &SlotMap) -> bool {

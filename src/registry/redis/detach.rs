@@ -81,15 +81,21 @@ impl RedisRegistry {
         now_ms: i64,
         across: bool,
     ) -> RegResult<Vec<Changed>> {
+        // All in one group (one slot): its user keys and its index are declared. Across groups: only the
+        // first key, which routes the call.
         let (script, declared) = match across {
             true => (&self.scripts.detach_across, 1),
-            false => (&self.scripts.detach_many, at.len()),
+            false => (&self.scripts.detach_many, at.len() + 1),
         };
         let reply = self
             .eval(script, declared, |c| {
-                for &i in &at[..declared] {
+                for &i in &at[..declared.min(at.len())] {
                     let k = &ended[i].0;
                     c.arg(self.user_key(k.sdkappid, &k.user_id));
+                }
+                if !across {
+                    let k = &ended[at[0]].0;
+                    c.arg(self.due_key(k.sdkappid, &k.user_id));
                 }
                 c.arg(hex_arg(now_ms))
                     .arg(floor_arg(now_ms))

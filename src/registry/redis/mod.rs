@@ -139,6 +139,12 @@ impl RedisRegistry {
         self.layout.prefix(sdkappid, user_id)
     }
 
+    /// The index of what is due in the user's group. Scripts that may write it declare it (a slot being moved
+    /// to another master then refuses the whole call, rather than failing it halfway).
+    fn due_key(&self, sdkappid: u32, user_id: &str) -> String {
+        format!("{}:due", self.group(sdkappid, user_id))
+    }
+
     fn user_key<'a>(&'a self, sdkappid: u32, user_id: &'a str) -> UserKey<'a> {
         UserKey(self.group(sdkappid, user_id), sdkappid, user_id)
     }
@@ -306,6 +312,7 @@ impl Registry for RedisRegistry {
         let now = self.clock.now_ms();
         let mut inv = self.scripts.set_sig.prepare_invoke();
         inv.key(self.user_key(key.sdkappid, &key.user_id))
+            .key(self.due_key(key.sdkappid, &key.user_id))
             .arg(self.group(key.sdkappid, &key.user_id))
             .arg(&key.instance_id)
             .arg(hexi(expires_at))

@@ -96,6 +96,7 @@ impl RedisRegistry {
                     for k in keys {
                         inv.key(k);
                     }
+                    inv.key(format!("{group}:due"));
                     inv.arg(group).arg(node).arg(now).arg(grace_ms).arg(mode);
                     let reply = self.run(&mut inv).await?;
                     for row in items(&reply) {

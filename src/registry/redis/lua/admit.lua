@@ -1,5 +1,5 @@
 -- Admits a login under the policy (PROTOCOL §5; the same rules as `policy::admit`, checked against it by the
--- tests) in one step. KEYS: the user's key. ARGV: ns, now × 1024 (hexadecimal), kick records kept per user at
+-- tests) in one step. KEYS: the user's key, its group's `NS:due`. ARGV: ns, now × 1024 (hexadecimal), kick records kept per user at
 -- most, app, user, new id, new platform, new device ('' for none), value head (platform|login_ms|), value tail
 -- (|sig…device), due time if not connected (''), the new platform's limit, the class of each platform (7
 -- characters), the time the key must outlive for this login (ms), its kicks remembered until (hexadecimal), and

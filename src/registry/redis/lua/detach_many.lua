@@ -1,7 +1,7 @@
 -- Marks instances disconnected, each if it is still attached to its connection (the connections a node saw
 -- end meanwhile, in one call). ARGV: now (hexadecimal), now × 1024 (hexadecimal), now + grace (ms), then for each
--- instance: its user key, its group's prefix `ns`, id, node, conn, member (APP:USER). KEYS: the user keys, all
--- of them in one slot; or, on a Redis Cluster, only the first, to route the call to its master (the script then
+-- instance: its user key, its group's prefix `ns`, id, node, conn, member (APP:USER). KEYS: the user keys and
+-- their group's `NS:due`, all in one slot; or, on a Redis Cluster, only the first, to route the call to its master (the script then
 -- runs as `detach_across`, allowed keys of several slots of that master). Returns the reply of `detach` for each
 -- instance, in order.
 
@@ -39,7 +39,7 @@ local now, floor, due = ARGV[1], ARGV[2], tonumber(ARGV[3])
 -- Every key is read before anything is written: a key whose slot is not on this node (it moved since the
 -- caller looked) fails the call before it has changed anything, and the caller can try again elsewhere.
 for i = 4, #ARGV, 6 do
-  redis.call('EXISTS', ARGV[i])
+  redis.call('EXISTS', ARGV[i], ARGV[i + 1] .. ':due')
 end
 local out = {}
 for i = 4, #ARGV, 6 do

@@ -1,10 +1,12 @@
--- The instances held by node ARGV[2] among the user keys KEYS: listed (ARGV[5] = 'list'), or marked
--- disconnected as of now (its node stopped heartbeating). ARGV: ns, node, now_ms, grace_ms, mode.
+-- The instances held by node ARGV[2] among the user keys KEYS (then the group's `NS:due`, declared so that a
+-- slot being moved refuses the whole call): listed (ARGV[5] = 'list'), or marked disconnected as of now (its
+-- node stopped heartbeating). ARGV: ns, node, now_ms, grace_ms, mode.
 -- Returns {app, user, id, value, s}….
 local ns, node, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local prefix = ns .. ':u:'
 local out = {}
-for _, key in ipairs(KEYS) do
+for k = 1, #KEYS - 1 do
+  local key = KEYS[k]
   local member = string.sub(key, #prefix + 1)
   local colon = string.find(member, ':', 1, true)
   local app, user = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)

@@ -1,4 +1,4 @@
--- Sets an instance's UserSig expiry (renew_sig). KEYS: the user's key. ARGV: ns, id, sig_expires_at (hexadecimal), member
+-- Sets an instance's UserSig expiry (renew_sig). KEYS: the user's key, its group's `NS:due`. ARGV: ns, id, sig_expires_at (hexadecimal), member
 -- (APP:USER), grace_ms, keep key until (ms). Returns 0 if the instance is gone.
 local ns, key = ARGV[1], KEYS[1]
 local got = redis.call('HMGET', key, 'i:' .. ARGV[2], 'r', 'e')
