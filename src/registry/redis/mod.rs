@@ -26,6 +26,7 @@ pub mod layout;
 mod nodes;
 mod reap;
 mod scripts;
+mod slots;
 
 pub use cluster::ClusterConn;
 pub use connect::{connect, connect_cluster, connection_info, node_number, RedisConn};

@@ -1,0 +1,85 @@
+//! Reading a Redis Cluster's answers for our client (`cluster.rs`): `CLUSTER SLOTS`, the key a command is
+//! routed by, and node addresses as URLs.
+
+use redis::{Arg, Cmd, Value};
+
+use super::cluster::Addr;
+use crate::registry::{RegResult, RegistryError};
+
+/// A node's URL (an IPv6 address in brackets).
+pub(super) fn node_url((host, port): &Addr) -> String {
+    match host.contains(':') {
+        true => format!("redis://[{host}]:{port}"),
+        false => format!("redis://{host}:{port}"),
+    }
+}
+
+/// The key a command's slot is of: the first key of a script call, else the first argument (the registry's
+/// commands all name their key there); `None` for a command with no key.
+pub(super) fn key_of(cmd: &Cmd) -> Option<&[u8]> {
+    let mut args = cmd.args_iter().map(|a| match a {
+        Arg::Simple(b) => b,
+        _ => b"".as_slice(),
+    });
+    let name = args.next()?;
+    let upper = |b: &[u8]| b.to_ascii_uppercase();
+    match upper(name).as_slice() {
+        b"EVALSHA" | b"EVAL" | b"EVALSHA_RO" | b"EVAL_RO" => {
+            let _script = args.next()?;
+            let n: usize = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
+            (n > 0).then(|| args.next()).flatten()
+        }
+        b"PING" | b"SCRIPT" | b"CLUSTER" | b"SCAN" | b"INFO" => None,
+        _ => args.next(),
+    }
+}
+
+/// Parses `CLUSTER SLOTS`: ranges `[first, last, [host, port, id…] of the master, replicas…]`. A master listed
+/// with no host is at the node that answered (`url`).
+#[allow(clippy::type_complexity)]
+pub(super) fn parse_slots(
+    reply: Value,
+    url: &str,
+) -> RegResult<(Vec<(u16, u16, Addr)>, Vec<Addr>)> {
+    let fallback_host = url
+        .trim_start_matches("redis://")
+        .rsplit_once(':')
+        .map(|(h, _)| h.rsplit('@').next().unwrap_or(h).to_owned())
+        .unwrap_or_default();
+    let addr = |v: &Value| -> Option<Addr> {
+        let Value::Array(n) = v else { return None };
+        let host = match n.first()? {
+            Value::BulkString(h) if !h.is_empty() && h.as_slice() != b"?" => {
+                String::from_utf8_lossy(h).into_owned()
+            }
+            _ => fallback_host.clone(),
+        };
+        let Value::Int(port) = n.get(1)? else {
+            return None;
+        };
+        Some((host, u16::try_from(*port).ok()?))
+    };
+    let Value::Array(rows) = reply else {
+        return Err(RegistryError("CLUSTER SLOTS: not an array".into()));
+    };
+    let (mut ranges, mut nodes) = (Vec::new(), Vec::<Addr>::new());
+    for row in &rows {
+        let Value::Array(r) = row else { continue };
+        let (Some(Value::Int(first)), Some(Value::Int(last))) = (r.first(), r.get(1)) else {
+            continue;
+        };
+        let Some(master) = r.get(2).and_then(addr) else {
+            continue;
+        };
+        for n in r[2..].iter().filter_map(addr) {
+            if !nodes.contains(&n) {
+                nodes.push(n);
+            }
+        }
+        ranges.push((*first as u16, *last as u16, master));
+    }
+    if ranges.is_empty() {
+        return Err(RegistryError("the Redis Cluster reported no slots".into()));
+    }
+    Ok((ranges, nodes))
+}
