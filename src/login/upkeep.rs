@@ -225,6 +225,21 @@ impl Sessions {
         if sig_expires_at <= self.clock.now_secs() {
             return Recheck::Gone;
         }
+        // Not an account ended meanwhile (deleted, disabled, or its tickets revoked after this login), whose
+        // kick records the same failover may have lost.
+        match self
+            .auth
+            .accounts()
+            .login_state(key.sdkappid, &key.user_id)
+            .await
+        {
+            Ok(Some(a)) if !a.disabled && a.revoked_at < facts.login_at_ms / 1000 => {}
+            Ok(_) => return Recheck::Gone,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check an account before putting its instance back");
+                return Recheck::Attached(None);
+            }
+        }
         let inst = facts.instance(key, sig_expires_at, conn);
         let policy = self.policies.effective(&app);
         match self
