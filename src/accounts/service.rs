@@ -66,6 +66,21 @@ impl Accounts {
         Ok(found.as_ref().map(LoginState::of))
     }
 
+    /// The account's login state as the store has it now (then remembered): for a decision that must not rest
+    /// on this node's cache, which a message lost with Redis may have left stale (see `Sessions::recheck`).
+    pub async fn stored_login_state(
+        &self,
+        sdkappid: u32,
+        user_id: &str,
+    ) -> StoreResult<Option<LoginState>> {
+        let found = self.store.get(sdkappid, user_id).await?;
+        match &found {
+            Some(a) => self.remember(a),
+            None => self.invalidate(sdkappid, user_id),
+        }
+        Ok(found.as_ref().map(LoginState::of))
+    }
+
     /// The account's login state, registering the account durably first if it is new. `true` when this call
     /// created it.
     pub async fn get_or_register(

@@ -107,22 +107,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
-    /// Before a socket is dropped at once (a client closed for abuse): reads and discards what has already
-    /// arrived, up to `max` bytes, without waiting. A socket closed with unread input is reset by the kernel,
-    /// and the reset can destroy the close frame (1008) before the client reads it; the read buffer is small
-    /// (`ws::READ_BUFFER`), so most of what a flooding client sent is still unread there.
-    pub fn discard_arrived(&mut self, max: usize) {
-        let raw = self.ws.get_mut();
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let mut scratch = vec![0u8; 4096];
-        let mut discarded = 0;
-        while discarded < max {
-            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
-            match Pin::new(&mut *raw).poll_read(&mut cx, &mut buf) {
-                Poll::Ready(Ok(())) if !buf.filled().is_empty() => discarded += buf.filled().len(),
-                _ => return,
-            }
+    /// Before the socket of a client closed for abuse is dropped: sends what is queued (its close frame),
+    /// ends the sending side, then reads and discards what the client still sends, for at most `linger` and
+    /// `max` bytes. A socket closed with unread input is reset by the kernel, and the reset can destroy the close
+    /// frame (1008) before the client reads it; the read buffer is small (`ws::READ_BUFFER`), so most of a
+    /// flood is still unread there, and more is in flight. The bounds keep the flood from costing more than
+    /// that.
+    pub async fn drain_abusive(&mut self, linger: Duration, max: usize) {
+        let deadline = tokio::time::Instant::now() + linger;
+        if !matches!(
+            tokio::time::timeout_at(deadline, self.ws.flush()).await,
+            Ok(Ok(()))
+        ) {
+            return;
         }
+        let raw = self.ws.get_mut();
+        if tokio::time::timeout_at(deadline, raw.shutdown())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut scratch = vec![0u8; 16 * 1024];
+        let mut discarded = 0;
+        let _ = tokio::time::timeout_at(deadline, async {
+            while discarded < max {
+                match raw.read(&mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => discarded += n,
+                }
+            }
+        })
+        .await;
     }
 }
 

@@ -28,9 +28,11 @@ use wire::Ending;
 
 /// How long a closing connection waits for the client to take the close frame and close its side.
 pub const LINGER: Duration = Duration::from_secs(2);
-/// What is read and discarded, at most, of what a client closed for abuse has already sent (see
-/// `WsIo::discard_arrived`): its close frame arrives; its flood costs at most this much reading.
-const ABORT_DRAIN: usize = 64 * 1024;
+/// How long, and how many bytes, a client closed for abuse is read and discarded after its close frame (see
+/// `WsIo::drain_abusive`): long enough for the frame to arrive ahead of a reset, short enough that a flood
+/// costs little.
+const ABORT_LINGER: Duration = Duration::from_millis(250);
+const ABORT_DRAIN: usize = 1024 * 1024;
 
 /// The protocol a gateway speaks on its sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +154,7 @@ pub fn serve_upgrade(
                 // Closed for abuse: counted against its address (past its allowance, the address is tripped).
                 Ending::Abort => {
                     abusive.admit(ip);
-                    io.discard_arrived(ABORT_DRAIN);
+                    io.drain_abusive(ABORT_LINGER, ABORT_DRAIN).await;
                 }
             }
             // Counted against the client until the socket is gone (named here so that the task owns it).

@@ -226,11 +226,12 @@ impl Sessions {
             return Recheck::Gone;
         }
         // Not an account ended meanwhile (deleted, disabled, or its tickets revoked after this login), whose
-        // kick records the same failover may have lost.
+        // kick records the same failover may have lost; read from the database, as the message that would have
+        // updated this node's cache went through Redis too.
         match self
             .auth
             .accounts()
-            .login_state(key.sdkappid, &key.user_id)
+            .stored_login_state(key.sdkappid, &key.user_id)
             .await
         {
             Ok(Some(a)) if !a.disabled && a.revoked_at < facts.login_at_ms / 1000 => {}

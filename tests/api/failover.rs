@@ -201,6 +201,14 @@ async fn an_instance_redis_lost_is_put_back_unless_the_user_changed_since() {
     lost.login(&params("lost", "web")).await.unwrap();
     let mut removed = cluster.connect(1).await;
     removed.login(&params("removed", "web")).await.unwrap();
+    // A user with two instances, on two nodes: each is put back.
+    let twice_web = cluster.connect(0).await;
+    twice_web.login(&params("twice", "web")).await.unwrap();
+    let twice_android = cluster.connect(1).await;
+    twice_android
+        .login(&params("twice", "android"))
+        .await
+        .unwrap();
 
     // Redis loses the first user's record, as a failover loses the writes its replica had not received; the
     // second user's instance goes with a change after the connection's login (as a logout elsewhere leaves it).
@@ -208,6 +216,7 @@ async fn an_instance_redis_lost_is_put_back_unless_the_user_changed_since() {
     let ns = cluster.ns.clone();
     tokio::task::spawn_blocking(move || {
         cli(port, &["DEL", &format!("{ns}:u:{APP}:lost")]);
+        cli(port, &["DEL", &format!("{ns}:u:{APP}:twice")]);
         let key = format!("{ns}:u:{APP}:removed");
         let fields = cli(port, &["HKEYS", &key]);
         let field = fields.lines().find(|f| f.starts_with("i:")).unwrap();
@@ -224,6 +233,13 @@ async fn an_instance_redis_lost_is_put_back_unless_the_user_changed_since() {
     })
     .await;
     lost.ping().await.unwrap();
+    eventually(
+        "both instances of the user with two are put back",
+        || async { cluster.instances(0, "twice").await.len() == 2 },
+    )
+    .await;
+    twice_web.ping().await.unwrap();
+    twice_android.ping().await.unwrap();
     match tokio::time::timeout(Duration::from_secs(10), removed.next_event()).await {
         Ok(Some(ClientEvent::Closed {
             code: Some(1012), ..
@@ -313,4 +329,47 @@ async fn a_planned_failover_and_flushed_scripts_fail_no_registry_call() {
         let now = imlogin::runtime::clock::unix_now() * 1000;
         r.reap(now, 5000).await.unwrap();
     }
+}
+
+/// An admin disables an account, or revokes its tickets, while Redis is down (the database takes it; the answer
+/// is 70169, and the kick never reached Redis): when Redis comes back empty, the connection's instance is not
+/// put back, as the account ended after the login.
+async fn an_account_ended_while_redis_was_down_is_not_put_back(action: &str) {
+    let mut redis = PrivateRedis::start();
+    let cluster = Cluster::start_on(&redis.url(), 2, &[]).await;
+    let victim = cluster.connect(0).await;
+    victim.login(&params("victim", "web")).await.unwrap();
+    let steady = cluster.connect(0).await;
+    steady.login(&params("steady", "web")).await.unwrap();
+    redis.stop();
+    let (path, body) = match action {
+        "disable" => ("/users/victim/disable", None),
+        _ => (
+            "/users/victim/kick",
+            Some(serde_json::json!({"revoke_sigs": true})),
+        ),
+    };
+    let (status, _) = cluster.admin(1, reqwest::Method::POST, path, body).await;
+    assert_eq!(status, 503, "Redis is down");
+    redis.restart();
+    // The other user's instance is put back: the check has run.
+    eventually("the steady user's instance is put back", || async {
+        !cluster.instances(1, "steady").await.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        cluster.instances(1, "victim").await.is_empty(),
+        "{action}: the ended account's instance stays out of the registry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_disabled_while_redis_was_down_is_not_put_back() {
+    an_account_ended_while_redis_was_down_is_not_put_back("disable").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_revoked_while_redis_was_down_is_not_put_back() {
+    an_account_ended_while_redis_was_down_is_not_put_back("revoke").await;
 }

@@ -22,15 +22,31 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
   -- The user's instances as {id, value, platform, order, node, device}: only the fields the rules read.
   local last, krec, kn, r, e = user_fields(all)
   local putback = known ~= nil and known ~= ''
-  if putback and last and num(last) >= num(known) then
-    return {'', {}}
+  -- What the user's record said when Redis lost what followed: its change number then, or, if only put-backs
+  -- changed it since (`pb` is the number the last put-back wrote, `pw` what the record said before it), what it
+  -- said before them, so each connection of the user gets its instance back, not only the first.
+  local watermark = last
+  local pb, pw
+  if putback then
+    for i = 1, #all, 2 do
+      if all[i] == 'pb' then
+        pb = all[i + 1]
+      elseif all[i] == 'pw' then
+        pw = all[i + 1]
+      elseif all[i] == 'i:' .. id then
+        return {'', {}}
+      end
+    end
+    if pb and last == pb then
+      watermark = pw
+    end
+    if watermark and watermark ~= '' and num(watermark) >= num(known) then
+      return {'', {}}
+    end
   end
   local mine = {}
   for i = 1, #all, 2 do
     local field = all[i]
-    if putback and field == 'i:' .. id then
-      return {'', {}}
-    end
     if string.byte(field, 1) == I then
       local v = all[i + 1]
       local p, order, node, device = string.match(v, '^([^|]*)|[^|]*|([^|]*)|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|(.*)$')
@@ -78,6 +94,10 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
   end
   local s = next_hex(last, floor)
   local set = {'i:' .. id, head .. s .. tail, 's', s}
+  if putback then
+    set[#set + 1], set[#set + 2] = 'pb', s
+    set[#set + 1], set[#set + 2] = 'pw', watermark or ''
+  end
   local kicked = {}
   if #out > 0 then
     -- Kick records are made oldest login first (as in the memory registry), so trimming drops the same ones.

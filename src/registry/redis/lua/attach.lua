@@ -10,6 +10,10 @@ end
 if tonumber(ARGV[5]) > num(f[4]) then
   return {1, v}
 end
+-- Already attached to this connection (a node checking its connections): nothing changes, nothing is written.
+if f[5] == ARGV[3] and f[6] == ARGV[4] and f[7] == '' then
+  return {2, v, f[5], f[6], last}
+end
 local prev_node, prev_conn = f[5], f[6]
 f[5], f[6], f[7] = ARGV[3], ARGV[4], ''
 local nv = format(f)

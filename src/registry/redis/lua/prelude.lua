@@ -10,7 +10,9 @@
 -- disconnected instances is in `NS:due` as APP:USER, scored by when its first is due, and `r` is that score (so
 -- a disconnection that is due later writes no index); entries are removed lazily: the reaper looks at the user
 -- when its score comes and finds what is due then. `e` is when the key expires (so only a change that needs the
--- key to live longer writes an expiry). Numbers kept in fields are hexadecimal.
+-- key to live longer writes an expiry). `pb` and `pw`, after an instance Redis lost was put back: the change
+-- number that put-back wrote and what the record said before it (see admit.lua). Numbers kept in fields are
+-- hexadecimal.
 local function hex(n)
   return string.format('%x', n)
 end
