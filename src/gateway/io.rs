@@ -79,8 +79,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     /// closes too, for at most `linger`. Closing with unread input instead makes the kernel answer with a reset,
     /// which can destroy the close frame before the client reads it (the "lingering close" of web servers).
     /// When the client closed first, nothing follows its close frame (RFC 6455 §5.5.1), so the socket is closed
-    /// as soon as the answer to it is flushed, as the RFC asks of a server.
-    pub async fn close_lingering(&mut self, linger: Duration) {
+    /// as soon as the answer to it is flushed, as the RFC asks of a server. At most `max` bytes are read (a
+    /// client closed for abuse may still be flooding).
+    pub async fn close_lingering(&mut self, linger: Duration, max: usize) {
         let deadline = tokio::time::Instant::now() + linger;
         let flushed = tokio::time::timeout_at(deadline, self.ws.flush()).await;
         if !matches!(flushed, Ok(Ok(()))) || self.peer_closed {
@@ -95,46 +96,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         }
         // On the heap: a buffer here would make every connection's task this much larger for its whole life.
         let mut scratch = vec![0u8; 4096];
+        let mut read = 0;
         let _ = tokio::time::timeout_at(deadline, async {
-            while let Ok(n) = raw.read(&mut scratch).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        })
-        .await;
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
-    /// Before the socket of a client closed for abuse is dropped: sends what is queued (its close frame),
-    /// ends the sending side, then reads and discards what the client still sends, for at most `linger` and
-    /// `max` bytes. A socket closed with unread input is reset by the kernel, and the reset can destroy the close
-    /// frame (1008) before the client reads it; the read buffer is small (`ws::READ_BUFFER`), so most of a
-    /// flood is still unread there, and more is in flight. The bounds keep the flood from costing more than
-    /// that.
-    pub async fn drain_abusive(&mut self, linger: Duration, max: usize) {
-        let deadline = tokio::time::Instant::now() + linger;
-        if !matches!(
-            tokio::time::timeout_at(deadline, self.ws.flush()).await,
-            Ok(Ok(()))
-        ) {
-            return;
-        }
-        let raw = self.ws.get_mut();
-        if tokio::time::timeout_at(deadline, raw.shutdown())
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let mut scratch = vec![0u8; 16 * 1024];
-        let mut discarded = 0;
-        let _ = tokio::time::timeout_at(deadline, async {
-            while discarded < max {
+            while read < max {
                 match raw.read(&mut scratch).await {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => discarded += n,
+                    Ok(n) => read += n,
                 }
             }
         })

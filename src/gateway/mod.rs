@@ -29,10 +29,10 @@ use wire::Ending;
 /// How long a closing connection waits for the client to take the close frame and close its side.
 pub const LINGER: Duration = Duration::from_secs(2);
 /// How long, and how many bytes, a client closed for abuse is read and discarded after its close frame (see
-/// `WsIo::drain_abusive`): long enough for the frame to arrive ahead of a reset, short enough that a flood
+/// `WsIo::close_lingering`): long enough for the frame to arrive ahead of a reset, short enough that a flood
 /// costs little.
-const ABORT_LINGER: Duration = Duration::from_millis(250);
-const ABORT_DRAIN: usize = 1024 * 1024;
+pub(crate) const ABORT_LINGER: Duration = Duration::from_millis(250);
+pub(crate) const ABORT_DRAIN: usize = 1024 * 1024;
 
 /// The protocol a gateway speaks on its sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,11 +150,12 @@ pub fn serve_upgrade(
                 }
             };
             match ending {
-                Ending::Linger => io.close_lingering(LINGER).await,
+                Ending::Linger => io.close_lingering(LINGER, usize::MAX).await,
                 // Closed for abuse: counted against its address (past its allowance, the address is tripped).
                 Ending::Abort => {
                     abusive.admit(ip);
-                    io.drain_abusive(ABORT_LINGER, ABORT_DRAIN).await;
+                    // Its close frame must still arrive ahead of a reset; its flood costs at most the bounds.
+                    io.close_lingering(ABORT_LINGER, ABORT_DRAIN).await;
                 }
             }
             // Counted against the client until the socket is gone (named here so that the task owns it).

@@ -23,8 +23,8 @@ pub const OUT_HIGH_WATER: usize = 64 * 1024;
 pub enum Ending {
     /// Wait for the client to take the close frame (see `WsIo::close_lingering`).
     Linger,
-    /// Drop it now: the client floods, and reading what it still sends would cost more than its close frame is
-    /// worth.
+    /// The client floods: it is counted against its address, and its socket lingers only briefly, reading at
+    /// most a bounded amount of what it still sends (`gateway::ABORT_LINGER`, `ABORT_DRAIN`).
     Abort,
 }
 
