@@ -221,7 +221,16 @@ impl Registry for MemoryRegistry {
                 if now_secs > inst.sig_expires_at {
                     return Some(Attach::Expired(inst.clone()));
                 }
-                let previous = inst.conn.filter(|c| *c != conn);
+                // Already attached to this connection (a node checking its connections): no change, as in
+                // the Redis registry.
+                if inst.conn == Some(conn) {
+                    return Some(Attach::Attached {
+                        instance: inst.clone(),
+                        previous: None,
+                        seq: e.seq,
+                    });
+                }
+                let previous = inst.conn;
                 inst.conn = Some(conn);
                 inst.disconnected_at_ms = None;
                 let instance = inst.clone();

@@ -201,9 +201,14 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory(redis: Redis) {
                     assert_eq!(done(&m), done(&r), "{ctx}");
                 }
                 (7, Some(i)) => {
-                    let c = ConnRef {
-                        node: 0xfeed,
-                        conn: 10_000 + step,
+                    // A new connection (a resume), or, every other time, the one it is attached to (a node
+                    // checking its connections, which changes nothing).
+                    let c = match i.conn {
+                        Some(c) if step % 2 == 0 => c,
+                        _ => ConnRef {
+                            node: 0xfeed,
+                            conn: 10_000 + step,
+                        },
                     };
                     let m = memory.attach(&i.key(), c, 0).await.unwrap();
                     let r = redis.attach(&i.key(), c, 0).await.unwrap();
@@ -212,6 +217,16 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory(redis: Redis) {
                         _ => None,
                     };
                     assert_eq!(prev(&m), prev(&r), "{ctx}");
+                    // Attached again to the same connection: neither backend counts a change.
+                    let seq = |a: &Attach| match a {
+                        Attach::Attached { seq, .. } => Some(*seq),
+                        _ => None,
+                    };
+                    for reg in [&memory, &redis] {
+                        let before = seq(&reg.attach(&i.key(), c, 0).await.unwrap());
+                        let again = seq(&reg.attach(&i.key(), c, 0).await.unwrap());
+                        assert_eq!(before, again, "{ctx}");
+                    }
                 }
                 (8, Some(i)) => {
                     let m = memory
