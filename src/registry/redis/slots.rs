@@ -22,16 +22,17 @@ pub(super) fn key_of(cmd: &Cmd) -> Option<&[u8]> {
         _ => b"".as_slice(),
     });
     let name = args.next()?;
-    let upper = |b: &[u8]| b.to_ascii_uppercase();
-    match upper(name).as_slice() {
-        b"EVALSHA" | b"EVAL" | b"EVALSHA_RO" | b"EVAL_RO" => {
-            let _script = args.next()?;
-            let n: usize = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
-            (n > 0).then(|| args.next()).flatten()
-        }
-        b"PING" | b"SCRIPT" | b"CLUSTER" | b"SCAN" | b"INFO" => None,
-        _ => args.next(),
+    // Compared in place: this runs for every command (every login's script call).
+    let is = |names: &[&[u8]]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+    if is(&[b"EVALSHA", b"EVAL", b"EVALSHA_RO", b"EVAL_RO"]) {
+        let _script = args.next()?;
+        let n: usize = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
+        return (n > 0).then(|| args.next()).flatten();
     }
+    if is(&[b"PING", b"SCRIPT", b"CLUSTER", b"SCAN", b"INFO"]) {
+        return None;
+    }
+    args.next()
 }
 
 /// Parses `CLUSTER SLOTS`: ranges `[first, last, [host, port, id…] of the master, replicas…]`. A master listed
@@ -82,4 +83,33 @@ pub(super) fn parse_slots(
         return Err(RegistryError("the Redis Cluster reported no slots".into()));
     }
     Ok((ranges, nodes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_is_routed_by_its_key() {
+        let mut eval = redis::cmd("evalsha");
+        eval.arg("abc").arg(2).arg("k1").arg("k2").arg("v");
+        assert_eq!(key_of(&eval), Some(&b"k1"[..]));
+        let mut none = redis::cmd("EVALSHA");
+        none.arg("abc").arg(0).arg("v");
+        assert_eq!(key_of(&none), None);
+        let mut hget = redis::cmd("HGET");
+        hget.arg("user").arg("f");
+        assert_eq!(key_of(&hget), Some(&b"user"[..]));
+        assert_eq!(key_of(redis::cmd("SCRIPT").arg("LOAD").arg("x")), None);
+        assert_eq!(key_of(&redis::cmd("PING")), None);
+    }
+
+    #[test]
+    fn node_urls_bracket_ipv6() {
+        assert_eq!(
+            node_url(&("10.0.0.1".into(), 7000)),
+            "redis://10.0.0.1:7000"
+        );
+        assert_eq!(node_url(&("::1".into(), 7000)), "redis://[::1]:7000");
+    }
 }
