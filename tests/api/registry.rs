@@ -113,6 +113,7 @@ async fn view(r: &dyn Registry, user: &str) -> Vec<(String, Platform, Option<Str
 
 crate::on_one_redis_and_a_cluster!(
     the_ends_of_many_users_go_in_one_batch_and_each_is_detached_once,
+    listing_an_app_or_a_node_scans_every_master_and_only_its_own_keys,
     random_sequences_do_the_same_on_redis_as_in_memory,
     the_reaper_removes_what_is_due_and_numbers_changes_in_order,
 );
@@ -629,4 +630,39 @@ async fn the_ends_of_many_users_go_in_one_batch_and_each_is_detached_once(redis:
     }
     let again = r.detach_many(&ended, now + 1).await.unwrap();
     assert!(again.iter().all(Option::is_none), "nothing left to detach");
+}
+
+/// The listings that scan (an app's online users, a node's instances) visit every master of a cluster, keep to
+/// their app, and pass over a key of another kind where a user's would be (a Redis shared with others).
+async fn listing_an_app_or_a_node_scans_every_master_and_only_its_own_keys(redis: Redis) {
+    let conn = connect_to(redis).await;
+    let (r, ns) = fresh_registry(&conn, Duration::from_secs(30));
+    let layout = match &conn {
+        RedisConn::Cluster(_) => Layout::cluster(&ns).unwrap(),
+        RedisConn::One(_) => Layout::single(&ns),
+    };
+    let policy = Policy {
+        mode: Mode::Multi,
+        web_instances: 1,
+        instances_per_platform: 1,
+    };
+    for n in 0..90 {
+        let mut i = instance(n, &format!("lister{n}"), Platform::Web, None, true);
+        if n >= 60 {
+            i.sdkappid = 8;
+        }
+        r.admit(i, &policy, 60_000).await.unwrap();
+    }
+    let stray = format!("{}:u:7:stray", layout.prefix(7, "stray"));
+    redis::cmd("SET")
+        .arg(&stray)
+        .arg("not a user")
+        .query_async::<()>(&mut conn.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.app_instances(7).await.unwrap().len(), 60);
+    assert_eq!(r.app_instances(8).await.unwrap().len(), 30);
+    assert_eq!(r.app_instances(9).await.unwrap().len(), 0);
+    assert_eq!(r.node_instances().await.unwrap().len(), 90);
+    del(&conn, &stray).await;
 }

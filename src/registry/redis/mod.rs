@@ -364,27 +364,17 @@ impl Registry for RedisRegistry {
     async fn app_instances(&self, sdkappid: u32) -> RegResult<Vec<Instance>> {
         let pattern = self.layout.user_pattern(Some(sdkappid));
         let mut out = Vec::new();
-        for target in self.conn.scan_targets() {
-            let mut cursor = 0u64;
-            loop {
-                let (next, keys) = self
-                    .conn
-                    .scan_step(&target, cursor, &pattern, BATCH)
-                    .await?;
-                let users: Vec<String> = keys
-                    .iter()
-                    .filter_map(|k| self.layout.split_user_key(k))
-                    .filter_map(|(_, member)| member.split_once(':'))
-                    .filter(|(app, _)| app.parse() == Ok(sdkappid))
-                    .map(|(_, user)| user.to_owned())
-                    .collect();
-                for list in self.users_instances(sdkappid, &users).await? {
-                    out.extend(list);
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
+        let mut scan = self.scan_users(pattern);
+        while let Some(keys) = scan.next().await? {
+            let users: Vec<String> = keys
+                .iter()
+                .filter_map(|k| self.layout.split_user_key(k))
+                .filter_map(|(_, member)| member.split_once(':'))
+                .filter(|(app, _)| app.parse() == Ok(sdkappid))
+                .map(|(_, user)| user.to_owned())
+                .collect();
+            for list in self.users_instances(sdkappid, &users).await? {
+                out.extend(list);
             }
         }
         Ok(out)

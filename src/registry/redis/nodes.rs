@@ -2,8 +2,8 @@
 //! (or listing this node's), by a scan of the users that only a node's death costs.
 
 use super::codec::*;
-use super::connect::err;
-use super::{RedisRegistry, BATCH, SWEEP_LOCK_MS};
+use super::connect::{err, ScanTarget};
+use super::{RedisConn, RedisRegistry, BATCH, SWEEP_LOCK_MS};
 use crate::model::{Instance, Seq};
 use crate::registry::{Reaped, RegResult};
 
@@ -72,45 +72,73 @@ impl RedisRegistry {
     ) -> RegResult<Vec<(Instance, Seq)>> {
         let pattern = self.layout.user_pattern(None);
         let mut out = Vec::new();
-        for target in self.conn.scan_targets() {
-            let mut cursor = 0u64;
-            loop {
-                let (next, keys) = self
-                    .conn
-                    .scan_step(&target, cursor, &pattern, BATCH)
-                    .await?;
-                // Only user keys (`NS:u:APP:USER`), by group: anything else under the prefix is not the
-                // registry's, and one script call looks at one group's (one slot's) keys.
-                let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
-                for k in &keys {
-                    let Some((group, _)) = self.layout.split_user_key(k) else {
-                        continue;
-                    };
-                    match groups.iter_mut().find(|(g, _)| *g == group) {
-                        Some((_, ks)) => ks.push(k),
-                        None => groups.push((group, vec![k])),
-                    }
+        let mut scan = self.scan_users(pattern);
+        while let Some(keys) = scan.next().await? {
+            // Only user keys (`NS:u:APP:USER`), by group: anything else under the prefix is not the
+            // registry's, and one script call looks at one group's (one slot's) keys.
+            let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+            for k in &keys {
+                let Some((group, _)) = self.layout.split_user_key(k) else {
+                    continue;
+                };
+                match groups.iter_mut().find(|(g, _)| *g == group) {
+                    Some((_, ks)) => ks.push(k),
+                    None => groups.push((group, vec![k])),
                 }
-                for (group, keys) in groups {
-                    let mut inv = self.scripts.node_scan.prepare_invoke();
-                    for k in keys {
-                        inv.key(k);
-                    }
-                    inv.key(format!("{group}:due"));
-                    inv.arg(group).arg(node).arg(now).arg(grace_ms).arg(mode);
-                    let reply = self.run(&mut inv).await?;
-                    for row in items(&reply) {
-                        let r = items(row);
-                        let inst = stored(r).ok_or_else(malformed)?;
-                        out.push((inst, r.get(4).and_then(int).unwrap_or(0) as Seq));
-                    }
+            }
+            for (group, keys) in groups {
+                let mut inv = self.scripts.node_scan.prepare_invoke();
+                for k in keys {
+                    inv.key(k);
                 }
-                if next == 0 {
-                    break;
+                inv.key(format!("{group}:due"));
+                inv.arg(group).arg(node).arg(now).arg(grace_ms).arg(mode);
+                let reply = self.run(&mut inv).await?;
+                for row in items(&reply) {
+                    let r = items(row);
+                    let inst = stored(r).ok_or_else(malformed)?;
+                    out.push((inst, r.get(4).and_then(int).unwrap_or(0) as Seq));
                 }
-                cursor = next;
             }
         }
         Ok(out)
+    }
+
+    /// The keys matching `pattern` on every server holding keys (each master of a cluster), a batch at a time.
+    pub(super) fn scan_users(&self, pattern: String) -> UserScan<'_> {
+        UserScan {
+            conn: &self.conn,
+            targets: self.conn.scan_targets(),
+            pattern,
+            at: 0,
+            cursor: 0,
+        }
+    }
+}
+
+/// A `SCAN` over every server holding keys, in steps (see [`RedisRegistry::scan_users`]).
+pub(super) struct UserScan<'a> {
+    conn: &'a RedisConn,
+    targets: Vec<ScanTarget>,
+    pattern: String,
+    at: usize,
+    cursor: u64,
+}
+
+impl UserScan<'_> {
+    /// The next batch of keys; `None` once every server has been scanned.
+    pub(super) async fn next(&mut self) -> RegResult<Option<Vec<String>>> {
+        let Some(target) = self.targets.get(self.at) else {
+            return Ok(None);
+        };
+        let (next, keys) = self
+            .conn
+            .scan_step(target, self.cursor, &self.pattern, BATCH)
+            .await?;
+        self.cursor = next;
+        if next == 0 {
+            self.at += 1;
+        }
+        Ok(Some(keys))
     }
 }
