@@ -254,7 +254,7 @@ async fn an_instance_redis_lost_is_put_back_unless_the_user_changed_since() {
 /// as a master restarted empty) get them again on the next call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planned_failover_and_flushed_scripts_fail_no_registry_call() {
-    use imlogin::model::{ConnRef, Instance, Mode, Platform, Policy};
+    use imlogin::model::{Mode, Platform, Policy};
     use imlogin::registry::redis::{connect_cluster, RedisRegistry};
     use imlogin::registry::Registry;
     use imlogin::runtime::clock::Clock;
@@ -279,22 +279,7 @@ async fn a_planned_failover_and_flushed_scripts_fail_no_registry_call() {
         web_instances: 1,
         instances_per_platform: 1,
     };
-    let instance = |n: u64| Instance {
-        sdkappid: 7,
-        user_id: "ann".parse().unwrap(),
-        platform: Platform::Web,
-        instance_id: format!("{n:024x}"),
-        device_id: None,
-        login_at_ms: n as i64,
-        seq: 0,
-        sig_expires_at: 4_000_000_000,
-        conn: Some(ConnRef {
-            node: 0xfeed,
-            conn: n,
-        }),
-        disconnected_at_ms: None,
-        ip: "10.0.0.1".parse().unwrap(),
-    };
+    let instance = |n: u64| crate::registry::instance(n as usize, "ann", Platform::Web, None, true);
     r.admit(instance(1), &policy, 1000).await.unwrap();
     let master = redis.master_of(&format!("{}:u:7:ann", layout.prefix(7, "ann")));
     let replica = *redis

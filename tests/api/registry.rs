@@ -21,7 +21,13 @@ use crate::redis_cluster::Redis;
 
 const USERS: [&str; 3] = ["ann", "bob|x:y", "cy"];
 
-fn instance(n: usize, user: &str, platform: Platform, device: Option<u8>, conn: bool) -> Instance {
+pub fn instance(
+    n: usize,
+    user: &str,
+    platform: Platform,
+    device: Option<u8>,
+    conn: bool,
+) -> Instance {
     Instance {
         sdkappid: 7,
         user_id: user.parse().unwrap(),
