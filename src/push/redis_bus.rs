@@ -19,12 +19,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::bus::{Bus, Envelope, Incoming, Message};
-use crate::registry::redis::RedisConn;
+use crate::registry::redis::{err, RedisConn};
 use crate::registry::RegistryError;
-
-fn err(e: redis::RedisError) -> RegistryError {
-    RegistryError(e.to_string())
-}
 
 /// Messages waiting to be published; past that a message is dropped (the registry stays right, and a node that
 /// far behind is told to resync).

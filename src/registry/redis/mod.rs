@@ -29,6 +29,7 @@ mod scripts;
 mod slots;
 
 pub use cluster::ClusterConn;
+pub(crate) use connect::err;
 pub use connect::{connect, connect_cluster, connection_info, node_number, RedisConn};
 pub use layout::Layout;
 
@@ -45,7 +46,6 @@ use crate::model::{ConnRef, Instance, InstanceKey, Kick, Seq};
 use crate::model::{KickReason, Policy};
 use crate::runtime::clock::Clock;
 use codec::*;
-use connect::err;
 use scripts::Scripts;
 
 /// Users one reap step and one scan step look at.
