@@ -358,3 +358,42 @@ async fn an_account_disabled_while_redis_was_down_is_not_put_back() {
 async fn an_account_revoked_while_redis_was_down_is_not_put_back() {
     an_account_ended_while_redis_was_down_is_not_put_back("revoke").await;
 }
+
+/// Seeds that are no Redis Cluster (nothing listens; a plain Redis) stop the node at start, with an error that
+/// names the setting and never shows a seed's password.
+#[test]
+fn a_node_does_not_start_on_seeds_that_are_no_redis_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = crate::helpers::free_port();
+    for (seeds, why) in [
+        (
+            format!(r#"["redis://:seedpassword@127.0.0.1:{closed}"]"#),
+            "",
+        ),
+        (
+            r#"["redis://127.0.0.1:6379"]"#.to_owned(),
+            "cluster support disabled",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_imlogin"))
+            .arg("serve")
+            .env(
+                "IMLOGIN__DATABASE__URL",
+                format!("sqlite://{}/x.db", dir.path().display()),
+            )
+            .env("IMLOGIN__SERVER__LISTEN", "127.0.0.1:0")
+            .env("IMLOGIN__SERVER__METRICS_LISTEN", "127.0.0.1:0")
+            .env("IMLOGIN__REGISTRY__BACKEND", "redis")
+            .env("IMLOGIN__REGISTRY__REDIS_CLUSTER_NODES", &seeds)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{seeds}: {err}");
+        assert!(
+            err.contains("registry.redis_cluster_nodes"),
+            "{seeds}: {err}"
+        );
+        assert!(err.contains(why), "{seeds}: {err}");
+        assert!(!err.contains("seedpassword"), "{err}");
+    }
+}

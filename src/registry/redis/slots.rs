@@ -60,8 +60,11 @@ pub(super) fn parse_slots(
         };
         Some((host, u16::try_from(*port).ok()?))
     };
-    let Value::Array(rows) = reply else {
-        return Err(RegistryError("CLUSTER SLOTS: not an array".into()));
+    let rows = match reply {
+        Value::Array(rows) => rows,
+        // A plain Redis: "ERR This instance has cluster support disabled".
+        Value::ServerError(e) => return Err(RegistryError(format!("CLUSTER SLOTS: {e}"))),
+        _ => return Err(RegistryError("CLUSTER SLOTS: not an array".into())),
     };
     let (mut ranges, mut nodes) = (Vec::new(), Vec::<Addr>::new());
     for row in &rows {
