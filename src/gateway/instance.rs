@@ -398,6 +398,10 @@ impl<K: Keeps> InstanceState<K> {
                 self.take_current();
                 Pushed::Ends(Ends::Lost)
             }
+            Recheck::Elsewhere => {
+                self.take_current();
+                Pushed::Ends(Ends::ResumedElsewhere)
+            }
         }
     }
 }

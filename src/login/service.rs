@@ -25,7 +25,7 @@ use crate::model::{ConnRef, Instance, InstanceKey, Kick, Seq};
 use crate::push::bus::Bus;
 use crate::push::hub::{Hub, Push};
 use crate::registry::policies::Policies;
-use crate::registry::{Attach, Registry, RemoveIf};
+use crate::registry::{Attach, Registry, RemoveIf, Take};
 use crate::runtime::clock::Clock;
 use crate::runtime::metrics::Metrics;
 use crate::webhooks::event::StateChange;
@@ -369,7 +369,7 @@ impl Sessions {
         let key = self.token_instance(token)?;
         let attached = match self
             .registry
-            .attach(&key, conn, self.clock.now_secs())
+            .attach(&key, conn, self.clock.now_secs(), Take::Always)
             .await
         {
             Ok(a) => a,
@@ -390,6 +390,8 @@ impl Sessions {
                 previous,
                 seq,
             } => (instance, previous, seq),
+            // Only a node checking its connections leaves an instance on another connection.
+            Attach::Elsewhere(_) => return Err(Failure::new(Code::InternalTimeout)),
             Attach::Expired(instance) => {
                 if instance.conn.is_none() {
                     self.expire(&key, instance.sig_expires_at).await;

@@ -10,8 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::service::{Actor, Sessions};
 use crate::model::{Cause, ConnRef, InstanceKey, Kick, LoginFacts, Seq};
 use crate::push::bus::{Incoming, Message};
-use crate::push::hub::Push;
-use crate::registry::{Attach, Reaped};
+use crate::registry::{Attach, Reaped, Take};
 
 /// Where a connection's instance stands in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +20,9 @@ pub enum Recheck {
     Attached(Option<Seq>),
     /// Removed by a kick this node did not hear of.
     Kicked(Kick),
+    /// Resumed on another connection by its client (this node did not hear of it): this one is closed with
+    /// 4002, as that resume would have closed it; the instance stays where it is.
+    Elsewhere,
     /// Removed (its grace ended while the node was cut off): the client must resume, which tells it to log in.
     Gone,
 }
@@ -178,7 +180,7 @@ impl Sessions {
     }
 
     /// Checks that the instance is still attached to `conn` (attaching it again if the cluster marked it
-    /// disconnected meanwhile, or putting it back if Redis lost it).
+    /// disconnected meanwhile, or putting it back if Redis lost it); never takes it from another connection.
     pub async fn recheck(
         &self,
         key: &InstanceKey,
@@ -186,18 +188,12 @@ impl Sessions {
         sig_expires_at: i64,
         facts: &LoginFacts,
     ) -> Recheck {
-        match self.registry.attach(key, conn, self.clock.now_secs()).await {
-            Ok(Attach::Attached { previous, seq, .. }) => {
-                if let Some(previous) = previous {
-                    let push = Push::ResumedElsewhere {
-                        instance_id: key.instance_id.clone(),
-                    };
-                    self.hub.send(previous, push).await;
-                }
-                Recheck::Attached(Some(seq))
-            }
+        let now = self.clock.now_secs();
+        match self.registry.attach(key, conn, now, Take::IfFree).await {
+            Ok(Attach::Attached { seq, .. }) => Recheck::Attached(Some(seq)),
             // The connection's own timer tells its client.
             Ok(Attach::Expired(_)) => Recheck::Attached(None),
+            Ok(Attach::Elsewhere(_)) => Recheck::Elsewhere,
             Ok(Attach::Gone) => match self.registry.kicked(key).await {
                 Ok(Some(kick)) => Recheck::Kicked(kick),
                 _ => self.put_back(key, conn, sig_expires_at, facts).await,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::policy::{self, Slot};
-use super::{Admitted, Attach, Reaped, RegResult, Registry, RemoveIf};
+use super::{Admitted, Attach, Reaped, RegResult, Registry, RemoveIf, Take};
 use crate::model::{next_seq, ConnRef, Instance, InstanceKey, Kick, Seq};
 use crate::model::{KickReason, Policy};
 use crate::registry::users::Users;
@@ -213,7 +213,13 @@ impl Registry for MemoryRegistry {
             .flatten())
     }
 
-    async fn attach(&self, key: &InstanceKey, conn: ConnRef, now_secs: i64) -> RegResult<Attach> {
+    async fn attach(
+        &self,
+        key: &InstanceKey,
+        conn: ConnRef,
+        now_secs: i64,
+        take: Take,
+    ) -> RegResult<Attach> {
         Ok(self
             .with_existing(key.sdkappid, &key.user_id, |e, now| {
                 let pos = e.position(&key.instance_id)?;
@@ -231,6 +237,9 @@ impl Registry for MemoryRegistry {
                     });
                 }
                 let previous = inst.conn;
+                if let (Some(other), Take::IfFree) = (previous, take) {
+                    return Some(Attach::Elsewhere(other));
+                }
                 inst.conn = Some(conn);
                 inst.disconnected_at_ms = None;
                 let instance = inst.clone();

@@ -73,7 +73,7 @@ proptest! {
                             Op::Disconnect(_) => {
                                 if let Some(c) = inst.conn { reg.detach(&inst.key(), c, 5).await.unwrap(); }
                             }
-                            _ => { reg.attach(&inst.key(), ConnRef { node: 1, conn: 1000 + n as u64 }, 0).await.unwrap(); }
+                            _ => { reg.attach(&inst.key(), ConnRef { node: 1, conn: 1000 + n as u64 }, 0, Take::Always).await.unwrap(); }
                         }
                     }
                 }
@@ -145,7 +145,9 @@ fn reap_removes_disconnected_instances_after_the_grace_or_at_expiry() {
             .unwrap()
             .unwrap();
         assert!(matches!(
-            reg.attach(&again.key(), conn(5), 0).await.unwrap(),
+            reg.attach(&again.key(), conn(5), 0, Take::IfFree)
+                .await
+                .unwrap(),
             Attach::Attached { .. }
         ));
         assert!(reg.reap(300_000, 5_000).await.unwrap().is_empty());
@@ -155,15 +157,24 @@ fn reap_removes_disconnected_instances_after_the_grace_or_at_expiry() {
         late.sig_expires_at = 400;
         reg.admit(late.clone(), &pol, 1000).await.unwrap();
         assert!(matches!(
-            reg.attach(&late.key(), conn(7), 401).await.unwrap(),
+            reg.attach(&late.key(), conn(7), 401, Take::Always).await.unwrap(),
             Attach::Expired(i) if i.conn == Some(conn(6))
         ));
         assert_eq!(
             reg.get(&late.key()).await.unwrap().unwrap().conn,
             Some(conn(6))
         );
+        // A node checking its connections leaves it on the connection it is on.
         assert!(matches!(
-            reg.attach(&late.key(), conn(7), 400).await.unwrap(),
+            reg.attach(&late.key(), conn(7), 400, Take::IfFree).await.unwrap(),
+            Attach::Elsewhere(p) if p == conn(6)
+        ));
+        assert_eq!(
+            reg.get(&late.key()).await.unwrap().unwrap().conn,
+            Some(conn(6))
+        );
+        assert!(matches!(
+            reg.attach(&late.key(), conn(7), 400, Take::Always).await.unwrap(),
             Attach::Attached { previous: Some(p), .. } if p == conn(6)
         ));
     });

@@ -48,8 +48,20 @@ pub enum Attach {
     },
     /// Its UserSig has expired: it was left as it was (on the connection it is on, if any).
     Expired(Instance),
+    /// On another connection, and left there ([`Take::IfFree`]).
+    Elsewhere(ConnRef),
     /// No such instance.
     Gone,
+}
+
+/// Whether attaching an instance may take it from the connection it is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// A resume: the client is on the new connection now, and the old one is closed with 4002.
+    Always,
+    /// A node checking its connections after pushes may have been lost: an instance on another connection was
+    /// resumed there by its client, which the lost push would have told this connection.
+    IfFree,
 }
 
 /// An instance the reaper removed.
@@ -85,8 +97,14 @@ pub trait Registry: Send + Sync + 'static {
     }
     async fn get(&self, key: &InstanceKey) -> RegResult<Option<Instance>>;
     /// Attaches the instance to `conn` (clearing its disconnected mark), unless its UserSig has expired by
-    /// `now_secs`.
-    async fn attach(&self, key: &InstanceKey, conn: ConnRef, now_secs: i64) -> RegResult<Attach>;
+    /// `now_secs`, or it is on another connection and `take` is [`Take::IfFree`].
+    async fn attach(
+        &self,
+        key: &InstanceKey,
+        conn: ConnRef,
+        now_secs: i64,
+        take: Take,
+    ) -> RegResult<Attach>;
     /// Marks the instance disconnected at `now_ms` if it is still attached to `conn`.
     async fn detach(
         &self,

@@ -97,7 +97,14 @@ impl Cluster {
 
     /// `n` nodes on the Redis at `url`.
     pub async fn start_on(url: &str, n: usize, extra: &[(&str, &str)]) -> Cluster {
-        Self::start_with(("IMLOGIN__REGISTRY__REDIS_URL", url.into()), n, extra).await
+        let urls = vec![url.to_owned(); n];
+        Self::start_each(&urls, extra).await
+    }
+
+    /// One node on each Redis URL of `urls` (the same Redis, reached through a proxy by some).
+    pub async fn start_each(urls: &[String], extra: &[(&str, &str)]) -> Cluster {
+        let redis = |i: usize| ("IMLOGIN__REGISTRY__REDIS_URL", urls[i].clone());
+        Self::start_with(redis, urls.len(), extra).await
     }
 
     /// `n` nodes on a Redis Cluster.
@@ -106,12 +113,12 @@ impl Cluster {
         n: usize,
         extra: &[(&str, &str)],
     ) -> Cluster {
-        let seeds = ("IMLOGIN__REGISTRY__REDIS_CLUSTER_NODES", redis.seeds_env());
+        let seeds = |_| ("IMLOGIN__REGISTRY__REDIS_CLUSTER_NODES", redis.seeds_env());
         Self::start_with(seeds, n, extra).await
     }
 
     async fn start_with(
-        redis: (&'static str, String),
+        redis: impl Fn(usize) -> (&'static str, String),
         n: usize,
         extra: &[(&str, &str)],
     ) -> Cluster {
@@ -120,14 +127,18 @@ impl Cluster {
         let mut env: Vec<(&str, String)> = vec![
             ("IMLOGIN__DATABASE__URL", db.url()),
             ("IMLOGIN__REGISTRY__BACKEND", "redis".into()),
-            redis,
             ("IMLOGIN__REGISTRY__NAMESPACE", ns.clone()),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        let on = |i: usize| {
+            let mut env = env.clone();
+            env.push(redis(i));
+            env
+        };
         // The first node migrates the database; the others start beside it.
-        let mut nodes = vec![start_binary(&env)];
-        for _ in 1..n {
-            nodes.push(start_binary(&env));
+        let mut nodes = vec![start_binary(&on(0))];
+        for i in 1..n {
+            nodes.push(start_binary(&on(i)));
         }
         Cluster { nodes, ns, _db: db }
     }

@@ -12,7 +12,7 @@ use imlogin::model::{KickReason, Mode, Policy};
 use imlogin::registry::memory::MemoryRegistry;
 use imlogin::registry::redis::{connect, connect_cluster, Layout, RedisConn, RedisRegistry};
 use imlogin::registry::users::Users;
-use imlogin::registry::{Attach, Registry, RemoveIf};
+use imlogin::registry::{Attach, Registry, RemoveIf, Take};
 use imlogin::runtime::clock::Clock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -217,21 +217,33 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory(redis: Redis) {
                             conn: 10_000 + step,
                         },
                     };
-                    let m = memory.attach(&i.key(), c, 0).await.unwrap();
-                    let r = redis.attach(&i.key(), c, 0).await.unwrap();
-                    let prev = |a: &Attach| match a {
-                        Attach::Attached { previous, .. } => Some(*previous),
-                        _ => None,
+                    // A resume takes it; a node checking its connections leaves it on another connection.
+                    let take = match rng.random_bool(0.5) {
+                        true => Take::Always,
+                        false => Take::IfFree,
                     };
-                    assert_eq!(prev(&m), prev(&r), "{ctx}");
+                    let m = memory.attach(&i.key(), c, 0, take).await.unwrap();
+                    let r = redis.attach(&i.key(), c, 0, take).await.unwrap();
+                    let outcome = |a: &Attach| match a {
+                        Attach::Attached { previous, .. } => (1, *previous),
+                        Attach::Elsewhere(on) => (2, Some(*on)),
+                        Attach::Expired(_) => (3, None),
+                        Attach::Gone => (4, None),
+                    };
+                    assert_eq!(outcome(&m), outcome(&r), "{ctx}");
+                    assert_eq!(
+                        take == Take::IfFree && i.conn.is_some_and(|o| o != c),
+                        outcome(&r).0 == 2,
+                        "{ctx}"
+                    );
                     // Attached again to the same connection: neither backend counts a change.
                     let seq = |a: &Attach| match a {
                         Attach::Attached { seq, .. } => Some(*seq),
                         _ => None,
                     };
                     for reg in [&memory, &redis] {
-                        let before = seq(&reg.attach(&i.key(), c, 0).await.unwrap());
-                        let again = seq(&reg.attach(&i.key(), c, 0).await.unwrap());
+                        let before = seq(&reg.attach(&i.key(), c, 0, take).await.unwrap());
+                        let again = seq(&reg.attach(&i.key(), c, 0, Take::IfFree).await.unwrap());
                         assert_eq!(before, again, "{ctx}");
                     }
                 }

@@ -226,3 +226,40 @@ async fn a_login_that_outlives_its_apps_removal_is_refused_and_leaves_nothing() 
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A client that resumed on another node while this node's bus was cut keeps its new connection: when the bus
+/// comes back and this node checks its connections, the old one (whose `resumed_elsewhere` push was lost) is
+/// the one closed with 4002; it does not take the instance back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_after_a_lost_push_leaves_the_instance_where_its_client_resumed_it() {
+    let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let urls = [
+        format!("redis://{}", proxy.addr),
+        "redis://127.0.0.1:6379".to_owned(),
+    ];
+    let cluster = crate::cluster::Cluster::start_each(&urls, &[]).await;
+    let mut old = cluster.connect(0).await;
+    let login = old.login(&params("mover", "web")).await.unwrap();
+
+    // Node 0 loses Redis, and with it the push telling it the client moved to node 1.
+    proxy.cut();
+    let mut moved = cluster.connect(1).await;
+    moved.resume(&login.session_token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.restore();
+
+    match tokio::time::timeout(Duration::from_secs(15), old.next_event()).await {
+        Ok(Some(ClientEvent::Closed { code, .. })) => assert_eq!(code, Some(4002)),
+        other => panic!("the old connection is closed with 4002: {other:?}"),
+    }
+    // The resumed connection still holds the instance.
+    assert_eq!(moved.status().await.unwrap(), 1);
+    assert!(
+        moved.try_next_event().is_none(),
+        "{:?}",
+        moved.try_next_event()
+    );
+    let listed = cluster.instances(1, "mover").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["state"], "online");
+}

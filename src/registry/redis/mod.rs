@@ -41,7 +41,7 @@ use redis::{Script, Value};
 
 use super::memory::MAX_KICKS_REMEMBERED;
 
-use super::{Admitted, Attach, Reaped, RegResult, Registry, RemoveIf};
+use super::{Admitted, Attach, Reaped, RegResult, Registry, RemoveIf, Take};
 use crate::model::{ConnRef, Instance, InstanceKey, Kick, Seq};
 use crate::model::{KickReason, Policy};
 use crate::runtime::clock::Clock;
@@ -180,7 +180,13 @@ impl Registry for RedisRegistry {
         Ok(v.and_then(|v| decode(key.sdkappid, &key.user_id, &key.instance_id, &v)))
     }
 
-    async fn attach(&self, key: &InstanceKey, conn: ConnRef, now_secs: i64) -> RegResult<Attach> {
+    async fn attach(
+        &self,
+        key: &InstanceKey,
+        conn: ConnRef,
+        now_secs: i64,
+        take: Take,
+    ) -> RegResult<Attach> {
         let mut inv = self.scripts.attach.prepare_invoke();
         inv.key(self.user_key(key.sdkappid, &key.user_id))
             .arg(self.group(key.sdkappid, &key.user_id))
@@ -188,30 +194,34 @@ impl Registry for RedisRegistry {
             .arg(hex(conn.node))
             .arg(hex(conn.conn))
             .arg(now_secs)
-            .arg(self.clock.now_ms());
+            .arg(self.clock.now_ms())
+            .arg(u8::from(take == Take::IfFree));
         let reply = self.run(&mut inv).await?;
         let r = items(&reply);
         let value = || {
             let v = r.get(1).and_then(text)?;
             decode(key.sdkappid, &key.user_id, &key.instance_id, &v)
         };
+        // The connection the instance was on (fields 2 and 3 of the reply), `None` if none.
+        let on = || -> RegResult<Option<ConnRef>> {
+            Ok(match r.get(2).and_then(text).unwrap_or_default().as_str() {
+                "" => None,
+                n => Some(ConnRef {
+                    node: from_hex(n).ok_or_else(malformed)?,
+                    conn: r
+                        .get(3)
+                        .and_then(text)
+                        .and_then(|c| from_hex(&c))
+                        .ok_or_else(malformed)?,
+                }),
+            })
+        };
         Ok(match r.first().and_then(int) {
             Some(1) => Attach::Expired(value().ok_or_else(malformed)?),
+            Some(3) => Attach::Elsewhere(on()?.ok_or_else(malformed)?),
             Some(2) => {
                 let instance = value().ok_or_else(malformed)?;
-                let node = r.get(2).and_then(text).unwrap_or_default();
-                let previous = match node.as_str() {
-                    "" => None,
-                    n => Some(ConnRef {
-                        node: from_hex(n).ok_or_else(malformed)?,
-                        conn: r
-                            .get(3)
-                            .and_then(text)
-                            .and_then(|c| from_hex(&c))
-                            .ok_or_else(malformed)?,
-                    }),
-                }
-                .filter(|p| *p != conn);
+                let previous = on()?.filter(|p| *p != conn);
                 let seq = r.get(4).and_then(int).ok_or_else(malformed)? as Seq;
                 Attach::Attached {
                     instance,
