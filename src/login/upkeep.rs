@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::service::{Actor, Sessions};
 use crate::model::{Cause, ConnRef, InstanceKey, Kick, LoginFacts, Seq};
 use crate::push::bus::{Incoming, Message};
+use crate::push::hub::Push;
 use crate::registry::{Attach, Reaped, Take};
 
 /// Where a connection's instance stands in the registry.
@@ -180,7 +181,8 @@ impl Sessions {
     }
 
     /// Checks that the instance is still attached to `conn` (attaching it again if the cluster marked it
-    /// disconnected meanwhile, or putting it back if Redis lost it); never takes it from another connection.
+    /// disconnected meanwhile, or putting it back if Redis lost it); one its client resumed on another
+    /// connection since stays there.
     pub async fn recheck(
         &self,
         key: &InstanceKey,
@@ -189,8 +191,21 @@ impl Sessions {
         facts: &LoginFacts,
     ) -> Recheck {
         let now = self.clock.now_secs();
-        match self.registry.attach(key, conn, now, Take::IfFree).await {
-            Ok(Attach::Attached { seq, .. }) => Recheck::Attached(Some(seq)),
+        match self
+            .registry
+            .attach(key, conn, now, Take::IfNewer(facts.seq))
+            .await
+        {
+            Ok(Attach::Attached { previous, seq, .. }) => {
+                // Taken back from a connection Redis forgot was older (a failover lost this one's write).
+                if let Some(previous) = previous {
+                    let push = Push::ResumedElsewhere {
+                        instance_id: key.instance_id.clone(),
+                    };
+                    self.hub.send(previous, push).await;
+                }
+                Recheck::Attached(Some(seq))
+            }
             // The connection's own timer tells its client.
             Ok(Attach::Expired(_)) => Recheck::Attached(None),
             Ok(Attach::Elsewhere(_)) => Recheck::Elsewhere,

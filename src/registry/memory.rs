@@ -237,8 +237,11 @@ impl Registry for MemoryRegistry {
                     });
                 }
                 let previous = inst.conn;
-                if let (Some(other), Take::IfFree) = (previous, take) {
-                    return Some(Attach::Elsewhere(other));
+                // Nothing is lost here: the other connection attached it after `known`.
+                if let (Some(other), Take::IfNewer(known)) = (previous, take) {
+                    if e.seq >= known {
+                        return Some(Attach::Elsewhere(other));
+                    }
                 }
                 inst.conn = Some(conn);
                 inst.disconnected_at_ms = None;

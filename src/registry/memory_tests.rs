@@ -145,7 +145,7 @@ fn reap_removes_disconnected_instances_after_the_grace_or_at_expiry() {
             .unwrap()
             .unwrap();
         assert!(matches!(
-            reg.attach(&again.key(), conn(5), 0, Take::IfFree)
+            reg.attach(&again.key(), conn(5), 0, Take::IfNewer(0))
                 .await
                 .unwrap(),
             Attach::Attached { .. }
@@ -164,9 +164,10 @@ fn reap_removes_disconnected_instances_after_the_grace_or_at_expiry() {
             reg.get(&late.key()).await.unwrap().unwrap().conn,
             Some(conn(6))
         );
-        // A node checking its connections leaves it on the connection it is on.
+        // A node checking a connection leaves it on the connection that attached it since that one's last
+        // write, and takes it back only from one the record says is older (a write Redis lost).
         assert!(matches!(
-            reg.attach(&late.key(), conn(7), 400, Take::IfFree).await.unwrap(),
+            reg.attach(&late.key(), conn(7), 400, Take::IfNewer(0)).await.unwrap(),
             Attach::Elsewhere(p) if p == conn(6)
         ));
         assert_eq!(
@@ -174,7 +175,7 @@ fn reap_removes_disconnected_instances_after_the_grace_or_at_expiry() {
             Some(conn(6))
         );
         assert!(matches!(
-            reg.attach(&late.key(), conn(7), 400, Take::Always).await.unwrap(),
+            reg.attach(&late.key(), conn(7), 400, Take::IfNewer(u64::MAX)).await.unwrap(),
             Attach::Attached { previous: Some(p), .. } if p == conn(6)
         ));
     });

@@ -48,7 +48,7 @@ pub enum Attach {
     },
     /// Its UserSig has expired: it was left as it was (on the connection it is on, if any).
     Expired(Instance),
-    /// On another connection, and left there ([`Take::IfFree`]).
+    /// On another connection, and left there ([`Take::IfNewer`]).
     Elsewhere(ConnRef),
     /// No such instance.
     Gone,
@@ -59,9 +59,11 @@ pub enum Attach {
 pub enum Take {
     /// A resume: the client is on the new connection now, and the old one is closed with 4002.
     Always,
-    /// A node checking its connections after pushes may have been lost: an instance on another connection was
-    /// resumed there by its client, which the lost push would have told this connection.
-    IfFree,
+    /// A node checking a connection whose last write to the user was change `known`, after pushes may have been
+    /// lost: an instance on another connection was resumed there by its client since (the lost push would have
+    /// told this connection), unless the user's record is older than `known`: then Redis lost this connection's
+    /// later write (a failover), and the instance is taken back.
+    IfNewer(Seq),
 }
 
 /// An instance the reaper removed.
@@ -97,7 +99,7 @@ pub trait Registry: Send + Sync + 'static {
     }
     async fn get(&self, key: &InstanceKey) -> RegResult<Option<Instance>>;
     /// Attaches the instance to `conn` (clearing its disconnected mark), unless its UserSig has expired by
-    /// `now_secs`, or it is on another connection and `take` is [`Take::IfFree`].
+    /// `now_secs`, or `take` leaves it on the connection it is on ([`Take::IfNewer`]).
     async fn attach(
         &self,
         key: &InstanceKey,

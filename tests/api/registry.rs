@@ -217,10 +217,12 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory(redis: Redis) {
                             conn: 10_000 + step,
                         },
                     };
-                    // A resume takes it; a node checking its connections leaves it on another connection.
-                    let take = match rng.random_bool(0.5) {
-                        true => Take::Always,
-                        false => Take::IfFree,
+                    // A resume takes it; a node checking a connection leaves it on another connection unless
+                    // the record is older than that connection's last write.
+                    let take = match rng.random_range(0..3) {
+                        0 => Take::Always,
+                        1 => Take::IfNewer(0),
+                        _ => Take::IfNewer(u64::MAX),
                     };
                     let m = memory.attach(&i.key(), c, 0, take).await.unwrap();
                     let r = redis.attach(&i.key(), c, 0, take).await.unwrap();
@@ -232,7 +234,7 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory(redis: Redis) {
                     };
                     assert_eq!(outcome(&m), outcome(&r), "{ctx}");
                     assert_eq!(
-                        take == Take::IfFree && i.conn.is_some_and(|o| o != c),
+                        take == Take::IfNewer(0) && i.conn.is_some_and(|o| o != c),
                         outcome(&r).0 == 2,
                         "{ctx}"
                     );
@@ -243,7 +245,8 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory(redis: Redis) {
                     };
                     for reg in [&memory, &redis] {
                         let before = seq(&reg.attach(&i.key(), c, 0, take).await.unwrap());
-                        let again = seq(&reg.attach(&i.key(), c, 0, Take::IfFree).await.unwrap());
+                        let again =
+                            seq(&reg.attach(&i.key(), c, 0, Take::IfNewer(0)).await.unwrap());
                         assert_eq!(before, again, "{ctx}");
                     }
                 }

@@ -263,3 +263,61 @@ async fn a_check_after_a_lost_push_leaves_the_instance_where_its_client_resumed_
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["state"], "online");
 }
+
+/// The other way round: Redis lost the resume (a failover dropped its write) and the push with it, so the record
+/// still names the old connection. The resumed connection, whose write the record is older than, takes the
+/// instance back when the nodes check their connections; the old one is closed with 4002.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_redis_lost_is_taken_back_by_the_connection_that_made_it() {
+    let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let urls = [
+        format!("redis://{}", proxy.addr),
+        "redis://127.0.0.1:6379".to_owned(),
+    ];
+    let cluster = crate::cluster::Cluster::start_each(&urls, &[]).await;
+    let mut old = cluster.connect(0).await;
+    let login = old.login(&params("forgotten", "web")).await.unwrap();
+    let mut redis = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = format!("{}:u:{APP}:forgotten", cluster.ns);
+    let before: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    proxy.cut();
+    let mut moved = cluster.connect(1).await;
+    moved.resume(&login.session_token).await.unwrap();
+    // Redis forgets the resume: the record is as it was before it.
+    let _: () = redis::pipe()
+        .atomic()
+        .del(&key)
+        .hset_multiple(&key, &before)
+        .expire(&key, 3600)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    proxy.restore();
+    // Every node's subscription is made again (as after a failover), and each checks its connections.
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    match tokio::time::timeout(Duration::from_secs(15), old.next_event()).await {
+        Ok(Some(ClientEvent::Closed { code, .. })) => assert_eq!(code, Some(4002)),
+        other => panic!("the old connection is closed with 4002: {other:?}"),
+    }
+    assert_eq!(moved.status().await.unwrap(), 1);
+    assert!(moved.try_next_event().is_none());
+    let listed = cluster.instances(1, "forgotten").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["state"], "online");
+}

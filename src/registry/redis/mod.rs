@@ -195,7 +195,10 @@ impl Registry for RedisRegistry {
             .arg(hex(conn.conn))
             .arg(now_secs)
             .arg(self.clock.now_ms())
-            .arg(u8::from(take == Take::IfFree));
+            .arg(match take {
+                Take::Always => String::new(),
+                Take::IfNewer(known) => format!("{known:x}"),
+            });
         let reply = self.run(&mut inv).await?;
         let r = items(&reply);
         let value = || {
