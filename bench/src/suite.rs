@@ -69,6 +69,9 @@ pub struct SuiteOptions {
     /// Sessions each of the three nodes holds in the cluster group.
     #[arg(long, default_value_t = 19_000)]
     pub cluster_hold_sessions: usize,
+    /// The cluster group runs its known-user logins only (to compare Redis topologies side by side).
+    #[arg(long)]
+    pub cluster_logins_only: bool,
     /// Events of each webhook delivery run.
     #[arg(long, default_value_t = 20_000)]
     pub webhook_events: usize,
@@ -468,22 +471,42 @@ async fn baseline_logins_on(base: &Server, o: &SuiteOptions, out: &mut Vec<Value
 /// are seconds apart, so the median of pairs says more than a ratio of medians measured minutes apart.
 async fn paired_with_baseline(
     o: &SuiteOptions,
-    t: &Target,
+    node: &Server,
+    redis: &BenchRedis,
     out: &mut Vec<Value>,
 ) -> anyhow::Result<()> {
+    let t = &target(node, o.sources);
     let base = start_baseline(o.pin)?;
     let bt = target(&base, o.sources);
     known_logins(&bt, o, o.known_users, None).await;
     let (mut ratios, mut rates, mut baseline_rates) = (Vec::new(), Vec::new(), Vec::new());
+    // CPU seconds of each process over the runs of each side: generator, server, Redis masters, replicas.
+    let (mut base_cpu, mut node_cpu) = ([0.0; 4], [0.0; 4]);
+    let me = std::process::id();
+    let sample = |server: u32| async move {
+        let (m, r) = redis.cpu_seconds().await;
+        [cpu_seconds(me), cpu_seconds(server), m, r]
+    };
+    let (base_pid, node_pid) = (base.child.id(), node.child.id());
     for _ in 0..o.repeats {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let before = sample(base_pid).await;
         let b = throughput(&known_logins(&bt, o, o.logins, None).await);
+        let after = sample(base_pid).await;
+        (0..4).for_each(|i| base_cpu[i] += after[i] - before[i]);
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let before = sample(node_pid).await;
         let r = throughput(&known_logins(t, o, o.logins, None).await);
+        let after = sample(node_pid).await;
+        (0..4).for_each(|i| node_cpu[i] += after[i] - before[i]);
         ratios.push(r / b.max(f64::MIN_POSITIVE));
         rates.push(r);
         baseline_rates.push(b);
     }
+    let per_login = |c: [f64; 4]| {
+        let us = |s: f64| (s * 1e6 / (o.repeats * o.logins).max(1) as f64).round();
+        json!({"generator": us(c[0]), "server": us(c[1]), "redis_masters": us(c[2]), "redis_replicas": us(c[3])})
+    };
     let v = json!({
         "scenario": "logins_known_redis_paired",
         "server": "imlogin",
@@ -494,6 +517,9 @@ async fn paired_with_baseline(
         "ratios": ratios,
         "rates": rates,
         "baseline_rates": baseline_rates,
+        // Where each login's CPU went (µs; the machine's cores are shared by all of them).
+        "cpu_us_per_login": per_login(node_cpu),
+        "baseline_cpu_us_per_login": per_login(base_cpu),
     });
     println!("{v}");
     out.push(v);
@@ -572,6 +598,34 @@ impl BenchRedis {
         out
     }
 
+    /// CPU seconds Redis has used (`INFO cpu`), summed over the masters and over the replicas.
+    async fn cpu_seconds(&self) -> (f64, f64) {
+        let (mut masters, mut replicas) = (0.0, 0.0);
+        for n in &self.nodes {
+            let info: String = redis::cmd("INFO")
+                .arg("cpu")
+                .query_async(&mut n.clone())
+                .await
+                .unwrap_or_default();
+            let field = |name: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            let used = field("used_cpu_sys:") + field("used_cpu_user:");
+            let role: Vec<redis::Value> = redis::cmd("ROLE")
+                .query_async(&mut n.clone())
+                .await
+                .unwrap_or_default();
+            match role.first() {
+                Some(redis::Value::BulkString(r)) if r == b"slave" => replicas += used,
+                _ => masters += used,
+            }
+        }
+        (masters, replicas)
+    }
+
     /// `used_memory`, summed over the masters.
     async fn memory(&self) -> anyhow::Result<u64> {
         let mut total = 0;
@@ -647,9 +701,36 @@ async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
     })
     .await;
     emit(out, "logins_known_redis", "imlogin", v, g, s);
-    paired_with_baseline(o, &ft, out).await?;
+    paired_with_baseline(o, &first, &redis, out).await?;
+    if o.cluster_logins_only {
+        drop(first);
+        redis.drop_namespace(&ns).await;
+    } else {
+        kicks_and_holds(o, &redis, &url, (first, &ns), out).await?;
+    }
+    drop_postgres(&o.postgres, &db).await;
+    // Which Redis each figure is of: one server, or a Redis Cluster (its masters and replicas).
+    let masters = redis.masters().await.len();
+    for l in &mut out[first_line..] {
+        l["redis"] = json!(if redis.cluster { "cluster" } else { "one" });
+        l["redis_masters"] = json!(masters);
+        l["redis_replicas"] = json!(redis.nodes.len() - masters);
+    }
+    Ok(())
+}
 
-    let second = start_imlogin_with(o.pin, Some(url.clone()), &env)?;
+/// The cluster group's kicks across two nodes (from `first`, a node on the Redis registry in namespace `ns`) and
+/// three nodes holding sessions.
+async fn kicks_and_holds(
+    o: &SuiteOptions,
+    redis: &BenchRedis,
+    url: &str,
+    (first, ns): (Server, &str),
+    out: &mut Vec<Value>,
+) -> anyhow::Result<()> {
+    let env = cluster_env(o, ns);
+    let ft = target(&first, o.sources);
+    let second = start_imlogin_with(o.pin, Some(url.to_owned()), &env)?;
     let st = target(&second, o.sources);
     let (v, g, s) = measured(&second, 1, throughput, |_| async {
         json!({"per_second": 0, "kick": kick_between(&ft, &st, o.kick_rounds, "xkick").await})
@@ -657,13 +738,13 @@ async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
     .await;
     emit(out, "kick_cross_node", "imlogin", v["kick"].clone(), g, s);
     drop((first, second));
-    redis.drop_namespace(&ns).await;
+    redis.drop_namespace(ns).await;
 
     // Three nodes, each held by a generator process of its own (one process may hold 20,000 files).
     let ns = format!("bench{:08x}", rand::random::<u32>());
     let env = cluster_env(o, &ns);
     let nodes: Vec<Server> = (0..3)
-        .map(|_| start_imlogin_with(o.pin, Some(url.clone()), &env))
+        .map(|_| start_imlogin_with(o.pin, Some(url.to_owned()), &env))
         .collect::<anyhow::Result<_>>()?;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let redis_before = redis.memory().await?;
@@ -721,11 +802,6 @@ async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
     emit(out, "hold_cluster", "imlogin", v, 0.0, 0.0);
     drop(nodes);
     redis.drop_namespace(&ns).await;
-    drop_postgres(&o.postgres, &db).await;
-    // Which Redis each figure is of: one server, or a Redis Cluster.
-    for l in &mut out[first_line..] {
-        l["redis"] = json!(if redis.cluster { "cluster" } else { "one" });
-    }
     Ok(())
 }
 
@@ -1059,11 +1135,23 @@ pub fn table(lines: &[Value], baseline_rate: f64) -> String {
                 "{:.0} µs CPU/login",
                 l["server_cpu_us_per_login"].as_f64().unwrap_or(0.0)
             ),
-            (Some("logins_known_redis_paired"), _) => format!(
-                "{:.2}x paired (median of {} pairs)",
-                l["ratio"].as_f64().unwrap_or(0.0),
-                l["pairs"].as_u64().unwrap_or(0)
-            ),
+            (Some("logins_known_redis_paired"), _) => {
+                let c = &l["cpu_us_per_login"];
+                let b = &l["baseline_cpu_us_per_login"];
+                let us = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+                format!(
+                    "{:.2}x paired (median of {} pairs); CPU per login: node {} µs, Redis masters {} µs, \
+                     replicas {} µs, generator {} µs (baseline: server {} µs, generator {} µs)",
+                    l["ratio"].as_f64().unwrap_or(0.0),
+                    l["pairs"].as_u64().unwrap_or(0),
+                    us(c, "server"),
+                    us(c, "redis_masters"),
+                    us(c, "redis_replicas"),
+                    us(c, "generator"),
+                    us(b, "server"),
+                    us(b, "generator"),
+                )
+            }
             (Some("hold_cluster"), _) => format!(
                 "{:.0} B/session in Redis",
                 l["redis_bytes_per_session"].as_f64().unwrap_or(0.0)
