@@ -389,6 +389,7 @@ impl Sessions {
                 instance,
                 previous,
                 seq,
+                ..
             } => (instance, previous, seq),
             // Only a node checking its connections leaves an instance on another connection.
             Attach::Elsewhere(_) => return Err(Failure::new(Code::InternalTimeout)),

@@ -16,8 +16,8 @@ use crate::registry::{Attach, Reaped, Take};
 /// Where a connection's instance stands in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recheck {
-    /// Attached to the connection (again, or put back after the registry lost it), with the user's change
-    /// number after that write if there was one.
+    /// Attached to the connection (again, or put back after the registry lost it), with the change that
+    /// attached it if the registry answered.
     Attached(Option<Seq>),
     /// Removed by a kick this node did not hear of.
     Kicked(Kick),
@@ -196,7 +196,11 @@ impl Sessions {
             .attach(key, conn, now, Take::IfNewer(facts.seq))
             .await
         {
-            Ok(Attach::Attached { previous, seq, .. }) => {
+            Ok(Attach::Attached {
+                previous,
+                attachment,
+                ..
+            }) => {
                 // Taken back from a connection Redis forgot was older (a failover lost this one's write).
                 if let Some(previous) = previous {
                     let push = Push::ResumedElsewhere {
@@ -204,7 +208,7 @@ impl Sessions {
                     };
                     self.hub.send(previous, push).await;
                 }
-                Recheck::Attached(Some(seq))
+                Recheck::Attached(Some(attachment))
             }
             // The connection's own timer tells its client.
             Ok(Attach::Expired(_)) => Recheck::Attached(None),

@@ -50,14 +50,15 @@ impl Instance {
 
 /// Names an instance.
 /// What a connection keeps of the instance it is logged in as, beyond its key and UserSig expiry: enough to put
-/// the instance back if the registry loses it (a Redis failover loses the last writes), and the user's change
-/// number after the connection's last write to it.
+/// the instance back if the registry loses it (a Redis failover loses the last writes), and the change that
+/// attached it to the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginFacts {
     pub platform: Platform,
     pub device_id: Option<Box<str>>,
     pub login_at_ms: i64,
     pub ip: std::net::IpAddr,
+    /// The user's change that attached the instance to this connection: its login's, resume's or put-back's.
     pub seq: Seq,
 }
 

@@ -24,6 +24,8 @@ pub struct UserEntry {
     kicked: Vec<(String, Kick, i64)>,
     /// The number of the user's last change.
     seq: Seq,
+    /// (instance_id, the change that attached it to its connection: its login's or its last resume's)
+    attachments: Vec<(String, Seq)>,
 }
 
 impl UserEntry {
@@ -40,6 +42,19 @@ impl UserEntry {
                 .drain(..self.kicked.len() + 1 - MAX_KICKS_REMEMBERED / 2);
         }
         self.kicked.push((instance_id, kick, until));
+    }
+
+    /// Records that change `seq` attached instance `id`, forgetting the instances that are gone.
+    fn attached(&mut self, id: &str, seq: Seq) {
+        let instances = &self.instances;
+        self.attachments
+            .retain(|(i, _)| i != id && instances.iter().any(|x| x.instance_id == *i));
+        self.attachments.push((id.to_owned(), seq));
+    }
+
+    fn attachment(&self, id: &str) -> Seq {
+        let found = self.attachments.iter().find(|(i, _)| i == id);
+        found.map_or(0, |a| a.1)
     }
 
     fn next_seq(&mut self, now_ms: i64) -> Seq {
@@ -194,11 +209,11 @@ impl Registry for MemoryRegistry {
             }
             // Most users hold one instance: do not let the first push reserve room for four.
             e.instances.reserve_exact(1);
+            let id = new.instance_id.clone();
             e.instances.push(new);
-            Admitted {
-                kicked,
-                seq: e.next_seq(now),
-            }
+            let seq = e.next_seq(now);
+            e.attached(&id, seq);
+            Admitted { kicked, seq }
         }))
     }
 
@@ -230,26 +245,31 @@ impl Registry for MemoryRegistry {
                 // Already attached to this connection (a node checking its connections): no change, as in
                 // the Redis registry.
                 if inst.conn == Some(conn) {
+                    let instance = inst.clone();
                     return Some(Attach::Attached {
-                        instance: inst.clone(),
+                        instance,
                         previous: None,
                         seq: e.seq,
+                        attachment: e.attachment(&key.instance_id),
                     });
                 }
                 let previous = inst.conn;
-                // Nothing is lost here: the other connection attached it after `known`.
                 if let (Some(other), Take::IfNewer(known)) = (previous, take) {
-                    if e.seq >= known {
+                    if e.attachment(&key.instance_id) >= known {
                         return Some(Attach::Elsewhere(other));
                     }
                 }
+                let inst = &mut e.instances[pos];
                 inst.conn = Some(conn);
                 inst.disconnected_at_ms = None;
                 let instance = inst.clone();
+                let seq = e.next_seq(now);
+                e.attached(&key.instance_id, seq);
                 Some(Attach::Attached {
                     instance,
                     previous,
-                    seq: e.next_seq(now),
+                    seq,
+                    attachment: seq,
                 })
             })
             .unwrap_or(Attach::Gone))

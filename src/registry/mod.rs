@@ -44,7 +44,11 @@ pub enum Attach {
         instance: Instance,
         /// The connection it was attached to before, which must be closed with 4002.
         previous: Option<ConnRef>,
+        /// The user's change number after the call.
         seq: Seq,
+        /// The change that attached the instance to this connection (this call's, or an earlier one if it was
+        /// attached to it already): what the connection gives as [`Take::IfNewer`] when it checks it.
+        attachment: Seq,
     },
     /// Its UserSig has expired: it was left as it was (on the connection it is on, if any).
     Expired(Instance),
@@ -59,10 +63,10 @@ pub enum Attach {
 pub enum Take {
     /// A resume: the client is on the new connection now, and the old one is closed with 4002.
     Always,
-    /// A node checking a connection whose last write to the user was change `known`, after pushes may have been
-    /// lost: an instance on another connection was resumed there by its client since (the lost push would have
-    /// told this connection), unless the user's record is older than `known`: then Redis lost this connection's
-    /// later write (a failover), and the instance is taken back.
+    /// A node checking a connection that attached the instance by change `known` (its login, its resume, or a
+    /// put-back), after pushes may have been lost: an instance another connection attached since stays there (its
+    /// client resumed there; the lost push would have told this connection); one attached to another connection
+    /// earlier than `known` is taken back (Redis lost this connection's attachment: a failover).
     IfNewer(Seq),
 }
 

@@ -14,6 +14,7 @@ mod fuzz_seeds;
 mod helpers;
 mod http_client;
 mod limits;
+mod lost_writes;
 mod operations;
 mod races;
 mod redis_cluster;

@@ -134,7 +134,8 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory(redis: Redis) {
             web_instances: rng.random_range(1..=3),
             instances_per_platform: rng.random_range(1..=2),
         };
-        let redis: Arc<dyn Registry> = Arc::new(fresh_registry(&conn, Duration::from_secs(60)).0);
+        let (registry, ns) = fresh_registry(&conn, Duration::from_secs(60));
+        let redis: Arc<dyn Registry> = Arc::new(registry);
         let memory: Arc<dyn Registry> = Arc::new(MemoryRegistry::new(Users::new(Clock::system())));
         let mut created = 0;
         // Every instance ever kicked: at the end both must remember the same kicks (the newest 16 or fewer per
@@ -308,6 +309,23 @@ async fn random_sequences_do_the_same_on_redis_as_in_memory(redis: Redis) {
                 assert_eq!(
                     (&m.ip, &m.device_id, m.sig_expires_at),
                     (&r.ip, &r.device_id, r.sig_expires_at)
+                );
+            }
+            // An instance's attachment number (`a:ID`) goes with the instance.
+            let layout = match &conn {
+                RedisConn::Cluster(_) => Layout::cluster(&ns).unwrap(),
+                RedisConn::One(_) => Layout::single(&ns),
+            };
+            let key = format!("{}:u:7:{u}", layout.prefix(7, u));
+            let fields: Vec<String> = redis::cmd("HKEYS")
+                .arg(&key)
+                .query_async(&mut conn.clone())
+                .await
+                .unwrap();
+            for f in fields.iter().filter_map(|f| f.strip_prefix("a:")) {
+                assert!(
+                    fields.contains(&format!("i:{f}")),
+                    "seed {seed}: {fields:?}"
                 );
             }
         }

@@ -225,11 +225,12 @@ impl Registry for RedisRegistry {
             Some(2) => {
                 let instance = value().ok_or_else(malformed)?;
                 let previous = on()?.filter(|p| *p != conn);
-                let seq = r.get(4).and_then(int).ok_or_else(malformed)? as Seq;
+                let number = |i: usize| r.get(i).and_then(int).map(|n| n as Seq);
                 Attach::Attached {
                     instance,
                     previous,
-                    seq,
+                    seq: number(4).ok_or_else(malformed)?,
+                    attachment: number(5).ok_or_else(malformed)?,
                 }
             }
             _ => Attach::Gone,

@@ -97,6 +97,8 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
   if putback then
     set[#set + 1], set[#set + 2] = 'pb', s
     set[#set + 1], set[#set + 2] = 'pw', watermark or ''
+    -- Attached by this change (see attach.lua).
+    set[#set + 1], set[#set + 2] = 'a:' .. id, s
   end
   local kicked = {}
   if #out > 0 then
@@ -108,6 +110,7 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
     for _, m in ipairs(out) do
       local reason = gone[m[1]]
       del[#del + 1] = 'i:' .. m[1]
+      del[#del + 1] = 'a:' .. m[1]
       -- With the new login's platform last, so a resume can tell a kick by the same platform from one by
       -- another (a reader that predates it reads the first three fields only).
       records[#records + 1] = m[1] .. ',' .. reason .. ',' .. until_hex .. ',' .. plat .. ';'

@@ -11,8 +11,9 @@
 -- a disconnection that is due later writes no index); entries are removed lazily: the reaper looks at the user
 -- when its score comes and finds what is due then. `e` is when the key expires (so only a change that needs the
 -- key to live longer writes an expiry). `pb` and `pw`, after an instance Redis lost was put back: the change
--- number that put-back wrote and what the record said before it (see admit.lua). Numbers kept in fields are
--- hexadecimal.
+-- number that put-back wrote and what the record said before it (see admit.lua). `a:ID`, once instance ID was
+-- attached again (a resume, a put-back): the change that attached it to its connection (until then its login's,
+-- its order; see attach.lua), removed with the instance. Numbers kept in fields are hexadecimal.
 local function hex(n)
   return string.format('%x', n)
 end

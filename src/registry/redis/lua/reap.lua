@@ -32,6 +32,7 @@ for _, m in ipairs(users) do
         local expired = math.floor(now / 1000) > num(f[4])
         if expired or now >= num(f[7]) + grace then
           del[#del + 1] = field
+          del[#del + 1] = 'a:' .. string.sub(field, 3)
           local s = 0
           if expired then
             last = next_seq(last, now)

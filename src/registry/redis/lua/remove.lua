@@ -9,7 +9,7 @@ end
 if ARGV[3] ~= '' and f[4] ~= ARGV[3] then
   return {0}
 end
-redis.call('HDEL', key, 'i:' .. ARGV[2])
+redis.call('HDEL', key, 'i:' .. ARGV[2], 'a:' .. ARGV[2])
 local s = next_seq(last, tonumber(ARGV[4]))
 if ARGV[5] ~= '' then
   local got = redis.call('HMGET', key, 'k', 'n')

@@ -12,6 +12,7 @@ for i = 1, #all, 2 do
     local id = string.sub(field, 3)
     local f = parse(all[i + 1])
     del[#del + 1] = field
+    del[#del + 1] = 'a:' .. id
     records[#records + 1] = {num(f[3]), id .. ',' .. ARGV[3]}
     out[#out + 1] = id
     out[#out + 1] = all[i + 1]

@@ -1,0 +1,212 @@
+//! A node that missed pushes, or whose Redis lost writes (a failover promotes a replica that had not received
+//! them), checks its connections against the registry: the instance ends on the connection its client resumed
+//! it on last, whichever of the two was lost; the other connection is closed with 4002; and losing one instance's
+//! writes does not decide for another instance of the same user (PROTOCOL §4, docs/operations.md).
+
+use std::time::Duration;
+
+use imlogin::client::{Client, ClientEvent};
+use redis::aio::MultiplexedConnection;
+
+use crate::cluster::Cluster;
+use crate::helpers::{params, Proxy, APP};
+
+/// Two nodes on one Redis, node 0 behind a proxy that can cut it off (so pushes to it are lost), and a
+/// connection to Redis that makes it forget writes as a failover does.
+struct Lossy {
+    proxy: Proxy,
+    cluster: Cluster,
+    redis: MultiplexedConnection,
+}
+
+impl Lossy {
+    async fn start() -> Lossy {
+        let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
+        let urls = [
+            format!("redis://{}", proxy.addr),
+            "redis://127.0.0.1:6379".to_owned(),
+        ];
+        let cluster = Cluster::start_each(&urls, &[]).await;
+        let redis = redis::Client::open("redis://127.0.0.1:6379")
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        Lossy {
+            proxy,
+            cluster,
+            redis,
+        }
+    }
+
+    fn key(&self, user: &str) -> String {
+        format!("{}:u:{APP}:{user}", self.cluster.ns)
+    }
+
+    /// The user's record now.
+    async fn record(&mut self, user: &str) -> Vec<(String, String)> {
+        let key = self.key(user);
+        redis::cmd("HGETALL")
+            .arg(key)
+            .query_async(&mut self.redis)
+            .await
+            .unwrap()
+    }
+
+    /// Redis forgets every write to the user since `record` was read.
+    async fn forget_since(&mut self, user: &str, record: &[(String, String)]) {
+        let key = self.key(user);
+        let _: () = redis::pipe()
+            .atomic()
+            .del(&key)
+            .hset_multiple(&key, record)
+            .expire(&key, 3600)
+            .query_async(&mut self.redis)
+            .await
+            .unwrap();
+    }
+
+    /// Node 0 is back, and every node subscribes again (as after a failover) and checks its connections.
+    async fn recover(&mut self) {
+        self.proxy.restore();
+        let _: redis::Value = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut self.redis)
+            .await
+            .unwrap();
+    }
+
+    /// The instances of the user, as node 1 lists them: every one online.
+    async fn all_online(&self, user: &str, n: usize) {
+        let listed = self.cluster.instances(1, user).await;
+        assert_eq!(listed.len(), n, "{listed:?}");
+        assert!(listed.iter().all(|i| i["state"] == "online"), "{listed:?}");
+    }
+}
+
+async fn closed_with_4002(c: &mut Client) {
+    match tokio::time::timeout(Duration::from_secs(15), c.next_event()).await {
+        Ok(Some(ClientEvent::Closed { code, .. })) => assert_eq!(code, Some(4002)),
+        other => panic!("the connection the client left is closed with 4002: {other:?}"),
+    }
+}
+
+/// The connections the client uses now stay, after the checks have run.
+async fn still_open(clients: &mut [&mut Client]) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for c in clients.iter_mut() {
+        assert!(
+            c.try_next_event().is_none(),
+            "a connection in use was closed"
+        );
+        assert_eq!(c.status().await.unwrap(), 1);
+    }
+}
+
+/// The push is lost: node 0 was cut off when its client resumed on node 1. Node 0's check leaves the instance
+/// where the client resumed it, and closes the old connection, as the push would have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_push_leaves_the_instance_where_its_client_resumed_it() {
+    let mut t = Lossy::start().await;
+    let mut old = t.cluster.connect(0).await;
+    let login = old.login(&params("mover", "web")).await.unwrap();
+    t.proxy.cut();
+    let mut moved = t.cluster.connect(1).await;
+    moved.resume(&login.session_token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    t.recover().await;
+
+    closed_with_4002(&mut old).await;
+    still_open(&mut [&mut moved]).await;
+    t.all_online("mover", 1).await;
+}
+
+/// The resume is lost too (the record still names the old connection): the connection that resumed takes the
+/// instance back, as the record is older than its resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_resume_is_taken_back_by_the_connection_that_made_it() {
+    let mut t = Lossy::start().await;
+    let mut old = t.cluster.connect(0).await;
+    let login = old.login(&params("forgotten", "web")).await.unwrap();
+    let before = t.record("forgotten").await;
+    t.proxy.cut();
+    let mut moved = t.cluster.connect(1).await;
+    moved.resume(&login.session_token).await.unwrap();
+    t.forget_since("forgotten", &before).await;
+    t.recover().await;
+
+    closed_with_4002(&mut old).await;
+    still_open(&mut [&mut moved]).await;
+    t.all_online("forgotten", 1).await;
+}
+
+/// After the loss and before the checks, another instance of the same user logs in: that change to the user is
+/// not a later attachment of the lost one, which is still taken back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_resume_is_taken_back_after_another_instance_of_the_user_logged_in() {
+    let mut t = Lossy::start().await;
+    let mut old = t.cluster.connect(0).await;
+    let login = old.login(&params("busy", "web")).await.unwrap();
+    let before = t.record("busy").await;
+    t.proxy.cut();
+    let mut moved = t.cluster.connect(1).await;
+    moved.resume(&login.session_token).await.unwrap();
+    t.forget_since("busy", &before).await;
+    let mut phone = t.cluster.connect(1).await;
+    phone.login(&params("busy", "android")).await.unwrap();
+    t.recover().await;
+
+    closed_with_4002(&mut old).await;
+    still_open(&mut [&mut moved, &mut phone]).await;
+    t.all_online("busy", 2).await;
+}
+
+/// Two instances of one user resumed on node 1, both resumes lost: each is taken back (the first taking back
+/// does not make the second look newer elsewhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_lost_resumes_of_one_user_are_both_taken_back() {
+    let mut t = Lossy::start().await;
+    let mut old_web = t.cluster.connect(0).await;
+    let web = old_web.login(&params("twice", "web")).await.unwrap();
+    let mut old_android = t.cluster.connect(0).await;
+    let android = old_android
+        .login(&params("twice", "android"))
+        .await
+        .unwrap();
+    let before = t.record("twice").await;
+    t.proxy.cut();
+    let mut moved_web = t.cluster.connect(1).await;
+    moved_web.resume(&web.session_token).await.unwrap();
+    let mut moved_android = t.cluster.connect(1).await;
+    moved_android.resume(&android.session_token).await.unwrap();
+    t.forget_since("twice", &before).await;
+    t.recover().await;
+
+    closed_with_4002(&mut old_web).await;
+    closed_with_4002(&mut old_android).await;
+    still_open(&mut [&mut moved_web, &mut moved_android]).await;
+    t.all_online("twice", 2).await;
+}
+
+/// One instance's resume and another's login lost together: the resume is taken back and the login put back,
+/// whichever the node checks first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_resume_and_a_lost_login_of_one_user_are_both_restored() {
+    let mut t = Lossy::start().await;
+    let mut old = t.cluster.connect(0).await;
+    let login = old.login(&params("mixed", "web")).await.unwrap();
+    let before = t.record("mixed").await;
+    t.proxy.cut();
+    let mut moved = t.cluster.connect(1).await;
+    moved.resume(&login.session_token).await.unwrap();
+    let mut phone = t.cluster.connect(1).await;
+    phone.login(&params("mixed", "android")).await.unwrap();
+    t.forget_since("mixed", &before).await;
+    t.recover().await;
+
+    closed_with_4002(&mut old).await;
+    still_open(&mut [&mut moved, &mut phone]).await;
+    t.all_online("mixed", 2).await;
+}
