@@ -507,7 +507,7 @@ async fn paired_with_baseline(
         let us = |s: f64| (s * 1e6 / (o.repeats * o.logins).max(1) as f64).round();
         json!({"generator": us(c[0]), "server": us(c[1]), "redis_masters": us(c[2]), "redis_replicas": us(c[3])})
     };
-    let v = json!({
+    let v = redis.tagged(json!({
         "scenario": "logins_known_redis_paired",
         "server": "imlogin",
         "pairs": o.repeats,
@@ -520,7 +520,7 @@ async fn paired_with_baseline(
         // Where each login's CPU went (µs; the machine's cores are shared by all of them).
         "cpu_us_per_login": per_login(node_cpu),
         "baseline_cpu_us_per_login": per_login(base_cpu),
-    });
+    }));
     println!("{v}");
     out.push(v);
     Ok(())
@@ -553,6 +553,8 @@ fn cluster_env(o: &SuiteOptions, ns: &str) -> Vec<(&'static str, String)> {
 struct BenchRedis {
     nodes: Vec<redis::aio::ConnectionManager>,
     cluster: bool,
+    /// Which Redis a figure is of: one server, or a Redis Cluster and its masters and replicas.
+    shape: Value,
 }
 
 impl BenchRedis {
@@ -571,7 +573,26 @@ impl BenchRedis {
                     .await?,
             );
         }
-        Ok(BenchRedis { nodes, cluster })
+        let mut redis = BenchRedis {
+            nodes,
+            cluster,
+            shape: Value::Null,
+        };
+        let masters = redis.masters().await.len();
+        redis.shape = json!({
+            "redis": if cluster { "cluster" } else { "one" },
+            "redis_masters": masters,
+            "redis_replicas": redis.nodes.len() - masters,
+        });
+        Ok(redis)
+    }
+
+    /// `v` with the shape of this Redis.
+    fn tagged(&self, mut v: Value) -> Value {
+        for (k, x) in self.shape.as_object().into_iter().flatten() {
+            v[k] = x.clone();
+        }
+        v
     }
 
     fn layout(&self, ns: &str) -> imlogin::registry::redis::Layout {
@@ -688,7 +709,6 @@ impl BenchRedis {
 /// two nodes, and three nodes holding sessions (each node's RSS and Redis's memory per session).
 async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
     let redis = BenchRedis::open(o).await?;
-    let first_line = out.len();
     let ns = format!("bench{:08x}", rand::random::<u32>());
     let env = cluster_env(o, &ns);
     let (url, db) = fresh_postgres(&o.postgres).await?;
@@ -700,7 +720,7 @@ async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
         known_logins(&ft, o, o.logins, None)
     })
     .await;
-    emit(out, "logins_known_redis", "imlogin", v, g, s);
+    emit(out, "logins_known_redis", "imlogin", redis.tagged(v), g, s);
     paired_with_baseline(o, &first, &redis, out).await?;
     if o.cluster_logins_only {
         drop(first);
@@ -709,13 +729,6 @@ async fn cluster(o: &SuiteOptions, out: &mut Vec<Value>) -> anyhow::Result<()> {
         kicks_and_holds(o, &redis, &url, (first, &ns), out).await?;
     }
     drop_postgres(&o.postgres, &db).await;
-    // Which Redis each figure is of: one server, or a Redis Cluster (its masters and replicas).
-    let masters = redis.masters().await.len();
-    for l in &mut out[first_line..] {
-        l["redis"] = json!(if redis.cluster { "cluster" } else { "one" });
-        l["redis_masters"] = json!(masters);
-        l["redis_replicas"] = json!(redis.nodes.len() - masters);
-    }
     Ok(())
 }
 
@@ -736,7 +749,14 @@ async fn kicks_and_holds(
         json!({"per_second": 0, "kick": kick_between(&ft, &st, o.kick_rounds, "xkick").await})
     })
     .await;
-    emit(out, "kick_cross_node", "imlogin", v["kick"].clone(), g, s);
+    emit(
+        out,
+        "kick_cross_node",
+        "imlogin",
+        redis.tagged(v["kick"].clone()),
+        g,
+        s,
+    );
     drop((first, second));
     redis.drop_namespace(ns).await;
 
@@ -799,7 +819,7 @@ async fn kicks_and_holds(
         "redis_bytes_per_session": redis_after.saturating_sub(redis_before) as f64 / online.max(1) as f64,
         "nodes": held,
     });
-    emit(out, "hold_cluster", "imlogin", v, 0.0, 0.0);
+    emit(out, "hold_cluster", "imlogin", redis.tagged(v), 0.0, 0.0);
     drop(nodes);
     redis.drop_namespace(&ns).await;
     Ok(())
