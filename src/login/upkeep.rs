@@ -13,6 +13,10 @@ use crate::push::bus::{Incoming, Message};
 use crate::push::hub::Push;
 use crate::registry::{Attach, Reaped, Take};
 
+/// Tries of a connection's check before it is left to the settler's next sweep, and the pause between them.
+const CHECK_TRIES: u32 = 3;
+const CHECK_PAUSE: Duration = Duration::from_millis(250);
+
 /// Where a connection's instance stands in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recheck {
@@ -190,12 +194,22 @@ impl Sessions {
         sig_expires_at: i64,
         facts: &LoginFacts,
     ) -> Recheck {
-        let now = self.clock.now_secs();
-        match self
-            .registry
-            .attach(key, conn, now, Take::IfNewer(facts.seq))
-            .await
-        {
+        // A check often runs as Redis comes back, when the first request on a connection to it may still fail:
+        // it is tried a few times before it is left to the settler's next sweep.
+        let mut tries = 1;
+        let attached = loop {
+            let now = self.clock.now_secs();
+            match self
+                .registry
+                .attach(key, conn, now, Take::IfNewer(facts.seq))
+                .await
+            {
+                Err(_) if tries < CHECK_TRIES => tries += 1,
+                r => break r,
+            }
+            tokio::time::sleep(CHECK_PAUSE).await;
+        };
+        match attached {
             Ok(Attach::Attached {
                 previous,
                 attachment,
@@ -217,11 +231,15 @@ impl Sessions {
                 Ok(Some(kick)) => Recheck::Kicked(kick),
                 _ => self.put_back(key, conn, sig_expires_at, facts).await,
             },
-            Err(e) => {
-                tracing::warn!(error = %e, "could not check an instance against the registry");
-                Recheck::Attached(None)
-            }
+            Err(e) => self.unchecked(&e),
         }
+    }
+
+    /// A check that could not be made: every connection checks again at the settler's next sweep.
+    fn unchecked(&self, e: &dyn std::fmt::Display) -> Recheck {
+        tracing::warn!(error = %e, "could not check an instance against the registry; checking again later");
+        self.unsettled.recheck();
+        Recheck::Attached(None)
     }
 
     /// An instance the registry no longer has, whose connection is live: put back if Redis lost it (the user's
@@ -251,10 +269,7 @@ impl Sessions {
         {
             Ok(Some(a)) if !a.disabled && a.revoked_at < facts.login_at_ms / 1000 => {}
             Ok(_) => return Recheck::Gone,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not check an account before putting its instance back");
-                return Recheck::Attached(None);
-            }
+            Err(e) => return self.unchecked(&e),
         }
         let inst = facts.instance(key, sig_expires_at, conn);
         let policy = self.policies.effective(&app);
@@ -263,18 +278,16 @@ impl Sessions {
             .reassert(inst, &policy, self.remember_ms(), facts.seq)
             .await
         {
-            Ok(Some(seq)) => {
+            Ok(Some(_)) => {
                 tracing::info!(
                     sdkappid = key.sdkappid,
                     "an instance the registry lost (a Redis failover) was put back"
                 );
-                Recheck::Attached(Some(seq))
+                // Put back with the number of the attachment Redis lost, which this connection keeps.
+                Recheck::Attached(Some(facts.seq))
             }
             Ok(None) => Recheck::Gone,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not check an instance against the registry");
-                Recheck::Attached(None)
-            }
+            Err(e) => self.unchecked(&e),
         }
     }
 }

@@ -254,22 +254,29 @@ impl Registry for MemoryRegistry {
                     });
                 }
                 let previous = inst.conn;
-                if let (Some(other), Take::IfNewer(known)) = (previous, take) {
-                    if e.attachment(&key.instance_id) >= known {
+                // As in the Redis registry: a check leaves the instance on a connection that attached it later,
+                // and otherwise restores its own attachment under its own number.
+                let restored = match (take, previous) {
+                    (Take::IfNewer(known), Some(other))
+                        if e.attachment(&key.instance_id) >= known =>
+                    {
                         return Some(Attach::Elsewhere(other));
                     }
-                }
+                    (Take::IfNewer(known), _) => Some(known),
+                    (Take::Always, _) => None,
+                };
+                let seq = e.next_seq(now);
+                let attachment = restored.unwrap_or(seq);
                 let inst = &mut e.instances[pos];
                 inst.conn = Some(conn);
                 inst.disconnected_at_ms = None;
                 let instance = inst.clone();
-                let seq = e.next_seq(now);
-                e.attached(&key.instance_id, seq);
+                e.attached(&key.instance_id, attachment);
                 Some(Attach::Attached {
                     instance,
                     previous,
                     seq,
-                    attachment: seq,
+                    attachment,
                 })
             })
             .unwrap_or(Attach::Gone))

@@ -53,17 +53,15 @@ impl Lossy {
             .unwrap()
     }
 
-    /// Redis forgets every write to the user since `record` was read.
+    /// Redis forgets every write to the user since `record` was read (empty: the user's whole record).
     async fn forget_since(&mut self, user: &str, record: &[(String, String)]) {
         let key = self.key(user);
-        let _: () = redis::pipe()
-            .atomic()
-            .del(&key)
-            .hset_multiple(&key, record)
-            .expire(&key, 3600)
-            .query_async(&mut self.redis)
-            .await
-            .unwrap();
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&key);
+        if !record.is_empty() {
+            pipe.hset_multiple(&key, record).expire(&key, 3600);
+        }
+        let _: () = pipe.query_async(&mut self.redis).await.unwrap();
     }
 
     /// Node 0 is back, and every node subscribes again (as after a failover) and checks its connections.
@@ -209,4 +207,73 @@ async fn a_lost_resume_and_a_lost_login_of_one_user_are_both_restored() {
     closed_with_4002(&mut old).await;
     still_open(&mut [&mut moved, &mut phone]).await;
     t.all_online("mixed", 2).await;
+}
+
+/// One instance resumed twice (A on node 0, then B on node 1), both resumes lost, and node 0 checks first: it
+/// takes the instance back from the login's connection under A's own number, still older than B's, so node 1's
+/// check takes it to B, where the client is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_lost_resumes_of_one_instance_the_later_wins() {
+    let mut t = Lossy::start().await;
+    let mut first = t.cluster.connect(0).await;
+    let login = first.login(&params("bounce", "web")).await.unwrap();
+    let before = t.record("bounce").await;
+    let mut a = t.cluster.connect(0).await;
+    a.resume(&login.session_token).await.unwrap();
+    closed_with_4002(&mut first).await;
+    t.proxy.cut();
+    let mut b = t.cluster.connect(1).await;
+    b.resume(&login.session_token).await.unwrap();
+    t.forget_since("bounce", &before).await;
+    // Node 0 comes back first (its bus reconnects and it checks A), then every node checks.
+    t.proxy.restore();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    t.recover().await;
+
+    closed_with_4002(&mut a).await;
+    still_open(&mut [&mut b]).await;
+    t.all_online("bounce", 1).await;
+}
+
+/// The login lost too (the user's record with it), and node 0 checks first: it puts the instance back under its
+/// login's number, older than B's resume, so node 1's check takes it to B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_login_and_its_lost_resume_end_on_the_resume() {
+    let mut t = Lossy::start().await;
+    let mut a = t.cluster.connect(0).await;
+    let login = a.login(&params("bounce2", "web")).await.unwrap();
+    t.proxy.cut();
+    let mut b = t.cluster.connect(1).await;
+    b.resume(&login.session_token).await.unwrap();
+    t.forget_since("bounce2", &[]).await;
+    t.proxy.restore();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    t.recover().await;
+
+    closed_with_4002(&mut a).await;
+    still_open(&mut [&mut b]).await;
+    t.all_online("bounce2", 1).await;
+}
+
+/// A resume of a disconnected instance and another device's login lost together: the check that attaches the
+/// instance again marks it as a put-back, so the lost login is still put back, whichever is checked first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_attaching_a_disconnected_instance_again_lets_a_lost_login_be_put_back() {
+    for round in 0..3 {
+        let user = format!("detached{round}");
+        let mut t = Lossy::start().await;
+        let first = t.cluster.connect(1).await;
+        let login = first.login(&params(&user, "web")).await.unwrap();
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = t.record(&user).await;
+        let mut moved = t.cluster.connect(1).await;
+        moved.resume(&login.session_token).await.unwrap();
+        let mut phone = t.cluster.connect(1).await;
+        phone.login(&params(&user, "android")).await.unwrap();
+        t.forget_since(&user, &before).await;
+        t.recover().await;
+        still_open(&mut [&mut moved, &mut phone]).await;
+        t.all_online(&user, 2).await;
+    }
 }

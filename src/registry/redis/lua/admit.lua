@@ -97,8 +97,8 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
   if putback then
     set[#set + 1], set[#set + 2] = 'pb', s
     set[#set + 1], set[#set + 2] = 'pw', watermark or ''
-    -- Attached by this change (see attach.lua).
-    set[#set + 1], set[#set + 2] = 'a:' .. id, s
+    -- Under the number of the attachment Redis lost, which the connection keeps (see attach.lua).
+    set[#set + 1], set[#set + 2] = 'a:' .. id, known
   end
   local kicked = {}
   if #out > 0 then
