@@ -8,26 +8,26 @@ use std::time::Duration;
 use imlogin::client::{Client, ClientEvent};
 use redis::aio::MultiplexedConnection;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, PrivateRedis};
 use crate::helpers::{params, Proxy, APP};
 
-/// Two nodes on one Redis, node 0 behind a proxy that can cut it off (so pushes to it are lost), and a
-/// connection to Redis that makes it forget writes as a failover does.
+/// Two nodes on a Redis of their own (the tests cut every subscription to it), node 0 behind a proxy that can
+/// cut it off (so pushes to it are lost), and a connection to Redis that makes it forget writes as a failover
+/// does.
 struct Lossy {
     proxy: Proxy,
     cluster: Cluster,
     redis: MultiplexedConnection,
+    _server: PrivateRedis,
 }
 
 impl Lossy {
     async fn start() -> Lossy {
-        let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
-        let urls = [
-            format!("redis://{}", proxy.addr),
-            "redis://127.0.0.1:6379".to_owned(),
-        ];
+        let server = PrivateRedis::start();
+        let proxy = Proxy::start(format!("127.0.0.1:{}", server.port).parse().unwrap()).await;
+        let urls = [format!("redis://{}", proxy.addr), server.url()];
         let cluster = Cluster::start_each(&urls, &[]).await;
-        let redis = redis::Client::open("redis://127.0.0.1:6379")
+        let redis = redis::Client::open(server.url())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
@@ -36,6 +36,7 @@ impl Lossy {
             proxy,
             cluster,
             redis,
+            _server: server,
         }
     }
 
