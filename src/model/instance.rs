@@ -48,7 +48,6 @@ impl Instance {
     }
 }
 
-/// Names an instance.
 /// What a connection keeps of the instance it is logged in as, beyond its key and UserSig expiry: enough to put
 /// the instance back if the registry loses it (a Redis failover loses the last writes), and the change that
 /// attached it to the connection.
@@ -91,6 +90,7 @@ impl LoginFacts {
     }
 }
 
+/// Names an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct InstanceKey {
     pub sdkappid: u32,
