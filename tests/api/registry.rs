@@ -426,6 +426,38 @@ async fn kick_records_without_a_count_are_counted_once() {
     del(&conn, &key).await;
 }
 
+/// An instance's attachment number left behind by an earlier version (whose removals do not know it) goes at the
+/// user's next login; one whose instance is there stays.
+#[tokio::test]
+async fn attachment_numbers_of_instances_gone_are_removed_at_the_next_login() {
+    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let (r, ns) = fresh_registry(&conn, Duration::from_secs(60));
+    let policy = Policy {
+        mode: Mode::Multi,
+        web_instances: 10,
+        instances_per_platform: 10,
+    };
+    let key = format!("{ns}:u:7:ann");
+    let kept = instance(1, "ann", Platform::Web, None, true);
+    r.admit(kept.clone(), &policy, 60_000).await.unwrap();
+    let again = ConnRef { node: 9, conn: 9 };
+    r.attach(&kept.key(), again, 0, Take::Always).await.unwrap();
+    hset(&conn, &key, "a:0123456789abcdef01234567", "1").await;
+    r.admit(
+        instance(2, "ann", Platform::Android, None, true),
+        &policy,
+        60_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(hget(&conn, &key, "a:0123456789abcdef01234567").await, None);
+    let kept_mark = format!("a:{}", kept.instance_id);
+    assert!(hget(&conn, &key, &kept_mark).await.is_some());
+    del(&conn, &key).await;
+}
+
 /// A kick by an admin, as remembered: no kicker's platform.
 const ADMIN_KICK: Kick = Kick {
     reason: KickReason::AdminKick,

@@ -8,7 +8,7 @@
 -- since, it is not there, and it kicks nobody.
 -- Returns {s, {id, reason, value, …}} with the instances it kicked (s in hexadecimal); {'', {}} if not put back.
 
-local I = string.byte('i')
+local I, A = string.byte('i'), string.byte('a')
 
 -- The class of platform `p` (a digit) among `classes`.
 local function class(classes, p)
@@ -44,13 +44,26 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
       return {'', {}}
     end
   end
-  local mine = {}
+  local mine, marks = {}, {}
   for i = 1, #all, 2 do
     local field = all[i]
-    if string.byte(field, 1) == I then
+    local b = string.byte(field, 1)
+    if b == I then
       local v = all[i + 1]
       local p, order, node, device = string.match(v, '^([^|]*)|[^|]*|([^|]*)|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|(.*)$')
       mine[#mine + 1] = {string.sub(field, 3), v, p, order, node, device}
+    elseif b == A then
+      marks[string.sub(field, 3)] = field
+    end
+  end
+  -- An attachment number whose instance is gone (removed by a version before them): it goes now.
+  local del = {}
+  if next(marks) then
+    for _, m in ipairs(mine) do
+      marks[m[1]] = nil
+    end
+    for _, field in pairs(marks) do
+      del[#del + 1] = field
     end
   end
   local out, gone = {}, {}
@@ -106,7 +119,7 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
     if #out > 1 then
       table.sort(out, function(a, b) return num(a[4]) < num(b[4]) end)
     end
-    local del, records = {}, {}
+    local records = {}
     for _, m in ipairs(out) do
       local reason = gone[m[1]]
       del[#del + 1] = 'i:' .. m[1]
@@ -120,6 +133,8 @@ local function admit(ns, floor, max_kicks, key, app, user, id, plat, dev, head, 
     end
     local k, n = remember_kicks(krec, kn, records, max_kicks)
     set[5], set[6], set[7], set[8] = 'k', k, 'n', n
+  end
+  if #del > 0 then
     redis.call('HDEL', key, unpack(del))
   end
   -- An instance admitted disconnected is due at the end of its grace (a kicked one's entry is left to the reaper).

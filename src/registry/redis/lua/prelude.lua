@@ -13,7 +13,8 @@
 -- key to live longer writes an expiry). `pb` and `pw`, after an instance Redis lost was put back: the change
 -- number that put-back wrote and what the record said before it (see admit.lua). `a:ID`, once instance ID was
 -- attached again (a resume, a put-back): the change that attached it to its connection (until then its login's,
--- its order; see attach.lua), removed with the instance. Numbers kept in fields are hexadecimal.
+-- its order; see attach.lua), removed with the instance (one an earlier version left behind goes at the user's
+-- next login). Numbers kept in fields are hexadecimal.
 local function hex(n)
   return string.format('%x', n)
 end
