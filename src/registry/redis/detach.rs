@@ -27,13 +27,7 @@ impl RedisRegistry {
             .iter()
             .map(|at| self.detach_batch(ended, at, now_ms));
         let results = try_join_all(calls).await?;
-        let mut out = vec![None; ended.len()];
-        for (at, rows) in batches.iter().zip(results) {
-            for (&i, row) in at.iter().zip(rows) {
-                out[i] = row;
-            }
-        }
-        Ok(out)
+        Ok(gather(ended.len(), &batches, results))
     }
 
     /// The instances `at` of `ended`, all on one master: what each call changed, in the order of `at`.
@@ -63,13 +57,8 @@ impl RedisRegistry {
             async move { self.detach_call(ended, &idx, now_ms, false).await }
         });
         let results = try_join_all(each).await?;
-        let mut out = vec![None; at.len()];
-        for ((_, pos), rows) in groups.iter().zip(results) {
-            for (&p, row) in pos.iter().zip(rows) {
-                out[p] = row;
-            }
-        }
-        Ok(out)
+        let positions: Vec<Vec<usize>> = groups.into_iter().map(|(_, pos)| pos).collect();
+        Ok(gather(at.len(), &positions, results))
     }
 
     /// One call for the instances `at` of `ended`: all their keys declared (one slot), or, `across` the slots of
@@ -120,4 +109,15 @@ impl RedisRegistry {
             .map(|(&i, row)| changed(&ended[i].0, row))
             .collect()
     }
+}
+
+/// The rows of each batch put back at the batch's positions, in a vector of `len`.
+fn gather(len: usize, batches: &[Vec<usize>], results: Vec<Vec<Changed>>) -> Vec<Changed> {
+    let mut out = vec![None; len];
+    for (positions, rows) in batches.iter().zip(results) {
+        for (&p, row) in positions.iter().zip(rows) {
+            out[p] = row;
+        }
+    }
+    out
 }
