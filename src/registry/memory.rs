@@ -45,11 +45,11 @@ impl UserEntry {
     }
 
     /// Records that change `seq` attached instance `id`, forgetting the instances that are gone.
-    fn attached(&mut self, id: &str, seq: Seq) {
+    fn attached(&mut self, id: String, seq: Seq) {
         let instances = &self.instances;
         self.attachments
-            .retain(|(i, _)| i != id && instances.iter().any(|x| x.instance_id == *i));
-        self.attachments.push((id.to_owned(), seq));
+            .retain(|(i, _)| *i != id && instances.iter().any(|x| x.instance_id == *i));
+        self.attachments.push((id, seq));
     }
 
     fn attachment(&self, id: &str) -> Seq {
@@ -212,7 +212,7 @@ impl Registry for MemoryRegistry {
             let id = new.instance_id.clone();
             e.instances.push(new);
             let seq = e.next_seq(now);
-            e.attached(&id, seq);
+            e.attached(id, seq);
             Admitted { kicked, seq }
         }))
     }
@@ -271,7 +271,7 @@ impl Registry for MemoryRegistry {
                 inst.conn = Some(conn);
                 inst.disconnected_at_ms = None;
                 let instance = inst.clone();
-                e.attached(&key.instance_id, attachment);
+                e.attached(key.instance_id.clone(), attachment);
                 Some(Attach::Attached {
                     instance,
                     previous,
