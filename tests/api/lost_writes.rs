@@ -40,6 +40,24 @@ impl Lossy {
         }
     }
 
+    /// A client logged in as `user` on `platform` through `node`: its connection and its session token.
+    async fn log_in(&self, node: usize, user: &str, platform: &str) -> (Client, String) {
+        let c = self.cluster.connect(node).await;
+        let token = c
+            .login(&params(user, platform))
+            .await
+            .unwrap()
+            .session_token;
+        (c, token)
+    }
+
+    /// A connection to `node` that resumed the session `token`.
+    async fn resume(&self, node: usize, token: &str) -> Client {
+        let c = self.cluster.connect(node).await;
+        c.resume(token).await.unwrap();
+        c
+    }
+
     fn key(&self, user: &str) -> String {
         format!("{}:u:{APP}:{user}", self.cluster.ns)
     }
@@ -109,11 +127,9 @@ async fn still_open(clients: &mut [&mut Client]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_push_leaves_the_instance_where_its_client_resumed_it() {
     let mut t = Lossy::start().await;
-    let mut old = t.cluster.connect(0).await;
-    let login = old.login(&params("mover", "web")).await.unwrap();
+    let (mut old, login) = t.log_in(0, "mover", "web").await;
     t.proxy.cut();
-    let mut moved = t.cluster.connect(1).await;
-    moved.resume(&login.session_token).await.unwrap();
+    let mut moved = t.resume(1, &login).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     t.recover().await;
 
@@ -127,12 +143,10 @@ async fn a_lost_push_leaves_the_instance_where_its_client_resumed_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_resume_is_taken_back_by_the_connection_that_made_it() {
     let mut t = Lossy::start().await;
-    let mut old = t.cluster.connect(0).await;
-    let login = old.login(&params("forgotten", "web")).await.unwrap();
+    let (mut old, login) = t.log_in(0, "forgotten", "web").await;
     let before = t.record("forgotten").await;
     t.proxy.cut();
-    let mut moved = t.cluster.connect(1).await;
-    moved.resume(&login.session_token).await.unwrap();
+    let mut moved = t.resume(1, &login).await;
     t.forget_since("forgotten", &before).await;
     t.recover().await;
 
@@ -146,15 +160,12 @@ async fn a_lost_resume_is_taken_back_by_the_connection_that_made_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_resume_is_taken_back_after_another_instance_of_the_user_logged_in() {
     let mut t = Lossy::start().await;
-    let mut old = t.cluster.connect(0).await;
-    let login = old.login(&params("busy", "web")).await.unwrap();
+    let (mut old, login) = t.log_in(0, "busy", "web").await;
     let before = t.record("busy").await;
     t.proxy.cut();
-    let mut moved = t.cluster.connect(1).await;
-    moved.resume(&login.session_token).await.unwrap();
+    let mut moved = t.resume(1, &login).await;
     t.forget_since("busy", &before).await;
-    let mut phone = t.cluster.connect(1).await;
-    phone.login(&params("busy", "android")).await.unwrap();
+    let (mut phone, _) = t.log_in(1, "busy", "android").await;
     t.recover().await;
 
     closed_with_4002(&mut old).await;
@@ -167,19 +178,12 @@ async fn a_lost_resume_is_taken_back_after_another_instance_of_the_user_logged_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_lost_resumes_of_one_user_are_both_taken_back() {
     let mut t = Lossy::start().await;
-    let mut old_web = t.cluster.connect(0).await;
-    let web = old_web.login(&params("twice", "web")).await.unwrap();
-    let mut old_android = t.cluster.connect(0).await;
-    let android = old_android
-        .login(&params("twice", "android"))
-        .await
-        .unwrap();
+    let (mut old_web, web) = t.log_in(0, "twice", "web").await;
+    let (mut old_android, android) = t.log_in(0, "twice", "android").await;
     let before = t.record("twice").await;
     t.proxy.cut();
-    let mut moved_web = t.cluster.connect(1).await;
-    moved_web.resume(&web.session_token).await.unwrap();
-    let mut moved_android = t.cluster.connect(1).await;
-    moved_android.resume(&android.session_token).await.unwrap();
+    let mut moved_web = t.resume(1, &web).await;
+    let mut moved_android = t.resume(1, &android).await;
     t.forget_since("twice", &before).await;
     t.recover().await;
 
@@ -194,14 +198,11 @@ async fn two_lost_resumes_of_one_user_are_both_taken_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_resume_and_a_lost_login_of_one_user_are_both_restored() {
     let mut t = Lossy::start().await;
-    let mut old = t.cluster.connect(0).await;
-    let login = old.login(&params("mixed", "web")).await.unwrap();
+    let (mut old, login) = t.log_in(0, "mixed", "web").await;
     let before = t.record("mixed").await;
     t.proxy.cut();
-    let mut moved = t.cluster.connect(1).await;
-    moved.resume(&login.session_token).await.unwrap();
-    let mut phone = t.cluster.connect(1).await;
-    phone.login(&params("mixed", "android")).await.unwrap();
+    let mut moved = t.resume(1, &login).await;
+    let (mut phone, _) = t.log_in(1, "mixed", "android").await;
     t.forget_since("mixed", &before).await;
     t.recover().await;
 
@@ -216,15 +217,12 @@ async fn a_lost_resume_and_a_lost_login_of_one_user_are_both_restored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_lost_resumes_of_one_instance_the_later_wins() {
     let mut t = Lossy::start().await;
-    let mut first = t.cluster.connect(0).await;
-    let login = first.login(&params("bounce", "web")).await.unwrap();
+    let (mut first, login) = t.log_in(0, "bounce", "web").await;
     let before = t.record("bounce").await;
-    let mut a = t.cluster.connect(0).await;
-    a.resume(&login.session_token).await.unwrap();
+    let mut a = t.resume(0, &login).await;
     closed_with_4002(&mut first).await;
     t.proxy.cut();
-    let mut b = t.cluster.connect(1).await;
-    b.resume(&login.session_token).await.unwrap();
+    let mut b = t.resume(1, &login).await;
     t.forget_since("bounce", &before).await;
     // Node 0 comes back first (its bus reconnects and it checks A), then every node checks.
     t.proxy.restore();
@@ -241,11 +239,9 @@ async fn of_two_lost_resumes_of_one_instance_the_later_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_login_and_its_lost_resume_end_on_the_resume() {
     let mut t = Lossy::start().await;
-    let mut a = t.cluster.connect(0).await;
-    let login = a.login(&params("bounce2", "web")).await.unwrap();
+    let (mut a, login) = t.log_in(0, "bounce2", "web").await;
     t.proxy.cut();
-    let mut b = t.cluster.connect(1).await;
-    b.resume(&login.session_token).await.unwrap();
+    let mut b = t.resume(1, &login).await;
     t.forget_since("bounce2", &[]).await;
     t.proxy.restore();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -263,15 +259,12 @@ async fn a_check_attaching_a_disconnected_instance_again_lets_a_lost_login_be_pu
     for round in 0..3 {
         let user = format!("detached{round}");
         let mut t = Lossy::start().await;
-        let first = t.cluster.connect(1).await;
-        let login = first.login(&params(&user, "web")).await.unwrap();
+        let (first, login) = t.log_in(1, &user, "web").await;
         drop(first);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = t.record(&user).await;
-        let mut moved = t.cluster.connect(1).await;
-        moved.resume(&login.session_token).await.unwrap();
-        let mut phone = t.cluster.connect(1).await;
-        phone.login(&params(&user, "android")).await.unwrap();
+        let mut moved = t.resume(1, &login).await;
+        let (mut phone, _) = t.log_in(1, &user, "android").await;
         t.forget_since(&user, &before).await;
         t.recover().await;
         still_open(&mut [&mut moved, &mut phone]).await;

@@ -392,16 +392,8 @@ fn the_script_loop_benchmark_runs_the_current_scripts() {
 /// after an upgrade: a kick that finds 16 records trims them to 7 before adding its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kick_records_without_a_count_are_counted_once() {
-    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
-        .await
-        .unwrap();
-    let (r, ns) = fresh_registry(&conn, Duration::from_secs(60));
-    let policy = Policy {
-        mode: Mode::Multi,
-        web_instances: 10,
-        instances_per_platform: 10,
-    };
-    let key = format!("{ns}:u:7:ann");
+    let (conn, r, key) = ann_on_one_redis().await;
+    let policy = ROOMY;
     let old: String = (0..14)
         .map(|i| format!("{i:024x},2,ffffffffffff;"))
         .collect();
@@ -430,16 +422,8 @@ async fn kick_records_without_a_count_are_counted_once() {
 /// user's next login; one whose instance is there stays.
 #[tokio::test]
 async fn attachment_numbers_of_instances_gone_are_removed_at_the_next_login() {
-    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
-        .await
-        .unwrap();
-    let (r, ns) = fresh_registry(&conn, Duration::from_secs(60));
-    let policy = Policy {
-        mode: Mode::Multi,
-        web_instances: 10,
-        instances_per_platform: 10,
-    };
-    let key = format!("{ns}:u:7:ann");
+    let (conn, r, key) = ann_on_one_redis().await;
+    let policy = ROOMY;
     let kept = instance(1, "ann", Platform::Web, None, true);
     r.admit(kept.clone(), &policy, 60_000).await.unwrap();
     let again = ConnRef { node: 9, conn: 9 };
@@ -458,6 +442,23 @@ async fn attachment_numbers_of_instances_gone_are_removed_at_the_next_login() {
     del(&conn, &key).await;
 }
 
+/// A connection to the machine's Redis, a registry in a namespace of its own, and the key of its user `ann`
+/// (app 7), whose record the tests below write as an earlier version would have.
+async fn ann_on_one_redis() -> (RedisConn, RedisRegistry, String) {
+    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let (r, ns) = fresh_registry(&conn, Duration::from_secs(60));
+    (conn, r, format!("{ns}:u:7:ann"))
+}
+
+/// Room for ten instances on every platform: nobody is kicked by the policy.
+const ROOMY: Policy = Policy {
+    mode: Mode::Multi,
+    web_instances: 10,
+    instances_per_platform: 10,
+};
+
 /// A kick by an admin, as remembered: no kicker's platform.
 const ADMIN_KICK: Kick = Kick {
     reason: KickReason::AdminKick,
@@ -469,11 +470,7 @@ const ADMIN_KICK: Kick = Kick {
 /// the three an earlier version reads, leaving the records before it as they were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kick_records_of_an_earlier_version_read_and_new_ones_keep_their_first_fields() {
-    let conn = connect("redis://127.0.0.1:6379", Duration::from_secs(2))
-        .await
-        .unwrap();
-    let (r, ns) = fresh_registry(&conn, Duration::from_secs(60));
-    let key = format!("{ns}:u:7:ann");
+    let (conn, r, key) = ann_on_one_redis().await;
     let id = |n: usize| format!("{n:024x}");
     // Two records as an earlier version wrote them (a policy kick, reason 0; an admin's, 2), and one whose
     // kicker's platform this version does not know.
