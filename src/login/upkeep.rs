@@ -237,7 +237,10 @@ impl Sessions {
 
     /// A check that could not be made: every connection checks again at the settler's next sweep.
     fn unchecked(&self, e: &dyn std::fmt::Display) -> Recheck {
-        tracing::warn!(error = %e, "could not check an instance against the registry; checking again later");
+        self.registry_failed(
+            e,
+            "could not check an instance against the registry; checking again later",
+        );
         self.unsettled.recheck();
         Recheck::Attached(None)
     }

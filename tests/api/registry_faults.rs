@@ -226,3 +226,52 @@ async fn a_login_that_outlives_its_apps_removal_is_refused_and_leaves_nothing() 
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A check of the node's connections that Redis does not answer in time is made again at a later sweep, once it
+/// answers: an instance its client resumed elsewhere meanwhile (as the record now says) has its old connection
+/// closed with 4002. (Only a bus that reconnects made the node check again before.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_redis_did_not_answer_is_made_again() {
+    let (_db, proxy, app) = behind_a_slow_redis("120").await;
+    let mut c = app.connect().await;
+    let login = c.login(&params("checked", "web")).await.unwrap();
+    // The record says another connection (of another node) attached the instance since.
+    let ns = &app.state.settings.registry.namespace;
+    let key = format!("{ns}:u:{APP}:checked");
+    let mut redis = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let field = format!("i:{}", login.instance_id);
+    let value: String = redis::cmd("HGET")
+        .arg(&key)
+        .arg(&field)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut f: Vec<&str> = value.split('|').collect();
+    (f[4], f[5]) = ("abc", "1");
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg(&field)
+        .arg(f.join("|"))
+        .arg(format!("a:{}", login.instance_id))
+        .arg("fffffffffffff")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    proxy.delay(LATE);
+    app.state.sessions.reconcile().await;
+    // Every try of the check has timed out by now.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(c.try_next_event().is_none(), "checked while Redis was slow");
+    proxy.delay(Duration::ZERO);
+    // The settler's next sweep checks every connection again; sweeps are a minute apart at most once the first
+    // (made while Redis was still slow) has run.
+    match tokio::time::timeout(Duration::from_secs(75), c.next_event()).await {
+        Ok(Some(ClientEvent::Closed { code, .. })) => assert_eq!(code, Some(4002)),
+        other => panic!("the connection is checked again and closed with 4002: {other:?}"),
+    }
+}
