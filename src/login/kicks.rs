@@ -55,6 +55,9 @@ impl Sessions {
         let all = futures_util::future::join_all(written);
         if tokio::time::timeout_at(deadline, all).await.is_err() {
             tracing::warn!("a kicked connection did not write kicked_offline in time");
+            if let Some(m) = &self.metrics {
+                m.kick_waits_expired.inc();
+            }
         }
     }
 

@@ -2,7 +2,8 @@
 //! Redis Cluster it is sharded pub/sub (`SPUBLISH`, `SSUBSCRIBE`, Redis ≥ 7): a channel lives on the master of
 //! its slot, so a message crosses one master instead of every node of the cluster.
 //!
-//! Pub/sub delivers at most once: a message published while a node's subscription is cut is lost. The
+//! Pub/sub delivers to whoever is subscribed at the time: a message that Redis says no node heard is published
+//! again for a while ([`super::unheard`]), and one published while a node's subscription stays cut is lost. The
 //! subscription runs on a RESP3 connection that reconnects and resubscribes by itself; when it comes back the
 //! node is told ([`Incoming::Resynced`]) and checks its connections against the registry, which is the truth
 //! (a kick that was lost in transit is found there). On a cluster, any lost connection (a master failing over)
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::bus::{Bus, Envelope, Incoming, Message};
+use super::unheard::{Outgoing, Unheard};
 use crate::registry::redis::{err, RedisConn};
 use crate::registry::RegistryError;
 
@@ -38,7 +40,7 @@ fn channel(ns: &str, node: Option<u64>) -> String {
 pub struct RedisBus {
     node: u64,
     ns: String,
-    out: mpsc::Sender<(String, String)>,
+    out: mpsc::Sender<Outgoing>,
 }
 
 impl RedisBus {
@@ -63,6 +65,14 @@ impl Bus for RedisBus {
 
     fn broadcast(&self, message: Message) {
         self.queue(channel(&self.ns, None), message);
+    }
+}
+
+/// Sleeps until `at`; forever if `None`.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -145,7 +155,9 @@ pub struct BusWorker {
     node: u64,
     publisher: RedisConn,
     subscriber: Subscriber,
-    out: mpsc::Receiver<(String, String)>,
+    out: mpsc::Receiver<Outgoing>,
+    /// Messages no node heard, to publish again.
+    unheard: Unheard,
     pushes: mpsc::UnboundedReceiver<PushInfo>,
     incoming: mpsc::Sender<Incoming>,
     redis: BusRedis,
@@ -181,6 +193,7 @@ pub async fn connect(
         publisher,
         subscriber,
         out,
+        unheard: Unheard::default(),
         pushes,
         incoming: incoming_tx,
         redis,
@@ -205,12 +218,8 @@ impl BusWorker {
                     None => std::future::pending().await,
                 }
             };
-            let retry = async {
-                match resync {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let retry = until(resync);
+            let again = until(self.unheard.due());
             tokio::select! {
                 _ = stop.cancelled() => return,
                 first = self.out.recv() => match first {
@@ -235,6 +244,7 @@ impl BusWorker {
                     tracing::warn!("bus: the Redis Cluster's masters changed; subscribing again");
                     resync = Some(tokio::time::Instant::now());
                 }
+                _ = again => self.publish_unheard().await,
                 _ = retry => {
                     resync = match self.restore().await {
                         Ok(()) => {
@@ -268,54 +278,95 @@ impl BusWorker {
         }
     }
 
-    /// Publishes `first` and whatever else is queued (up to a batch) in one round trip: one pipeline on one
-    /// server; on a cluster, one per channel (a pipeline stays in one slot), all at once.
-    async fn publish(&mut self, first: (String, String)) {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            let Ok(next) = self.out.try_recv() else {
-                break;
-            };
-            batch.push(next);
-        }
-        let n = batch.len();
-        let failed = match &self.publisher {
-            RedisConn::One(_) => {
-                let mut pipe = redis::pipe();
-                for (channel, payload) in batch {
-                    pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
-                }
-                pipe.query_async::<()>(&mut self.publisher.clone())
-                    .await
-                    .err()
+    /// Publishes `first` and whatever else is queued (up to a batch) in one round trip. A message for a
+    /// channel with messages waiting to be published again waits behind them, so a node receives its messages
+    /// in the order they were sent.
+    async fn publish(&mut self, first: Outgoing) {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next {
+            if self.unheard.holds(&m.0) {
+                self.unheard.push(m);
+            } else {
+                batch.push(m);
             }
+            next = if batch.len() < BATCH {
+                self.out.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let unheard = self.send(&batch).await;
+        let mut batch: Vec<_> = batch.into_iter().map(Some).collect();
+        for i in unheard {
+            if let Some(m) = batch[i].take() {
+                self.unheard.push(m);
+            }
+        }
+    }
+
+    /// Publishes again what no node was subscribed to hear (see [`Unheard`]).
+    async fn publish_unheard(&mut self) {
+        let waiting = self.unheard.take();
+        let batch: Vec<Outgoing> = waiting.iter().map(|(m, _)| m.clone()).collect();
+        let unheard = self.send(&batch).await;
+        let mut waiting: Vec<_> = waiting.into_iter().map(Some).collect();
+        let again = unheard
+            .into_iter()
+            .filter_map(|i| waiting[i].take())
+            .collect();
+        self.unheard.put_back(again);
+    }
+
+    /// Publishes `batch`: one pipeline on one server; on a cluster, one per channel (a pipeline stays in one
+    /// slot), all at once. Returns the indexes of the messages that reached no subscriber, in order.
+    async fn send(&self, batch: &[Outgoing]) -> Vec<usize> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let (command, groups) = match &self.publisher {
+            RedisConn::One(_) => ("PUBLISH", vec![(0..batch.len()).collect::<Vec<_>>()]),
             RedisConn::Cluster(_) => {
-                let mut by_channel: Vec<(String, redis::Pipeline)> = Vec::new();
-                for (channel, payload) in batch {
-                    let at = match by_channel.iter().position(|(c, _)| *c == channel) {
-                        Some(at) => at,
-                        None => {
-                            by_channel.push((channel.clone(), redis::pipe()));
-                            by_channel.len() - 1
-                        }
-                    };
-                    by_channel[at]
-                        .1
-                        .cmd("SPUBLISH")
-                        .arg(channel)
-                        .arg(payload)
-                        .ignore();
+                let mut by_channel: Vec<Vec<usize>> = Vec::new();
+                for (i, (channel, _)) in batch.iter().enumerate() {
+                    match by_channel.iter_mut().find(|g| batch[g[0]].0 == *channel) {
+                        Some(g) => g.push(i),
+                        None => by_channel.push(vec![i]),
+                    }
                 }
-                let sends = by_channel.iter().map(|(_, pipe)| {
-                    let mut conn = self.publisher.clone();
-                    async move { pipe.query_async::<()>(&mut conn).await }
-                });
-                join_all(sends).await.into_iter().find_map(Result::err)
+                ("SPUBLISH", by_channel)
             }
         };
-        if let Some(e) = failed {
-            tracing::warn!(error = %e, messages = n, "bus: could not publish; messages to other nodes were lost");
+        let sends = groups.into_iter().map(|group| {
+            let mut pipe = redis::pipe();
+            for &i in &group {
+                pipe.cmd(command).arg(&batch[i].0).arg(&batch[i].1);
+            }
+            let mut conn = self.publisher.clone();
+            async move { (pipe.query_async::<Vec<i64>>(&mut conn).await, group) }
+        });
+        let mut unheard = Vec::new();
+        for (heard, group) in join_all(sends).await {
+            match heard {
+                // No subscriber: the node addressed is subscribing again (after a cut, or on another master
+                // after a failover), or is gone.
+                Ok(counts) => unheard.extend(
+                    group
+                        .into_iter()
+                        .zip(counts)
+                        .filter(|(_, c)| *c == 0)
+                        .map(|(i, _)| i),
+                ),
+                // Perhaps not sent (the connection is being made again): sent again, as a message received
+                // twice does nothing more than once.
+                Err(e) => {
+                    tracing::debug!(error = %e, messages = group.len(), "bus: could not publish; trying again");
+                    unheard.extend(group);
+                }
+            }
         }
+        unheard.sort_unstable();
+        unheard
     }
 
     async fn receive(&self, push: PushInfo) {

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub sessions_online: Family<AppPlatform, Gauge>,
     pub logins: Family<AppCode, Counter>,
     pub kicks: Family<AppReason, Counter>,
+    /// Logins that answered before every connection they kicked had written its `kicked_offline`.
+    pub kick_waits_expired: Counter,
     pub login_duration: Histogram,
     pub db_errors: Family<Area, Counter>,
     pub registry_errors: Counter,
@@ -90,6 +92,7 @@ impl Metrics {
             sessions_online: Family::default(),
             logins: Family::default(),
             kicks: Family::default(),
+            kick_waits_expired: Counter::default(),
             // 100 µs … ~3.3 s.
             login_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             db_errors: Family::default(),
@@ -114,6 +117,11 @@ impl Metrics {
             "imlogin_kicks",
             "Instances kicked, by app and reason",
             m.kicks.clone(),
+        );
+        r.register(
+            "imlogin_kick_waits_expired",
+            "Logins that answered after waiting 2 s in vain for a kicked connection to write its kicked_offline",
+            m.kick_waits_expired.clone(),
         );
         r.register(
             "imlogin_login_duration_seconds",

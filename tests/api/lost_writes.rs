@@ -3,7 +3,7 @@
 //! it on last, whichever of the two was lost; the other connection is closed with 4002; and losing one instance's
 //! writes does not decide for another instance of the same user (PROTOCOL §4, docs/operations.md).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use imlogin::client::{Client, ClientEvent};
 use redis::aio::MultiplexedConnection;
@@ -11,11 +11,16 @@ use redis::aio::MultiplexedConnection;
 use crate::cluster::{Cluster, PrivateRedis};
 use crate::helpers::{params, Proxy, APP};
 
+/// How long a push nobody heard is published again (2 s), and a margin.
+const UNHEARD_KEPT: Duration = Duration::from_millis(2500);
+
 /// Two nodes on a Redis of their own (the tests cut every subscription to it), node 0 behind a proxy that can
 /// cut it off (so pushes to it are lost), and a connection to Redis that makes it forget writes as a failover
 /// does.
 struct Lossy {
     proxy: Proxy,
+    /// When node 0 was cut off.
+    cut_at: Option<Instant>,
     cluster: Cluster,
     redis: MultiplexedConnection,
     _server: PrivateRedis,
@@ -34,6 +39,7 @@ impl Lossy {
             .unwrap();
         Lossy {
             proxy,
+            cut_at: None,
             cluster,
             redis,
             _server: server,
@@ -83,9 +89,24 @@ impl Lossy {
         let _: () = pipe.query_async(&mut self.redis).await.unwrap();
     }
 
+    /// Node 0 is cut off from Redis: pushes to it go unheard.
+    fn cut(&mut self) {
+        self.proxy.cut();
+        self.cut_at = Some(Instant::now());
+    }
+
+    /// Node 0 is back, once the pushes sent to it meanwhile are lost: other nodes publish a push nobody heard
+    /// again for a while (docs/operations.md), and these tests are about what a node does after losing them.
+    async fn restore(&mut self) {
+        if let Some(at) = self.cut_at.take() {
+            tokio::time::sleep_until((at + UNHEARD_KEPT).into()).await;
+        }
+        self.proxy.restore();
+    }
+
     /// Node 0 is back, and every node subscribes again (as after a failover) and checks its connections.
     async fn recover(&mut self) {
-        self.proxy.restore();
+        self.restore().await;
         let _: redis::Value = redis::cmd("CLIENT")
             .arg("KILL")
             .arg("TYPE")
@@ -128,7 +149,7 @@ async fn still_open(clients: &mut [&mut Client]) {
 async fn a_lost_push_leaves_the_instance_where_its_client_resumed_it() {
     let mut t = Lossy::start().await;
     let (mut old, login) = t.log_in(0, "mover", "web").await;
-    t.proxy.cut();
+    t.cut();
     let mut moved = t.resume(1, &login).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     t.recover().await;
@@ -145,7 +166,7 @@ async fn a_lost_resume_is_taken_back_by_the_connection_that_made_it() {
     let mut t = Lossy::start().await;
     let (mut old, login) = t.log_in(0, "forgotten", "web").await;
     let before = t.record("forgotten").await;
-    t.proxy.cut();
+    t.cut();
     let mut moved = t.resume(1, &login).await;
     t.forget_since("forgotten", &before).await;
     t.recover().await;
@@ -162,7 +183,7 @@ async fn a_lost_resume_is_taken_back_after_another_instance_of_the_user_logged_i
     let mut t = Lossy::start().await;
     let (mut old, login) = t.log_in(0, "busy", "web").await;
     let before = t.record("busy").await;
-    t.proxy.cut();
+    t.cut();
     let mut moved = t.resume(1, &login).await;
     t.forget_since("busy", &before).await;
     let (mut phone, _) = t.log_in(1, "busy", "android").await;
@@ -181,7 +202,7 @@ async fn two_lost_resumes_of_one_user_are_both_taken_back() {
     let (mut old_web, web) = t.log_in(0, "twice", "web").await;
     let (mut old_android, android) = t.log_in(0, "twice", "android").await;
     let before = t.record("twice").await;
-    t.proxy.cut();
+    t.cut();
     let mut moved_web = t.resume(1, &web).await;
     let mut moved_android = t.resume(1, &android).await;
     t.forget_since("twice", &before).await;
@@ -200,7 +221,7 @@ async fn a_lost_resume_and_a_lost_login_of_one_user_are_both_restored() {
     let mut t = Lossy::start().await;
     let (mut old, login) = t.log_in(0, "mixed", "web").await;
     let before = t.record("mixed").await;
-    t.proxy.cut();
+    t.cut();
     let mut moved = t.resume(1, &login).await;
     let (mut phone, _) = t.log_in(1, "mixed", "android").await;
     t.forget_since("mixed", &before).await;
@@ -221,11 +242,11 @@ async fn of_two_lost_resumes_of_one_instance_the_later_wins() {
     let before = t.record("bounce").await;
     let mut a = t.resume(0, &login).await;
     closed_with_4002(&mut first).await;
-    t.proxy.cut();
+    t.cut();
     let mut b = t.resume(1, &login).await;
     t.forget_since("bounce", &before).await;
     // Node 0 comes back first (its bus reconnects and it checks A), then every node checks.
-    t.proxy.restore();
+    t.restore().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     t.recover().await;
 
@@ -240,10 +261,10 @@ async fn of_two_lost_resumes_of_one_instance_the_later_wins() {
 async fn a_lost_login_and_its_lost_resume_end_on_the_resume() {
     let mut t = Lossy::start().await;
     let (mut a, login) = t.log_in(0, "bounce2", "web").await;
-    t.proxy.cut();
+    t.cut();
     let mut b = t.resume(1, &login).await;
     t.forget_since("bounce2", &[]).await;
-    t.proxy.restore();
+    t.restore().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     t.recover().await;
 

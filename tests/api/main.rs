@@ -5,6 +5,7 @@ mod admin_native;
 mod admin_v4;
 mod architecture;
 mod auth;
+mod bus;
 mod cli;
 mod cluster;
 mod deploy;

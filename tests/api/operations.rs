@@ -17,7 +17,7 @@ fn sqlite_env(dir: &tempfile::TempDir) -> (&'static str, String) {
 }
 
 /// One scrape of `/metrics`, parsed with a Prometheus text parser.
-async fn scrape(b: &Binary) -> prometheus_parse::Scrape {
+pub async fn scrape(b: &Binary) -> prometheus_parse::Scrape {
     let r = reqwest::get(format!("http://{}/metrics", b.metrics_addr))
         .await
         .unwrap();
@@ -30,7 +30,7 @@ async fn scrape(b: &Binary) -> prometheus_parse::Scrape {
 }
 
 /// The value of the sample `name` whose labels include `labels` (0 when there is none).
-fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     s.samples
         .iter()
         .filter(|x| x.metric == name)
@@ -82,6 +82,7 @@ async fn the_metrics_scrape_parses_and_follows_logins_and_kicks(backend: Backend
     for name in [
         "imlogin_database_errors",
         "imlogin_registry_errors",
+        "imlogin_kick_waits_expired",
         "imlogin_webhook_queue",
         "imlogin_webhook_pending",
         "imlogin_webhook_deliveries",
