@@ -272,7 +272,12 @@ impl BusWorker {
                 let (subscriber, pushes) =
                     Subscriber::open(&self.redis, channels, self.timeout).await?;
                 self.subscriber = subscriber;
-                self.pushes = pushes;
+                // What the old subscription heard while the new one was made is handed on, not dropped with it
+                // (a message may then come through both: it is safe to repeat).
+                let mut old = std::mem::replace(&mut self.pushes, pushes);
+                while let Ok(p) = old.try_recv() {
+                    self.receive(p).await;
+                }
                 Ok(())
             }
         }
