@@ -249,6 +249,72 @@ async fn an_instance_redis_lost_is_put_back_unless_the_user_changed_since() {
     assert!(cluster.instances(0, "removed").await.is_empty());
 }
 
+/// Planned failovers of every master in turn (`CLUSTER FAILOVER` on its replica) while logins on node 1 kick
+/// instances on node 0, one after another: each node's channel moves with its slot, and a kick sent while node
+/// 0 subscribes again on the new master is published again until it is heard (docs/operations.md). Every kick
+/// reaches its client, no login fails, and none waits out its 2 s for a kick to be written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kicks_across_nodes_through_planned_failovers_reach_their_clients_without_waiting_out_the_timeout(
+) {
+    let redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
+        .await
+        .unwrap();
+    let cluster = Cluster::start_on_cluster(&redis, 2, &[]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let kicks = {
+        let stop = stop.clone();
+        let (ws0, ws1) = (cluster.ws(0), cluster.ws(1));
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let user = format!("moved{n}");
+                let mut first = Client::connect(&ws0).await.unwrap();
+                first.login(&params(&user, "web")).await.unwrap();
+                let second = Client::connect(&ws1).await.unwrap();
+                second.login(&params(&user, "web")).await.unwrap();
+                let (code, _) = kicked(&mut first).await;
+                assert_eq!(code, 6208, "kick {n}");
+                n += 1;
+            }
+            n
+        })
+    };
+    for master in redis.masters() {
+        let redis = &redis;
+        tokio::task::block_in_place(|| {
+            let replica = *redis
+                .ports
+                .iter()
+                .find(|&&p| {
+                    cli(p, &["INFO", "replication"]).contains(&format!("master_port:{master}"))
+                })
+                .unwrap();
+            assert_eq!(cli(replica, &["CLUSTER", "FAILOVER"]), "OK");
+            let asked = Instant::now();
+            while !cli(replica, &["ROLE"]).starts_with("master") {
+                assert!(
+                    asked.elapsed() < Duration::from_secs(10),
+                    "the replica takes over"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            redis.wait_until_healthy();
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let n = kicks.await.unwrap();
+    assert!(n > 3, "kicks ran throughout: {n}");
+    for node in &cluster.nodes {
+        let s = crate::operations::scrape(node).await;
+        let expired = crate::operations::value(&s, "imlogin_kick_waits_expired_total", &[]);
+        assert_eq!(
+            expired, 0.0,
+            "a login waited 2 s in vain for its kick ({n} kicks)"
+        );
+    }
+}
+
 /// A planned failover (`CLUSTER FAILOVER` on a replica): the old master stays up and answers `MOVED` for its
 /// slots, which the node follows at once (no login fails); and masters that lost their scripts (`SCRIPT FLUSH`,
 /// as a master restarted empty) get them again on the next call.

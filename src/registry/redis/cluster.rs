@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use futures_util::future::{join_all, select_ok};
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{Arg, Cmd, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
+use redis::{Arg, Cmd, Pipeline, RedisError, RedisResult, Value};
 use tokio::sync::{watch, Notify};
 
 use super::connect::connection_info;
 use super::layout::slot;
-use super::slots::{key_of, node_url, parse_slots};
+use super::slots::{key_of, migrating, moved_to, node_url, parse_slots};
 use crate::registry::{RegResult, RegistryError};
 
 /// How often the map is read again while a master does not answer (a failover takes seconds).
@@ -163,8 +163,8 @@ impl ClusterConn {
         let mut r = self.conn_for(slot)?.req_packed_command(cmd).await;
         // The slot moved (a failover or a resharding the map has not seen yet): read the map, and go where it
         // now says, once.
-        if r.as_ref().is_ok_and(moved) {
-            self.0.refresh_after_moved().await;
+        if let Some(to) = r.as_ref().ok().and_then(moved_to) {
+            self.0.refresh_after_moved(slot, to).await;
             r = self.conn_for(slot)?.req_packed_command(cmd).await;
         }
         // The slot is being moved and the keys are in the middle of it (`TRYAGAIN`, `ASK`): the move goes on
@@ -176,8 +176,8 @@ impl ClusterConn {
             }
             tokio::time::sleep(pause).await;
             r = self.conn_for(slot)?.req_packed_command(cmd).await;
-            if r.as_ref().is_ok_and(moved) {
-                self.0.refresh_after_moved().await;
+            if let Some(to) = r.as_ref().ok().and_then(moved_to) {
+                self.0.refresh_after_moved(slot, to).await;
                 r = self.conn_for(slot)?.req_packed_command(cmd).await;
             }
         }
@@ -251,8 +251,9 @@ impl ConnectionLike for ClusterConn {
                 .conn_for(slot)?
                 .req_packed_commands(pipeline, offset, count)
                 .await;
-            if r.as_ref().is_ok_and(|values| values.iter().any(moved)) {
-                self.0.refresh_after_moved().await;
+            let to = r.as_ref().ok().and_then(|v| v.iter().find_map(moved_to));
+            if let Some(to) = to {
+                self.0.refresh_after_moved(slot, to).await;
                 let again = self.conn_for(slot)?;
                 return self.watch(
                     again
@@ -271,32 +272,34 @@ impl ConnectionLike for ClusterConn {
 }
 
 impl Inner {
-    /// After a `MOVED`: reads the map unless another reading began after this command was sent.
-    async fn refresh_after_moved(&self) {
+    /// After a `MOVED` of `slot` to the master at `to`: reads the map, asking that master first (during a
+    /// failover the other nodes may not know yet), unless a reading that began after this command was sent
+    /// already routes the slot there.
+    async fn refresh_after_moved(&self, slot: u16, to: Addr) {
         use std::sync::atomic::Ordering::SeqCst;
         let seen = self.readings.load(SeqCst);
         let _reading = self.reading.lock().await;
-        if self.readings.load(SeqCst) != seen {
+        let routed = |map: &SlotMap| map.master_of(slot).is_some_and(|m| m.addr == to);
+        if self.readings.load(SeqCst) != seen && routed(&self.map.read().expect("the map's lock")) {
             return;
         }
-        if let Err(e) = self.refresh_locked().await {
+        if let Err(e) = self.refresh_locked(Some(&to)).await {
             tracing::warn!(error = %e, "Redis Cluster: could not read which master serves which slots");
         }
     }
 
     async fn refresh(&self) -> RegResult<bool> {
         let _reading = self.reading.lock().await;
-        self.refresh_locked().await
+        self.refresh_locked(None).await
     }
 
-    /// Reads the map from the first node that answers (masters, then the other nodes, then the seeds) and
-    /// connects to masters it did not know. Returns whether every slot has a master that answered.
-    async fn refresh_locked(&self) -> RegResult<bool> {
+    /// Reads the map from the first node that answers (`first`, the masters, the other nodes, then the seeds)
+    /// and connects to masters it did not know. Returns whether every slot has a master that answered.
+    async fn refresh_locked(&self, first: Option<&Addr>) -> RegResult<bool> {
         let old = self.map.read().expect("the map's lock").clone();
-        let mut asked: Vec<String> = old
-            .masters
-            .iter()
-            .map(|m| &m.addr)
+        let mut asked: Vec<String> = first
+            .into_iter()
+            .chain(old.masters.iter().map(|m| &m.addr))
             .chain(&old.nodes)
             .map(node_url)
             .collect();
@@ -452,17 +455,6 @@ const MIGRATING_RETRIES: [Duration; 3] = [
     Duration::from_millis(40),
     Duration::from_millis(80),
 ];
-
-/// Whether a reply says its slot is being moved (`TRYAGAIN`, `ASK`).
-fn migrating(v: &Value) -> bool {
-    matches!(v, Value::ServerError(e)
-        if matches!(e.kind(), Some(ServerErrorKind::TryAgain | ServerErrorKind::Ask)))
-}
-
-/// Whether a reply says its slot is served elsewhere now.
-fn moved(v: &Value) -> bool {
-    matches!(v, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::Moved))
-}
 
 fn covers_every_slot(map: &SlotMap) -> bool {
     let mut next = 0u32;

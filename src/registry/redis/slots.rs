@@ -1,7 +1,7 @@
 //! Reading a Redis Cluster's answers for our client (`cluster.rs`): `CLUSTER SLOTS`, the key a command is
-//! routed by, and node addresses as URLs.
+//! routed by, where a `MOVED` reply sends it, and node addresses as URLs.
 
-use redis::{Arg, Cmd, Value};
+use redis::{Arg, Cmd, ServerErrorKind, Value};
 
 use super::cluster::Addr;
 use crate::registry::{RegResult, RegistryError};
@@ -88,6 +88,24 @@ pub(super) fn parse_slots(
     Ok((ranges, nodes))
 }
 
+/// Whether a reply says its slot is being moved (`TRYAGAIN`, `ASK`).
+pub(super) fn migrating(v: &Value) -> bool {
+    matches!(v, Value::ServerError(e)
+        if matches!(e.kind(), Some(ServerErrorKind::TryAgain | ServerErrorKind::Ask)))
+}
+
+/// Where a reply says its slot is served now (`MOVED slot host:port`), if it says so.
+pub(super) fn moved_to(v: &Value) -> Option<Addr> {
+    let Value::ServerError(e) = v else {
+        return None;
+    };
+    if e.kind() != Some(ServerErrorKind::Moved) {
+        return None;
+    }
+    let (host, port) = e.details()?.split_whitespace().nth(1)?.rsplit_once(':')?;
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +132,23 @@ mod tests {
             "redis://10.0.0.1:7000"
         );
         assert_eq!(node_url(&("::1".into(), 7000)), "redis://[::1]:7000");
+    }
+
+    #[test]
+    fn a_moved_reply_names_where_its_slot_is_served() {
+        let reply = |code: &str, details: &str| {
+            redis::parse_redis_value(format!("-{code} {details}\r\n").as_bytes()).unwrap()
+        };
+        assert_eq!(
+            moved_to(&reply("MOVED", "12791 127.0.0.1:12106")),
+            Some(("127.0.0.1".to_owned(), 12106))
+        );
+        assert_eq!(
+            moved_to(&reply("MOVED", "1 ::1:7000")),
+            Some(("::1".to_owned(), 7000))
+        );
+        assert_eq!(moved_to(&reply("ASK", "12791 127.0.0.1:12106")), None);
+        assert_eq!(moved_to(&reply("MOVED", "12791")), None);
+        assert_eq!(moved_to(&Value::Okay), None);
     }
 }
