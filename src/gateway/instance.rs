@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::driver::{Flow, Shell, Transport};
 use super::native::protocol::close;
 use crate::login::service::{LoginOk, Recheck, Sessions};
-use crate::model::{Cause, ConnRef, Failure, Instance, InstanceKey, Kick, LoginFacts};
+use crate::model::{Cause, ConnRef, Failure, Instance, InstanceKey, Kick, LoginFacts, Seq};
 use crate::push::hub::{Ack, Push};
 use crate::runtime::metrics::OnlineMark;
 
@@ -158,6 +158,15 @@ impl<K: Keeps> InstanceState<K> {
                 }
             }
             State::LoggedOut(_) => None,
+        }
+    }
+
+    /// Whether the current instance was attached to this connection after change `attachment` (a push that
+    /// says it moved by that change came late, and no longer holds).
+    fn attached_after(&self, attachment: Option<Seq>) -> bool {
+        match (self.current(), attachment) {
+            (Some(c), Some(a)) => c.facts.seq > a,
+            _ => false,
         }
     }
 
@@ -313,7 +322,14 @@ impl<K: Keeps> InstanceState<K> {
         };
         sh.login_deadline = None;
         let inst = &ok.instance;
-        if !self.is_current(&inst.instance_id) {
+        if let Some(c) = self
+            .current_mut()
+            .filter(|c| c.key.instance_id == inst.instance_id)
+        {
+            // A resume of the current instance attached it again: a push about an earlier attachment no
+            // longer holds.
+            c.facts.seq = c.facts.seq.max(ok.seq);
+        } else {
             let online = sh
                 .sessions
                 .metrics()
@@ -363,7 +379,10 @@ impl<K: Keeps> InstanceState<K> {
                 self.take_current();
                 Pushed::LoggedOut
             }
-            Push::ResumedElsewhere { instance_id } if self.is_current(&instance_id) => {
+            Push::ResumedElsewhere {
+                instance_id,
+                attachment,
+            } if self.is_current(&instance_id) && !self.attached_after(attachment) => {
                 self.take_current();
                 Pushed::Ends(Ends::ResumedElsewhere)
             }

@@ -384,13 +384,13 @@ impl Sessions {
                 return Err(Failure::new(Code::InternalTimeout));
             }
         };
-        let (instance, previous, seq) = match attached {
+        let (instance, previous, seq, attachment) = match attached {
             Attach::Attached {
                 instance,
                 previous,
                 seq,
-                ..
-            } => (instance, previous, seq),
+                attachment,
+            } => (instance, previous, seq, attachment),
             // Only a node checking its connections leaves an instance on another connection.
             Attach::Elsewhere(_) => return Err(Failure::new(Code::InternalTimeout)),
             Attach::Expired(instance) => {
@@ -425,6 +425,7 @@ impl Sessions {
                     previous,
                     Push::ResumedElsewhere {
                         instance_id: key.instance_id.clone(),
+                        attachment: Some(attachment),
                     },
                 )
                 .await;

@@ -219,6 +219,7 @@ impl Sessions {
                 if let Some(previous) = previous {
                     let push = Push::ResumedElsewhere {
                         instance_id: key.instance_id.clone(),
+                        attachment: Some(attachment),
                     };
                     self.hub.send(previous, push).await;
                 }

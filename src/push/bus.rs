@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::KickReason;
 use crate::model::Platform;
+use crate::model::Seq;
 
 /// What one node tells another (or all).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,8 +27,14 @@ pub enum Message {
     },
     /// The instance was logged out through HTTP.
     LoggedOut { conn: u64, instance_id: String },
-    /// The instance was resumed on another connection: close this one with 4002.
-    ResumedElsewhere { conn: u64, instance_id: String },
+    /// The instance was resumed on another connection, by change `attachment` (absent from an earlier
+    /// version): close this one with 4002, unless it attached the instance later.
+    ResumedElsewhere {
+        conn: u64,
+        instance_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attachment: Option<Seq>,
+    },
     /// The kick numbered `id` was written (or its connection is gone).
     Ack { id: u64 },
     /// To every node: drop the cached login state of this account.
@@ -92,6 +99,12 @@ mod tests {
             Message::ResumedElsewhere {
                 conn: 2,
                 instance_id: "y".into(),
+                attachment: Some(0x1234_5678_9abc_def0),
+            },
+            Message::ResumedElsewhere {
+                conn: 2,
+                instance_id: "y".into(),
+                attachment: None,
             },
             Message::Ack { id: 3 },
             Message::Account {

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::model::ConnRef;
 use crate::model::KickReason;
 use crate::model::Platform;
+use crate::model::Seq;
 use crate::push::bus::{Bus, Message};
 
 /// Tells whoever waits for a kick that it is done: when dropped, which the connection does once the event is
@@ -69,8 +70,12 @@ pub enum Push {
     },
     /// The instance was logged out through HTTP: send `logged_out`, stay open.
     LoggedOut { instance_id: String },
-    /// The instance was resumed on another connection: close with 4002.
-    ResumedElsewhere { instance_id: String },
+    /// The instance was resumed on another connection, by change `attachment`: close with 4002, unless this
+    /// connection attached it later (the push came late: see [`crate::push::unheard`]).
+    ResumedElsewhere {
+        instance_id: String,
+        attachment: Option<Seq>,
+    },
     /// The server is stopping: close with 1012, leaving the instance resumable.
     Shutdown,
     /// The node may have missed pushes (the bus was cut off): check the instance against the registry.
@@ -272,9 +277,13 @@ impl Hub {
                 conn: conn.conn,
                 instance_id,
             },
-            Push::ResumedElsewhere { instance_id } => Message::ResumedElsewhere {
+            Push::ResumedElsewhere {
+                instance_id,
+                attachment,
+            } => Message::ResumedElsewhere {
                 conn: conn.conn,
                 instance_id,
+                attachment,
             },
             Push::Shutdown | Push::Recheck => return false,
         };
@@ -321,8 +330,16 @@ impl Hub {
             Message::LoggedOut { conn, instance_id } => {
                 self.deliver(conn, Push::LoggedOut { instance_id });
             }
-            Message::ResumedElsewhere { conn, instance_id } => {
-                self.deliver(conn, Push::ResumedElsewhere { instance_id });
+            Message::ResumedElsewhere {
+                conn,
+                instance_id,
+                attachment,
+            } => {
+                let push = Push::ResumedElsewhere {
+                    instance_id,
+                    attachment,
+                };
+                self.deliver(conn, push);
             }
             // Dropping the waiting acknowledgement completes the kicking login's wait.
             Message::Ack { id } => {

@@ -289,38 +289,51 @@ impl BusWorker {
     async fn publish(&mut self, first: Outgoing) {
         let mut batch = Vec::new();
         let mut next = Some(first);
+        let mut taken = 0;
         while let Some(m) = next {
+            taken += 1;
             if self.unheard.holds(&m.0) {
                 self.unheard.push(m);
             } else {
                 batch.push(m);
             }
-            next = if batch.len() < BATCH {
-                self.out.try_recv().ok()
-            } else {
-                None
+            next = match taken < BATCH {
+                true => self.out.try_recv().ok(),
+                false => None,
             };
         }
-        let unheard = self.send(&batch).await;
+        let missed = self.send(&batch).await;
         let mut batch: Vec<_> = batch.into_iter().map(Some).collect();
-        for i in unheard {
+        for i in missed {
             if let Some(m) = batch[i].take() {
                 self.unheard.push(m);
             }
         }
     }
 
-    /// Publishes again what no node was subscribed to hear (see [`Unheard`]).
+    /// Publishes again the first message of each channel no node heard whose time has come (see [`Unheard`]);
+    /// where it is heard now, the messages that waited behind it follow at once.
     async fn publish_unheard(&mut self) {
-        let waiting = self.unheard.take();
-        let batch: Vec<Outgoing> = waiting.iter().map(|(m, _)| m.clone()).collect();
-        let unheard = self.send(&batch).await;
-        let mut waiting: Vec<_> = waiting.into_iter().map(Some).collect();
-        let again = unheard
-            .into_iter()
-            .filter_map(|i| waiting[i].take())
-            .collect();
-        self.unheard.put_back(again);
+        let probes = self.unheard.probes();
+        let missed = self.send(&probes).await;
+        let mut rest = Vec::new();
+        for (i, (channel, _)) in probes.iter().enumerate() {
+            match missed.binary_search(&i) {
+                Ok(_) => self.unheard.not_heard(channel),
+                Err(_) => rest.extend(self.unheard.heard(channel)),
+            }
+        }
+        if rest.is_empty() {
+            return;
+        }
+        let batch: Vec<Outgoing> = rest.iter().map(|(m, _)| m.clone()).collect();
+        let missed = self.send(&batch).await;
+        let mut rest: Vec<_> = rest.into_iter().map(Some).collect();
+        for i in missed {
+            if let Some((m, since)) = rest[i].take() {
+                self.unheard.push_since(m, since);
+            }
+        }
     }
 
     /// Publishes `batch`: one pipeline on one server; on a cluster, one per channel (a pipeline stays in one

@@ -1,102 +1,141 @@
 //! Messages the bus published that no node heard: Redis answered that the channel had no subscriber (the node
 //! addressed was subscribing again: its connection to Redis was cut, or its channel's slot moved to another
 //! master in a failover; or it is gone), or the publishing failed (our own connection to Redis was being made
-//! again). They are published again, at growing intervals, for as long as a kicking login waits for its kick to
-//! be written ([`RETRY_FOR`]); a node that comes back within that time receives them, in order. Past it, the
-//! node's check against the registry when its subscription is back finds what they said. A message that failed
-//! may have been received all the same, and then is received twice: every message is safe to repeat (a kick or
-//! a close of a connection that no longer holds the instance is ignored; an acknowledgement, a cache drop, a
-//! policy reload or a check done twice changes nothing more).
+//! again). They wait, per channel and in order, and later messages for that channel wait behind them. The first
+//! waiting message of a channel is published again at growing intervals (a probe: one command per channel,
+//! however many wait); once it is heard the rest follow at once. A message is tried for as long as a kicking
+//! login waits for its kick to be written ([`RETRY_FOR`]); a node that comes back within that time receives its
+//! messages in order, and past it the node's check against the registry, when its subscription is back, finds
+//! what they said.
+//!
+//! A message that failed may have been received all the same, and is then received twice, and one that waited
+//! arrives late. Both are harmless: a kick or a logout names an instance, which is never attached again once
+//! removed; a resume elsewhere carries the number of its attachment, and a connection that attached the
+//! instance after it ignores it; an acknowledgement, a cache drop, a policy reload or a check done twice changes
+//! nothing more.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 /// How long a message that no node heard is tried again: as long as a login waits for its kicks.
 pub const RETRY_FOR: Duration = Duration::from_secs(2);
-/// The first pause before a message is tried again; it doubles up to [`MAX_PAUSE`].
+/// The first pause before a channel's messages are tried again; it doubles up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(20);
 const MAX_PAUSE: Duration = Duration::from_millis(200);
-/// Messages kept to try again at most (a node that is gone while many logins kick its instances).
-const MAX_KEPT: usize = 16 * 1024;
+/// Messages kept per channel at most (a node that is gone while many logins kick its instances); past that the
+/// oldest go. Other channels are not affected.
+const MAX_PER_CHANNEL: usize = 16 * 1024;
 
 /// A channel and a payload.
 pub type Outgoing = (String, String);
 
-struct Waiting {
-    message: Outgoing,
-    since: Instant,
+struct Channel {
+    /// Payloads, oldest first, each with when it was first sent.
+    queue: VecDeque<(String, Instant)>,
+    pause: Duration,
+    /// When to try again.
+    at: Instant,
+    /// When it was last tried (or began to wait).
+    last: Instant,
 }
 
 #[derive(Default)]
 pub struct Unheard {
-    queue: VecDeque<Waiting>,
-    /// When to publish them again; `None` while none waits.
-    next: Option<Instant>,
-    pause: Duration,
+    /// Only channels with messages waiting.
+    channels: HashMap<String, Channel>,
 }
 
 impl Unheard {
-    /// Whether a message for `channel` waits (a later one for it must wait behind it).
+    /// Whether messages for `channel` wait (a later one for it must wait behind them).
     pub fn holds(&self, channel: &str) -> bool {
-        self.queue.iter().any(|w| w.message.0 == channel)
+        self.channels.contains_key(channel)
     }
 
-    /// Keeps `message`, unheard or waiting behind one, to be published again.
+    /// Keeps `message`, not heard or waiting behind one, to be published again.
     pub fn push(&mut self, message: Outgoing) {
-        self.keep(Waiting {
-            message,
-            since: Instant::now(),
-        });
+        self.push_since(message, Instant::now());
     }
 
-    /// When to publish the waiting messages again, if any wait.
-    pub fn due(&self) -> Option<Instant> {
-        self.next
-    }
-
-    /// Takes the waiting messages still worth publishing, and drops the ones kept past [`RETRY_FOR`].
-    pub fn take(&mut self) -> Vec<(Outgoing, Instant)> {
+    /// Keeps `message`, first sent at `since`.
+    pub fn push_since(&mut self, (channel, payload): Outgoing, since: Instant) {
         let now = Instant::now();
-        let all = std::mem::take(&mut self.queue);
-        let before = all.len();
-        let live: Vec<_> = all
-            .into_iter()
-            .filter(|w| now.duration_since(w.since) < RETRY_FOR)
-            .map(|w| (w.message, w.since))
-            .collect();
-        if live.len() < before {
+        let c = self.channels.entry(channel).or_insert_with(|| Channel {
+            queue: VecDeque::new(),
+            pause: FIRST_PAUSE,
+            at: now + FIRST_PAUSE,
+            last: now,
+        });
+        // Messages waiting behind others: the channel is tried again soon (its node may be back), so they do
+        // not pile up; a node that is gone gets a probe per [`FIRST_PAUSE`] at most.
+        c.at = c.at.min(c.last + FIRST_PAUSE);
+        if c.queue.len() >= MAX_PER_CHANNEL {
+            c.queue.pop_front();
             tracing::warn!(
-                messages = before - live.len(),
+                "bus: too many messages wait for a node to subscribe; the oldest was dropped"
+            );
+        }
+        c.queue.push_back((payload, since));
+    }
+
+    /// When the next channel is to be tried again, if any waits.
+    pub fn due(&self) -> Option<Instant> {
+        self.channels.values().map(|c| c.at).min()
+    }
+
+    /// The first waiting message of each channel whose time to try again has come. Drops the messages kept past
+    /// [`RETRY_FOR`] (a channel left with none waits no more).
+    pub fn probes(&mut self) -> Vec<Outgoing> {
+        let now = Instant::now();
+        let mut dropped = 0;
+        let mut probes = Vec::new();
+        self.channels.retain(|name, c| {
+            if c.at > now {
+                return true;
+            }
+            while c
+                .queue
+                .front()
+                .is_some_and(|(_, since)| now.duration_since(*since) >= RETRY_FOR)
+            {
+                c.queue.pop_front();
+                dropped += 1;
+            }
+            let Some((first, _)) = c.queue.front() else {
+                return false;
+            };
+            c.last = now;
+            probes.push((name.clone(), first.clone()));
+            true
+        });
+        if dropped > 0 {
+            tracing::warn!(
+                messages = dropped,
                 "bus: messages were not heard in 2 s; their nodes' checks against the registry will find what they said"
             );
         }
-        self.next = None;
-        live
+        probes
     }
 
-    /// Keeps again the messages of a [`Unheard::take`] that were still not heard, in their order.
-    pub fn put_back(&mut self, unheard: Vec<(Outgoing, Instant)>) {
-        let was = self.pause;
-        for (message, since) in unheard {
-            self.keep(Waiting { message, since });
-        }
-        if !self.queue.is_empty() {
-            self.pause = (was * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
-            self.next = Some(Instant::now() + self.pause);
-        }
+    /// `channel`'s probe was heard: it waits no more. Returns the messages that waited behind the probe, in order,
+    /// each with when it was first sent, to publish now.
+    pub fn heard(&mut self, channel: &str) -> Vec<(Outgoing, Instant)> {
+        let Some(c) = self.channels.remove(channel) else {
+            return Vec::new();
+        };
+        c.queue
+            .into_iter()
+            .skip(1)
+            .map(|(payload, since)| ((channel.to_owned(), payload), since))
+            .collect()
     }
 
-    fn keep(&mut self, w: Waiting) {
-        if self.queue.len() >= MAX_KEPT {
-            tracing::warn!("bus: too many messages wait for a subscriber; one was dropped");
-            return;
-        }
-        self.queue.push_back(w);
-        if self.next.is_none() {
-            self.pause = FIRST_PAUSE;
-            self.next = Some(Instant::now() + self.pause);
+    /// `channel`'s probe was not heard: it is tried again after a longer pause.
+    pub fn not_heard(&mut self, channel: &str) {
+        if let Some(c) = self.channels.get_mut(channel) {
+            c.pause = (c.pause * 2).min(MAX_PAUSE);
+            c.at = Instant::now() + c.pause;
         }
     }
 }
@@ -110,56 +149,76 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn messages_are_tried_again_in_order_at_growing_intervals_until_their_time_is_up() {
+    async fn a_channel_is_probed_at_growing_intervals_until_its_messages_time_is_up() {
         let mut u = Unheard::default();
         assert_eq!(u.due(), None);
         let start = Instant::now();
         u.push(m("a", "1"));
-        u.push(m("b", "2"));
-        assert!(u.holds("a") && u.holds("b") && !u.holds("c"));
+        u.push(m("a", "2"));
+        assert!(u.holds("a") && !u.holds("b"));
         assert_eq!(u.due(), Some(start + FIRST_PAUSE));
+        assert!(u.probes().is_empty(), "not yet");
 
-        let mut pauses = Vec::new();
+        let mut tries = Vec::new();
         while let Some(at) = u.due() {
             tokio::time::sleep_until(at).await;
-            let taken = u.take();
-            if taken.is_empty() {
+            let probes = u.probes();
+            if probes.is_empty() {
                 break;
             }
-            let order: Vec<_> = taken.iter().map(|(m, _)| m.1.clone()).collect();
-            assert_eq!(order, ["1", "2"], "kept in order");
-            pauses.push(u.pause);
-            u.put_back(taken);
-            assert_eq!(u.due(), Some(Instant::now() + u.pause));
+            assert_eq!(probes, [m("a", "1")], "one probe, the oldest");
+            tries.push(Instant::now() - start);
+            u.not_heard("a");
         }
-        assert_eq!(
-            pauses[..4],
-            [
-                FIRST_PAUSE,
-                FIRST_PAUSE * 2,
-                FIRST_PAUSE * 4,
-                FIRST_PAUSE * 8
-            ]
-        );
-        assert!(pauses.iter().all(|p| *p <= MAX_PAUSE));
-        assert!(
-            Instant::now() >= start + RETRY_FOR,
-            "tried for {RETRY_FOR:?}"
-        );
-        assert!(Instant::now() < start + RETRY_FOR + MAX_PAUSE * 2);
-        assert!(!u.holds("a"));
-        assert_eq!(u.due(), None, "nothing waits once their time is up");
+        let ms: Vec<u128> = tries.iter().map(|t| t.as_millis()).collect();
+        assert_eq!(ms[..5], [20, 60, 140, 300, 500]);
+        assert!(*ms.last().unwrap() < RETRY_FOR.as_millis());
+        assert!(Instant::now() - start >= RETRY_FOR);
+        assert!(!u.holds("a"), "nothing waits once the time is up");
+        assert_eq!(u.due(), None);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn heard_messages_leave_and_the_next_unheard_one_starts_again_quickly() {
+    async fn once_the_probe_is_heard_the_rest_follow_in_order_with_when_they_were_sent() {
         let mut u = Unheard::default();
+        let start = Instant::now();
         u.push(m("a", "1"));
-        tokio::time::sleep(FIRST_PAUSE).await;
-        let taken = u.take();
-        u.put_back(Vec::new());
-        assert_eq!((taken.len(), u.due()), (1, None));
+        u.push(m("b", "x"));
+        tokio::time::sleep(Duration::from_millis(5)).await;
         u.push(m("a", "2"));
-        assert_eq!(u.due(), Some(Instant::now() + FIRST_PAUSE));
+        u.push(m("a", "3"));
+        tokio::time::sleep(FIRST_PAUSE).await;
+        let mut probes = u.probes();
+        probes.sort();
+        assert_eq!(probes, [m("a", "1"), m("b", "x")]);
+        let rest = u.heard("a");
+        let at = start + Duration::from_millis(5);
+        assert_eq!(rest, [(m("a", "2"), at), (m("a", "3"), at)]);
+        assert!(!u.holds("a") && u.holds("b"));
+        // Sent again and still not heard: they wait again, in order, with their first time.
+        for (message, since) in rest {
+            u.push_since(message, since);
+        }
+        tokio::time::sleep(FIRST_PAUSE).await;
+        u.not_heard("b");
+        let probes = u.probes();
+        assert_eq!(probes, [m("a", "2")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_channel_full_of_messages_drops_its_own_oldest_and_no_other_channels() {
+        let mut u = Unheard::default();
+        u.push(m("live", "0"));
+        for i in 0..MAX_PER_CHANNEL + 10 {
+            u.push(m("dead", &i.to_string()));
+        }
+        u.push(m("live", "1"));
+        tokio::time::sleep(FIRST_PAUSE).await;
+        let mut probes = u.probes();
+        probes.sort();
+        assert_eq!(probes, [m("dead", "10"), m("live", "0")]);
+        let rest: Vec<_> = u.heard("live").into_iter().map(|(m, _)| m).collect();
+        assert_eq!(rest, [m("live", "1")]);
+        assert_eq!(u.heard("dead").len(), MAX_PER_CHANNEL - 1);
     }
 }

@@ -11,7 +11,7 @@ use imlogin::registry::redis::{connect, connect_cluster};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, PrivateRedis};
 use crate::helpers::{params, Proxy};
 use crate::operations::{scrape, value};
 use crate::redis_cluster::Redis;
@@ -20,19 +20,21 @@ crate::on_one_redis_and_a_cluster!(a_message_to_a_node_not_subscribed_yet_reache
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Node `node`'s bus in namespace `ns`, running until `stop`: what it sends, and what it receives.
-async fn bus(
-    redis: Redis,
-    ns: &str,
-    node: u64,
-    stop: &CancellationToken,
-) -> (
+type NodeBus = (
     std::sync::Arc<redis_bus::RedisBus>,
     mpsc::Receiver<Incoming>,
-) {
+);
+
+/// Node `node`'s bus in namespace `ns`, running until `stop`: what it sends, and what it receives.
+async fn bus(redis: Redis, ns: &str, node: u64, stop: &CancellationToken) -> NodeBus {
+    bus_on(redis, "redis://127.0.0.1:6379", ns, node, stop).await
+}
+
+/// The same on the Redis at `url` (with `Redis::One`).
+async fn bus_on(redis: Redis, url: &str, ns: &str, node: u64, stop: &CancellationToken) -> NodeBus {
     let (conn, at) = match redis {
         Redis::One => {
-            let url = "redis://127.0.0.1:6379".to_owned();
+            let url = url.to_owned();
             (connect(&url, TIMEOUT).await.unwrap(), BusRedis::One(url))
         }
         Redis::Cluster => {
@@ -107,4 +109,123 @@ async fn a_kick_sent_while_the_nodes_link_to_redis_was_cut_is_delivered_when_it_
         0.0,
         "the login did not wait out its 2 s for the kicked connection"
     );
+}
+
+/// A connection to the private Redis, for the test's own commands.
+async fn admin(server: &PrivateRedis) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn command(redis: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> redis::Value {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query_async(redis).await.unwrap()
+}
+
+/// How many PUBLISH commands the Redis ran.
+async fn publishes(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+        .and_then(|l| l.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// What node 2 heard: the ids of the acknowledgements, until nothing comes for `quiet`.
+async fn acks(heard: &mut mpsc::Receiver<Incoming>, quiet: Duration) -> Vec<u64> {
+    let mut got = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(quiet, heard.recv()).await {
+        if let Incoming::Message(Envelope {
+            message: Message::Ack { id },
+            ..
+        }) = m
+        {
+            got.push(id);
+        }
+    }
+    got
+}
+
+/// A node gone for good (its instances stay attached until the cluster gives it up, and every kick or resume of
+/// them sends it a message): its messages are tried again with one probe at a time, so they neither delay nor
+/// push out the messages of a node that is subscribed, including ones that waited behind a message it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_messages_neither_crowd_out_nor_multiply_the_messages_of_others() {
+    let server = PrivateRedis::start();
+    let mut redis = admin(&server).await;
+    let ns = format!("t{:016x}", rand::random::<u64>());
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let (one, _) = bus_on(Redis::One, &server.url(), &ns, 1, &stop).await;
+    const N: u64 = 20_000;
+    let before = publishes(&mut redis).await;
+    // Node 2 misses message 0 (it is not subscribed yet), while node 1 sends many to a dead node.
+    one.send(2, Message::Ack { id: 0 });
+    for id in 0..N {
+        one.send(0xdead, Message::Ack { id });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_two, mut heard) = bus_on(Redis::One, &server.url(), &ns, 2, &stop).await;
+    for id in 1..=N {
+        one.send(2, Message::Ack { id });
+    }
+    let got = acks(&mut heard, Duration::from_secs(3)).await;
+    let missing = (0..=N).filter(|id| !got.contains(id)).count();
+    assert!(
+        missing == 0 && got.windows(2).all(|w| w[0] < w[1]),
+        "every message to node 2, in order: {missing} missing, first {:?}",
+        &got[..got.len().min(5)]
+    );
+    let sent = publishes(&mut redis).await - before;
+    // Each message once, and the probes of two channels for 2 s (about a dozen each).
+    assert!(
+        sent < 2 * N + 100,
+        "{sent} PUBLISH for {} messages",
+        2 * N + 1
+    );
+}
+
+/// The client resumes its instance on node 1, then back on node 0's connection, while both nodes are
+/// subscribing again (their subscriptions cut, and Redis refusing new connections for a moment). Node 1's
+/// close of the first connection arrives after the instance came back to it, and is ignored: it carries the
+/// number of the attachment it was about, older than the connection's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_resumed_elsewhere_leaves_the_connection_that_took_the_instance_back() {
+    let server = PrivateRedis::start();
+    let cluster = Cluster::start_on(&server.url(), 2, &[]).await;
+    let mut redis = admin(&server).await;
+    let mut a = cluster.connect(0).await;
+    let login = a.login(&params("pingpong", "web")).await.unwrap();
+    let mut b = cluster.connect(1).await;
+
+    command(&mut redis, &["CONFIG", "SET", "maxclients", "1"]).await;
+    command(&mut redis, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    b.resume(&login.session_token).await.unwrap();
+    a.resume(&login.session_token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    command(&mut redis, &["CONFIG", "SET", "maxclients", "10000"]).await;
+
+    match tokio::time::timeout(Duration::from_secs(5), b.next_event()).await {
+        Ok(Some(ClientEvent::Closed {
+            code: Some(4002), ..
+        })) => {}
+        other => panic!("the connection the client left is closed with 4002: {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let event = a.try_next_event();
+    assert!(event.is_none(), "the connection in use stays: {event:?}");
+    assert_eq!(a.status().await.unwrap(), 1);
+    let listed = cluster.instances(1, "pingpong").await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["state"], "online", "{listed:?}");
 }
