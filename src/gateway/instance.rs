@@ -52,13 +52,18 @@ enum State<K: Keeps> {
 }
 
 /// A `login` or resume still running (polled by the connection).
+/// Kicks a login in flight keeps at most (the connection's earlier instances, late, and its new one).
+const EARLY_KICKS: usize = 4;
+
 struct Login<K: Keeps> {
     reply: K::Reply,
     running: Running,
     /// The instance held meanwhile: a repeat login of it, or a resume of it.
     keeps: Option<Current<K::Held>>,
-    /// A kick that arrived for an instance whose login had not answered yet: (instance_id, the kick).
-    early_kick: Option<(String, Kick)>,
+    /// Kicks that arrived while the login had not answered yet, as (instance_id, the kick): one may be for the
+    /// instance it is making; others, late, for instances this connection held before (kept apart, so a late one
+    /// does not replace it). At most [`EARLY_KICKS`].
+    early_kicks: Vec<(String, Kick)>,
 }
 
 /// What a finished login did, for the dialect to answer (with the [`Keeps::Reply`] it started with).
@@ -278,14 +283,14 @@ impl<K: Keeps> InstanceState<K> {
                 if let Some(c) = keeps {
                     self.state = State::LoggedIn(c);
                 }
-                Some((reply, self.answer(sh, res, None)))
+                Some((reply, self.answer(sh, res, Vec::new())))
             }
             Started::Running(running) => {
                 self.state = State::LoggingIn(Box::new(Login {
                     reply,
                     running,
                     keeps,
-                    early_kick: None,
+                    early_kicks: Vec::new(),
                 }));
                 None
             }
@@ -300,16 +305,16 @@ impl<K: Keeps> InstanceState<K> {
     ) -> Option<(K::Reply, Answer)> {
         let l = self.end_login()?;
         let Login {
-            reply, early_kick, ..
+            reply, early_kicks, ..
         } = *l;
-        Some((reply, self.answer(sh, res, early_kick)))
+        Some((reply, self.answer(sh, res, early_kicks)))
     }
 
     fn answer<T: Transport>(
         &mut self,
         sh: &mut Shell<'_, T>,
         res: Result<LoginOk, Failure>,
-        early_kick: Option<(String, Kick)>,
+        early_kicks: Vec<(String, Kick)>,
     ) -> Answer {
         let ok = match res {
             Ok(ok) => ok,
@@ -342,13 +347,13 @@ impl<K: Keeps> InstanceState<K> {
                 _online: online,
             });
         }
-        let kicked = match early_kick {
-            Some((kicked_id, kick)) if kicked_id == inst.instance_id => {
-                self.take_current();
-                Some(kick)
-            }
-            _ => None,
-        };
+        let early = early_kicks
+            .into_iter()
+            .find(|(id, _)| *id == inst.instance_id);
+        let kicked = early.map(|(_, kick)| {
+            self.take_current();
+            kick
+        });
         Answer::LoggedIn { ok, kicked }
     }
 
@@ -371,7 +376,10 @@ impl<K: Keeps> InstanceState<K> {
                     return Pushed::Kicked(kick, done);
                 }
                 if let State::LoggingIn(l) = &mut self.state {
-                    l.early_kick = Some((instance_id, kick));
+                    if l.early_kicks.len() >= EARLY_KICKS {
+                        l.early_kicks.remove(0);
+                    }
+                    l.early_kicks.push((instance_id, kick));
                 }
                 Pushed::Nothing
             }
@@ -405,7 +413,7 @@ impl<K: Keeps> InstanceState<K> {
         {
             Recheck::Attached(seq) => {
                 if let (Some(seq), Some(c)) = (seq, self.current_mut()) {
-                    c.facts.seq = seq;
+                    c.facts.seq = c.facts.seq.max(seq);
                 }
                 Pushed::Nothing
             }

@@ -27,6 +27,11 @@ const MAX_PAUSE: Duration = Duration::from_millis(200);
 /// Messages kept per channel at most (a node that is gone while many logins kick its instances); past that the
 /// oldest go. Other channels are not affected.
 const MAX_PER_CHANNEL: usize = 16 * 1024;
+/// Messages waiting for a channel past which it is tried again after [`FIRST_PAUSE`], whatever its pause.
+const PILING_UP: usize = 1024;
+
+/// At most one warning of dropped messages per this.
+const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// A channel and a payload.
 pub type Outgoing = (String, String);
@@ -45,6 +50,10 @@ struct Channel {
 pub struct Unheard {
     /// Only channels with messages waiting.
     channels: HashMap<String, Channel>,
+    /// Messages dropped and not yet logged, and when that was last logged (at most once a second, as a node
+    /// that is gone may have messages dropped at every probe).
+    dropped: usize,
+    logged: Option<Instant>,
 }
 
 impl Unheard {
@@ -67,14 +76,15 @@ impl Unheard {
             at: now + FIRST_PAUSE,
             last: now,
         });
-        // Messages waiting behind others: the channel is tried again soon (its node may be back), so they do
-        // not pile up; a node that is gone gets a probe per [`FIRST_PAUSE`] at most.
-        c.at = c.at.min(c.last + FIRST_PAUSE);
+        // Many messages waiting: the channel is tried again soon (its node may be back), so they do not pile up
+        // past the cap; a node that is gone then gets a probe per [`FIRST_PAUSE`] at most, a small share of what
+        // is sent to it. Fewer wait for the next try of the doubling pause.
+        if c.queue.len() >= PILING_UP {
+            c.at = c.at.min(c.last + FIRST_PAUSE);
+        }
         if c.queue.len() >= MAX_PER_CHANNEL {
             c.queue.pop_front();
-            tracing::warn!(
-                "bus: too many messages wait for a node to subscribe; the oldest was dropped"
-            );
+            self.dropped += 1;
         }
         c.queue.push_back((payload, since));
     }
@@ -109,11 +119,18 @@ impl Unheard {
             probes.push((name.clone(), first.clone()));
             true
         });
-        if dropped > 0 {
+        self.dropped += dropped;
+        if self.dropped > 0
+            && self
+                .logged
+                .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
             tracing::warn!(
-                messages = dropped,
-                "bus: messages were not heard in 2 s; their nodes' checks against the registry will find what they said"
+                messages = self.dropped,
+                "bus: messages were not heard in time or did not fit; their nodes' checks against the registry will find what they said"
             );
+            self.dropped = 0;
+            self.logged = Some(now);
         }
         probes
     }

@@ -242,10 +242,13 @@ impl Registry for MemoryRegistry {
                 if now_secs > inst.sig_expires_at {
                     return Some(Attach::Expired(inst.clone()));
                 }
-                // Already attached to this connection (a node checking its connections): no change, as in
-                // the Redis registry.
-                if inst.conn == Some(conn) {
+                // Already attached to this connection, and its node checks it: no change, but a lost number
+                // of its attachment is restored, as in the Redis registry. (A resume attaches it anew.)
+                if let (Some(true), Take::IfNewer(known)) = (inst.conn.map(|c| c == conn), take) {
                     let instance = inst.clone();
+                    if e.attachment(&key.instance_id) < known {
+                        e.attached(key.instance_id.clone(), known);
+                    }
                     return Some(Attach::Attached {
                         instance,
                         previous: None,
@@ -253,7 +256,7 @@ impl Registry for MemoryRegistry {
                         attachment: e.attachment(&key.instance_id),
                     });
                 }
-                let previous = inst.conn;
+                let previous = inst.conn.filter(|c| *c != conn);
                 // As in the Redis registry: a check leaves the instance on a connection that attached it later,
                 // and otherwise restores its own attachment under its own number.
                 let restored = match (take, previous) {

@@ -292,3 +292,48 @@ async fn a_check_attaching_a_disconnected_instance_again_lets_a_lost_login_be_pu
         t.all_online(&user, 2).await;
     }
 }
+
+/// The client resumes on node 1 while node 0 is cut off, Redis forgets that resume, and the client then resumes
+/// on its first connection again (which the record still names): that resume is its latest attachment, so the
+/// connection on node 1 is closed with 4002 and the first one kept, whichever node checks first (node 0's
+/// check; or node 1's while node 0 is still cut off, its close arriving late).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_on_the_connection_the_record_names_is_the_latest_whichever_node_checks_first() {
+    for node_1_first in [false, true] {
+        let user = format!("back{}", u8::from(node_1_first));
+        let mut t = Lossy::start().await;
+        let (mut first, login) = t.log_in(0, &user, "web").await;
+        let before = t.record(&user).await;
+        t.cut();
+        let mut moved = t.resume(1, &login).await;
+        t.forget_since(&user, &before).await;
+        t.restore().await;
+        // Node 0 reconnects to Redis first (70169 until then).
+        let mut tries = 0;
+        while let Err(e) = first.resume(&login).await {
+            assert_eq!(e.code(), Some(70169), "{e}");
+            tries += 1;
+            assert!(tries < 100, "node 0 reaches Redis again");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if node_1_first {
+            t.cut();
+            // Node 1's subscription is cut (node 0's already is): node 1 checks first.
+            let _: redis::Value = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query_async(&mut t.redis)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            t.proxy.restore();
+            t.cut_at = None;
+        }
+        t.recover().await;
+
+        closed_with_4002(&mut moved).await;
+        still_open(&mut [&mut first]).await;
+        t.all_online(&user, 1).await;
+    }
+}

@@ -17,12 +17,19 @@ local attached = got[5] or f[3]
 if tonumber(ARGV[5]) > num(f[4]) then
   return {1, v}
 end
--- Already attached to this connection (a node checking its connections): nothing changes, nothing is written.
-if f[5] == ARGV[3] and f[6] == ARGV[4] and f[7] == '' then
+local known = ARGV[7] or ''
+-- Already attached to this connection, and its node checks it: nothing changes, unless Redis lost the number
+-- of its last attachment (a failover), which is restored, so a lost attachment elsewhere in between stays older.
+-- (A resume on the connection it is on attaches it anew, below: the client's latest resume is the latest
+-- attachment.)
+if f[5] == ARGV[3] and f[6] == ARGV[4] and f[7] == '' and known ~= '' then
+  if num(attached) < num(known) then
+    redis.call('HSET', key, 'a:' .. id, known)
+    attached = known
+  end
   return {2, v, f[5], f[6], last, num(attached)}
 end
 local prev_node, prev_conn = f[5], f[6]
-local known = ARGV[7] or ''
 local s = next_seq(last, tonumber(ARGV[6]))
 local set = {'i:' .. id, '', 's', hex(s), 'a:' .. id, hex(s)}
 if known ~= '' then
