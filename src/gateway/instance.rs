@@ -51,19 +51,19 @@ enum State<K: Keeps> {
     LoggingIn(Box<Login<K>>),
 }
 
-/// A `login` or resume still running (polled by the connection).
-/// Kicks a login in flight keeps at most (the connection's earlier instances, late, and its new one).
+/// Kicks, and moves, a login in flight keeps at most (for its new instance, or late for earlier ones).
 const EARLY_KICKS: usize = 4;
 
+/// A `login` or resume still running (polled by the connection).
 struct Login<K: Keeps> {
     reply: K::Reply,
     running: Running,
     /// The instance held meanwhile: a repeat login of it, or a resume of it.
     keeps: Option<Current<K::Held>>,
-    /// Kicks that arrived while the login had not answered yet, as (instance_id, the kick): one may be for the
-    /// instance it is making; others, late, for instances this connection held before (kept apart, so a late one
-    /// does not replace it). At most [`EARLY_KICKS`].
+    /// Kicks that arrived before the answer, as (instance_id, kick): for the new instance, or late for others.
     early_kicks: Vec<(String, Kick)>,
+    /// `ResumedElsewhere` pushes that arrived before the answer: handled after it, against its attachment.
+    moves: Vec<(String, Option<Seq>)>,
 }
 
 /// What a finished login did, for the dialect to answer (with the [`Keeps::Reply`] it started with).
@@ -166,8 +166,7 @@ impl<K: Keeps> InstanceState<K> {
         }
     }
 
-    /// Whether the current instance was attached to this connection after change `attachment` (a push that
-    /// says it moved by that change came late, and no longer holds).
+    /// Whether the current instance was attached here after change `attachment` (a push about it came late).
     fn attached_after(&self, attachment: Option<Seq>) -> bool {
         match (self.current(), attachment) {
             (Some(c), Some(a)) => c.facts.seq > a,
@@ -291,6 +290,7 @@ impl<K: Keeps> InstanceState<K> {
                     running,
                     keeps,
                     early_kicks: Vec::new(),
+                    moves: Vec::new(),
                 }));
                 None
             }
@@ -305,9 +305,21 @@ impl<K: Keeps> InstanceState<K> {
     ) -> Option<(K::Reply, Answer)> {
         let l = self.end_login()?;
         let Login {
-            reply, early_kicks, ..
+            reply,
+            early_kicks,
+            moves,
+            ..
         } = *l;
-        Some((reply, self.answer(sh, res, early_kicks)))
+        let answer = self.answer(sh, res, early_kicks);
+        // Against the attachment the login made (or the instance it kept).
+        for (instance_id, attachment) in moves {
+            let push = Push::ResumedElsewhere {
+                instance_id,
+                attachment,
+            };
+            sh.sessions.hub().deliver(sh.conn.conn, push);
+        }
+        Some((reply, answer))
     }
 
     fn answer<T: Transport>(
@@ -390,6 +402,17 @@ impl<K: Keeps> InstanceState<K> {
             Push::ResumedElsewhere {
                 instance_id,
                 attachment,
+            } if self.is_logging_in() => {
+                if let State::LoggingIn(l) = &mut self.state {
+                    if l.moves.len() < EARLY_KICKS {
+                        l.moves.push((instance_id, attachment));
+                    }
+                }
+                Pushed::Nothing
+            }
+            Push::ResumedElsewhere {
+                instance_id,
+                attachment,
             } if self.is_current(&instance_id) && !self.attached_after(attachment) => {
                 self.take_current();
                 Pushed::Ends(Ends::ResumedElsewhere)
@@ -436,8 +459,7 @@ impl<K: Keeps> InstanceState<K> {
 /// A login or resume, boxed (a connection holds it only while it runs).
 pub type LoginWork = Pin<Box<dyn Future<Output = Result<LoginOk, Failure>> + Send>>;
 
-/// A login or resume that did not finish on its first poll: the connection polls it from then on (its task is
-/// woken when the login can go on; no task of its own, no channel), in the span of the step that started it.
+/// A login or resume not finished at its first poll: the connection polls it (no task, no channel) from then on.
 pub struct Running(tracing::instrument::Instrumented<LoginWork>);
 
 impl Running {
@@ -467,8 +489,7 @@ enum Started {
     Running(Running),
 }
 
-/// Polls a login once here: a known user's login usually completes at once (no I/O). One that waits (the
-/// registry, a database write, kicked connections writing their events) is left to the connection to poll on.
+/// Polls a login once: a known user's login usually completes at once; one that waits is left to the connection.
 async fn start(work: LoginWork) -> Started {
     let mut work = work.in_current_span();
     let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut work).poll(cx))).await;

@@ -229,3 +229,18 @@ async fn a_late_resumed_elsewhere_leaves_the_connection_that_took_the_instance_b
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["state"], "online", "{listed:?}");
 }
+
+/// The same race across nodes: a connection on node 0 resumes its own instance while a connection on node 1
+/// resumes it; the close each sends the other crosses the bus while the other's resume is still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_of_the_current_instance_racing_one_on_another_node_leaves_one_connection() {
+    let cluster = Cluster::start(Redis::One, 2, &[]).await;
+    for round in 0..30 {
+        let user = format!("racer{round}");
+        let mut a = cluster.connect(0).await;
+        let token = a.login(&params(&user, "web")).await.unwrap().session_token;
+        let mut b = cluster.connect(1).await;
+        let _ = tokio::join!(a.resume(&token), b.resume(&token));
+        crate::races::one_holds(&mut a, &mut b, round).await;
+    }
+}

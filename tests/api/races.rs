@@ -9,6 +9,7 @@ use crate::helpers::{event, params, spawn_on, Backend, APP};
 crate::both_configs!(
     fifty_racing_logins_leave_one_per_slot,
     racing_logins_respect_per_platform_limits,
+    a_resume_of_the_current_instance_racing_a_resume_elsewhere_leaves_one_connection,
 );
 
 /// Logs `n` connections in as one user on `platform` at once; returns the clients and their instance ids.
@@ -99,4 +100,55 @@ async fn racing_logins_respect_per_platform_limits(backend: Backend) {
     check(&app, "crowd", &mut phones, 3).await;
     let mut tabs = race(&app, "tabs", "web", 40).await;
     check(&app, "tabs", &mut tabs, 10).await;
+}
+
+/// How a connection ended within 300 ms, if it did: `Some(close code)`.
+pub async fn ended(c: &mut Client) -> Option<Option<u16>> {
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_millis(300), c.next_event()).await {
+            Ok(Some(ClientEvent::Closed { code, .. })) => return Some(code),
+            Ok(None) => return Some(None),
+            Ok(Some(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The two connections after a race of resumes of one instance: exactly one holds it (and says so), the other
+/// was closed with 4002.
+pub async fn one_holds(a: &mut Client, b: &mut Client, round: usize) {
+    let (ea, eb) = (ended(a).await, ended(b).await);
+    let open: Vec<&mut Client> = [(a, ea), (b, eb)]
+        .into_iter()
+        .filter_map(|(c, e)| e.is_none().then_some(c))
+        .collect();
+    assert_eq!(
+        open.len(),
+        1,
+        "round {round}: one connection holds the instance ({ea:?}, {eb:?})"
+    );
+    assert_eq!(open[0].status().await.unwrap(), 1, "round {round}");
+    for e in [ea, eb].into_iter().flatten() {
+        assert_eq!(
+            e,
+            Some(4002),
+            "round {round}: the other is told it resumed elsewhere"
+        );
+    }
+}
+
+/// A connection resumes its own instance while another connection resumes it at the same moment: each resume
+/// tells the other connection, and whichever attached it last keeps it (never both, never neither).
+async fn a_resume_of_the_current_instance_racing_a_resume_elsewhere_leaves_one_connection(
+    backend: Backend,
+) {
+    let (_db, app) = spawn_on(backend, &[]).await;
+    for round in 0..30 {
+        let user = format!("racer{round}");
+        let mut a = app.connect().await;
+        let token = a.login(&params(&user, "web")).await.unwrap().session_token;
+        let mut b = app.connect().await;
+        let _ = tokio::join!(a.resume(&token), b.resume(&token));
+        one_holds(&mut a, &mut b, round).await;
+    }
 }
