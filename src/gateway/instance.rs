@@ -311,7 +311,6 @@ impl<K: Keeps> InstanceState<K> {
             ..
         } = *l;
         let answer = self.answer(sh, res, early_kicks);
-        // Against the attachment the login made (or the instance it kept).
         for (instance_id, attachment) in moves {
             let push = Push::ResumedElsewhere {
                 instance_id,
@@ -404,9 +403,10 @@ impl<K: Keeps> InstanceState<K> {
                 attachment,
             } if self.is_logging_in() => {
                 if let State::LoggingIn(l) = &mut self.state {
-                    if l.moves.len() < EARLY_KICKS {
-                        l.moves.push((instance_id, attachment));
+                    if l.moves.len() >= EARLY_KICKS {
+                        l.moves.remove(0);
                     }
+                    l.moves.push((instance_id, attachment));
                 }
                 Pushed::Nothing
             }

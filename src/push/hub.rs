@@ -100,11 +100,14 @@ struct Slot {
 }
 
 impl Mailbox {
-    /// Queues a push; `false` if the queue is full (a shutdown always fits).
+    /// Queues a push; `false` if the queue is full.
     fn put(&self, push: Push) -> bool {
         let waiting = {
             let mut slot = self.0.lock().expect("not poisoned");
-            if slot.queue.len() >= PUSH_QUEUE && !matches!(push, Push::Shutdown) {
+            // A shutdown always fits, and so does a close because the instance moved (one a login held back
+            // until it answered is handed back here, and must not be lost to a full queue).
+            let always = matches!(push, Push::Shutdown | Push::ResumedElsewhere { .. });
+            if slot.queue.len() >= PUSH_QUEUE && !always {
                 return false;
             }
             slot.queue.push_back(push);
