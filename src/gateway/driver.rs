@@ -66,10 +66,10 @@ impl<T: Transport> Shell<'_, T> {
     /// instance) replaces it.
     pub fn leave(&self, left: Option<InstanceKey>) -> impl Future<Output = ()> + Send + 'static {
         // Owns what it needs: the shell (and its transport) is not borrowed across the wait.
-        let (sessions, ip) = (self.sessions.clone(), self.ip);
+        let (sessions, ip, conn) = (self.sessions.clone(), self.ip, self.conn);
         async move {
             if let Some(key) = left {
-                sessions.switch_away(&key, ip).await;
+                sessions.switch_away(&key, conn, ip).await;
             }
         }
     }

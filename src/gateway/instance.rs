@@ -251,7 +251,8 @@ impl<K: Keeps> InstanceState<K> {
         sh: &mut Shell<'_, T>,
     ) -> Option<Result<(), Failure>> {
         let cur = self.take_current()?;
-        let res = sh.sessions.logout(&cur.key, Cause::Logout, sh.ip).await;
+        let s = &sh.sessions;
+        let res = s.logout(&cur.key, sh.conn, Cause::Logout, sh.ip).await;
         if res.is_err() {
             self.state = State::LoggedIn(cur);
         }
@@ -358,9 +359,7 @@ impl<K: Keeps> InstanceState<K> {
                 _online: online,
             });
         }
-        let early = early_kicks
-            .into_iter()
-            .find(|(id, _)| *id == inst.instance_id);
+        let early = early_kicks.into_iter().find(|k| k.0 == inst.instance_id);
         let kicked = early.map(|(_, kick)| {
             self.take_current();
             kick

@@ -46,10 +46,12 @@ impl Sessions {
         }
     }
 
-    /// Logs out the instance a connection switches away from (a login as someone else, a resume of another
-    /// instance); the connection no longer holds it, so a removal that fails is done again later.
-    pub async fn switch_away(&self, key: &InstanceKey, ip: IpAddr) {
-        match self.registry.remove(key, RemoveIf::Always).await {
+    /// Logs out the instance connection `conn` switches away from (a login as someone else, a resume of another
+    /// instance), unless another connection's resume took it meanwhile; the connection no longer holds it, so a
+    /// removal that fails is done again later.
+    pub async fn switch_away(&self, key: &InstanceKey, conn: ConnRef, ip: IpAddr) {
+        let cond = RemoveIf::NotElsewhere(conn);
+        match self.registry.remove(key, cond).await {
             Ok(Some((inst, seq))) => {
                 self.emit(&inst, seq, Cause::Switch, Actor::Client(ip), Vec::new())
             }
@@ -57,7 +59,7 @@ impl Sessions {
             Err(e) => {
                 let w = Write::Remove {
                     key: key.clone(),
-                    cond: RemoveIf::Always,
+                    cond,
                     cause: Some(Cause::Switch),
                 };
                 self.retry_later(

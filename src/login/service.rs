@@ -462,16 +462,18 @@ impl Sessions {
         Ok(v.expires_at)
     }
 
-    /// Removes the instance (`logout`, or switching away from it). `true` if it existed.
+    /// Removes the instance connection `conn` holds (`logout`), unless another connection's resume took it
+    /// meanwhile (that connection keeps it). `true` if it was removed.
     pub async fn logout(
         &self,
         key: &InstanceKey,
+        conn: ConnRef,
         cause: Cause,
         ip: IpAddr,
     ) -> Result<bool, Failure> {
         let removed = self
             .registry
-            .remove(key, RemoveIf::Always)
+            .remove(key, RemoveIf::NotElsewhere(conn))
             .await
             .map_err(|e| self.registry_down(e))?;
         if let Some((inst, seq)) = &removed {

@@ -317,6 +317,7 @@ impl Registry for MemoryRegistry {
                     && match cond {
                         RemoveIf::Always => true,
                         RemoveIf::SigExpiresAt(t) => i.sig_expires_at == t,
+                        RemoveIf::NotElsewhere(c) => i.conn.is_none_or(|x| x == c),
                     }
             })?;
             let inst = e.instances.remove(pos);

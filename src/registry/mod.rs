@@ -27,6 +27,9 @@ pub enum RemoveIf {
     Always,
     /// Only if its UserSig still expires at this moment (not renewed since).
     SigExpiresAt(i64),
+    /// Only if it is not attached to a connection other than this one: a connection logging out or switching
+    /// away after another connection's resume took the instance leaves it there.
+    NotElsewhere(ConnRef),
 }
 
 /// The result of admitting a login.

@@ -10,6 +10,7 @@ crate::both_configs!(
     fifty_racing_logins_leave_one_per_slot,
     racing_logins_respect_per_platform_limits,
     a_resume_of_the_current_instance_racing_a_resume_elsewhere_leaves_one_connection,
+    a_logout_behind_a_resume_that_lost_the_race_leaves_the_winners_session,
 );
 
 /// Logs `n` connections in as one user on `platform` at once; returns the clients and their instance ids.
@@ -150,5 +151,31 @@ async fn a_resume_of_the_current_instance_racing_a_resume_elsewhere_leaves_one_c
         let mut b = app.connect().await;
         let _ = tokio::join!(a.resume(&token), b.resume(&token));
         one_holds(&mut a, &mut b, round).await;
+    }
+}
+
+/// A connection resumes its own instance with a `logout` queued behind it, while another connection resumes the
+/// instance at the same moment. If the other one attached it last, it keeps it: the first connection's logout
+/// (handled before it hears that the instance moved) does not remove the session the other one holds.
+async fn a_logout_behind_a_resume_that_lost_the_race_leaves_the_winners_session(backend: Backend) {
+    let (_db, app) = spawn_on(backend, &[]).await;
+    for round in 0..30 {
+        let user = format!("quitter{round}");
+        let mut a = app.connect().await;
+        let token = a.login(&params(&user, "web")).await.unwrap().session_token;
+        let mut b = app.connect().await;
+        let (_, _, resumed) = tokio::join!(a.resume(&token), a.logout(), b.resume(&token));
+        if resumed.is_err() || ended(&mut b).await.is_some() {
+            continue;
+        }
+        let _ = ended(&mut a).await;
+        // B is open and holds the instance: it is still there (a third connection can take it over).
+        assert_eq!(b.status().await.unwrap(), 1, "round {round}");
+        let third = app.connect().await;
+        let taken = third.resume(&token).await;
+        assert!(
+            taken.is_ok(),
+            "round {round}: the session B holds is there: {taken:?}"
+        );
     }
 }

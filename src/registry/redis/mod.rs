@@ -260,9 +260,10 @@ impl Registry for RedisRegistry {
         key: &InstanceKey,
         cond: RemoveIf,
     ) -> RegResult<Option<(Instance, Seq)>> {
-        let sig = match cond {
-            RemoveIf::Always => String::new(),
-            RemoveIf::SigExpiresAt(t) => hexi(t),
+        let (sig, on) = match cond {
+            RemoveIf::Always => (String::new(), None),
+            RemoveIf::SigExpiresAt(t) => (hexi(t), None),
+            RemoveIf::NotElsewhere(c) => (String::new(), Some(c)),
         };
         let mut inv = self.scripts.remove.prepare_invoke();
         inv.key(self.user_key(key.sdkappid, &key.user_id))
@@ -271,7 +272,9 @@ impl Registry for RedisRegistry {
             .arg(sig)
             .arg(self.clock.now_ms())
             .arg("")
-            .arg(MAX_KICKS_REMEMBERED);
+            .arg(MAX_KICKS_REMEMBERED)
+            .arg(on.map(|c| hex(c.node)).unwrap_or_default())
+            .arg(on.map(|c| hex(c.conn)).unwrap_or_default());
         changed(key, &self.run(&mut inv).await?)
     }
 
