@@ -138,6 +138,16 @@ pub async fn one_holds(a: &mut Client, b: &mut Client, round: usize) {
     }
 }
 
+/// A connection logged in as `user` on web, its session token, and another connection.
+async fn logged_in_and_another(
+    app: &crate::helpers::TestApp,
+    user: &str,
+) -> (Client, String, Client) {
+    let a = app.connect().await;
+    let token = a.login(&params(user, "web")).await.unwrap().session_token;
+    (a, token, app.connect().await)
+}
+
 /// A connection resumes its own instance while another connection resumes it at the same moment: each resume
 /// tells the other connection, and whichever attached it last keeps it (never both, never neither).
 async fn a_resume_of_the_current_instance_racing_a_resume_elsewhere_leaves_one_connection(
@@ -145,10 +155,7 @@ async fn a_resume_of_the_current_instance_racing_a_resume_elsewhere_leaves_one_c
 ) {
     let (_db, app) = spawn_on(backend, &[]).await;
     for round in 0..30 {
-        let user = format!("racer{round}");
-        let mut a = app.connect().await;
-        let token = a.login(&params(&user, "web")).await.unwrap().session_token;
-        let mut b = app.connect().await;
+        let (mut a, token, mut b) = logged_in_and_another(&app, &format!("racer{round}")).await;
         let _ = tokio::join!(a.resume(&token), b.resume(&token));
         one_holds(&mut a, &mut b, round).await;
     }
@@ -160,10 +167,7 @@ async fn a_resume_of_the_current_instance_racing_a_resume_elsewhere_leaves_one_c
 async fn a_logout_behind_a_resume_that_lost_the_race_leaves_the_winners_session(backend: Backend) {
     let (_db, app) = spawn_on(backend, &[]).await;
     for round in 0..30 {
-        let user = format!("quitter{round}");
-        let mut a = app.connect().await;
-        let token = a.login(&params(&user, "web")).await.unwrap().session_token;
-        let mut b = app.connect().await;
+        let (mut a, token, mut b) = logged_in_and_another(&app, &format!("quitter{round}")).await;
         let (_, _, resumed) = tokio::join!(a.resume(&token), a.logout(), b.resume(&token));
         if resumed.is_err() || ended(&mut b).await.is_some() {
             continue;
