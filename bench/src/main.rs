@@ -110,6 +110,12 @@ enum Cmd {
         target: TargetArgs,
         #[arg(long, default_value_t = 1000)]
         rounds: usize,
+        /// Log the displacing login in here (another node of a cluster, so the kick crosses the bus).
+        #[arg(long)]
+        from: Option<SocketAddr>,
+        /// Users named PREFIX-i (a run's own, so runs against one cluster do not meet).
+        #[arg(long, default_value = "kick")]
+        prefix: String,
     },
     /// K sessions dropped at once and resumed.
     Resume {
@@ -191,8 +197,18 @@ fn main() -> anyhow::Result<()> {
                 });
                 serde_json::to_value(bench::flood(&target.target(), source, tasks, stop).await)?
             }
-            Cmd::Kick { target, rounds } => {
-                serde_json::to_value(bench::kick(&target.target(), rounds, "kick").await)?
+            Cmd::Kick {
+                target,
+                rounds,
+                from,
+                prefix,
+            } => {
+                let a = target.target();
+                let b = Target {
+                    addr: from.unwrap_or(a.addr),
+                    ..a.clone()
+                };
+                serde_json::to_value(bench::kick_between(&a, &b, rounds, &prefix).await)?
             }
             Cmd::Resume {
                 target,
