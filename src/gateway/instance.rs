@@ -53,6 +53,13 @@ enum State<K: Keeps> {
 
 /// Kicks, and moves, a login in flight keeps at most (for its new instance, or late for earlier ones).
 const EARLY_KICKS: usize = 4;
+/// Keeps `x` in `kept`, the oldest dropped past [`EARLY_KICKS`].
+fn keep_latest<T>(kept: &mut Vec<T>, x: T) {
+    if kept.len() >= EARLY_KICKS {
+        kept.remove(0);
+    }
+    kept.push(x);
+}
 
 /// A `login` or resume still running (polled by the connection).
 struct Login<K: Keeps> {
@@ -386,10 +393,7 @@ impl<K: Keeps> InstanceState<K> {
                     return Pushed::Kicked(kick, done);
                 }
                 if let State::LoggingIn(l) = &mut self.state {
-                    if l.early_kicks.len() >= EARLY_KICKS {
-                        l.early_kicks.remove(0);
-                    }
-                    l.early_kicks.push((instance_id, kick));
+                    keep_latest(&mut l.early_kicks, (instance_id, kick));
                 }
                 Pushed::Nothing
             }
@@ -402,10 +406,7 @@ impl<K: Keeps> InstanceState<K> {
                 attachment,
             } if self.is_logging_in() => {
                 if let State::LoggingIn(l) = &mut self.state {
-                    if l.moves.len() >= EARLY_KICKS {
-                        l.moves.remove(0);
-                    }
-                    l.moves.push((instance_id, attachment));
+                    keep_latest(&mut l.moves, (instance_id, attachment));
                 }
                 Pushed::Nothing
             }

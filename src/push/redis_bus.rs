@@ -287,6 +287,7 @@ impl BusWorker {
     /// channel with messages waiting to be published again waits behind them, so a node receives its messages
     /// in the order they were sent.
     async fn publish(&mut self, first: Outgoing) {
+        let now = tokio::time::Instant::now();
         let mut batch = Vec::new();
         let mut next = Some(first);
         let mut taken = 0;
@@ -295,20 +296,14 @@ impl BusWorker {
             if self.unheard.holds(&m.0) {
                 self.unheard.push(m);
             } else {
-                batch.push(m);
+                batch.push((m, now));
             }
             next = match taken < BATCH {
                 true => self.out.try_recv().ok(),
                 false => None,
             };
         }
-        let missed = self.send(&batch).await;
-        let mut batch: Vec<_> = batch.into_iter().map(Some).collect();
-        for i in missed {
-            if let Some(m) = batch[i].take() {
-                self.unheard.push(m);
-            }
-        }
+        self.send_or_keep(batch).await;
     }
 
     /// Publishes again the first message of each channel no node heard whose time has come (see [`Unheard`]);
@@ -323,15 +318,21 @@ impl BusWorker {
                 Err(_) => rest.extend(self.unheard.heard(channel)),
             }
         }
-        if rest.is_empty() {
+        self.send_or_keep(rest).await;
+    }
+
+    /// Publishes `batch`, each message with when it was first sent, and keeps what no node heard to publish
+    /// again.
+    async fn send_or_keep(&mut self, batch: Vec<(Outgoing, tokio::time::Instant)>) {
+        let (messages, sent): (Vec<Outgoing>, Vec<_>) = batch.into_iter().unzip();
+        let missed = self.send(&messages).await;
+        if missed.is_empty() {
             return;
         }
-        let batch: Vec<Outgoing> = rest.iter().map(|(m, _)| m.clone()).collect();
-        let missed = self.send(&batch).await;
-        let mut rest: Vec<_> = rest.into_iter().map(Some).collect();
+        let mut messages: Vec<_> = messages.into_iter().map(Some).collect();
         for i in missed {
-            if let Some((m, since)) = rest[i].take() {
-                self.unheard.push_since(m, since);
+            if let Some(m) = messages[i].take() {
+                self.unheard.push_since(m, sent[i]);
             }
         }
     }
