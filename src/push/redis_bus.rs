@@ -150,18 +150,30 @@ impl Subscriber {
     }
 }
 
-/// The bus's task: publishes what nodes send, hands on what arrives (see [`crate::runtime::workers`]).
+/// The bus's task: publishes what nodes send, hands on what arrives (see [`crate::runtime::workers`]). The two
+/// halves run side by side, so a publish that waits on a slow master never holds up what arrives meanwhile (a
+/// kick from another node), nor does a full incoming queue hold up publishing.
 pub struct BusWorker {
-    node: u64,
-    publisher: RedisConn,
-    subscriber: Subscriber,
+    publishing: Publishing,
+    receiving: Receiving,
+}
+
+struct Publishing {
+    conn: RedisConn,
     out: mpsc::Receiver<Outgoing>,
     /// Messages no node heard, to publish again.
     unheard: Unheard,
+}
+
+struct Receiving {
+    node: u64,
+    subscriber: Subscriber,
     pushes: mpsc::UnboundedReceiver<PushInfo>,
     incoming: mpsc::Sender<Incoming>,
     redis: BusRedis,
     timeout: Duration,
+    /// The registry's connection: on a cluster, it follows the masters and tells when every slot answers.
+    registry: RedisConn,
 }
 
 /// Where the bus's Redis is: one server (its URL), or a cluster (its seed nodes).
@@ -189,36 +201,40 @@ pub async fn connect(
         out: out_tx,
     });
     let worker = BusWorker {
-        node,
-        publisher,
-        subscriber,
-        out,
-        unheard: Unheard::default(),
-        pushes,
-        incoming: incoming_tx,
-        redis,
-        timeout,
+        publishing: Publishing {
+            conn: publisher.clone(),
+            out,
+            unheard: Unheard::default(),
+        },
+        receiving: Receiving {
+            node,
+            subscriber,
+            pushes,
+            incoming: incoming_tx,
+            redis,
+            timeout,
+            registry: publisher,
+        },
     };
     Ok((bus, worker, incoming))
 }
 
 impl BusWorker {
-    pub async fn run(mut self, stop: CancellationToken) {
-        // Set while the subscription is cut: the next attempt to bring it back.
-        let mut resync: Option<tokio::time::Instant> = None;
-        // On a cluster, a change of masters (a failover) moves subscriptions and may have lost writes.
-        let mut changes = match &self.publisher {
-            RedisConn::Cluster(c) => Some(c.changes()),
-            RedisConn::One(_) => None,
-        };
+    pub async fn run(self, stop: CancellationToken) {
+        let BusWorker {
+            publishing,
+            receiving,
+        } = self;
+        tokio::select! {
+            _ = publishing.run(&stop) => {}
+            _ = receiving.run(&stop) => {}
+        }
+    }
+}
+
+impl Publishing {
+    async fn run(mut self, stop: &CancellationToken) {
         loop {
-            let changed = async {
-                match changes.as_mut() {
-                    Some(c) => c.changed().await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            };
-            let retry = until(resync);
             let again = until(self.unheard.due());
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -226,59 +242,7 @@ impl BusWorker {
                     Some(first) => self.publish(first).await,
                     None => return,
                 },
-                push = self.pushes.recv() => match push {
-                    Some(p) if p.kind == PushKind::Disconnection => {
-                        tracing::warn!("bus: the subscription to Redis was cut; reconnecting");
-                        resync = Some(tokio::time::Instant::now());
-                    }
-                    // A Redis Cluster ends the subscriptions of a shard channel whose slot moved (its master
-                    // failed over, or a resharding): they are made again where the slot now is.
-                    Some(p) if p.kind == PushKind::SUnsubscribe => {
-                        tracing::warn!("bus: a channel's slot moved to another master; subscribing again");
-                        resync = Some(tokio::time::Instant::now());
-                    }
-                    Some(p) => self.receive(p).await,
-                    None => return,
-                },
-                true = changed => {
-                    tracing::warn!("bus: the Redis Cluster's masters changed; subscribing again");
-                    resync = Some(tokio::time::Instant::now());
-                }
                 _ = again => self.publish_unheard().await,
-                _ = retry => {
-                    resync = match self.restore().await {
-                        Ok(()) => {
-                            tracing::info!("bus: the subscription to Redis is back");
-                            let _ = self.incoming.send(Incoming::Resynced).await;
-                            None
-                        }
-                        Err(_) => Some(tokio::time::Instant::now() + Duration::from_millis(500)),
-                    };
-                }
-            }
-        }
-    }
-
-    /// After the subscription was cut or the masters changed: whether the subscriptions are back. One
-    /// server's connection resubscribes by itself once a command makes it reconnect. On a cluster the
-    /// subscriber is made anew (its channels' slots may have moved), and the node is only told once every slot
-    /// has a master that answers, so its check of the registry reaches every slot.
-    async fn restore(&mut self) -> Result<(), RegistryError> {
-        match &mut self.subscriber.conn {
-            SubscriberConn::One(c) => redis::cmd("PING").query_async::<()>(c).await.map_err(err),
-            SubscriberConn::Cluster(_) => {
-                self.publisher.every_master_answers().await?;
-                let channels = self.subscriber.channels.clone();
-                let (subscriber, pushes) =
-                    Subscriber::open(&self.redis, channels, self.timeout).await?;
-                self.subscriber = subscriber;
-                // What the old subscription heard while the new one was made is handed on, not dropped with it
-                // (a message may then come through both: it is safe to repeat).
-                let mut old = std::mem::replace(&mut self.pushes, pushes);
-                while let Ok(p) = old.try_recv() {
-                    self.receive(p).await;
-                }
-                Ok(())
             }
         }
     }
@@ -343,7 +307,7 @@ impl BusWorker {
         if batch.is_empty() {
             return Vec::new();
         }
-        let (command, groups) = match &self.publisher {
+        let (command, groups) = match &self.conn {
             RedisConn::One(_) => ("PUBLISH", vec![(0..batch.len()).collect::<Vec<_>>()]),
             RedisConn::Cluster(_) => {
                 let mut by_channel: Vec<Vec<usize>> = Vec::new();
@@ -361,7 +325,7 @@ impl BusWorker {
             for &i in &group {
                 pipe.cmd(command).arg(&batch[i].0).arg(&batch[i].1);
             }
-            let mut conn = self.publisher.clone();
+            let mut conn = self.conn.clone();
             async move { (pipe.query_async::<Vec<i64>>(&mut conn).await, group) }
         });
         let mut unheard = Vec::new();
@@ -386,6 +350,82 @@ impl BusWorker {
         }
         unheard.sort_unstable();
         unheard
+    }
+}
+
+impl Receiving {
+    async fn run(mut self, stop: &CancellationToken) {
+        // Set while the subscription is cut: the next attempt to bring it back.
+        let mut resync: Option<tokio::time::Instant> = None;
+        // On a cluster, a change of masters (a failover) moves subscriptions and may have lost writes.
+        let mut changes = match &self.registry {
+            RedisConn::Cluster(c) => Some(c.changes()),
+            RedisConn::One(_) => None,
+        };
+        loop {
+            let changed = async {
+                match changes.as_mut() {
+                    Some(c) => c.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let retry = until(resync);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                push = self.pushes.recv() => match push {
+                    Some(p) if p.kind == PushKind::Disconnection => {
+                        tracing::warn!("bus: the subscription to Redis was cut; reconnecting");
+                        resync = Some(tokio::time::Instant::now());
+                    }
+                    // A Redis Cluster ends the subscriptions of a shard channel whose slot moved (its master
+                    // failed over, or a resharding): they are made again where the slot now is.
+                    Some(p) if p.kind == PushKind::SUnsubscribe => {
+                        tracing::warn!("bus: a channel's slot moved to another master; subscribing again");
+                        resync = Some(tokio::time::Instant::now());
+                    }
+                    Some(p) => self.receive(p).await,
+                    None => return,
+                },
+                true = changed => {
+                    tracing::warn!("bus: the Redis Cluster's masters changed; subscribing again");
+                    resync = Some(tokio::time::Instant::now());
+                }
+                _ = retry => {
+                    resync = match self.restore().await {
+                        Ok(()) => {
+                            tracing::info!("bus: the subscription to Redis is back");
+                            let _ = self.incoming.send(Incoming::Resynced).await;
+                            None
+                        }
+                        Err(_) => Some(tokio::time::Instant::now() + Duration::from_millis(500)),
+                    };
+                }
+            }
+        }
+    }
+
+    /// After the subscription was cut or the masters changed: whether the subscriptions are back. One
+    /// server's connection resubscribes by itself once a command makes it reconnect. On a cluster the
+    /// subscriber is made anew (its channels' slots may have moved), and the node is only told once every slot
+    /// has a master that answers, so its check of the registry reaches every slot.
+    async fn restore(&mut self) -> Result<(), RegistryError> {
+        match &mut self.subscriber.conn {
+            SubscriberConn::One(c) => redis::cmd("PING").query_async::<()>(c).await.map_err(err),
+            SubscriberConn::Cluster(_) => {
+                self.registry.every_master_answers().await?;
+                let channels = self.subscriber.channels.clone();
+                let (subscriber, pushes) =
+                    Subscriber::open(&self.redis, channels, self.timeout).await?;
+                self.subscriber = subscriber;
+                // What the old subscription heard while the new one was made is handed on, not dropped with it
+                // (a message may then come through both: it is safe to repeat).
+                let mut old = std::mem::replace(&mut self.pushes, pushes);
+                while let Ok(p) = old.try_recv() {
+                    self.receive(p).await;
+                }
+                Ok(())
+            }
+        }
     }
 
     async fn receive(&self, push: PushInfo) {

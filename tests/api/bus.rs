@@ -244,3 +244,39 @@ async fn a_resume_of_the_current_instance_racing_one_on_another_node_leaves_one_
         crate::races::one_holds(&mut a, &mut b, round).await;
     }
 }
+
+/// A node whose own publish waits on a slow link to Redis (a master that stalls, a congested network) still
+/// receives meanwhile: a kick from another node is not held up behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_receives_while_its_own_publish_waits_on_a_slow_redis() {
+    let ns = format!("t{:016x}", rand::random::<u64>());
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    // Node 1 publishes through the proxy, with a timeout long enough that its publish waits instead of failing;
+    // its subscription is direct.
+    let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let slow = Duration::from_secs(30);
+    let publisher = connect(&format!("redis://{}", proxy.addr), slow)
+        .await
+        .unwrap();
+    let direct = BusRedis::One("redis://127.0.0.1:6379".to_owned());
+    let (one, worker, mut heard) = redis_bus::connect(direct, &ns, 1, publisher, slow)
+        .await
+        .unwrap();
+    tokio::spawn(worker.run(stop.clone()));
+    let (two, _) = bus(Redis::One, &ns, 2, &stop).await;
+
+    proxy.delay(slow);
+    one.send(2, Message::Ack { id: 1 });
+    // Long enough for node 1 to be inside that publish.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    two.send(1, Message::Ack { id: 2 });
+    match tokio::time::timeout(Duration::from_secs(10), heard.recv()).await {
+        Ok(Some(Incoming::Message(Envelope {
+            from: 2,
+            message: Message::Ack { id: 2 },
+        }))) => {}
+        other => panic!("node 1 heard, while its own publish waited: {other:?}"),
+    }
+    proxy.delay(Duration::ZERO);
+}
