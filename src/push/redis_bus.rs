@@ -29,6 +29,8 @@ use crate::registry::RegistryError;
 const OUT_QUEUE: usize = 64 * 1024;
 /// Messages published in one round trip at most.
 const BATCH: usize = 256;
+/// How long the node's last queued messages may take to go out when it stops.
+const DRAIN_FOR: Duration = Duration::from_secs(1);
 
 fn channel(ns: &str, node: Option<u64>) -> String {
     match node {
@@ -225,10 +227,8 @@ impl BusWorker {
             publishing,
             receiving,
         } = self;
-        tokio::select! {
-            _ = publishing.run(&stop) => {}
-            _ = receiving.run(&stop) => {}
-        }
+        // Each half finishes what it is doing when told to stop (publishing sends what is queued first).
+        tokio::join!(publishing.run(&stop), receiving.run(&stop));
     }
 }
 
@@ -237,7 +237,17 @@ impl Publishing {
         loop {
             let again = until(self.unheard.due());
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => {
+                    // The node's last messages (acknowledgements, closes of resumed instances) still go out,
+                    // for as long as Redis answers promptly.
+                    let drain = async {
+                        while let Ok(first) = self.out.try_recv() {
+                            self.publish(first).await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(DRAIN_FOR, drain).await;
+                    return;
+                }
                 first = self.out.recv() => match first {
                     Some(first) => self.publish(first).await,
                     None => return,
@@ -384,7 +394,10 @@ impl Receiving {
                         resync = Some(tokio::time::Instant::now());
                     }
                     Some(p) => self.receive(p).await,
-                    None => return,
+                    None => {
+                        tracing::error!("bus: the subscription's connection is gone; this node receives no more");
+                        return;
+                    }
                 },
                 true = changed => {
                     tracing::warn!("bus: the Redis Cluster's masters changed; subscribing again");

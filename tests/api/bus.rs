@@ -246,7 +246,8 @@ async fn a_resume_of_the_current_instance_racing_one_on_another_node_leaves_one_
 }
 
 /// A node whose own publish waits on a slow link to Redis (a master that stalls, a congested network) still
-/// receives meanwhile: a kick from another node is not held up behind it.
+/// receives meanwhile: a message from another node (a kick) is not held up behind it, and the slow publish
+/// still arrives afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_receives_while_its_own_publish_waits_on_a_slow_redis() {
     let ns = format!("t{:016x}", rand::random::<u64>());
@@ -255,28 +256,57 @@ async fn a_node_receives_while_its_own_publish_waits_on_a_slow_redis() {
     // Node 1 publishes through the proxy, with a timeout long enough that its publish waits instead of failing;
     // its subscription is direct.
     let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
-    let slow = Duration::from_secs(30);
-    let publisher = connect(&format!("redis://{}", proxy.addr), slow)
+    let long = Duration::from_secs(30);
+    let publisher = connect(&format!("redis://{}", proxy.addr), long)
         .await
         .unwrap();
     let direct = BusRedis::One("redis://127.0.0.1:6379".to_owned());
-    let (one, worker, mut heard) = redis_bus::connect(direct, &ns, 1, publisher, slow)
+    let (one, worker, mut heard_by_one) = redis_bus::connect(direct, &ns, 1, publisher, long)
         .await
         .unwrap();
     tokio::spawn(worker.run(stop.clone()));
-    let (two, _) = bus(Redis::One, &ns, 2, &stop).await;
+    let (two, mut heard_by_two) = bus(Redis::One, &ns, 2, &stop).await;
 
-    proxy.delay(slow);
+    proxy.delay(Duration::from_secs(3));
     one.send(2, Message::Ack { id: 1 });
     // Long enough for node 1 to be inside that publish.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.delay(Duration::ZERO);
     two.send(1, Message::Ack { id: 2 });
-    match tokio::time::timeout(Duration::from_secs(10), heard.recv()).await {
+    match tokio::time::timeout(long, heard_by_one.recv()).await {
         Ok(Some(Incoming::Message(Envelope {
             from: 2,
             message: Message::Ack { id: 2 },
         }))) => {}
-        other => panic!("node 1 heard, while its own publish waited: {other:?}"),
+        other => panic!("node 1 heard: {other:?}"),
     }
-    proxy.delay(Duration::ZERO);
+    assert!(
+        heard_by_two.try_recv().is_err(),
+        "node 1 heard node 2 only once its own publish was through"
+    );
+    match tokio::time::timeout(long, heard_by_two.recv()).await {
+        Ok(Some(Incoming::Message(Envelope {
+            from: 1,
+            message: Message::Ack { id: 1 },
+        }))) => {}
+        other => panic!("node 2 heard: {other:?}"),
+    }
+}
+
+/// A node that stops still sends what it had queued (its last acknowledgements, closes of instances resumed
+/// elsewhere), so the nodes waiting on them do not wait out their time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_sends_what_it_had_queued() {
+    let ns = format!("t{:016x}", rand::random::<u64>());
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let (_two, mut heard_by_two) = bus(Redis::One, &ns, 2, &stop).await;
+    let stop_one = CancellationToken::new();
+    let (one, _) = bus(Redis::One, &ns, 1, &stop_one).await;
+    for id in 1..=300 {
+        one.send(2, Message::Ack { id });
+    }
+    stop_one.cancel();
+    let heard = acks(&mut heard_by_two, Duration::from_secs(1)).await;
+    assert_eq!(heard, (1..=300).collect::<Vec<u64>>());
 }
