@@ -144,6 +144,11 @@ impl Accounts {
         r
     }
 
+    /// Drops every cached copy (this node may have missed the announcements of changes).
+    pub fn invalidate_all(&self) {
+        self.users.forget_logins();
+    }
+
     /// Drops the cached copy (after a change here, or one announced by another node).
     pub fn invalidate(&self, sdkappid: u32, user_id: &str) {
         self.users.forget_login(sdkappid, user_id);

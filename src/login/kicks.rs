@@ -6,10 +6,28 @@ use std::time::Duration;
 
 use super::service::{Actor, Sessions};
 use super::settle::Write;
+use crate::accounts::LoginState;
+use crate::model::error::Code;
 use crate::model::error::Failure;
-use crate::model::{Cause, Instance, InstanceKey, KickReason, Platform};
+use crate::model::{Cause, ConnRef, Instance, InstanceKey, KickReason, Platform};
 use crate::push::hub::{Ack, Push};
 use crate::registry::{RegResult, RegistryError};
+
+/// The kick an account that has ended makes of an instance logged in at `login_at_ms`, if it has: deleted
+/// (70107), its tickets revoked at or after that login (70052), disabled (70051). `None` for the login time
+/// checks deletion and disabling only.
+pub(super) fn ended(account: &Option<LoginState>, login_at_ms: Option<i64>) -> Option<KickReason> {
+    let Some(a) = account else {
+        return Some(KickReason::AccountDeleted);
+    };
+    match login_at_ms {
+        Some(t) if a.revoked_at > 0 && a.revoked_at >= t / 1000 => {
+            Some(KickReason::AdminKickRevoked)
+        }
+        _ if a.disabled => Some(KickReason::AccountDisabled),
+        _ => None,
+    }
+}
 
 /// How long a login waits for kicked connections to write their `kicked_offline` before it answers anyway.
 const KICK_ACK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -88,6 +106,52 @@ impl Sessions {
             removed.into_iter().map(|i| (i, reason)).collect();
         self.deliver_kicks(&kicked, None).await;
         Ok(kicked.len())
+    }
+
+    /// The account's login state for a resume of `key`: from the cache, or the database. The cache is kept
+    /// current by the bus's messages, and dropped when they may have been missed.
+    pub(super) async fn account_of(
+        &self,
+        key: &InstanceKey,
+    ) -> Result<Option<LoginState>, Failure> {
+        self.auth
+            .accounts()
+            .login_state(key.sdkappid, &key.user_id)
+            .await
+            .map_err(|_| Failure::new(Code::InternalTimeout))
+    }
+
+    /// Refuses a resume of `key` whose account has ended since its login (deleted, disabled, its tickets
+    /// revoked): the admin action's kick of the instance may have been lost with Redis (a failover), but the
+    /// database keeps what the admin did. The kick is made again (the instance removed and the kick recorded,
+    /// so any later resume answers the same) and the connection that held the instance is told: `previous` if
+    /// this resume had attached it to `resumed_on` already. The answer is the kick's code.
+    pub(super) async fn refuse_ended(
+        &self,
+        key: &InstanceKey,
+        reason: KickReason,
+        resumed_on: Option<ConnRef>,
+        previous: Option<ConnRef>,
+    ) -> Failure {
+        match self.registry.kick(key, reason, self.remember_ms()).await {
+            Ok(Some((mut inst, _))) => {
+                if resumed_on.is_some() && inst.conn == resumed_on {
+                    inst.conn = previous;
+                }
+                if inst.conn.is_some() {
+                    self.deliver_kicks(&[(inst, reason)], None).await;
+                }
+            }
+            Ok(None) => {}
+            // Left to the reaper after the grace; every resume meanwhile is refused the same way.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not remove an instance whose account has ended")
+            }
+        }
+        Failure::with_message(
+            reason.code(),
+            format!("kicked offline ({})", reason.as_str()),
+        )
     }
 
     /// Removes one instance (an admin's kick); its connection, if any, is told why. `false` if it is gone.

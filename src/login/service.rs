@@ -3,6 +3,7 @@
 
 pub use super::answer::{LoginData, LoginOk};
 use super::ends::{Ended, EndsWorker};
+use super::kicks::ended;
 pub use super::upkeep::Recheck;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -367,6 +368,11 @@ impl Sessions {
     /// removed, an attached one is left to its connection, which tells its client `user_sig_expired`.
     pub async fn resume(&self, token: &str, conn: ConnRef, ip: IpAddr) -> Result<LoginOk, Failure> {
         let key = self.token_instance(token)?;
+        // An account ended since (whose kick a Redis failover may have lost) resumes nothing.
+        let account = self.account_of(&key).await?;
+        if let Some(reason) = ended(&account, None) {
+            return Err(self.refuse_ended(&key, reason, None, None).await);
+        }
         let attached = match self
             .registry
             .attach(&key, conn, self.clock.now_secs(), Take::Always)
@@ -419,6 +425,9 @@ impl Sessions {
                 )
             }
         };
+        if let Some(reason) = ended(&account, Some(instance.login_at_ms)) {
+            return Err(self.refuse_ended(&key, reason, Some(conn), previous).await);
+        }
         if let Some(previous) = previous {
             self.hub
                 .send(

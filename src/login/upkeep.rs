@@ -107,6 +107,8 @@ impl Sessions {
             match next {
                 None => return,
                 Some(Incoming::Resynced) => {
+                    // Changes to accounts announced meanwhile were missed: the cache is read again.
+                    self.auth.accounts().invalidate_all();
                     self.reconcile().await;
                 }
                 Some(Incoming::Message(e)) => match e.message {

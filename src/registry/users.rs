@@ -128,6 +128,18 @@ impl Users {
         self.map.retain(|_, u| self.tidy(u, now));
     }
 
+    /// Drops every cached login state: after this node may have missed the messages that announce changes to
+    /// accounts (its subscription to the bus was cut, or moved in a failover).
+    pub fn forget_logins(&self) {
+        let now = self.clock.now_secs();
+        self.map.retain(|_, u| {
+            if u.login.take().is_some() {
+                self.logins.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.tidy(u, now)
+        });
+    }
+
     /// Sweeps every [`SWEEP_EVERY`] until `stop`.
     pub async fn sweep_until(self: Arc<Self>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(SWEEP_EVERY);

@@ -336,3 +336,69 @@ async fn a_resume_on_the_connection_the_record_names_is_the_latest_whichever_nod
         t.all_online(&user, 1).await;
     }
 }
+
+/// An admin disabled, deleted or revoked the account through node 1, and Redis then lost the kick (a failover):
+/// the old session's resume is still refused with the admin action's code, on either node, since the database
+/// keeps what the admin did; and the instance is gone from the registry again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_after_redis_lost_an_admin_actions_kick_is_refused() {
+    use reqwest::Method;
+    let mut t = Lossy::start().await;
+    let actions = [
+        ("lost-disable", Method::POST, "/disable", None, 70051),
+        ("lost-delete", Method::DELETE, "", None, 70107),
+        (
+            "lost-revoke",
+            Method::POST,
+            "/kick",
+            Some(serde_json::json!({"revoke_sigs": true})),
+            70052,
+        ),
+    ];
+    for (user, method, action, body, code) in actions {
+        let (mut c, token) = t.log_in(0, user, "web").await;
+        let before = t.record(user).await;
+        let path = format!("/users/{user}{action}");
+        let (status, reply) = t.cluster.admin(1, method, &path, body).await;
+        assert!(status == 200 || status == 204, "{status} {reply}");
+        assert_eq!(crate::cluster::kicked(&mut c).await.0, code, "{user}");
+        t.forget_since(user, &before).await;
+
+        for node in [1, 0, 1] {
+            let c = t.cluster.connect(node).await;
+            let e = c.resume(&token).await.unwrap_err();
+            assert_eq!(e.code(), Some(code), "{user} on node {node}: {e}");
+        }
+        assert!(t
+            .record(user)
+            .await
+            .iter()
+            .all(|(f, _)| !f.starts_with("i:")));
+    }
+}
+
+/// Node 0 missed the message that an account was disabled (its subscription was cut while node 1 disabled it),
+/// and holds no connection of the user: once subscribed again it reads every account anew, so the user's next login there is refused (70051), not let
+/// in on what node 0 had cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_an_accounts_change_reads_it_again_once_subscribed() {
+    let mut t = Lossy::start().await;
+    // Node 0 caches the account; no connection of the user is left there for its check to look at.
+    let (c, _) = t.log_in(0, "missed", "web").await;
+    c.logout().await.unwrap();
+    t.cut();
+    let (status, reply) = t
+        .cluster
+        .admin(1, reqwest::Method::POST, "/users/missed/disable", None)
+        .await;
+    assert_eq!(status, 204, "{reply}");
+    t.recover().await;
+    crate::helpers::eventually("node 0 refuses the disabled account", || async {
+        let c = t.cluster.connect(0).await;
+        match c.login(&params("missed", "web")).await {
+            Err(e) => e.code() == Some(70051),
+            Ok(_) => false,
+        }
+    })
+    .await;
+}
