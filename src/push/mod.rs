@@ -1,8 +1,9 @@
 //! How a change reaches the connection it concerns: this node's connections ([`hub`]), and the other nodes
 //! ([`bus`], on Redis pub/sub in a cluster, see [`redis_bus`], which publishes again what no node heard:
-//! [`unheard`]).
+//! [`unheard`], and has the nodes whose messages were dropped check against the registry: [`missed`]).
 
 pub mod bus;
 pub mod hub;
+pub mod missed;
 pub mod redis_bus;
 pub mod unheard;

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::bus::{Bus, Envelope, Incoming, Message};
+use super::missed::{self, Marks, Watch};
 use super::unheard::{Outgoing, Unheard};
 use crate::registry::redis::{err, RedisConn};
 use crate::registry::RegistryError;
@@ -165,6 +166,8 @@ struct Publishing {
     out: mpsc::Receiver<Outgoing>,
     /// Messages no node heard, to publish again.
     unheard: Unheard,
+    /// Where the nodes whose messages were dropped are told.
+    marks: Marks,
 }
 
 struct Receiving {
@@ -176,6 +179,8 @@ struct Receiving {
     timeout: Duration,
     /// The registry's connection: on a cluster, it follows the masters and tells when every slot answers.
     registry: RedisConn,
+    /// Whether messages to this node were dropped.
+    missed: Watch,
 }
 
 /// Where the bus's Redis is: one server (its URL), or a cluster (its seed nodes).
@@ -207,6 +212,7 @@ pub async fn connect(
             conn: publisher.clone(),
             out,
             unheard: Unheard::default(),
+            marks: Marks::new(ns),
         },
         receiving: Receiving {
             node,
@@ -216,6 +222,7 @@ pub async fn connect(
             redis,
             timeout,
             registry: publisher,
+            missed: Watch::new(ns, &format!("{node:016x}")),
         },
     };
     Ok((bus, worker, incoming))
@@ -235,6 +242,10 @@ impl BusWorker {
 impl Publishing {
     async fn run(mut self, stop: &CancellationToken) {
         loop {
+            let given_up = self.unheard.take_given_up();
+            if !given_up.is_empty() {
+                self.marks.mark(&self.conn, given_up).await;
+            }
             let again = until(self.unheard.due());
             tokio::select! {
                 _ = stop.cancelled() => {
@@ -372,6 +383,8 @@ impl Receiving {
             RedisConn::Cluster(c) => Some(c.changes()),
             RedisConn::One(_) => None,
         };
+        let mut look = tokio::time::interval(missed::POLL);
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let changed = async {
                 match changes.as_mut() {
@@ -402,6 +415,12 @@ impl Receiving {
                 true = changed => {
                     tracing::warn!("bus: the Redis Cluster's masters changed; subscribing again");
                     resync = Some(tokio::time::Instant::now());
+                }
+                _ = look.tick() => {
+                    if self.missed.moved(&self.registry).await {
+                        tracing::warn!("bus: messages to this node were dropped; checking against the registry");
+                        let _ = self.incoming.send(Incoming::Resynced).await;
+                    }
                 }
                 _ = retry => {
                     resync = match self.restore().await {

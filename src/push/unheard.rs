@@ -54,6 +54,8 @@ pub struct Unheard {
     /// that is gone may have messages dropped at every probe).
     dropped: usize,
     logged: Option<Instant>,
+    /// Channels that had messages dropped since [`Unheard::take_given_up`] (see [`super::missed`]).
+    given_up: Vec<String>,
 }
 
 impl Unheard {
@@ -70,23 +72,41 @@ impl Unheard {
     /// Keeps `message`, first sent at `since`.
     pub fn push_since(&mut self, (channel, payload): Outgoing, since: Instant) {
         let now = Instant::now();
-        let c = self.channels.entry(channel).or_insert_with(|| Channel {
-            queue: VecDeque::new(),
-            pause: FIRST_PAUSE,
-            at: now + FIRST_PAUSE,
-            last: now,
-        });
+        let c = self
+            .channels
+            .entry(channel.clone())
+            .or_insert_with(|| Channel {
+                queue: VecDeque::new(),
+                pause: FIRST_PAUSE,
+                at: now + FIRST_PAUSE,
+                last: now,
+            });
         // Many messages waiting: the channel is tried again soon (its node may be back), so they do not pile up
         // past the cap; a node that is gone then gets a probe per [`FIRST_PAUSE`] at most, a small share of what
         // is sent to it. Fewer wait for the next try of the doubling pause.
         if c.queue.len() >= PILING_UP {
             c.at = c.at.min(c.last + FIRST_PAUSE);
         }
-        if c.queue.len() >= MAX_PER_CHANNEL {
+        let full = c.queue.len() >= MAX_PER_CHANNEL;
+        if full {
             c.queue.pop_front();
-            self.dropped += 1;
         }
         c.queue.push_back((payload, since));
+        if full {
+            self.dropped += 1;
+            self.gave_up(channel);
+        }
+    }
+
+    fn gave_up(&mut self, channel: String) {
+        if !self.given_up.contains(&channel) {
+            self.given_up.push(channel);
+        }
+    }
+
+    /// The channels that had messages dropped since the last call.
+    pub fn take_given_up(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.given_up)
     }
 
     /// When the next channel is to be tried again, if any waits.
@@ -100,17 +120,22 @@ impl Unheard {
         let now = Instant::now();
         let mut dropped = 0;
         let mut probes = Vec::new();
+        let mut given_up = Vec::new();
         self.channels.retain(|name, c| {
             if c.at > now {
                 return true;
             }
+            let before = c.queue.len();
             while c
                 .queue
                 .front()
                 .is_some_and(|(_, since)| now.duration_since(*since) >= RETRY_FOR)
             {
                 c.queue.pop_front();
-                dropped += 1;
+            }
+            if c.queue.len() < before {
+                dropped += before - c.queue.len();
+                given_up.push(name.clone());
             }
             let Some((first, _)) = c.queue.front() else {
                 return false;
@@ -120,6 +145,9 @@ impl Unheard {
             true
         });
         self.dropped += dropped;
+        for channel in given_up {
+            self.gave_up(channel);
+        }
         if self.dropped > 0
             && self
                 .logged
@@ -127,7 +155,7 @@ impl Unheard {
         {
             tracing::warn!(
                 messages = self.dropped,
-                "bus: messages were not heard in time or did not fit; their nodes' checks against the registry will find what they said"
+                "bus: messages were not heard in time or did not fit; their nodes are told to check against the registry, which holds what they said"
             );
             self.dropped = 0;
             self.logged = Some(now);
@@ -193,6 +221,8 @@ mod tests {
         assert!(Instant::now() - start >= RETRY_FOR);
         assert!(!u.holds("a"), "nothing waits once the time is up");
         assert_eq!(u.due(), None);
+        assert_eq!(u.take_given_up(), ["a"], "its node is to be told");
+        assert!(u.take_given_up().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
@@ -220,6 +250,7 @@ mod tests {
         u.not_heard("b");
         let probes = u.probes();
         assert_eq!(probes, [m("a", "2")]);
+        assert!(u.take_given_up().is_empty(), "nothing was dropped");
     }
 
     #[tokio::test(start_paused = true)]
@@ -230,6 +261,7 @@ mod tests {
             u.push(m("dead", &i.to_string()));
         }
         u.push(m("live", "1"));
+        assert_eq!(u.take_given_up(), ["dead"]);
         tokio::time::sleep(FIRST_PAUSE).await;
         let mut probes = u.probes();
         probes.sort();

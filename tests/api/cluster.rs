@@ -104,7 +104,7 @@ impl Cluster {
     /// One node on each Redis URL of `urls` (the same Redis, reached through a proxy by some).
     pub async fn start_each(urls: &[String], extra: &[(&str, &str)]) -> Cluster {
         let redis = |i: usize| ("IMLOGIN__REGISTRY__REDIS_URL", urls[i].clone());
-        Self::start_with(redis, urls.len(), extra).await
+        Self::start_with(redis, urls.len(), extra, random_ns()).await
     }
 
     /// `n` nodes on a Redis Cluster.
@@ -113,17 +113,27 @@ impl Cluster {
         n: usize,
         extra: &[(&str, &str)],
     ) -> Cluster {
+        Self::start_on_cluster_in(redis, n, extra, random_ns()).await
+    }
+
+    /// The same in namespace `ns` (where the keys a test looks at fall depends on it).
+    pub async fn start_on_cluster_in(
+        redis: &LocalRedisCluster,
+        n: usize,
+        extra: &[(&str, &str)],
+        ns: String,
+    ) -> Cluster {
         let seeds = |_| ("IMLOGIN__REGISTRY__REDIS_CLUSTER_NODES", redis.seeds_env());
-        Self::start_with(seeds, n, extra).await
+        Self::start_with(seeds, n, extra, ns).await
     }
 
     async fn start_with(
         redis: impl Fn(usize) -> (&'static str, String),
         n: usize,
         extra: &[(&str, &str)],
+        ns: String,
     ) -> Cluster {
         let db = TestDb::new(Backend::Postgres).await;
-        let ns = format!("t{:016x}", rand::random::<u64>());
         let mut env: Vec<(&str, String)> = vec![
             ("IMLOGIN__DATABASE__URL", db.url()),
             ("IMLOGIN__REGISTRY__BACKEND", "redis".into()),
@@ -196,6 +206,11 @@ impl Cluster {
         }
         body["instances"].as_array().cloned().unwrap_or_default()
     }
+}
+
+/// A namespace of a test's own.
+pub fn random_ns() -> String {
+    format!("t{:016x}", rand::random::<u64>())
 }
 
 /// The next event, within 5 s.

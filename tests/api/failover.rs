@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use imlogin::client::{Client, ClientError, ClientEvent};
 use imlogin::registry::redis::Layout;
 
-use crate::cluster::{kicked, Cluster, PrivateRedis};
+use crate::cluster::{kicked, random_ns, Cluster, PrivateRedis};
 use crate::helpers::{eventually, params, APP};
 use crate::redis_cluster::{cli, LocalRedisCluster};
 
@@ -461,5 +461,66 @@ fn a_node_does_not_start_on_seeds_that_are_no_redis_cluster() {
         );
         assert!(err.contains(why), "{seeds}: {err}");
         assert!(!err.contains("seedpassword"), "{err}");
+    }
+}
+
+/// The master of a node's channel stalls (writes paused, as on an overloaded master) and the connections
+/// queued behind it break, so the kick sent to that node is lost and given up on (after 2 s) while the node's
+/// subscription stays up: nothing else would have it check. The sender marks it in Redis, and the node's check
+/// against the registry finds the kick: the kicked client is told and closed, not left connected as if still
+/// logged in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_given_up_on_while_its_nodes_master_stalled_still_reaches_its_client() {
+    let redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
+        .await
+        .unwrap();
+    // Node 0 is numbered 1 (the nodes are numbered as they start, in a namespace of their own). A namespace
+    // where the master of node 0's channel, the one to stall, holds neither the marks of dropped messages nor
+    // the cluster-wide keys.
+    let (ns, stalled) = loop {
+        let ns = random_ns();
+        let layout = Layout::cluster(&ns).unwrap();
+        let stalled = redis.master_of(&format!("{ns}:bus:{:016x}", 1));
+        let others = [format!("{ns}:bus:missed"), layout.global("nodes")];
+        if others.iter().all(|k| redis.master_of(k) != stalled) {
+            break (ns, stalled);
+        }
+    };
+    let cluster = Cluster::start_on_cluster_in(&redis, 2, &[], ns).await;
+    let layout = Layout::cluster(&cluster.ns).unwrap();
+    assert_eq!(
+        cli(stalled, &["-c", "GET", &layout.global("node-ids")]),
+        "2"
+    );
+    let user = (0..)
+        .map(|i| format!("stall{i}"))
+        .find(|u| redis.master_of(&format!("{}:u:{APP}:{u}", layout.prefix(APP, u))) != stalled)
+        .unwrap();
+
+    let mut first = cluster.connect(0).await;
+    first.login(&params(&user, "web")).await.unwrap();
+    cli(stalled, &["CLIENT", "PAUSE", "3000", "WRITE"]);
+    let started = std::time::Instant::now();
+    let second = cluster.connect(1).await;
+    let login = tokio::spawn(async move { second.login(&params(&user, "web")).await });
+    // The publishes waiting on the paused master go with the connections they wait on (every connection but
+    // node 0's subscription), once after the first and again just before the pause ends.
+    for at in [300, 2800] {
+        tokio::time::sleep_until((started + Duration::from_millis(at)).into()).await;
+        let list = cli(stalled, &["CLIENT", "LIST"]);
+        for line in list
+            .lines()
+            .filter(|l| l.contains(" ssub=0 ") && !l.contains("cmd=client|list"))
+        {
+            let id = line.split(' ').next().unwrap().trim_start_matches("id=");
+            cli(stalled, &["CLIENT", "KILL", "ID", id]);
+        }
+    }
+    login.await.unwrap().unwrap();
+    match tokio::time::timeout(Duration::from_secs(15), first.next_event()).await {
+        Ok(Some(ClientEvent::KickedOffline { code, reason, .. })) => {
+            assert_eq!((code, reason.as_str()), (6208, "multi_terminal"))
+        }
+        other => panic!("the kicked client is told: {other:?}"),
     }
 }

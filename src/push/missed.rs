@@ -1,0 +1,104 @@
+//! Messages given up on, made up for. A message no node heard is published again for a while ([`super::unheard`]);
+//! past that, its sender marks the node it was for in Redis: a hash of counters (`NS:bus:missed`, a field per
+//! node, and `all` for broadcasts), each bumped when messages to it were dropped. Every node reads its two
+//! counters every [`POLL`], and when one moved it checks its connections against the registry, which holds what
+//! the messages said, as after its subscription was cut. That covers a node whose subscription stayed up while
+//! its channel's master stalled (a pause, an overloaded master), which nothing else would tell to check.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::registry::redis::RedisConn;
+
+/// How often a node reads its counters.
+pub const POLL: Duration = Duration::from_secs(1);
+/// How often at most a sender marks the same node (a node gone for good has messages dropped at every probe).
+const MARK_EVERY: Duration = Duration::from_secs(1);
+/// The counters outlive the last mark by this much (fields of nodes gone for good go with the hash).
+const KEEP_MS: u64 = 24 * 3600 * 1000;
+
+fn key(ns: &str) -> String {
+    format!("{ns}:bus:missed")
+}
+
+/// The sender's side: marks the nodes of channels whose messages were dropped.
+pub struct Marks {
+    key: String,
+    /// What precedes a node's field in a channel's name (`NS:bus:`).
+    prefix: String,
+    last: HashMap<String, Instant>,
+}
+
+impl Marks {
+    pub fn new(ns: &str) -> Marks {
+        Marks {
+            key: key(ns),
+            prefix: format!("{ns}:bus:"),
+            last: HashMap::new(),
+        }
+    }
+
+    /// Marks the nodes of `channels` (those not marked within [`MARK_EVERY`]), in one round trip.
+    pub async fn mark(&mut self, conn: &RedisConn, channels: Vec<String>) {
+        let now = Instant::now();
+        self.last
+            .retain(|_, at| now.duration_since(*at) < MARK_EVERY);
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        for channel in channels {
+            let Some(field) = channel.strip_prefix(&self.prefix) else {
+                continue;
+            };
+            if self.last.contains_key(field) {
+                continue;
+            }
+            pipe.hincr(&self.key, field, 1).ignore();
+            self.last.insert(field.to_owned(), now);
+            any = true;
+        }
+        if !any {
+            return;
+        }
+        pipe.pexpire(&self.key, KEEP_MS as i64).ignore();
+        if let Err(e) = pipe.query_async::<()>(&mut conn.clone()).await {
+            tracing::warn!(error = %e, "bus: could not mark the nodes whose messages were dropped");
+        }
+    }
+}
+
+/// A node's side: whether its counters moved since it last looked.
+pub struct Watch {
+    key: String,
+    field: String,
+    seen: Option<[Option<i64>; 2]>,
+}
+
+impl Watch {
+    /// For node `node`, whose channel's name ends in `field`.
+    pub fn new(ns: &str, field: &str) -> Watch {
+        Watch {
+            key: key(ns),
+            field: field.to_owned(),
+            seen: None,
+        }
+    }
+
+    /// Whether messages to this node (or to every node) were dropped since the last look; the first look only
+    /// learns where the counters are. `false` if Redis does not answer (it is asked again at the next look).
+    pub async fn moved(&mut self, conn: &RedisConn) -> bool {
+        let now: Result<[Option<i64>; 2], _> = redis::cmd("HMGET")
+            .arg(&self.key)
+            .arg(&self.field)
+            .arg("all")
+            .query_async(&mut conn.clone())
+            .await;
+        let Ok(now) = now else { return false };
+        let moved = self
+            .seen
+            .is_some_and(|seen| now.iter().zip(seen).any(|(n, s)| n.is_some() && *n != s));
+        self.seen = Some(now);
+        moved
+    }
+}
