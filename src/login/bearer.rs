@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use super::kicks::ended;
 use super::service::{Actor, Sessions};
 use crate::model::error::{Code, Failure};
 use crate::model::{Cause, Instance};
@@ -20,6 +21,11 @@ impl Sessions {
             .ok_or(Code::NoPreviousLogin)?;
         if self.clock.now_secs() > inst.sig_expires_at {
             return Err(Code::NoPreviousLogin.into());
+        }
+        // As for a resume: an account ended since the login (its kick lost with Redis) has no session.
+        let account = self.account_of(&key).await?;
+        if let Some(reason) = ended(&account, Some(inst.login_at_ms)) {
+            return Err(self.refuse_ended(&key, reason, None, None).await);
         }
         Ok(inst)
     }

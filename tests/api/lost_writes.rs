@@ -338,8 +338,8 @@ async fn a_resume_on_the_connection_the_record_names_is_the_latest_whichever_nod
 }
 
 /// An admin disabled, deleted or revoked the account through node 1, and Redis then lost the kick (a failover):
-/// the old session's resume is still refused with the admin action's code, on either node, since the database
-/// keeps what the admin did; and the instance is gone from the registry again.
+/// the old session is still refused with the admin action's code, over HTTP and in a resume on either node, since
+/// the database keeps what the admin did; and the instance is gone from the registry again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_after_redis_lost_an_admin_actions_kick_is_refused() {
     use reqwest::Method;
@@ -364,6 +364,16 @@ async fn a_resume_after_redis_lost_an_admin_actions_kick_is_refused() {
         assert_eq!(crate::cluster::kicked(&mut c).await.0, code, "{user}");
         t.forget_since(user, &before).await;
 
+        // Read over HTTP with the session token, then resumed on each node.
+        let url = format!("http://{}/v1/session", t.cluster.nodes[0].addr);
+        let r = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let read: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(read["code"], code, "{user}: {read}");
         for node in [1, 0, 1] {
             let c = t.cluster.connect(node).await;
             let e = c.resume(&token).await.unwrap_err();
