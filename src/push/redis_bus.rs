@@ -91,9 +91,11 @@ enum SubscriberConn {
 }
 
 impl Subscriber {
-    /// Connects to `redis` and subscribes to `channels`; what arrives goes to the returned receiver.
+    /// Connects to `redis` and subscribes to `channels`; what arrives goes to the returned receiver. On a
+    /// cluster, `found` are where it was last found (tried before the seeds, which failovers may have moved).
     async fn open(
         redis: &BusRedis,
+        found: Vec<redis::ConnectionInfo>,
         channels: [String; 2],
         timeout: Duration,
     ) -> Result<(Subscriber, mpsc::UnboundedReceiver<PushInfo>), RegistryError> {
@@ -120,10 +122,10 @@ impl Subscriber {
                 SubscriberConn::One(conn)
             }
             BusRedis::Cluster(nodes) => {
-                let infos = nodes
-                    .iter()
-                    .map(|u| crate::registry::redis::connection_info(u))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let mut infos = found;
+                for u in nodes {
+                    infos.push(crate::registry::redis::connection_info(u)?);
+                }
                 let client = redis::cluster::ClusterClient::builder(infos)
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
@@ -199,7 +201,7 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<(Arc<RedisBus>, BusWorker, mpsc::Receiver<Incoming>), RegistryError> {
     let channels = [channel(ns, Some(node)), channel(ns, None)];
-    let (subscriber, pushes) = Subscriber::open(&redis, channels, timeout).await?;
+    let (subscriber, pushes) = Subscriber::open(&redis, Vec::new(), channels, timeout).await?;
     let (out_tx, out) = mpsc::channel(OUT_QUEUE);
     let (incoming_tx, incoming) = mpsc::channel(OUT_QUEUE);
     let bus = Arc::new(RedisBus {
@@ -446,8 +448,12 @@ impl Receiving {
             SubscriberConn::Cluster(_) => {
                 self.registry.every_master_answers().await?;
                 let channels = self.subscriber.channels.clone();
+                let found = match &self.registry {
+                    RedisConn::Cluster(c) => c.current_nodes(),
+                    RedisConn::One(_) => Vec::new(),
+                };
                 let (subscriber, pushes) =
-                    Subscriber::open(&self.redis, channels, self.timeout).await?;
+                    Subscriber::open(&self.redis, found, channels, self.timeout).await?;
                 self.subscriber = subscriber;
                 // What the old subscription heard while the new one was made is handed on, not dropped with it
                 // (a message may then come through both: it is safe to repeat).

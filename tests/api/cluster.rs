@@ -116,6 +116,13 @@ impl Cluster {
         Self::start_on_cluster_in(redis, n, extra, random_ns()).await
     }
 
+    /// `n` nodes in namespace `ns` on a Redis Cluster that they know by the seed nodes `seeds` only
+    /// (`["redis://…", …]`).
+    pub async fn start_on_seeds(seeds: &str, n: usize, ns: String) -> Cluster {
+        let seeds = |_| ("IMLOGIN__REGISTRY__REDIS_CLUSTER_NODES", seeds.to_owned());
+        Self::start_with(seeds, n, &[], ns).await
+    }
+
     /// The same in namespace `ns` (where the keys a test looks at fall depends on it).
     pub async fn start_on_cluster_in(
         redis: &LocalRedisCluster,

@@ -524,3 +524,34 @@ async fn a_kick_given_up_on_while_its_nodes_master_stalled_still_reaches_its_cli
         other => panic!("the kicked client is told: {other:?}"),
     }
 }
+
+/// The nodes know the cluster by one seed node, the master of node 0's channel, which is killed: once its
+/// replica took over, node 0's bus subscribes again where the cluster now is (found by the registry's map of it), not only at the
+/// seed, which is gone for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_subscribes_again_after_a_failover_that_took_away_every_seed_node() {
+    let mut redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
+        .await
+        .unwrap();
+    // Node 0 (numbered 1) is to lose its subscription with the seed: the seed is its channel's master.
+    let ns = random_ns();
+    let channel = format!("{ns}:bus:{:016x}", 1);
+    let seed = redis.master_of(&channel);
+    let _cluster = Cluster::start_on_seeds(&format!("[\"redis://127.0.0.1:{seed}\"]"), 2, ns).await;
+    assert_eq!(subscribers(&redis, &channel), "1", "node 0 is subscribed");
+
+    redis.kill(seed);
+    eventually("node 0 subscribes again, with its seed gone", || async {
+        subscribers(&redis, &channel) == "1"
+    })
+    .await;
+}
+
+/// How many subscribe to the shard channel `channel`, as its master says ("" while it has none).
+fn subscribers(redis: &LocalRedisCluster, channel: &str) -> String {
+    let Some(at) = redis.try_masters_of(&[channel]) else {
+        return String::new();
+    };
+    let reply = cli(at[0], &["PUBSUB", "SHARDNUMSUB", channel]);
+    reply.lines().nth(1).unwrap_or("").trim().to_owned()
+}

@@ -112,6 +112,20 @@ impl ClusterConn {
         self.map().masters.iter().map(|m| m.addr.clone()).collect()
     }
 
+    /// Where the cluster is now, for another client of it (the bus's subscriptions): its masters, then its other
+    /// nodes, with the seeds' settings. After failovers the seeds may all be replicas, or gone.
+    pub fn current_nodes(&self) -> Vec<redis::ConnectionInfo> {
+        let map = self.map();
+        let settings = self.0.seed_settings();
+        map.masters
+            .iter()
+            .map(|m| &m.addr)
+            .chain(&map.nodes)
+            .filter_map(|a| connection_info(&node_url(a)).ok())
+            .map(|i| i.set_redis_settings(settings.clone()))
+            .collect()
+    }
+
     /// Positions of `slots` by the master serving each now (one look at the map; a slot without a master is
     /// a batch of its own, whose calls fail).
     pub fn by_master(&self, slots: impl Iterator<Item = u16>) -> Vec<Vec<usize>> {
