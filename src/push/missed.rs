@@ -40,7 +40,7 @@ impl Marks {
         }
     }
 
-    /// Marks the nodes of `channels` (those not marked within [`MARK_EVERY`]), in one round trip.
+    /// Marks the nodes of `channels` (those not marked within the last second), in one round trip.
     pub async fn mark(&mut self, conn: &RedisConn, channels: Vec<String>) {
         let now = Instant::now();
         self.last
