@@ -247,6 +247,8 @@ async fn kick_one_instance_or_all_with_or_without_revocation(backend: Backend) {
         .login(&params("kk", "android"))
         .await
         .unwrap();
+    // A ticket issued before the revocation (one made after it, in a later second, would be valid).
+    let old_ticket = params("kk", "web");
     let (s, k) = app
         .native(
             Method::POST,
@@ -268,10 +270,7 @@ async fn kick_one_instance_or_all_with_or_without_revocation(backend: Backend) {
         c.resume(&lb.session_token).await.unwrap_err().code(),
         Some(70052)
     );
-    assert_eq!(
-        c.login(&params("kk", "web")).await.unwrap_err().code(),
-        Some(70052)
-    );
+    assert_eq!(c.login(&old_ticket).await.unwrap_err().code(), Some(70052));
     // No body: every instance, no revocation.
     let (s, k) = app.native(Method::POST, "/users/kk/kick", None).await;
     assert_eq!((s, k["kicked"].as_u64()), (200, Some(0)));
