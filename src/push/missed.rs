@@ -1,7 +1,7 @@
 //! Messages given up on, made up for. A message no node heard is published again for a while ([`super::unheard`]);
-//! past that, its sender marks the node it was for in Redis: a hash of counters (`NS:bus:missed`, a field per
-//! node, and `all` for broadcasts), each bumped when messages to it were dropped. Every node reads its two
-//! counters every [`POLL`], and when one moved it checks its connections against the registry, which holds what
+//! past that, its sender marks the channel it was for in Redis: a hash of counters (`NS:bus:missed`, a field per
+//! channel: each node's, and the broadcasts'), each bumped when messages to it were dropped. Every node reads
+//! the counters of its two channels every [`POLL`], and when one moved it checks its connections against the registry, which holds what
 //! the messages said, as after its subscription was cut. That covers a node whose subscription stayed up while
 //! its channel's master stalled (a pause, an overloaded master), which nothing else would tell to check.
 
@@ -23,11 +23,9 @@ fn key(ns: &str) -> String {
     format!("{ns}:bus:missed")
 }
 
-/// The sender's side: marks the nodes of channels whose messages were dropped.
+/// The sender's side: marks the channels whose messages were dropped.
 pub struct Marks {
     key: String,
-    /// What precedes a node's field in a channel's name (`NS:bus:`).
-    prefix: String,
     last: HashMap<String, Instant>,
 }
 
@@ -35,12 +33,11 @@ impl Marks {
     pub fn new(ns: &str) -> Marks {
         Marks {
             key: key(ns),
-            prefix: format!("{ns}:bus:"),
             last: HashMap::new(),
         }
     }
 
-    /// Marks the nodes of `channels` (those not marked within the last second), in one round trip.
+    /// Marks `channels` (those not marked within the last second), in one round trip.
     pub async fn mark(&mut self, conn: &RedisConn, channels: Vec<String>) {
         let now = Instant::now();
         self.last
@@ -48,14 +45,11 @@ impl Marks {
         let mut pipe = redis::pipe();
         let mut any = false;
         for channel in channels {
-            let Some(field) = channel.strip_prefix(&self.prefix) else {
-                continue;
-            };
-            if self.last.contains_key(field) {
+            if self.last.contains_key(&channel) {
                 continue;
             }
-            pipe.hincr(&self.key, field, 1).ignore();
-            self.last.insert(field.to_owned(), now);
+            pipe.hincr(&self.key, &channel, 1).ignore();
+            self.last.insert(channel, now);
             any = true;
         }
         if !any {
@@ -68,19 +62,19 @@ impl Marks {
     }
 }
 
-/// A node's side: whether its counters moved since it last looked.
+/// A node's side: whether the counters of its channels moved since it last looked.
 pub struct Watch {
     key: String,
-    field: String,
+    channels: [String; 2],
     seen: Option<[Option<i64>; 2]>,
 }
 
 impl Watch {
-    /// For node `node`, whose channel's name ends in `field`.
-    pub fn new(ns: &str, field: &str) -> Watch {
+    /// For the node subscribed to `channels` (its own, the broadcasts').
+    pub fn new(ns: &str, channels: [String; 2]) -> Watch {
         Watch {
             key: key(ns),
-            field: field.to_owned(),
+            channels,
             seen: None,
         }
     }
@@ -90,8 +84,7 @@ impl Watch {
     pub async fn moved(&mut self, conn: &RedisConn) -> bool {
         let now: Result<[Option<i64>; 2], _> = redis::cmd("HMGET")
             .arg(&self.key)
-            .arg(&self.field)
-            .arg("all")
+            .arg(&self.channels[..])
             .query_async(&mut conn.clone())
             .await;
         let Ok(now) = now else { return false };

@@ -201,7 +201,8 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<(Arc<RedisBus>, BusWorker, mpsc::Receiver<Incoming>), RegistryError> {
     let channels = [channel(ns, Some(node)), channel(ns, None)];
-    let (subscriber, pushes) = Subscriber::open(&redis, Vec::new(), channels, timeout).await?;
+    let (subscriber, pushes) =
+        Subscriber::open(&redis, Vec::new(), channels.clone(), timeout).await?;
     let (out_tx, out) = mpsc::channel(OUT_QUEUE);
     let (incoming_tx, incoming) = mpsc::channel(OUT_QUEUE);
     let bus = Arc::new(RedisBus {
@@ -224,7 +225,7 @@ pub async fn connect(
             redis,
             timeout,
             registry: publisher,
-            missed: Watch::new(ns, &format!("{node:016x}")),
+            missed: Watch::new(ns, channels),
         },
     };
     Ok((bus, worker, incoming))
