@@ -14,9 +14,6 @@ use crate::registry::Registry;
 use crate::runtime::clock::Clock;
 use crate::runtime::workers::Workers;
 
-/// How long a Redis request may take before the login that made it answers 70169.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// This node's number, and the registry and bus of `registry.backend`: in memory (one node), or in Redis (a
 /// cluster, where nodes are numbered by Redis; the bus's task is started into `workers`, and what it brings is
 /// returned for the bus follower).
@@ -40,6 +37,7 @@ pub async fn cluster(
             None,
         )),
         RegistryBackend::Redis => {
+            let timeout = Duration::from_millis(r.redis_timeout_ms);
             let url = r.redis_url.expose();
             let seeds: Vec<String> = r
                 .redis_cluster_nodes
@@ -53,14 +51,14 @@ pub async fn cluster(
             let unreachable =
                 |e: crate::registry::RegistryError| anyhow::anyhow!("Redis ({key}): {e}");
             let (conn, layout, redis) = if seeds.is_empty() {
-                let conn = crate::registry::redis::connect(url, REDIS_TIMEOUT).await;
+                let conn = crate::registry::redis::connect(url, timeout).await;
                 (
                     conn,
                     Layout::single(&r.namespace),
                     BusRedis::One(url.to_owned()),
                 )
             } else {
-                let conn = crate::registry::redis::connect_cluster(&seeds, REDIS_TIMEOUT).await;
+                let conn = crate::registry::redis::connect_cluster(&seeds, timeout).await;
                 let layout = Layout::cluster(&r.namespace).map_err(unreachable)?;
                 (conn, layout, BusRedis::Cluster(seeds.clone()))
             };
@@ -68,15 +66,10 @@ pub async fn cluster(
             let node = crate::registry::redis::node_number(&conn, &layout.global("node-ids"))
                 .await
                 .map_err(unreachable)?;
-            let (bus, worker, incoming) = crate::push::redis_bus::connect(
-                redis,
-                &r.namespace,
-                node,
-                conn.clone(),
-                REDIS_TIMEOUT,
-            )
-            .await
-            .map_err(unreachable)?;
+            let (bus, worker, incoming) =
+                crate::push::redis_bus::connect(redis, &r.namespace, node, conn.clone(), timeout)
+                    .await
+                    .map_err(unreachable)?;
             workers.start("bus", |stop| worker.run(stop));
             let registry = RedisRegistry::new(
                 conn,

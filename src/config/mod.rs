@@ -123,6 +123,9 @@ pub struct RegistrySettings {
     /// A node silent this long is given up: its instances become disconnected, resumable elsewhere.
     #[serde(default = "default_node_timeout")]
     pub node_timeout_secs: u64,
+    /// How long a request to Redis may take before it is given up (a login that made it answers 70169).
+    #[serde(default = "default_redis_timeout")]
+    pub redis_timeout_ms: u64,
 }
 
 fn default_namespace() -> String {
@@ -131,6 +134,10 @@ fn default_namespace() -> String {
 
 fn default_node_timeout() -> u64 {
     10
+}
+
+fn default_redis_timeout() -> u64 {
+    1000
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -81,6 +81,11 @@ fn errors_name_the_key() {
             "server.max_frame_bytes",
         ),
         ("IMLOGIN__REGISTRY__BACKEND", "etcd", "registry.backend"),
+        (
+            "IMLOGIN__REGISTRY__REDIS_TIMEOUT_MS",
+            "0",
+            "registry.redis_timeout_ms",
+        ),
         ("IMLOGIN__DATABASE__URL", "mysql://x", "database.url"),
         ("IMLOGIN__SESSION__SECRET", "short", "session.secret"),
         (

@@ -43,6 +43,12 @@ impl Settings {
                 "must be between 3 and 300",
             ));
         }
+        if !(10..=60_000).contains(&self.registry.redis_timeout_ms) {
+            return Err(key_err(
+                "registry.redis_timeout_ms",
+                "must be between 10 and 60000",
+            ));
+        }
         if let Err((i, why)) = self.server.trusted_proxy_nets() {
             return Err(key_err(format!("server.trusted_proxies[{i}]"), why));
         }

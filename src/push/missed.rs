@@ -37,8 +37,9 @@ impl Marks {
         }
     }
 
-    /// Marks `channels` (those not marked within the last second), in one round trip.
-    pub async fn mark(&mut self, conn: &RedisConn, channels: Vec<String>) {
+    /// Marks `channels` (those not marked within the last second), in one round trip, in a task of its own (so
+    /// publishing does not wait on the master of the counters, which may be the one that stalled).
+    pub fn mark(&mut self, conn: &RedisConn, channels: Vec<String>) {
         let now = Instant::now();
         self.last
             .retain(|_, at| now.duration_since(*at) < MARK_EVERY);
@@ -56,9 +57,12 @@ impl Marks {
             return;
         }
         pipe.pexpire(&self.key, KEEP_MS as i64).ignore();
-        if let Err(e) = pipe.query_async::<()>(&mut conn.clone()).await {
-            tracing::warn!(error = %e, "bus: could not mark the nodes whose messages were dropped");
-        }
+        let mut conn = conn.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                tracing::warn!(error = %e, "bus: could not mark the nodes whose messages were dropped");
+            }
+        });
     }
 }
 

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{ProtocolVersion, PushInfo, PushKind, Value};
@@ -21,17 +20,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::bus::{Bus, Envelope, Incoming, Message};
 use super::missed::{self, Marks, Watch};
-use super::unheard::{Outgoing, Unheard};
+use super::publishing::Publishing;
+use super::unheard::Outgoing;
 use crate::registry::redis::{err, RedisConn};
 use crate::registry::RegistryError;
 
 /// Messages waiting to be published; past that a message is dropped (the registry stays right, and a node that
 /// far behind is told to resync).
 const OUT_QUEUE: usize = 64 * 1024;
-/// Messages published in one round trip at most.
-const BATCH: usize = 256;
-/// How long the node's last queued messages may take to go out when it stops.
-const DRAIN_FOR: Duration = Duration::from_secs(1);
 
 fn channel(ns: &str, node: Option<u64>) -> String {
     match node {
@@ -72,7 +68,7 @@ impl Bus for RedisBus {
 }
 
 /// Sleeps until `at`; forever if `None`.
-async fn until(at: Option<tokio::time::Instant>) {
+pub(super) async fn until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
@@ -163,15 +159,6 @@ pub struct BusWorker {
     receiving: Receiving,
 }
 
-struct Publishing {
-    conn: RedisConn,
-    out: mpsc::Receiver<Outgoing>,
-    /// Messages no node heard, to publish again.
-    unheard: Unheard,
-    /// Where the nodes whose messages were dropped are told.
-    marks: Marks,
-}
-
 struct Receiving {
     node: u64,
     subscriber: Subscriber,
@@ -211,12 +198,7 @@ pub async fn connect(
         out: out_tx,
     });
     let worker = BusWorker {
-        publishing: Publishing {
-            conn: publisher.clone(),
-            out,
-            unheard: Unheard::default(),
-            marks: Marks::new(ns),
-        },
+        publishing: Publishing::new(publisher.clone(), out, Marks::new(ns)),
         receiving: Receiving {
             node,
             subscriber,
@@ -239,141 +221,6 @@ impl BusWorker {
         } = self;
         // Each half finishes what it is doing when told to stop (publishing sends what is queued first).
         tokio::join!(publishing.run(&stop), receiving.run(&stop));
-    }
-}
-
-impl Publishing {
-    async fn run(mut self, stop: &CancellationToken) {
-        loop {
-            let given_up = self.unheard.take_given_up();
-            if !given_up.is_empty() {
-                self.marks.mark(&self.conn, given_up).await;
-            }
-            let again = until(self.unheard.due());
-            tokio::select! {
-                _ = stop.cancelled() => {
-                    // The node's last messages (acknowledgements, closes of resumed instances) still go out,
-                    // for as long as Redis answers promptly.
-                    let drain = async {
-                        while let Ok(first) = self.out.try_recv() {
-                            self.publish(first).await;
-                        }
-                    };
-                    let _ = tokio::time::timeout(DRAIN_FOR, drain).await;
-                    return;
-                }
-                first = self.out.recv() => match first {
-                    Some(first) => self.publish(first).await,
-                    None => return,
-                },
-                _ = again => self.publish_unheard().await,
-            }
-        }
-    }
-
-    /// Publishes `first` and whatever else is queued (up to a batch) in one round trip. A message for a
-    /// channel with messages waiting to be published again waits behind them, so a node receives its messages
-    /// in the order they were sent.
-    async fn publish(&mut self, first: Outgoing) {
-        let now = tokio::time::Instant::now();
-        let mut batch = Vec::new();
-        let mut next = Some(first);
-        let mut taken = 0;
-        while let Some(m) = next {
-            taken += 1;
-            if self.unheard.holds(&m.0) {
-                self.unheard.push(m);
-            } else {
-                batch.push((m, now));
-            }
-            next = match taken < BATCH {
-                true => self.out.try_recv().ok(),
-                false => None,
-            };
-        }
-        self.send_or_keep(batch).await;
-    }
-
-    /// Publishes again the first message of each channel no node heard whose time has come (see [`Unheard`]);
-    /// where it is heard now, the messages that waited behind it follow at once.
-    async fn publish_unheard(&mut self) {
-        let probes = self.unheard.probes();
-        let missed = self.send(&probes).await;
-        let mut rest = Vec::new();
-        for (i, (channel, _)) in probes.iter().enumerate() {
-            match missed.binary_search(&i) {
-                Ok(_) => self.unheard.not_heard(channel),
-                Err(_) => rest.extend(self.unheard.heard(channel)),
-            }
-        }
-        self.send_or_keep(rest).await;
-    }
-
-    /// Publishes `batch`, each message with when it was first sent, and keeps what no node heard to publish
-    /// again.
-    async fn send_or_keep(&mut self, batch: Vec<(Outgoing, tokio::time::Instant)>) {
-        let (messages, sent): (Vec<Outgoing>, Vec<_>) = batch.into_iter().unzip();
-        let missed = self.send(&messages).await;
-        if missed.is_empty() {
-            return;
-        }
-        let mut messages: Vec<_> = messages.into_iter().map(Some).collect();
-        for i in missed {
-            if let Some(m) = messages[i].take() {
-                self.unheard.push_since(m, sent[i]);
-            }
-        }
-    }
-
-    /// Publishes `batch`: one pipeline on one server; on a cluster, one per channel (a pipeline stays in one
-    /// slot), all at once. Returns the indexes of the messages that reached no subscriber, in order.
-    async fn send(&self, batch: &[Outgoing]) -> Vec<usize> {
-        if batch.is_empty() {
-            return Vec::new();
-        }
-        let (command, groups) = match &self.conn {
-            RedisConn::One(_) => ("PUBLISH", vec![(0..batch.len()).collect::<Vec<_>>()]),
-            RedisConn::Cluster(_) => {
-                let mut by_channel: Vec<Vec<usize>> = Vec::new();
-                for (i, (channel, _)) in batch.iter().enumerate() {
-                    match by_channel.iter_mut().find(|g| batch[g[0]].0 == *channel) {
-                        Some(g) => g.push(i),
-                        None => by_channel.push(vec![i]),
-                    }
-                }
-                ("SPUBLISH", by_channel)
-            }
-        };
-        let sends = groups.into_iter().map(|group| {
-            let mut pipe = redis::pipe();
-            for &i in &group {
-                pipe.cmd(command).arg(&batch[i].0).arg(&batch[i].1);
-            }
-            let mut conn = self.conn.clone();
-            async move { (pipe.query_async::<Vec<i64>>(&mut conn).await, group) }
-        });
-        let mut unheard = Vec::new();
-        for (heard, group) in join_all(sends).await {
-            match heard {
-                // No subscriber: the node addressed is subscribing again (after a cut, or on another master
-                // after a failover), or is gone.
-                Ok(counts) => unheard.extend(
-                    group
-                        .into_iter()
-                        .zip(counts)
-                        .filter(|(_, c)| *c == 0)
-                        .map(|(i, _)| i),
-                ),
-                // Perhaps not sent (the connection is being made again): sent again, as a message received
-                // twice does nothing more than once.
-                Err(e) => {
-                    tracing::debug!(error = %e, messages = group.len(), "bus: could not publish; trying again");
-                    unheard.extend(group);
-                }
-            }
-        }
-        unheard.sort_unstable();
-        unheard
     }
 }
 

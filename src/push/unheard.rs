@@ -44,6 +44,8 @@ struct Channel {
     at: Instant,
     /// When it was last tried (or began to wait).
     last: Instant,
+    /// Whether its probe is being published (it is not probed again until that is answered).
+    probing: bool,
 }
 
 #[derive(Default)]
@@ -80,6 +82,7 @@ impl Unheard {
                 pause: FIRST_PAUSE,
                 at: now + FIRST_PAUSE,
                 last: now,
+                probing: false,
             });
         // Many messages waiting: the channel is tried again soon (its node may be back), so they do not pile up
         // past the cap; a node that is gone then gets a probe per [`FIRST_PAUSE`] at most, a small share of what
@@ -93,9 +96,15 @@ impl Unheard {
         }
         c.queue.push_back((payload, since));
         if full {
-            self.dropped += 1;
-            self.gave_up(channel);
+            self.dropped(channel);
         }
+    }
+
+    /// A message for `channel` was dropped before it could be published (too many waited): its node is to be
+    /// told.
+    pub fn dropped(&mut self, channel: String) {
+        self.dropped += 1;
+        self.gave_up(channel);
     }
 
     fn gave_up(&mut self, channel: String) {
@@ -111,7 +120,11 @@ impl Unheard {
 
     /// When the next channel is to be tried again, if any waits.
     pub fn due(&self) -> Option<Instant> {
-        self.channels.values().map(|c| c.at).min()
+        self.channels
+            .values()
+            .filter(|c| !c.probing)
+            .map(|c| c.at)
+            .min()
     }
 
     /// The first waiting message of each channel whose time to try again has come. Drops the messages kept past
@@ -122,7 +135,7 @@ impl Unheard {
         let mut probes = Vec::new();
         let mut given_up = Vec::new();
         self.channels.retain(|name, c| {
-            if c.at > now {
+            if c.probing || c.at > now {
                 return true;
             }
             let before = c.queue.len();
@@ -141,6 +154,7 @@ impl Unheard {
                 return false;
             };
             c.last = now;
+            c.probing = true;
             probes.push((name.clone(), first.clone()));
             true
         });
@@ -163,15 +177,18 @@ impl Unheard {
         probes
     }
 
-    /// `channel`'s probe was heard: it waits no more. Returns the messages that waited behind the probe, in order,
-    /// each with when it was first sent, to publish now.
-    pub fn heard(&mut self, channel: &str) -> Vec<(Outgoing, Instant)> {
-        let Some(c) = self.channels.remove(channel) else {
+    /// `channel`'s probe, `probe`, was heard: it waits no more. Returns the messages that waited behind the probe,
+    /// in order, each with when it was first sent, to publish now.
+    pub fn heard(&mut self, channel: &str, probe: &str) -> Vec<(Outgoing, Instant)> {
+        let Some(mut c) = self.channels.remove(channel) else {
             return Vec::new();
         };
+        // Unless it was dropped meanwhile (too many waited behind it).
+        if c.queue.front().is_some_and(|(first, _)| first == probe) {
+            c.queue.pop_front();
+        }
         c.queue
             .into_iter()
-            .skip(1)
             .map(|(payload, since)| ((channel.to_owned(), payload), since))
             .collect()
     }
@@ -179,6 +196,7 @@ impl Unheard {
     /// `channel`'s probe was not heard: it is tried again after a longer pause.
     pub fn not_heard(&mut self, channel: &str) {
         if let Some(c) = self.channels.get_mut(channel) {
+            c.probing = false;
             c.pause = (c.pause * 2).min(MAX_PAUSE);
             c.at = Instant::now() + c.pause;
         }
@@ -238,7 +256,7 @@ mod tests {
         let mut probes = u.probes();
         probes.sort();
         assert_eq!(probes, [m("a", "1"), m("b", "x")]);
-        let rest = u.heard("a");
+        let rest = u.heard("a", "1");
         let at = start + Duration::from_millis(5);
         assert_eq!(rest, [(m("a", "2"), at), (m("a", "3"), at)]);
         assert!(!u.holds("a") && u.holds("b"));
@@ -266,8 +284,28 @@ mod tests {
         let mut probes = u.probes();
         probes.sort();
         assert_eq!(probes, [m("dead", "10"), m("live", "0")]);
-        let rest: Vec<_> = u.heard("live").into_iter().map(|(m, _)| m).collect();
+        let rest: Vec<_> = u.heard("live", "0").into_iter().map(|(m, _)| m).collect();
         assert_eq!(rest, [m("live", "1")]);
-        assert_eq!(u.heard("dead").len(), MAX_PER_CHANNEL - 1);
+        assert_eq!(u.heard("dead", "10").len(), MAX_PER_CHANNEL - 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_channel_is_not_probed_again_while_its_probe_is_out() {
+        let mut u = Unheard::default();
+        u.push(m("a", "1"));
+        u.push(m("a", "2"));
+        tokio::time::sleep(FIRST_PAUSE).await;
+        assert_eq!(u.probes(), [m("a", "1")]);
+        assert_eq!(u.due(), None, "nothing is due while the probe is out");
+        tokio::time::sleep(RETRY_FOR).await;
+        assert!(u.probes().is_empty());
+        // A probe that was dropped while it was out (too many waited behind it) does not take another with it.
+        assert_eq!(
+            u.heard("a", "0"),
+            [
+                (m("a", "1"), Instant::now() - RETRY_FOR - FIRST_PAUSE),
+                (m("a", "2"), Instant::now() - RETRY_FOR - FIRST_PAUSE)
+            ]
+        );
     }
 }

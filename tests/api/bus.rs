@@ -16,7 +16,10 @@ use crate::helpers::{params, Proxy};
 use crate::operations::{scrape, value};
 use crate::redis_cluster::Redis;
 
-crate::on_one_redis_and_a_cluster!(a_message_to_a_node_not_subscribed_yet_reaches_it_once_it_is);
+crate::on_one_redis_and_a_cluster!(
+    a_message_to_a_node_not_subscribed_yet_reaches_it_once_it_is,
+    a_dead_nodes_messages_neither_crowd_out_nor_multiply_the_messages_of_others
+);
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -159,23 +162,27 @@ async fn acks(heard: &mut mpsc::Receiver<Incoming>, quiet: Duration) -> Vec<u64>
 /// A node gone for good (its instances stay attached until the cluster gives it up, and every kick or resume of
 /// them sends it a message): its messages are tried again with one probe at a time, so they neither delay nor
 /// push out the messages of a node that is subscribed, including ones that waited behind a message it missed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_nodes_messages_neither_crowd_out_nor_multiply_the_messages_of_others() {
+/// On a cluster the two nodes' channels are in lanes of their own (and the count of publishes is not checked: the
+/// shared cluster serves other tests too).
+async fn a_dead_nodes_messages_neither_crowd_out_nor_multiply_the_messages_of_others(redis: Redis) {
     let server = PrivateRedis::start();
-    let mut redis = admin(&server).await;
+    let mut admin = admin(&server).await;
     let ns = format!("t{:016x}", rand::random::<u64>());
     let stop = CancellationToken::new();
     let _stop = stop.clone().drop_guard();
-    let (one, _) = bus_on(Redis::One, &server.url(), &ns, 1, &stop).await;
-    const N: u64 = 20_000;
-    let before = publishes(&mut redis).await;
+    let (one, _) = bus_on(redis, &server.url(), &ns, 1, &stop).await;
+    // Past the 16,384 messages a channel may keep waiting, for the dead node; within them for node 2 (whose
+    // messages wait behind the one it missed until a probe is heard).
+    const DEAD: u64 = 20_000;
+    const N: u64 = 10_000;
+    let before = publishes(&mut admin).await;
     // Node 2 misses message 0 (it is not subscribed yet), while node 1 sends many to a dead node.
     one.send(2, Message::Ack { id: 0 });
-    for id in 0..N {
+    for id in 0..DEAD {
         one.send(0xdead, Message::Ack { id });
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_two, mut heard) = bus_on(Redis::One, &server.url(), &ns, 2, &stop).await;
+    let (_two, mut heard) = bus_on(redis, &server.url(), &ns, 2, &stop).await;
     for id in 1..=N {
         one.send(2, Message::Ack { id });
     }
@@ -186,12 +193,15 @@ async fn a_dead_nodes_messages_neither_crowd_out_nor_multiply_the_messages_of_ot
         "every message to node 2, in order: {missing} missing, first {:?}",
         &got[..got.len().min(5)]
     );
-    let sent = publishes(&mut redis).await - before;
+    if matches!(redis, Redis::Cluster) {
+        return;
+    }
+    let sent = publishes(&mut admin).await - before;
     // Each message once, and the probes of two channels for 2 s (about a dozen each).
     assert!(
-        sent < 2 * N + 100,
+        sent < DEAD + N + 100,
         "{sent} PUBLISH for {} messages",
-        2 * N + 1
+        DEAD + N + 1
     );
 }
 

@@ -520,6 +520,70 @@ async fn a_kick_given_up_on_while_its_nodes_master_stalled_still_reaches_its_cli
     assert_eq!(kicked(&mut first).await, (6208, "multi_terminal".into()));
 }
 
+/// A master stalls (its writes paused) while a node is publishing a kick to a channel it serves: a kick to
+/// another node, whose channel is on another master, goes out at once, not after the stalled publish. The
+/// nodes wait on Redis for longer than the pause, so a kick held up behind the stalled one would only arrive
+/// once the pause ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_master_holds_up_no_kick_to_a_node_whose_channel_is_on_another() {
+    let redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
+        .await
+        .unwrap();
+    // Nodes 0, 1, 2 are numbered 1, 2, 3. Node 0's channel is on the master to stall; nodes 1's and 2's
+    // channels, the marks and the cluster-wide keys are elsewhere.
+    let (ns, stalled) = loop {
+        let ns = random_ns();
+        let layout = Layout::cluster(&ns).unwrap();
+        let stalled = redis.master_of(&format!("{ns}:bus:{:016x}", 1));
+        let others = [
+            format!("{ns}:bus:{:016x}", 2),
+            format!("{ns}:bus:{:016x}", 3),
+            format!("{ns}:bus:missed"),
+            layout.global("nodes"),
+        ];
+        if others.iter().all(|k| redis.master_of(k) != stalled) {
+            break (ns, stalled);
+        }
+    };
+    let cluster = Cluster::start_on_cluster_in(
+        &redis,
+        3,
+        &[("IMLOGIN__REGISTRY__REDIS_TIMEOUT_MS", "60000")],
+        ns,
+    )
+    .await;
+    let layout = Layout::cluster(&cluster.ns).unwrap();
+    let users: Vec<String> = (0..)
+        .map(|i| format!("lane{i}"))
+        .filter(|u| redis.master_of(&format!("{}:u:{APP}:{u}", layout.prefix(APP, u))) != stalled)
+        .take(2)
+        .collect();
+
+    let mut on_stalled = cluster.connect(0).await;
+    on_stalled.login(&params(&users[0], "web")).await.unwrap();
+    let mut elsewhere = cluster.connect(2).await;
+    elsewhere.login(&params(&users[1], "web")).await.unwrap();
+    cli(stalled, &["CLIENT", "PAUSE", "20000", "WRITE"]);
+    let first = cluster.connect(1).await;
+    let first_user = users[0].clone();
+    let first = tokio::spawn(async move { first.login(&params(&first_user, "web")).await });
+    // Its kick's publish is out, waiting on the paused master.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = cluster.connect(1).await;
+    second.login(&params(&users[1], "web")).await.unwrap();
+    assert_eq!(
+        kicked(&mut elsewhere).await,
+        (6208, "multi_terminal".into())
+    );
+
+    cli(stalled, &["CLIENT", "UNPAUSE"]);
+    first.await.unwrap().unwrap();
+    assert_eq!(
+        kicked(&mut on_stalled).await,
+        (6208, "multi_terminal".into())
+    );
+}
+
 /// The nodes know the cluster by one seed node, the master of node 0's channel, which is killed: once its
 /// replica took over, node 0's bus subscribes again where the cluster now is (found by the registry's map of
 /// it), not only at the seed, which is gone for good.
