@@ -464,6 +464,22 @@ fn a_node_does_not_start_on_seeds_that_are_no_redis_cluster() {
     }
 }
 
+/// A namespace, and in it the master to stall: the one of node 0's channel, which holds neither the channels
+/// of nodes `others`, nor the marks of dropped messages, nor the cluster-wide keys. Nodes are numbered as they
+/// start, from 1, in a namespace of their own: node `i` is numbered `i + 1`.
+fn stall_node_0(redis: &LocalRedisCluster, others: &[u64]) -> (String, u16) {
+    loop {
+        let ns = random_ns();
+        let layout = Layout::cluster(&ns).unwrap();
+        let stalled = redis.master_of(&format!("{ns}:bus:{:016x}", 1));
+        let mut elsewhere = vec![format!("{ns}:bus:missed"), layout.global("nodes")];
+        elsewhere.extend(others.iter().map(|i| format!("{ns}:bus:{:016x}", i + 1)));
+        if elsewhere.iter().all(|k| redis.master_of(k) != stalled) {
+            return (ns, stalled);
+        }
+    }
+}
+
 /// The master of a node's channel stalls (writes paused, as on an overloaded master) and the connections
 /// queued behind it break, so the kick sent to that node is lost and given up on (after 2 s) while the node's
 /// subscription stays up: nothing else would have it check. The sender marks it in Redis, and the node's check
@@ -474,18 +490,7 @@ async fn a_kick_given_up_on_while_its_nodes_master_stalled_still_reaches_its_cli
     let redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
         .await
         .unwrap();
-    // Node 0 is numbered 1 (the nodes are numbered as they start, in a namespace of their own). A namespace
-    // where the master of node 0's channel, the one to stall, holds neither the marks of dropped messages nor
-    // the cluster-wide keys.
-    let (ns, stalled) = loop {
-        let ns = random_ns();
-        let layout = Layout::cluster(&ns).unwrap();
-        let stalled = redis.master_of(&format!("{ns}:bus:{:016x}", 1));
-        let others = [format!("{ns}:bus:missed"), layout.global("nodes")];
-        if others.iter().all(|k| redis.master_of(k) != stalled) {
-            break (ns, stalled);
-        }
-    };
+    let (ns, stalled) = stall_node_0(&redis, &[]);
     let cluster = Cluster::start_on_cluster_in(&redis, 2, &[], ns).await;
     let layout = Layout::cluster(&cluster.ns).unwrap();
     assert_eq!(
@@ -529,22 +534,8 @@ async fn a_stalled_master_holds_up_no_kick_to_a_node_whose_channel_is_on_another
     let redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
         .await
         .unwrap();
-    // Nodes 0, 1, 2 are numbered 1, 2, 3. Node 0's channel is on the master to stall; nodes 1's and 2's
-    // channels, the marks and the cluster-wide keys are elsewhere.
-    let (ns, stalled) = loop {
-        let ns = random_ns();
-        let layout = Layout::cluster(&ns).unwrap();
-        let stalled = redis.master_of(&format!("{ns}:bus:{:016x}", 1));
-        let others = [
-            format!("{ns}:bus:{:016x}", 2),
-            format!("{ns}:bus:{:016x}", 3),
-            format!("{ns}:bus:missed"),
-            layout.global("nodes"),
-        ];
-        if others.iter().all(|k| redis.master_of(k) != stalled) {
-            break (ns, stalled);
-        }
-    };
+    // Nodes 1's and 2's channels are elsewhere.
+    let (ns, stalled) = stall_node_0(&redis, &[1, 2]);
     let cluster = Cluster::start_on_cluster_in(
         &redis,
         3,
