@@ -86,6 +86,11 @@ fn errors_name_the_key() {
             "0",
             "registry.redis_timeout_ms",
         ),
+        (
+            "IMLOGIN__REGISTRY__REDIS_TIMEOUT_MS",
+            "3334",
+            "a third of registry.node_timeout_secs",
+        ),
         ("IMLOGIN__DATABASE__URL", "mysql://x", "database.url"),
         ("IMLOGIN__SESSION__SECRET", "short", "session.secret"),
         (

@@ -43,10 +43,12 @@ impl Settings {
                 "must be between 3 and 300",
             ));
         }
-        if !(10..=60_000).contains(&self.registry.redis_timeout_ms) {
+        // A heartbeat stuck on Redis for the whole timeout still leaves the node two more before it is given up.
+        let most = self.registry.node_timeout_secs * 1000 / 3;
+        if !(10..=most).contains(&self.registry.redis_timeout_ms) {
             return Err(key_err(
                 "registry.redis_timeout_ms",
-                "must be between 10 and 60000",
+                format!("must be between 10 and {most} (a third of registry.node_timeout_secs)"),
             ));
         }
         if let Err((i, why)) = self.server.trusted_proxy_nets() {

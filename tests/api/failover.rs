@@ -539,7 +539,10 @@ async fn a_stalled_master_holds_up_no_kick_to_a_node_whose_channel_is_on_another
     let cluster = Cluster::start_on_cluster_in(
         &redis,
         3,
-        &[("IMLOGIN__REGISTRY__REDIS_TIMEOUT_MS", "60000")],
+        &[
+            ("IMLOGIN__REGISTRY__REDIS_TIMEOUT_MS", "60000"),
+            ("IMLOGIN__REGISTRY__NODE_TIMEOUT_SECS", "180"),
+        ],
         ns,
     )
     .await;
