@@ -160,8 +160,11 @@ impl Publishing {
         let queue = self.waiting.entry(lane).or_default();
         queue.push_back(item);
         if cluster && queue.len() > MAX_WAITING {
-            if let Some(old) = queue.pop_front() {
-                self.unheard.dropped(old.channel().to_owned());
+            match queue.pop_front() {
+                Some(Item::New((channel, _), _)) => self.unheard.dropped(channel),
+                // A probe is made again later.
+                Some(Item::Probe((channel, _))) => self.unheard.not_heard(&channel),
+                None => {}
             }
         }
     }
