@@ -60,7 +60,7 @@ pub async fn cluster(
             } else {
                 let conn = crate::registry::redis::connect_cluster(&seeds, timeout).await;
                 let layout = Layout::cluster(&r.namespace).map_err(unreachable)?;
-                (conn, layout, BusRedis::Cluster(seeds.clone()))
+                (conn, layout, BusRedis::Cluster)
             };
             let conn = conn.map_err(unreachable)?;
             let node = crate::registry::redis::node_number(&conn, &layout.global("node-ids"))

@@ -5,10 +5,14 @@
 //! the messages said, as after its subscription was cut. That covers a node whose subscription stayed up while
 //! its channel's master stalled (a pause, an overloaded master), which nothing else would tell to check.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::bus::Incoming;
 
 use crate::registry::redis::RedisConn;
 
@@ -23,10 +27,13 @@ fn key(ns: &str) -> String {
     format!("{ns}:bus:missed")
 }
 
-/// The sender's side: marks the channels whose messages were dropped.
+/// The sender's side: marks the channels whose messages were dropped. A channel marked within the last
+/// second is marked again once that is up, not skipped: its node may have read its counter since.
 pub struct Marks {
     key: String,
     last: HashMap<String, Instant>,
+    /// Channels to mark, not marked yet.
+    pending: HashSet<String>,
 }
 
 impl Marks {
@@ -34,35 +41,58 @@ impl Marks {
         Marks {
             key: key(ns),
             last: HashMap::new(),
+            pending: HashSet::new(),
         }
     }
 
-    /// Marks `channels` (those not marked within the last second), in one round trip, in a task of its own (so
-    /// publishing does not wait on the master of the counters, which may be the one that stalled).
-    pub fn mark(&mut self, conn: &RedisConn, channels: Vec<String>) {
+    /// Channels whose messages were dropped.
+    pub fn add(&mut self, channels: impl IntoIterator<Item = String>) {
+        self.pending.extend(channels);
+    }
+
+    /// When a pending channel may be marked, if any waits.
+    pub fn due(&self) -> Option<Instant> {
+        let at = |c: &String| self.last.get(c).map(|t| *t + MARK_EVERY);
+        self.pending
+            .iter()
+            .map(|c| at(c).unwrap_or_else(Instant::now))
+            .min()
+    }
+
+    /// Marks, in one round trip, the pending channels whose time has come (all of them if `now_all`, as when
+    /// the node stops); `None` if none. The caller runs it, in a task of its own while publishing goes on (the
+    /// master of the counters may be the one that stalled).
+    pub fn flush(
+        &mut self,
+        conn: &RedisConn,
+        now_all: bool,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let now = Instant::now();
         self.last
             .retain(|_, at| now.duration_since(*at) < MARK_EVERY);
-        let mut pipe = redis::pipe();
-        let mut any = false;
-        for channel in channels {
-            if self.last.contains_key(&channel) {
-                continue;
-            }
-            pipe.hincr(&self.key, &channel, 1).ignore();
-            self.last.insert(channel, now);
-            any = true;
+        let last = &self.last;
+        let ready: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|c| now_all || !last.contains_key(*c))
+            .cloned()
+            .collect();
+        if ready.is_empty() {
+            return None;
         }
-        if !any {
-            return;
+        let mut pipe = redis::pipe();
+        for channel in ready {
+            pipe.hincr(&self.key, &channel, 1).ignore();
+            self.pending.remove(&channel);
+            self.last.insert(channel, now);
         }
         pipe.pexpire(&self.key, KEEP_MS as i64).ignore();
         let mut conn = conn.clone();
-        tokio::spawn(async move {
+        Some(async move {
             if let Err(e) = pipe.query_async::<()>(&mut conn).await {
                 tracing::warn!(error = %e, "bus: could not mark the nodes whose messages were dropped");
             }
-        });
+        })
     }
 }
 
@@ -97,5 +127,44 @@ impl Watch {
             .is_some_and(|seen| now.iter().zip(seen).any(|(n, s)| n.is_some() && *n != s));
         self.seen = Some(now);
         moved
+    }
+}
+
+/// Reads the counters every [`POLL`] and tells the node to check when one moved, in a task of its own: the
+/// master of the counters may be the one that stalled, and no message waits on it.
+pub struct Watching {
+    watch: Watch,
+    registry: RedisConn,
+    incoming: mpsc::Sender<Incoming>,
+}
+
+impl Watching {
+    pub fn new(watch: Watch, registry: RedisConn, incoming: mpsc::Sender<Incoming>) -> Watching {
+        Watching {
+            watch,
+            registry,
+            incoming,
+        }
+    }
+
+    pub async fn run(mut self, stop: &CancellationToken) {
+        let mut look = tokio::time::interval(POLL);
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = look.tick() => {}
+            }
+            let moved = tokio::select! {
+                _ = stop.cancelled() => return,
+                moved = self.watch.moved(&self.registry) => moved,
+            };
+            if moved {
+                tracing::warn!(
+                    "bus: messages to this node were dropped; checking against the registry"
+                );
+                let _ = self.incoming.send(Incoming::Resynced).await;
+            }
+        }
     }
 }

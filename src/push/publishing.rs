@@ -25,6 +25,8 @@ const BATCH: usize = 256;
 const MAX_WAITING: usize = 16 * 1024;
 /// How long the node's last queued messages may take to go out when it stops.
 const DRAIN_FOR: Duration = Duration::from_secs(1);
+/// How long marking the nodes of what did not go out may take then.
+const MARK_ON_STOP: Duration = Duration::from_millis(500);
 
 /// A message to publish: a new one, with when it was first sent, or a probe of a channel no node heard (see
 /// [`Unheard`]).
@@ -57,31 +59,43 @@ pub struct Publishing {
     marks: Marks,
     /// Messages waiting for their lane, oldest first.
     waiting: HashMap<String, VecDeque<Item>>,
-    /// The lanes with a pipeline in flight, and those pipelines.
-    busy: HashSet<String>,
+    /// The lanes with a pipeline in flight (with the channels of its messages), and those pipelines.
+    busy: HashMap<String, Vec<String>>,
     sending: FuturesUnordered<BoxFuture<'static, Sent>>,
+    /// Channels of messages dropped because the bus's queue was full (see [`super::redis_bus`]).
+    overflowed: Overflowed,
 }
 
+/// Channels of messages the node dropped before they were queued, shared by the bus and its publisher.
+pub type Overflowed = std::sync::Arc<std::sync::Mutex<HashSet<String>>>;
+
 impl Publishing {
-    pub(super) fn new(conn: RedisConn, out: mpsc::Receiver<Outgoing>, marks: Marks) -> Publishing {
+    pub(super) fn new(
+        conn: RedisConn,
+        out: mpsc::Receiver<Outgoing>,
+        marks: Marks,
+        overflowed: Overflowed,
+    ) -> Publishing {
         Publishing {
+            overflowed,
             conn,
             out,
             unheard: Unheard::default(),
             marks,
             waiting: HashMap::new(),
-            busy: HashSet::new(),
+            busy: HashMap::new(),
             sending: FuturesUnordered::new(),
         }
     }
 
     pub(super) async fn run(mut self, stop: &CancellationToken) {
         loop {
-            let given_up = self.unheard.take_given_up();
-            if !given_up.is_empty() {
-                self.marks.mark(&self.conn, given_up);
+            self.dropped();
+            if let Some(mark) = self.marks.flush(&self.conn, false) {
+                tokio::spawn(mark);
             }
             let again = super::redis_bus::until(self.unheard.due());
+            let mark = super::redis_bus::until(self.marks.due());
             tokio::select! {
                 _ = stop.cancelled() => return self.drain().await,
                 first = self.out.recv(), if self.room() => match first {
@@ -94,13 +108,21 @@ impl Publishing {
                         self.wait(Item::Probe(probe));
                     }
                 }
+                _ = mark => {}
             }
             self.start();
         }
     }
 
+    /// Hands the channels of dropped messages to be marked.
+    fn dropped(&mut self) {
+        self.marks.add(self.unheard.take_given_up());
+        let overflowed = std::mem::take(&mut *self.overflowed.lock().expect("the lock"));
+        self.marks.add(overflowed);
+    }
+
     /// The node's last messages (acknowledgements, closes of resumed instances) still go out, for as long as
-    /// Redis answers promptly; what no node heard is not tried again.
+    /// Redis answers promptly; what no node heard is not tried again, and the nodes it was for are marked.
     async fn drain(&mut self) {
         let work = async {
             loop {
@@ -115,6 +137,18 @@ impl Publishing {
             }
         };
         let _ = tokio::time::timeout(DRAIN_FOR, work).await;
+        self.dropped();
+        let left = self.unheard.channels().chain(
+            self.waiting
+                .values()
+                .flatten()
+                .map(|item| item.channel().to_owned()),
+        );
+        let left: Vec<String> = left.chain(self.busy.values().flatten().cloned()).collect();
+        self.marks.add(left);
+        if let Some(mark) = self.marks.flush(&self.conn, true) {
+            let _ = tokio::time::timeout(MARK_ON_STOP, mark).await;
+        }
     }
 
     /// Takes `first` and whatever else is queued, up to a batch.
@@ -174,7 +208,7 @@ impl Publishing {
         let lanes: Vec<String> = self
             .waiting
             .keys()
-            .filter(|l| !self.busy.contains(*l))
+            .filter(|l| !self.busy.contains_key(*l))
             .cloned()
             .collect();
         for lane in lanes {
@@ -198,7 +232,8 @@ impl Publishing {
                 self.waiting.remove(&lane);
             }
             if !batch.is_empty() {
-                self.busy.insert(lane.clone());
+                let channels = batch.iter().map(|i| i.channel().to_owned()).collect();
+                self.busy.insert(lane.clone(), channels);
                 self.sending.push(send(&self.conn, lane, batch));
             }
         }

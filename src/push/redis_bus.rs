@@ -4,25 +4,28 @@
 //!
 //! Pub/sub delivers to whoever is subscribed at the time: a message that Redis says no node heard is published
 //! again for a while ([`super::unheard`]), and one published while a node's subscription stays cut is lost. The
-//! subscription runs on a RESP3 connection that reconnects and resubscribes by itself; when it comes back the
-//! node is told ([`Incoming::Resynced`]) and checks its connections against the registry, which is the truth
-//! (a kick that was lost in transit is found there). On a cluster, any lost connection (a master failing over)
-//! counts: the subscriptions are made again, wherever their slots now are, before the node is told.
+//! subscriptions ([`super::subscriber`]) are made again when they are cut; once they are back the node is told
+//! ([`Incoming::Resynced`]) and checks its connections against the registry, which is the truth (a kick that
+//! was lost in transit is found there). On a cluster, any lost connection (a master failing over) counts: the
+//! subscriptions are made again, wherever their slots now are, and the node is told once every master
+//! answers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use redis::cluster_async::ClusterConnection;
-use redis::{ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::bus::{Bus, Envelope, Incoming, Message};
 use super::missed::{self, Marks, Watch};
-use super::publishing::Publishing;
+use super::publishing::{Overflowed, Publishing};
+pub use super::subscriber::BusRedis;
+use super::subscriber::{Pushed, Subscriber};
 use super::unheard::Outgoing;
-use crate::registry::redis::{err, RedisConn};
+use crate::registry::redis::RedisConn;
 use crate::registry::RegistryError;
 
 /// Messages waiting to be published; past that a message is dropped (the registry stays right, and a node that
@@ -40,6 +43,7 @@ pub struct RedisBus {
     node: u64,
     ns: String,
     out: mpsc::Sender<Outgoing>,
+    overflowed: Overflowed,
 }
 
 impl RedisBus {
@@ -49,10 +53,11 @@ impl RedisBus {
             message,
         };
         let payload = serde_json::to_string(&envelope).expect("a message serializes");
-        if self.out.try_send((channel, payload)).is_err() {
+        if let Err(TrySendError::Full((channel, _))) = self.out.try_send((channel, payload)) {
             tracing::warn!(
-                "bus: the outgoing queue is full; a message to another node was dropped"
+                "bus: the outgoing queue is full; a message to another node was dropped (it is told to check)"
             );
+            self.overflowed.lock().expect("the lock").insert(channel);
         }
     }
 }
@@ -75,107 +80,24 @@ pub(super) async fn until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// The connection a node's subscriptions are on, and its two channels.
-struct Subscriber {
-    conn: SubscriberConn,
-    channels: [String; 2],
-}
-
-enum SubscriberConn {
-    One(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl Subscriber {
-    /// Connects to `redis` and subscribes to `channels`; what arrives goes to the returned receiver. On a
-    /// cluster, `found` are where it was last found (tried before the seeds, which failovers may have moved).
-    async fn open(
-        redis: &BusRedis,
-        found: Vec<redis::ConnectionInfo>,
-        channels: [String; 2],
-        timeout: Duration,
-    ) -> Result<(Subscriber, mpsc::UnboundedReceiver<PushInfo>), RegistryError> {
-        let (push_tx, pushes) = mpsc::unbounded_channel();
-        let conn = match redis {
-            BusRedis::One(url) => {
-                let info = crate::registry::redis::connection_info(url)?;
-                let settings = info
-                    .redis_settings()
-                    .clone()
-                    .set_protocol(ProtocolVersion::RESP3);
-                let client = redis::Client::open(info.set_redis_settings(settings)).map_err(err)?;
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500))
-                    .set_push_sender(push_tx)
-                    .set_automatic_resubscription();
-                let conn = client
-                    .get_connection_manager_with_config(config)
-                    .await
-                    .map_err(err)?;
-                SubscriberConn::One(conn)
-            }
-            BusRedis::Cluster(nodes) => {
-                let mut infos = found;
-                for u in nodes {
-                    infos.push(crate::registry::redis::connection_info(u)?);
-                }
-                let client = redis::cluster::ClusterClient::builder(infos)
-                    .connection_timeout(timeout)
-                    .response_timeout(timeout)
-                    .use_protocol(ProtocolVersion::RESP3)
-                    .push_sender(push_tx)
-                    .build()
-                    .map_err(err)?;
-                let conn = client.get_async_connection().await.map_err(err)?;
-                SubscriberConn::Cluster(conn)
-            }
-        };
-        let mut subscriber = Subscriber { conn, channels };
-        subscriber.subscribe().await.map_err(err)?;
-        Ok((subscriber, pushes))
-    }
-
-    async fn subscribe(&mut self) -> redis::RedisResult<()> {
-        match &mut self.conn {
-            SubscriberConn::One(c) => c.subscribe(&self.channels).await,
-            SubscriberConn::Cluster(c) => {
-                for ch in &self.channels {
-                    c.ssubscribe(ch).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 /// The bus's task: publishes what nodes send, hands on what arrives (see [`crate::runtime::workers`]). The two
 /// halves run side by side, so a publish that waits on a slow master never holds up what arrives meanwhile (a
 /// kick from another node), nor does a full incoming queue hold up publishing.
 pub struct BusWorker {
     publishing: Publishing,
     receiving: Receiving,
+    watching: missed::Watching,
 }
 
 struct Receiving {
     node: u64,
     subscriber: Subscriber,
-    pushes: mpsc::UnboundedReceiver<PushInfo>,
+    pushes: mpsc::UnboundedReceiver<Pushed>,
     incoming: mpsc::Sender<Incoming>,
-    redis: BusRedis,
-    timeout: Duration,
     /// The registry's connection: on a cluster, it follows the masters and tells when every slot answers.
     registry: RedisConn,
-    /// Whether messages to this node were dropped.
-    missed: Watch,
-}
-
-/// Where the bus's Redis is: one server (its URL), or a cluster (its seed nodes).
-pub enum BusRedis {
-    One(String),
-    Cluster(Vec<String>),
+    /// Once subscribed again: tells the node to check against the registry as soon as every master answers.
+    telling: Option<AbortOnDropHandle<()>>,
 }
 
 /// Connects and subscribes (before the node serves, so nothing addressed to it is missed). Returns the bus, its
@@ -189,26 +111,27 @@ pub async fn connect(
 ) -> Result<(Arc<RedisBus>, BusWorker, mpsc::Receiver<Incoming>), RegistryError> {
     let channels = [channel(ns, Some(node)), channel(ns, None)];
     let (subscriber, pushes) =
-        Subscriber::open(&redis, Vec::new(), channels.clone(), timeout).await?;
+        Subscriber::open(&redis, &publisher, channels.clone(), timeout).await?;
     let (out_tx, out) = mpsc::channel(OUT_QUEUE);
     let (incoming_tx, incoming) = mpsc::channel(OUT_QUEUE);
+    let overflowed = Overflowed::default();
     let bus = Arc::new(RedisBus {
         node,
         ns: ns.to_owned(),
         out: out_tx,
+        overflowed: overflowed.clone(),
     });
     let worker = BusWorker {
-        publishing: Publishing::new(publisher.clone(), out, Marks::new(ns)),
+        publishing: Publishing::new(publisher.clone(), out, Marks::new(ns), overflowed),
         receiving: Receiving {
             node,
             subscriber,
             pushes,
-            incoming: incoming_tx,
-            redis,
-            timeout,
-            registry: publisher,
-            missed: Watch::new(ns, channels),
+            incoming: incoming_tx.clone(),
+            registry: publisher.clone(),
+            telling: None,
         },
+        watching: missed::Watching::new(Watch::new(ns, channels), publisher, incoming_tx),
     };
     Ok((bus, worker, incoming))
 }
@@ -218,9 +141,14 @@ impl BusWorker {
         let BusWorker {
             publishing,
             receiving,
+            watching,
         } = self;
-        // Each half finishes what it is doing when told to stop (publishing sends what is queued first).
-        tokio::join!(publishing.run(&stop), receiving.run(&stop));
+        // Each part finishes what it is doing when told to stop (publishing sends what is queued first).
+        tokio::join!(
+            publishing.run(&stop),
+            receiving.run(&stop),
+            watching.run(&stop)
+        );
     }
 }
 
@@ -233,8 +161,6 @@ impl Receiving {
             RedisConn::Cluster(c) => Some(c.changes()),
             RedisConn::One(_) => None,
         };
-        let mut look = tokio::time::interval(missed::POLL);
-        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let changed = async {
                 match changes.as_mut() {
@@ -246,17 +172,13 @@ impl Receiving {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 push = self.pushes.recv() => match push {
-                    Some(p) if p.kind == PushKind::Disconnection => {
-                        tracing::warn!("bus: the subscription to Redis was cut; reconnecting");
+                    // A connection lost, or (on a Redis Cluster) a channel's slot moved to another master (a
+                    // failover, a resharding): the subscription is made again, where the slot now is.
+                    Some(p) if self.subscriber.cut(&p) => {
+                        tracing::warn!(kind = ?p.info.kind, "bus: a subscription to Redis was cut; subscribing again");
                         resync = Some(tokio::time::Instant::now());
                     }
-                    // A Redis Cluster ends the subscriptions of a shard channel whose slot moved (its master
-                    // failed over, or a resharding): they are made again where the slot now is.
-                    Some(p) if p.kind == PushKind::SUnsubscribe => {
-                        tracing::warn!("bus: a channel's slot moved to another master; subscribing again");
-                        resync = Some(tokio::time::Instant::now());
-                    }
-                    Some(p) => self.receive(p).await,
+                    Some(p) => self.receive(p.info).await,
                     None => {
                         tracing::error!("bus: the subscription's connection is gone; this node receives no more");
                         return;
@@ -264,19 +186,14 @@ impl Receiving {
                 },
                 true = changed => {
                     tracing::warn!("bus: the Redis Cluster's masters changed; subscribing again");
+                    self.subscriber.cut_all();
                     resync = Some(tokio::time::Instant::now());
                 }
-                _ = look.tick() => {
-                    if self.missed.moved(&self.registry).await {
-                        tracing::warn!("bus: messages to this node were dropped; checking against the registry");
-                        let _ = self.incoming.send(Incoming::Resynced).await;
-                    }
-                }
                 _ = retry => {
-                    resync = match self.restore().await {
+                    resync = match self.subscriber.restore().await {
                         Ok(()) => {
                             tracing::info!("bus: the subscription to Redis is back");
-                            let _ = self.incoming.send(Incoming::Resynced).await;
+                            self.tell_when_every_master_answers();
                             None
                         }
                         Err(_) => Some(tokio::time::Instant::now() + Duration::from_millis(500)),
@@ -286,32 +203,18 @@ impl Receiving {
         }
     }
 
-    /// After the subscription was cut or the masters changed: whether the subscriptions are back. One
-    /// server's connection resubscribes by itself once a command makes it reconnect. On a cluster the
-    /// subscriber is made anew (its channels' slots may have moved), and the node is only told once every slot
-    /// has a master that answers, so its check of the registry reaches every slot.
-    async fn restore(&mut self) -> Result<(), RegistryError> {
-        match &mut self.subscriber.conn {
-            SubscriberConn::One(c) => redis::cmd("PING").query_async::<()>(c).await.map_err(err),
-            SubscriberConn::Cluster(_) => {
-                self.registry.every_master_answers().await?;
-                let channels = self.subscriber.channels.clone();
-                let found = match &self.registry {
-                    RedisConn::Cluster(c) => c.current_nodes(),
-                    RedisConn::One(_) => Vec::new(),
-                };
-                let (subscriber, pushes) =
-                    Subscriber::open(&self.redis, found, channels, self.timeout).await?;
-                self.subscriber = subscriber;
-                // What the old subscription heard while the new one was made is handed on, not dropped with it
-                // (a message may then come through both: it is safe to repeat).
-                let mut old = std::mem::replace(&mut self.pushes, pushes);
-                while let Ok(p) = old.try_recv() {
-                    self.receive(p).await;
-                }
-                Ok(())
+    /// Tells the node to check its connections against the registry once every slot has a master that answers
+    /// (so the check reaches every slot), from a task of its own: messages keep arriving meanwhile, however long
+    /// a master is down.
+    fn tell_when_every_master_answers(&mut self) {
+        let registry = self.registry.clone();
+        let incoming = self.incoming.clone();
+        self.telling = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            while registry.every_master_answers().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
-        }
+            let _ = incoming.send(Incoming::Resynced).await;
+        })));
     }
 
     async fn receive(&self, push: PushInfo) {

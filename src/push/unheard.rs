@@ -66,6 +66,11 @@ impl Unheard {
         self.channels.contains_key(channel)
     }
 
+    /// The channels whose messages wait.
+    pub fn channels(&self) -> impl Iterator<Item = String> + '_ {
+        self.channels.keys().cloned()
+    }
+
     /// Keeps `message`, not heard or waiting behind one, to be published again.
     pub fn push(&mut self, message: Outgoing) {
         self.push_since(message, Instant::now());

@@ -43,7 +43,7 @@ async fn bus_on(redis: Redis, url: &str, ns: &str, node: u64, stop: &Cancellatio
         Redis::Cluster => {
             let seeds = crate::redis_cluster::shared_async().await.seeds();
             let conn = connect_cluster(&seeds, TIMEOUT).await.unwrap();
-            (conn, BusRedis::Cluster(seeds))
+            (conn, BusRedis::Cluster)
         }
     };
     let (bus, worker, incoming) = redis_bus::connect(at, ns, node, conn, TIMEOUT)
@@ -157,6 +157,36 @@ async fn acks(heard: &mut mpsc::Receiver<Incoming>, quiet: Duration) -> Vec<u64>
         }
     }
     got
+}
+
+/// A node stops while a message it sent was not heard yet (the node it is for is subscribing again): the
+/// message is not tried again, and the node it was for is marked, so it checks against the registry once it is
+/// back rather than never hearing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_left_unheard_when_its_sender_stops_marks_its_node() {
+    let server = PrivateRedis::start();
+    let mut admin = admin(&server).await;
+    let ns = format!("t{:016x}", rand::random::<u64>());
+    let stop = CancellationToken::new();
+    let (one, _) = bus_on(Redis::One, &server.url(), &ns, 1, &stop).await;
+    one.send(2, Message::Ack { id: 1 });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mark = [
+        "HGET",
+        &format!("{ns}:bus:missed"),
+        &format!("{ns}:bus:{:016x}", 2),
+    ];
+    assert_eq!(
+        command(&mut admin, &mark).await,
+        redis::Value::Nil,
+        "not given up yet"
+    );
+    stop.cancel();
+    crate::helpers::eventually("node 2 is marked", || {
+        let mut admin = admin.clone();
+        async move { command(&mut admin, &mark).await != redis::Value::Nil }
+    })
+    .await;
 }
 
 /// A node gone for good (its instances stay attached until the cluster gives it up, and every kick or resume of

@@ -468,16 +468,114 @@ fn a_node_does_not_start_on_seeds_that_are_no_redis_cluster() {
 /// of nodes `others`, nor the marks of dropped messages, nor the cluster-wide keys. Nodes are numbered as they
 /// start, from 1, in a namespace of their own: node `i` is numbered `i + 1`.
 fn stall_node_0(redis: &LocalRedisCluster, others: &[u64]) -> (String, u16) {
+    stall_where(redis, |ns| {
+        let mut elsewhere = vec![marks_key(ns)];
+        elsewhere.extend(others.iter().map(|&i| channel_of(ns, i)));
+        (redis.master_of(&channel_of(ns, 0)), elsewhere)
+    })
+}
+
+/// A namespace in which the master `pick` names holds none of the keys it lists beside (nor the cluster-wide
+/// keys).
+fn stall_where(
+    redis: &LocalRedisCluster,
+    pick: impl Fn(&str) -> (u16, Vec<String>),
+) -> (String, u16) {
     loop {
         let ns = random_ns();
-        let layout = Layout::cluster(&ns).unwrap();
-        let stalled = redis.master_of(&format!("{ns}:bus:{:016x}", 1));
-        let mut elsewhere = vec![format!("{ns}:bus:missed"), layout.global("nodes")];
-        elsewhere.extend(others.iter().map(|i| format!("{ns}:bus:{:016x}", i + 1)));
+        let (stalled, mut elsewhere) = pick(&ns);
+        elsewhere.push(Layout::cluster(&ns).unwrap().global("nodes"));
         if elsewhere.iter().all(|k| redis.master_of(k) != stalled) {
             return (ns, stalled);
         }
     }
+}
+
+/// The channel of node `i` (numbered `i + 1`) in namespace `ns`.
+fn channel_of(ns: &str, i: u64) -> String {
+    format!("{ns}:bus:{:016x}", i + 1)
+}
+
+/// Where the marks of dropped messages are kept in namespace `ns`.
+fn marks_key(ns: &str) -> String {
+    format!("{ns}:bus:missed")
+}
+
+/// Users of `layout` whose keys are not on master `stalled`.
+fn users_off<'a>(
+    redis: &'a LocalRedisCluster,
+    layout: &'a Layout,
+    stalled: u16,
+    prefix: &'a str,
+) -> impl Iterator<Item = String> + 'a {
+    (0..).map(move |i| format!("{prefix}{i}")).filter(move |u| {
+        redis.master_of(&format!("{}:u:{APP}:{u}", layout.prefix(APP, u))) != stalled
+    })
+}
+
+/// Nodes that wait on Redis longer than a test's stall (and give each other up later still), so what a stall
+/// holds up stays held up until it ends, and a test sees it without timing anything.
+const PATIENT: [(&str, &str); 2] = [
+    ("IMLOGIN__REGISTRY__REDIS_TIMEOUT_MS", "60000"),
+    ("IMLOGIN__REGISTRY__NODE_TIMEOUT_SECS", "180"),
+];
+
+/// The master holding the marks of dropped messages stalls: each node's read of its marks waits on it, and kicks
+/// between nodes whose channels are elsewhere still arrive at once, not once the stall ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_master_of_the_marks_holds_up_no_kick() {
+    let redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
+        .await
+        .unwrap();
+    let (ns, stalled) = stall_where(&redis, |ns| {
+        (
+            redis.master_of(&marks_key(ns)),
+            vec![channel_of(ns, 0), channel_of(ns, 1)],
+        )
+    });
+    let cluster = Cluster::start_on_cluster_in(&redis, 2, &PATIENT, ns).await;
+    let layout = Layout::cluster(&cluster.ns).unwrap();
+    let user = users_off(&redis, &layout, stalled, "marks").next().unwrap();
+    let mut first = cluster.connect(0).await;
+    first.login(&params(&user, "web")).await.unwrap();
+
+    cli(stalled, &["CLIENT", "PAUSE", "12000", "ALL"]);
+    // Past a read of the marks, which now waits.
+    tokio::time::sleep(imlogin::push::missed::POLL + Duration::from_millis(200)).await;
+    let second = cluster.connect(1).await;
+    second.login(&params(&user, "web")).await.unwrap();
+    assert_eq!(kicked(&mut first).await, (6208, "multi_terminal".into()));
+    cli(stalled, &["CLIENT", "UNPAUSE"]);
+}
+
+/// Node 0's subscription to its own channel is cut while the master of the broadcasts' channel stalls: it
+/// subscribes to its own channel again at once, and the kick sent to it meanwhile arrives, rather than once
+/// every master answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_subscription_comes_back_while_another_master_stalls() {
+    let redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
+        .await
+        .unwrap();
+    let (ns, stalled) = stall_where(&redis, |ns| {
+        let broadcasts = redis.master_of(&format!("{ns}:bus:all"));
+        (
+            broadcasts,
+            vec![channel_of(ns, 0), channel_of(ns, 1), marks_key(ns)],
+        )
+    });
+    let cluster = Cluster::start_on_cluster_in(&redis, 2, &PATIENT, ns).await;
+    let layout = Layout::cluster(&cluster.ns).unwrap();
+    let user = users_off(&redis, &layout, stalled, "cut").next().unwrap();
+    let mut first = cluster.connect(0).await;
+    first.login(&params(&user, "web")).await.unwrap();
+
+    cli(stalled, &["CLIENT", "PAUSE", "12000", "ALL"]);
+    let at = redis.master_of(&channel_of(&cluster.ns, 0));
+    cli(at, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let second = cluster.connect(1).await;
+    second.login(&params(&user, "web")).await.unwrap();
+    assert_eq!(kicked(&mut first).await, (6208, "multi_terminal".into()));
+    cli(stalled, &["CLIENT", "UNPAUSE"]);
 }
 
 /// The master of a node's channel stalls (writes paused, as on an overloaded master) and the connections
@@ -497,10 +595,7 @@ async fn a_kick_given_up_on_while_its_nodes_master_stalled_still_reaches_its_cli
         cli(stalled, &["-c", "GET", &layout.global("node-ids")]),
         "2"
     );
-    let user = (0..)
-        .map(|i| format!("stall{i}"))
-        .find(|u| redis.master_of(&format!("{}:u:{APP}:{u}", layout.prefix(APP, u))) != stalled)
-        .unwrap();
+    let user = users_off(&redis, &layout, stalled, "stall").next().unwrap();
 
     let mut first = cluster.connect(0).await;
     first.login(&params(&user, "web")).await.unwrap();
@@ -536,20 +631,9 @@ async fn a_stalled_master_holds_up_no_kick_to_a_node_whose_channel_is_on_another
         .unwrap();
     // Nodes 1's and 2's channels are elsewhere.
     let (ns, stalled) = stall_node_0(&redis, &[1, 2]);
-    let cluster = Cluster::start_on_cluster_in(
-        &redis,
-        3,
-        &[
-            ("IMLOGIN__REGISTRY__REDIS_TIMEOUT_MS", "60000"),
-            ("IMLOGIN__REGISTRY__NODE_TIMEOUT_SECS", "180"),
-        ],
-        ns,
-    )
-    .await;
+    let cluster = Cluster::start_on_cluster_in(&redis, 3, &PATIENT, ns).await;
     let layout = Layout::cluster(&cluster.ns).unwrap();
-    let users: Vec<String> = (0..)
-        .map(|i| format!("lane{i}"))
-        .filter(|u| redis.master_of(&format!("{}:u:{APP}:{u}", layout.prefix(APP, u))) != stalled)
+    let users: Vec<String> = users_off(&redis, &layout, stalled, "lane")
         .take(2)
         .collect();
 

@@ -112,18 +112,23 @@ impl ClusterConn {
         self.map().masters.iter().map(|m| m.addr.clone()).collect()
     }
 
-    /// Where the cluster is now, for another client of it (the bus's subscriptions): its masters, then its other
-    /// nodes, with the seeds' settings. After failovers the seeds may all be replicas, or gone.
-    pub fn current_nodes(&self) -> Vec<redis::ConnectionInfo> {
-        let map = self.map();
-        let settings = self.0.seed_settings();
-        map.masters
-            .iter()
-            .map(|m| &m.addr)
-            .chain(&map.nodes)
-            .filter_map(|a| connection_info(&node_url(a)).ok())
-            .map(|i| i.set_redis_settings(settings.clone()))
-            .collect()
+    /// The master serving `key`'s slot now, for another client of it (the bus's subscriptions), with the seeds'
+    /// settings; `None` while the slot has none (and the map is then read again soon).
+    pub fn master_for(&self, key: &str) -> Option<redis::ConnectionInfo> {
+        let addr = self
+            .map()
+            .master_of(slot(key.as_bytes()))
+            .map(|m| node_url(&m.addr));
+        let info = addr.and_then(|a| connection_info(&a).ok());
+        if info.is_none() {
+            self.0.stale.notify_one();
+        }
+        info.map(|i| i.set_redis_settings(self.0.seed_settings()))
+    }
+
+    /// The map may be out of date (a master answered `MOVED`): it is read again soon.
+    pub fn stale(&self) {
+        self.0.stale.notify_one();
     }
 
     /// Positions of `slots` by the master serving each now (one look at the map; a slot without a master is
