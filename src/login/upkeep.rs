@@ -107,8 +107,11 @@ impl Sessions {
             match next {
                 None => return,
                 Some(Incoming::Resynced) => {
-                    // Changes to accounts announced meanwhile were missed: the cache is read again.
+                    // Changes to accounts and policies announced meanwhile were missed: they are read again.
                     self.auth.accounts().invalidate_all();
+                    if let Err(e) = self.policies.reload().await {
+                        tracing::warn!(error = %e, "could not reload the admins' policies");
+                    }
                     self.reconcile().await;
                 }
                 Some(Incoming::Message(e)) => match e.message {

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -23,7 +24,7 @@ use super::bus::{Bus, Envelope, Incoming, Message};
 use super::missed::{self, Marks, Watch};
 use super::publishing::{Overflowed, Publishing};
 pub use super::subscriber::BusRedis;
-use super::subscriber::{Pushed, Subscriber};
+use super::subscriber::{Made, Pushed, Subscriber};
 use super::unheard::Outgoing;
 use crate::registry::redis::RedisConn;
 use crate::registry::RegistryError;
@@ -161,6 +162,10 @@ impl Receiving {
             RedisConn::Cluster(c) => Some(c.changes()),
             RedisConn::One(_) => None,
         };
+        // Subscriptions being made again, beside what keeps arriving on the others meanwhile.
+        let mut restoring: Option<BoxFuture<'static, Made>> = None;
+        // Whether the last try failed (said once, not at each try).
+        let mut failing = false;
         loop {
             let changed = async {
                 match changes.as_mut() {
@@ -168,7 +173,14 @@ impl Receiving {
                     None => std::future::pending().await,
                 }
             };
+            let idle = restoring.is_none();
             let retry = until(resync);
+            let made = async {
+                match restoring.as_mut() {
+                    Some(r) => r.await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = stop.cancelled() => return,
                 push = self.pushes.recv() => match push {
@@ -184,20 +196,35 @@ impl Receiving {
                         return;
                     }
                 },
-                true = changed => {
-                    tracing::warn!("bus: the Redis Cluster's masters changed; subscribing again");
-                    self.subscriber.cut_all();
-                    resync = Some(tokio::time::Instant::now());
+                // A failover: writes may have been lost, so the node checks against the registry once every
+                // master answers, after subscribing again where a channel's master changed.
+                true = changed => match self.subscriber.follow() {
+                    true => {
+                        tracing::warn!("bus: the Redis Cluster's masters changed; subscribing again");
+                        resync = Some(tokio::time::Instant::now());
+                    }
+                    false => self.tell_when_every_master_answers(),
+                },
+                _ = retry, if idle => {
+                    resync = None;
+                    restoring = Some(self.subscriber.restoring());
                 }
-                _ = retry => {
-                    resync = match self.subscriber.restore().await {
+                made = made => {
+                    restoring = None;
+                    match self.subscriber.install(made) {
                         Ok(()) => {
                             tracing::info!("bus: the subscription to Redis is back");
+                            failing = false;
                             self.tell_when_every_master_answers();
-                            None
                         }
-                        Err(_) => Some(tokio::time::Instant::now() + Duration::from_millis(500)),
-                    };
+                        Err(e) => {
+                            if !std::mem::replace(&mut failing, true) {
+                                tracing::warn!(error = %e, "bus: could not subscribe again yet; trying every 500 ms");
+                            }
+                            let next = tokio::time::Instant::now() + Duration::from_millis(500);
+                            resync = Some(resync.map_or(next, |r| r.min(next)));
+                        }
+                    }
                 }
             }
         }

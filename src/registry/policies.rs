@@ -32,7 +32,9 @@ impl Policies {
     /// Reads the stored policies again (another node changed one).
     pub async fn reload(&self) -> StoreResult<()> {
         let stored = self.store.load_policies().await?;
-        self.overrides.clear();
+        // Replaced in place, never emptied first: a login meanwhile sees the old policy or the new one.
+        self.overrides
+            .retain(|app, _| stored.iter().any(|(a, _)| a == app));
         for (app, policy) in stored {
             self.overrides.insert(app, policy);
         }

@@ -235,6 +235,33 @@ async fn a_dead_nodes_messages_neither_crowd_out_nor_multiply_the_messages_of_ot
     );
 }
 
+/// A policy set through node 1 while every subscription is cut for longer than a message is tried again: node 0
+/// reads the policies again once it is subscribed again, rather than keeping the old one for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_set_while_a_node_was_cut_off_applies_there_once_it_is_back() {
+    let server = PrivateRedis::start();
+    let cluster = Cluster::start_on(&server.url(), 2, &[]).await;
+    let mut redis = admin(&server).await;
+    command(&mut redis, &["CONFIG", "SET", "maxclients", "1"]).await;
+    command(&mut redis, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    let policy =
+        serde_json::json!({"mode": "multi", "web_instances": 3, "instances_per_platform": 1});
+    let (status, body) = cluster
+        .admin(1, reqwest::Method::PUT, "/policy", Some(policy))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Past the 2 s its broadcast is tried again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    command(&mut redis, &["CONFIG", "SET", "maxclients", "10000"]).await;
+    crate::helpers::eventually("node 0 applies the policy", || async {
+        let (_, body) = cluster
+            .admin(0, reqwest::Method::GET, "/policy", None)
+            .await;
+        body["mode"] == "multi"
+    })
+    .await;
+}
+
 /// The client resumes its instance on node 1, then back on node 0's connection, while both nodes are
 /// subscribing again (their subscriptions cut, and Redis refusing new connections for a moment). Node 1's
 /// close of the first connection arrives after the instance came back to it, and is ignored: it carries the

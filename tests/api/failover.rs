@@ -14,7 +14,7 @@ use imlogin::registry::redis::Layout;
 
 use crate::cluster::{kicked, random_ns, Cluster, PrivateRedis};
 use crate::helpers::{eventually, params, APP};
-use crate::redis_cluster::{cli, LocalRedisCluster};
+use crate::redis_cluster::{cli, cli_atomically, move_slot_of, LocalRedisCluster};
 
 /// One login of the storm.
 struct Attempt {
@@ -618,6 +618,74 @@ async fn a_kick_given_up_on_while_its_nodes_master_stalled_still_reaches_its_cli
     }
     login.await.unwrap().unwrap();
     assert_eq!(kicked(&mut first).await, (6208, "multi_terminal".into()));
+}
+
+/// The master of the broadcasts' channel cuts every subscription to it and stalls at once: node 0 keeps trying
+/// to subscribe there again, and meanwhile what arrives on its own channel (a kick) is handed on at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_being_made_again_on_a_stalled_master_holds_up_no_kick() {
+    let redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
+        .await
+        .unwrap();
+    let (ns, stalled) = stall_where(&redis, |ns| {
+        let broadcasts = redis.master_of(&format!("{ns}:bus:all"));
+        (
+            broadcasts,
+            vec![channel_of(ns, 0), channel_of(ns, 1), marks_key(ns)],
+        )
+    });
+    let cluster = Cluster::start_on_cluster_in(&redis, 2, &PATIENT, ns).await;
+    let layout = Layout::cluster(&cluster.ns).unwrap();
+    let user = users_off(&redis, &layout, stalled, "again").next().unwrap();
+    let mut first = cluster.connect(0).await;
+    first.login(&params(&user, "web")).await.unwrap();
+
+    let done = cli_atomically(
+        stalled,
+        &["CLIENT KILL TYPE pubsub", "CLIENT PAUSE 12000 ALL"],
+    );
+    // MULTI's OK, two QUEUED, then what each command answered.
+    let cut: u32 = done.lines().nth(3).unwrap_or("").parse().unwrap_or(0);
+    assert!(cut >= 2, "both nodes' subscriptions there cut: {done}");
+    // Past the nodes' first try to subscribe there again, which now waits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = cluster.connect(1).await;
+    second.login(&params(&user, "web")).await.unwrap();
+    assert_eq!(kicked(&mut first).await, (6208, "multi_terminal".into()));
+    cli(stalled, &["CLIENT", "UNPAUSE"]);
+}
+
+/// A user's slot moves to another master (a resharding, no failover): no node's subscriptions are made again
+/// (neither of their channels moved), and a kick across nodes works on the moved user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharding_leaves_the_subscriptions_be() {
+    let redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
+        .await
+        .unwrap();
+    let cluster = Cluster::start_on_cluster(&redis, 2, &[]).await;
+    let layout = Layout::cluster(&cluster.ns).unwrap();
+    let user = "resharded";
+    let key = format!("{}:u:{APP}:{user}", layout.prefix(APP, user));
+    let mut first = cluster.connect(0).await;
+    first.login(&params(user, "web")).await.unwrap();
+
+    let from = redis.master_of(&key);
+    let masters = redis.masters();
+    let to = *masters.iter().find(|&&m| m != from).unwrap();
+    move_slot_of(&key, from, to, &masters);
+    assert_eq!(redis.master_of(&key), to);
+    // The login meets a MOVED, and the node reads the map of the slots again.
+    let second = cluster.connect(1).await;
+    second.login(&params(user, "web")).await.unwrap();
+    assert_eq!(kicked(&mut first).await, (6208, "multi_terminal".into()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for node in &cluster.nodes {
+        let log = node.log();
+        assert!(
+            !log.contains("subscribing again") && !log.contains("was cut"),
+            "no subscription was made again: {log}"
+        );
+    }
 }
 
 /// A master stalls (its writes paused) while a node is publishing a kick to a channel it serves: a kick to

@@ -259,6 +259,48 @@ pub fn cli(port: u16, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// Moves the slot of `key` to the master at `to`, with its keys, as a resharding does.
+pub fn move_slot_of(key: &str, from: u16, to: u16, masters: &[u16]) {
+    let id = |p: u16| cli(p, &["CLUSTER", "MYID"]);
+    let slot = cli(from, &["CLUSTER", "KEYSLOT", key]);
+    cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &id(from)]);
+    cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &id(to)]);
+    loop {
+        let keys = cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+        if keys.is_empty() {
+            break;
+        }
+        let to_port = to.to_string();
+        let mut args = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+        args.extend(keys.lines());
+        cli(from, &args);
+    }
+    let to_id = id(to);
+    for &p in masters {
+        cli(p, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+    }
+}
+
+/// Runs `commands` (one per line) on the server at `port`, in one transaction: nothing happens between them.
+pub fn cli_atomically(port: u16, commands: &[&str]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script = format!("MULTI\n{}\nEXEC\n", commands.join("\n"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ok() {

@@ -8,6 +8,7 @@
 //! The registry's commands are each in one slot (`layout`); a command with no key (`SCRIPT LOAD`, `PING`) goes
 //! to every master and succeeds if one answers.
 
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -68,11 +69,11 @@ impl SlotMap {
         (*first <= slot).then(|| &self.masters[*m])
     }
 
+    /// Whether the same nodes are masters (slots moved between them are not a change: a resharding loses no
+    /// write, and the subscriptions of a moved slot are ended by Redis itself).
     fn same_masters(&self, other: &SlotMap) -> bool {
-        self.ranges.len() == other.ranges.len()
-            && self.ranges.iter().zip(&other.ranges).all(|(a, b)| {
-                (a.0, a.1) == (b.0, b.1) && self.masters[a.2].addr == other.masters[b.2].addr
-            })
+        let mine: HashSet<&Addr> = self.masters.iter().map(|m| &m.addr).collect();
+        mine == other.masters.iter().map(|m| &m.addr).collect()
     }
 }
 
@@ -115,13 +116,13 @@ impl ClusterConn {
     /// The master serving `key`'s slot now, for another client of it (the bus's subscriptions), with the seeds'
     /// settings; `None` while the slot has none (and the map is then read again soon).
     pub fn master_for(&self, key: &str) -> Option<redis::ConnectionInfo> {
-        let addr = self
+        let master = self
             .map()
             .master_of(slot(key.as_bytes()))
-            .map(|m| node_url(&m.addr));
-        let info = addr.and_then(|a| connection_info(&a).ok());
+            .map(|m| m.addr.clone());
+        let info = master.and_then(|a| connection_info(&node_url(&a)).ok());
         if info.is_none() {
-            self.0.stale.notify_one();
+            self.stale();
         }
         info.map(|i| i.set_redis_settings(self.0.seed_settings()))
     }

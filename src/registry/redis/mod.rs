@@ -32,6 +32,7 @@ pub use cluster::ClusterConn;
 pub(crate) use connect::err;
 pub use connect::{connect, connect_cluster, connection_info, node_number, RedisConn};
 pub use layout::Layout;
+pub(crate) use slots::node_url;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@ use super::cluster::Addr;
 use crate::registry::{RegResult, RegistryError};
 
 /// A node's URL (an IPv6 address in brackets).
-pub(super) fn node_url((host, port): &Addr) -> String {
+pub(crate) fn node_url((host, port): &Addr) -> String {
     match host.contains(':') {
         true => format!("redis://[{host}]:{port}"),
         false => format!("redis://{host}:{port}"),
