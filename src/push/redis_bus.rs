@@ -81,9 +81,10 @@ pub(super) async fn until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// The bus's task: publishes what nodes send, hands on what arrives (see [`crate::runtime::workers`]). The two
-/// halves run side by side, so a publish that waits on a slow master never holds up what arrives meanwhile (a
-/// kick from another node), nor does a full incoming queue hold up publishing.
+/// The bus's task: publishes what nodes send, hands on what arrives, and reads whether messages to this node
+/// were dropped (see [`crate::runtime::workers`]). The three run side by side, so a publish that waits on a
+/// slow master never holds up what arrives meanwhile (a kick from another node), nor does a full incoming queue
+/// hold up publishing, nor a stalled master of the marks either.
 pub struct BusWorker {
     publishing: Publishing,
     receiving: Receiving,
