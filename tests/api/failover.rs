@@ -548,34 +548,53 @@ async fn a_stalled_master_of_the_marks_holds_up_no_kick() {
     cli(stalled, &["CLIENT", "UNPAUSE"]);
 }
 
-/// Node 0's subscription to its own channel is cut while the master of the broadcasts' channel stalls: it
-/// subscribes to its own channel again at once, and the kick sent to it meanwhile arrives, rather than once
-/// every master answers again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_subscription_comes_back_while_another_master_stalls() {
+/// Two nodes on a private cluster that wait on Redis longer than a stall, in a namespace where the master to
+/// stall serves the broadcasts' channel and neither node's own channel nor the marks; node 0 holds a web login
+/// of a user whose key is elsewhere too.
+struct BroadcastsStall {
+    redis: LocalRedisCluster,
+    cluster: Cluster,
+    stalled: u16,
+    user: String,
+    first: Client,
+}
+
+async fn broadcasts_stall(prefix: &str) -> BroadcastsStall {
     let redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
         .await
         .unwrap();
     let (ns, stalled) = stall_where(&redis, |ns| {
         let broadcasts = redis.master_of(&format!("{ns}:bus:all"));
-        (
-            broadcasts,
-            vec![channel_of(ns, 0), channel_of(ns, 1), marks_key(ns)],
-        )
+        let elsewhere = vec![channel_of(ns, 0), channel_of(ns, 1), marks_key(ns)];
+        (broadcasts, elsewhere)
     });
     let cluster = Cluster::start_on_cluster_in(&redis, 2, &PATIENT, ns).await;
     let layout = Layout::cluster(&cluster.ns).unwrap();
-    let user = users_off(&redis, &layout, stalled, "cut").next().unwrap();
-    let mut first = cluster.connect(0).await;
+    let user = users_off(&redis, &layout, stalled, prefix).next().unwrap();
+    let first = cluster.connect(0).await;
     first.login(&params(&user, "web")).await.unwrap();
+    BroadcastsStall {
+        redis,
+        cluster,
+        stalled,
+        user,
+        first,
+    }
+}
 
-    cli(stalled, &["CLIENT", "PAUSE", "12000", "ALL"]);
-    let at = redis.master_of(&channel_of(&cluster.ns, 0));
+/// Node 0's subscription to its own channel is cut while the master of the broadcasts' channel stalls: it
+/// subscribes to its own channel again at once, and the kick sent to it meanwhile arrives, rather than once
+/// every master answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_subscription_comes_back_while_another_master_stalls() {
+    let mut t = broadcasts_stall("cut").await;
+    cli(t.stalled, &["CLIENT", "PAUSE", "12000", "ALL"]);
+    let at = t.redis.master_of(&channel_of(&t.cluster.ns, 0));
     cli(at, &["CLIENT", "KILL", "TYPE", "pubsub"]);
-    let second = cluster.connect(1).await;
-    second.login(&params(&user, "web")).await.unwrap();
-    assert_eq!(kicked(&mut first).await, (6208, "multi_terminal".into()));
-    cli(stalled, &["CLIENT", "UNPAUSE"]);
+    let second = t.cluster.connect(1).await;
+    second.login(&params(&t.user, "web")).await.unwrap();
+    assert_eq!(kicked(&mut t.first).await, (6208, "multi_terminal".into()));
+    cli(t.stalled, &["CLIENT", "UNPAUSE"]);
 }
 
 /// The master of a node's channel stalls (writes paused, as on an overloaded master) and the connections
@@ -624,24 +643,9 @@ async fn a_kick_given_up_on_while_its_nodes_master_stalled_still_reaches_its_cli
 /// to subscribe there again, and meanwhile what arrives on its own channel (a kick) is handed on at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_being_made_again_on_a_stalled_master_holds_up_no_kick() {
-    let redis = tokio::task::spawn_blocking(LocalRedisCluster::start)
-        .await
-        .unwrap();
-    let (ns, stalled) = stall_where(&redis, |ns| {
-        let broadcasts = redis.master_of(&format!("{ns}:bus:all"));
-        (
-            broadcasts,
-            vec![channel_of(ns, 0), channel_of(ns, 1), marks_key(ns)],
-        )
-    });
-    let cluster = Cluster::start_on_cluster_in(&redis, 2, &PATIENT, ns).await;
-    let layout = Layout::cluster(&cluster.ns).unwrap();
-    let user = users_off(&redis, &layout, stalled, "again").next().unwrap();
-    let mut first = cluster.connect(0).await;
-    first.login(&params(&user, "web")).await.unwrap();
-
+    let mut t = broadcasts_stall("again").await;
     let done = cli_atomically(
-        stalled,
+        t.stalled,
         &["CLIENT KILL TYPE pubsub", "CLIENT PAUSE 12000 ALL"],
     );
     // MULTI's OK, two QUEUED, then what each command answered.
@@ -649,10 +653,10 @@ async fn a_subscription_being_made_again_on_a_stalled_master_holds_up_no_kick() 
     assert!(cut >= 2, "both nodes' subscriptions there cut: {done}");
     // Past the nodes' first try to subscribe there again, which now waits.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = cluster.connect(1).await;
-    second.login(&params(&user, "web")).await.unwrap();
-    assert_eq!(kicked(&mut first).await, (6208, "multi_terminal".into()));
-    cli(stalled, &["CLIENT", "UNPAUSE"]);
+    let second = t.cluster.connect(1).await;
+    second.login(&params(&t.user, "web")).await.unwrap();
+    assert_eq!(kicked(&mut t.first).await, (6208, "multi_terminal".into()));
+    cli(t.stalled, &["CLIENT", "UNPAUSE"]);
 }
 
 /// A user's slot moves to another master (a resharding, no failover): no node's subscriptions are made again
